@@ -1,0 +1,380 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+)
+
+// benchOps are the `cairnctl bench` operations; report is the odd one out
+// (it reads results instead of generating load).
+var benchOps = []struct{ name, summary string }{
+	{"put", "Put random or sequential keys"},
+	{"range", "Range (Get) one fixed key, linearizable or serializable"},
+	{"txn-put", "Txn with no compares and a single Put in the success branch"},
+	{"report", "read --json results of several runs; print Cairn/etcd ratio table"},
+}
+
+func benchUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: cairnctl bench <op> [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Ops:")
+	for _, op := range benchOps {
+		fmt.Fprintf(w, "  %-8s %s\n", op.name, op.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, `Run "cairnctl bench <op> --help" for an op's flags.`)
+}
+
+func runBench(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		benchUsage(stderr)
+		return exitUsage
+	}
+	switch op := args[0]; op {
+	case "-h", "-help", "--help", "help":
+		benchUsage(stdout)
+		return exitOK
+	case "report":
+		return runBenchReport(args[1:], stdout, stderr)
+	case "put", "range", "txn-put":
+		cfg, code := parseBenchFlags(op, args[1:], stdout, stderr)
+		if cfg == nil {
+			return code
+		}
+		return runLoadCommand(cfg, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "cairnctl bench: unknown op %q\n\n", op)
+		benchUsage(stderr)
+		return exitUsage
+	}
+}
+
+// benchConfig is one load run, as given on the command line.
+type benchConfig struct {
+	op          string
+	endpoints   []string
+	clients     int
+	conns       int
+	keySize     int
+	valSize     int
+	keySpace    int
+	sequential  bool
+	total       int
+	consistency string // range only: "l" or "s"
+	key         string // range only
+	timeout     time.Duration
+	jsonOut     bool
+	// Labels copied into the JSON result so `bench report` can group runs.
+	workload, target string
+	round            int
+}
+
+// parseBenchFlags returns nil and an exit code when the command should stop
+// (bad flags, or --help).
+func parseBenchFlags(op string, args []string, stdout, stderr io.Writer) (*benchConfig, int) {
+	cfg := &benchConfig{op: op}
+	fs := flag.NewFlagSet("cairnctl bench "+op, flag.ContinueOnError)
+	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated gRPC endpoints (host:port or http://host:port)")
+	fs.IntVar(&cfg.clients, "clients", 1, "concurrent client goroutines")
+	fs.IntVar(&cfg.conns, "conns", 1, "gRPC connections; clients are spread over them round-robin, connections over endpoints")
+	fs.IntVar(&cfg.total, "total", 10000, "total requests to issue")
+	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "bound on the whole run, connecting included")
+	fs.IntVar(&cfg.valSize, "val-size", 256, "value size in bytes")
+	fs.BoolVar(&cfg.jsonOut, "json", false, "print one JSON object instead of text")
+	fs.StringVar(&cfg.workload, "workload", "", "label recorded in the result (e.g. put-100), for bench report")
+	fs.StringVar(&cfg.target, "target", "", "label recorded in the result (e.g. cairn, etcd), for bench report")
+	fs.IntVar(&cfg.round, "round", 0, "label recorded in the result, for bench report")
+	if op == "range" {
+		fs.StringVar(&cfg.consistency, "consistency", "l", "l (linearizable) or s (serializable)")
+		fs.StringVar(&cfg.key, "key", "foo", "key to read; it is Put (with --val-size bytes) before the run")
+	} else {
+		fs.IntVar(&cfg.keySize, "key-size", 8, "key size in bytes (keys are zero-padded decimal numbers)")
+		fs.IntVar(&cfg.keySpace, "key-space-size", 1, "number of distinct keys")
+		fs.BoolVar(&cfg.sequential, "sequential-keys", false, "use keys 0,1,2,... in order (wrapping) instead of random ones")
+	}
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: cairnctl bench %s [flags]\n\nFlags:\n", op)
+		fs.PrintDefaults()
+	}
+	if ok, code := parseFlags(fs, args, usage, stdout, stderr); !ok {
+		return nil, code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "cairnctl bench %s: unexpected arguments %q\n", op, fs.Args())
+		return nil, exitUsage
+	}
+	var err error
+	if cfg.endpoints, err = parseEndpoints(*endpoints); err == nil {
+		err = cfg.validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cairnctl bench %s: %v\n", op, err)
+		return nil, exitUsage
+	}
+	return cfg, exitOK
+}
+
+func parseEndpoints(s string) ([]string, error) {
+	var eps []string
+	for _, ep := range strings.Split(s, ",") {
+		ep = strings.TrimSpace(ep)
+		if ep == "" {
+			continue
+		}
+		if strings.HasPrefix(ep, "https://") {
+			return nil, fmt.Errorf("endpoint %q: TLS is not supported", ep)
+		}
+		eps = append(eps, strings.TrimPrefix(ep, "http://"))
+	}
+	if len(eps) == 0 {
+		return nil, errors.New("--endpoints: no endpoint given")
+	}
+	return eps, nil
+}
+
+func (c *benchConfig) validate() error {
+	switch {
+	case c.clients < 1:
+		return errors.New("--clients must be >= 1")
+	case c.conns < 1:
+		return errors.New("--conns must be >= 1")
+	case c.total < 1:
+		return errors.New("--total must be >= 1")
+	case c.timeout <= 0:
+		return errors.New("--timeout must be > 0")
+	case c.valSize < 0:
+		return errors.New("--val-size must be >= 0")
+	}
+	if c.op == "range" {
+		if c.consistency != "l" && c.consistency != "s" {
+			return fmt.Errorf("--consistency must be l or s, not %q", c.consistency)
+		}
+		if c.key == "" {
+			return errors.New("--key must not be empty")
+		}
+		return nil
+	}
+	if c.keySize < 1 || c.keySpace < 1 {
+		return errors.New("--key-size and --key-space-size must be >= 1")
+	}
+	// Keys are decimal, so the largest key number must fit in key-size digits.
+	if digits := len(strconv.Itoa(c.keySpace - 1)); digits > c.keySize {
+		return fmt.Errorf("--key-space-size %d needs keys of %d bytes, --key-size is %d", c.keySpace, digits, c.keySize)
+	}
+	return nil
+}
+
+func runLoadCommand(cfg *benchConfig, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+	res, err := runLoad(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairnctl bench %s: %v\n", cfg.op, err)
+		return exitFail
+	}
+	if cfg.jsonOut {
+		enc := json.NewEncoder(stdout)
+		if err := enc.Encode(res); err != nil {
+			fmt.Fprintf(stderr, "cairnctl bench %s: write result: %v\n", cfg.op, err)
+			return exitFail
+		}
+	} else {
+		res.writeText(stdout)
+	}
+	// Non-zero so scripts (and readiness polls) notice; the numbers are printed anyway.
+	if res.Errors > 0 || res.TimedOut {
+		return exitFail
+	}
+	return exitOK
+}
+
+// runLoad connects, prepares, and issues exactly cfg.total requests (fewer
+// only if ctx expires). A non-nil error means no measurement was possible.
+func runLoad(ctx context.Context, cfg *benchConfig) (*Result, error) {
+	conns, err := dialAll(ctx, cfg.endpoints, cfg.conns)
+	defer func() {
+		for _, cc := range conns {
+			cc.Close()
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	kvs := make([]pb.KVClient, len(conns))
+	for i, cc := range conns {
+		kvs[i] = pb.NewKVClient(cc)
+	}
+	value := makeValue(cfg.valSize)
+	if cfg.op == "range" {
+		// The read must find the key, or we would measure the not-found path.
+		if _, err := kvs[0].Put(ctx, &pb.PutRequest{Key: []byte(cfg.key), Value: value}); err != nil {
+			return nil, fmt.Errorf("put %q before ranging it: %w", cfg.key, err)
+		}
+	}
+
+	var next atomic.Int64 // next request number; shared so the total is exact
+	perClient := make([]clientStats, cfg.clients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range cfg.clients {
+		issue := newIssuer(cfg, kvs[c%len(kvs)], value)
+		st := &perClient[c]
+		st.lat = make([]time.Duration, 0, cfg.total/cfg.clients+1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(cfg.total) {
+					return
+				}
+				t0 := time.Now()
+				err := issue(ctx, i)
+				d := time.Since(t0)
+				if err == nil {
+					st.lat = append(st.lat, d)
+					continue
+				}
+				if ctx.Err() != nil {
+					return // abandoned by --timeout; not the server's error
+				}
+				if st.errs == nil {
+					st.errs = make(map[string]int)
+				}
+				st.errs[err.Error()]++
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	var lat []time.Duration
+	errs := map[string]int{}
+	for _, st := range perClient {
+		lat = append(lat, st.lat...)
+		for m, n := range st.errs {
+			errs[m] += n
+		}
+	}
+	res := newResult(lat, errs, elapsed)
+	res.TimedOut = ctx.Err() != nil
+	res.Op, res.Workload, res.Target, res.Round = cfg.op, cfg.workload, cfg.target, cfg.round
+	res.Clients, res.Conns = cfg.clients, cfg.conns
+	res.Endpoints = strings.Join(cfg.endpoints, ",")
+	return res, nil
+}
+
+// clientStats is owned by one client goroutine, so recording needs no lock.
+type clientStats struct {
+	lat  []time.Duration
+	errs map[string]int
+}
+
+// issuer sends request number i. Each client gets its own, so it can reuse
+// its request message and key buffer: gRPC has marshalled the request by the
+// time Invoke returns, and the load generator shares the CPU with the server
+// under test, so its allocations matter.
+type issuer func(ctx context.Context, i int64) error
+
+func newIssuer(cfg *benchConfig, kv pb.KVClient, value []byte) issuer {
+	switch cfg.op {
+	case "range":
+		req := &pb.RangeRequest{Key: []byte(cfg.key), Serializable: cfg.consistency == "s"}
+		return func(ctx context.Context, _ int64) error {
+			_, err := kv.Range(ctx, req)
+			return err
+		}
+	case "txn-put":
+		put := &pb.PutRequest{Key: make([]byte, cfg.keySize), Value: value}
+		req := &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: put}}}}
+		return func(ctx context.Context, i int64) error {
+			fillKey(put.Key, cfg.keyNumber(i))
+			_, err := kv.Txn(ctx, req)
+			return err
+		}
+	default: // put
+		req := &pb.PutRequest{Key: make([]byte, cfg.keySize), Value: value}
+		return func(ctx context.Context, i int64) error {
+			fillKey(req.Key, cfg.keyNumber(i))
+			_, err := kv.Put(ctx, req)
+			return err
+		}
+	}
+}
+
+func (c *benchConfig) keyNumber(i int64) int {
+	if c.sequential {
+		return int(i % int64(c.keySpace))
+	}
+	return rand.IntN(c.keySpace)
+}
+
+// fillKey writes n as zero-padded decimal filling key; validate guarantees it fits.
+func fillKey(key []byte, n int) {
+	for j := len(key) - 1; j >= 0; j-- {
+		key[j] = byte('0' + n%10)
+		n /= 10
+	}
+}
+
+func makeValue(n int) []byte {
+	v := make([]byte, n)
+	for i := range v {
+		v[i] = 'a' + byte(i%26)
+	}
+	return v
+}
+
+// dialAll opens n connections, assigning endpoints round-robin, and waits
+// until all are ready so connection setup is not part of the measurement.
+// It returns the connections opened so far even on error, for closing.
+func dialAll(ctx context.Context, endpoints []string, n int) ([]*grpc.ClientConn, error) {
+	conns := make([]*grpc.ClientConn, 0, n)
+	for i := range n {
+		ep := endpoints[i%len(endpoints)]
+		// passthrough: the endpoint is dialled as given, no DNS resolver round trip.
+		cc, err := grpc.NewClient("passthrough:///"+ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return conns, fmt.Errorf("connect to %s: %w", ep, err)
+		}
+		conns = append(conns, cc)
+		cc.Connect()
+	}
+	for i, cc := range conns {
+		if err := waitReady(ctx, cc); err != nil {
+			return conns, fmt.Errorf("connect to %s: %w", endpoints[i%len(endpoints)], err)
+		}
+	}
+	return conns, nil
+}
+
+func waitReady(ctx context.Context, cc *grpc.ClientConn) error {
+	for {
+		s := cc.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.Idle:
+			cc.Connect()
+		}
+		if !cc.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("%w (connection state %s)", ctx.Err(), s)
+		}
+	}
+}

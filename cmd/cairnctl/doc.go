@@ -1,0 +1,12 @@
+// Command cairnctl is Cairn's operator tool. It owns the client-side work an
+// operator or CI job does against a running cluster, speaking only the public
+// etcd v3 gRPC API so that every command works the same against Cairn and
+// against a reference etcd:
+//
+//   - bench: a load generator (put, range, txn-put) that reports QPS and
+//     latency percentiles, and `bench report`, which turns the JSON results
+//     of alternating Cairn/etcd runs into the ratio table described in
+//     docs/benchmarks.md (tests/bench/bench.sh drives it).
+//
+// Later subcommands (snapshot, check, ...) register in commands() in main.go.
+package main

@@ -1,0 +1,333 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairn-kv/cairn/snap"
+	"github.com/cairn-kv/cairn/wal"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// snapshotCatchUpEntries is how many entries stay in memory behind a snapshot so a
+// slightly lagging follower can catch up from the log instead of a whole snapshot.
+const snapshotCatchUpEntries = 5000
+
+// snapshotsKept is how many snapshot files survive a purge.
+const snapshotsKept = 5
+
+// Transport sends raft messages to peers. A single-member cluster has none.
+type Transport interface {
+	Send(msgs []raftpb.Message)
+}
+
+// Config describes the member to raft.
+type Config struct {
+	Logger         *zap.Logger
+	ID             uint64
+	TickInterval   time.Duration
+	ElectionTicks  int
+	HeartbeatTicks int
+	WALDir         string
+	SnapDir        string
+
+	// For a new member: the WAL metadata to create it with and the initial peers.
+	Metadata []byte
+	Peers    []raft.Peer
+
+	// Applied is the index the state machine has already applied (the store's
+	// consistent index); raft hands out only later committed entries.
+	Applied uint64
+
+	Transport Transport
+}
+
+// Apply is a batch of committed entries, in log order, for the apply loop. Every entry
+// in it is durable in the local WAL.
+type Apply struct {
+	Entries []raftpb.Entry
+}
+
+// Node runs the raft Ready loop for one member.
+type Node struct {
+	lg          *zap.Logger
+	raft        raft.Node
+	storage     *raft.MemoryStorage
+	snapshotter *snap.Snapshotter
+	transport   Transport
+	tick        time.Duration
+
+	walMu sync.Mutex // the WAL has one writer at a time: the Ready loop or Snapshot
+	wal   *wal.WAL
+
+	applyc     chan Apply
+	readStatec chan raft.ReadState
+
+	lead      atomic.Uint64
+	term      atomic.Uint64
+	committed atomic.Uint64
+
+	stopOnce sync.Once
+	stopc    chan struct{}
+	donec    chan struct{}
+	err      error
+}
+
+// Start creates (p == nil) or restarts (p from LoadPersisted) the raft node and runs its
+// Ready loop until Stop.
+func Start(cfg Config, p *Persisted) (*Node, error) {
+	n := &Node{
+		lg:          cfg.Logger,
+		snapshotter: snap.New(cfg.Logger, cfg.SnapDir),
+		transport:   cfg.Transport,
+		tick:        cfg.TickInterval,
+		applyc:      make(chan Apply, 64),
+		readStatec:  make(chan raft.ReadState, 1),
+		stopc:       make(chan struct{}),
+		donec:       make(chan struct{}),
+	}
+	rc := &raft.Config{
+		ID:              cfg.ID,
+		ElectionTick:    cfg.ElectionTicks,
+		HeartbeatTick:   cfg.HeartbeatTicks,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 512,
+		CheckQuorum:     true,
+		PreVote:         true,
+		Applied:         cfg.Applied,
+		Logger:          newRaftLogger(cfg.Logger),
+	}
+	if p == nil {
+		w, err := wal.Create(cfg.Logger, cfg.WALDir, cfg.Metadata)
+		if err != nil {
+			return nil, fmt.Errorf("raftnode: create wal: %w", err)
+		}
+		n.wal = w
+		n.storage = raft.NewMemoryStorage()
+		rc.Storage = n.storage
+		rc.Applied = 0
+		n.raft = raft.StartNode(rc, cfg.Peers)
+	} else {
+		ms, err := p.restore()
+		if err != nil {
+			return nil, err
+		}
+		n.wal = p.WAL
+		n.storage = ms
+		rc.Storage = ms
+		if first, _ := ms.FirstIndex(); rc.Applied < first-1 {
+			// The store is never behind the newest snapshot: it is committed before one is taken.
+			return nil, fmt.Errorf("raftnode: store applied index %d is behind snapshot index %d", rc.Applied, first-1)
+		}
+		n.committed.Store(p.HardState.Commit)
+		n.raft = raft.RestartNode(rc)
+	}
+	go n.run()
+	n.campaignIfAlone(cfg.ID)
+	return n, nil
+}
+
+// campaignIfAlone skips the election timeout when this member is the only voter: there
+// is nobody to wait for, so a single-member restart is ready at once.
+func (n *Node) campaignIfAlone(id uint64) {
+	_, cs, err := n.storage.InitialState()
+	if err != nil {
+		return
+	}
+	voters := cs.Voters
+	if len(voters) == 0 { // a new member: its conf state is still in the bootstrap entries
+		st := n.raft.Status()
+		voters = st.Config.Voters[0].Slice()
+	}
+	if len(voters) == 1 && voters[0] == id {
+		_ = n.raft.Campaign(context.Background())
+	}
+}
+
+func (n *Node) run() {
+	defer close(n.donec)
+	defer close(n.applyc)
+	ticker := time.NewTicker(n.tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			n.raft.Tick()
+		case rd := <-n.raft.Ready():
+			if err := n.handleReady(rd); err != nil {
+				n.err = err
+				n.lg.Error("raft ready loop stopped", zap.Error(err))
+				n.raft.Stop()
+				return
+			}
+			n.raft.Advance()
+		case <-n.stopc:
+			n.raft.Stop()
+			return
+		}
+	}
+}
+
+func (n *Node) handleReady(rd raft.Ready) error {
+	if rd.SoftState != nil {
+		n.lead.Store(rd.SoftState.Lead)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		n.term.Store(rd.HardState.Term)
+	}
+	if len(rd.ReadStates) > 0 {
+		n.publishReadState(rd.ReadStates[len(rd.ReadStates)-1])
+	}
+	// The leader may send while it writes its own log: a quorum still needs its fsync.
+	if n.transport != nil && len(rd.Messages) > 0 {
+		n.transport.Send(rd.Messages)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.saveSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
+			return fmt.Errorf("raftnode: apply snapshot: %w", err)
+		}
+	}
+	n.walMu.Lock()
+	err := n.wal.Save(rd.HardState, rd.Entries)
+	n.walMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("raftnode: save to wal: %w", err)
+	}
+	if err := n.storage.Append(rd.Entries); err != nil {
+		return fmt.Errorf("raftnode: append to storage: %w", err)
+	}
+	if len(rd.CommittedEntries) > 0 {
+		n.committed.Store(rd.CommittedEntries[len(rd.CommittedEntries)-1].Index)
+		select {
+		case n.applyc <- Apply{Entries: rd.CommittedEntries}:
+		case <-n.stopc:
+			return errStopped
+		}
+	}
+	return nil
+}
+
+var errStopped = errors.New("raftnode: stopped")
+
+// publishReadState keeps only the newest read state: a reader waiting for an older one
+// is satisfied by a newer index too, and the Ready loop must never block on readers.
+func (n *Node) publishReadState(rs raft.ReadState) {
+	for {
+		select {
+		case n.readStatec <- rs:
+			return
+		default:
+		}
+		select {
+		case <-n.readStatec:
+		default:
+		}
+	}
+}
+
+// Apply delivers committed entries; it is closed when the node stops.
+func (n *Node) Apply() <-chan Apply { return n.applyc }
+
+// ReadStates delivers answers to ReadIndex requests.
+func (n *Node) ReadStates() <-chan raft.ReadState { return n.readStatec }
+
+// Propose appends data to the log through the leader.
+func (n *Node) Propose(ctx context.Context, data []byte) error { return n.raft.Propose(ctx, data) }
+
+// ReadIndex asks for the index a linearizable read identified by rctx must wait for.
+func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
+	return n.raft.ReadIndex(ctx, rctx)
+}
+
+// ApplyConfChange applies a committed membership change to raft.
+func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
+	return n.raft.ApplyConfChange(cc)
+}
+
+// Leader is the current leader's id, 0 when there is none.
+func (n *Node) Leader() uint64 { return n.lead.Load() }
+
+// Term is the current raft term.
+func (n *Node) Term() uint64 { return n.term.Load() }
+
+// CommittedIndex is the newest index known committed.
+func (n *Node) CommittedIndex() uint64 { return n.committed.Load() }
+
+// Status is raft's own view of this node.
+func (n *Node) Status() raft.Status { return n.raft.Status() }
+
+// Done is closed when the Ready loop has ended; Err says why if it failed.
+func (n *Node) Done() <-chan struct{} { return n.donec }
+
+// Err is the error that stopped the Ready loop, if any.
+func (n *Node) Err() error { return n.err }
+
+// Snapshot records that the state machine (already durable up to applied) may stand in
+// for the log up to applied: it writes a snapshot, trims the in-memory log and releases
+// WAL segments the snapshot makes unnecessary.
+func (n *Node) Snapshot(applied uint64, cs raftpb.ConfState) error {
+	s, err := n.storage.CreateSnapshot(applied, &cs, nil)
+	if err != nil {
+		if errors.Is(err, raft.ErrSnapOutOfDate) {
+			return nil
+		}
+		return fmt.Errorf("raftnode: create snapshot at %d: %w", applied, err)
+	}
+	if err := n.saveSnapshot(s); err != nil {
+		return err
+	}
+	if applied > snapshotCatchUpEntries {
+		if err := n.storage.Compact(applied - snapshotCatchUpEntries); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("raftnode: compact log: %w", err)
+		}
+	}
+	n.walMu.Lock()
+	err = n.wal.ReleaseTo(applied)
+	n.walMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("raftnode: release wal: %w", err)
+	}
+	if err := n.snapshotter.Purge(snapshotsKept); err != nil {
+		n.lg.Warn("failed to purge old snapshots", zap.Error(err))
+	}
+	n.lg.Info("saved snapshot", zap.Uint64("snapshot-index", applied))
+	return nil
+}
+
+// saveSnapshot writes the WAL mark before the snapshot file: a crash in between leaves a
+// mark without a file, and restart then uses the older snapshot, whose mark and log are
+// still there. The other order could leave a snapshot the WAL cannot be opened from.
+func (n *Node) saveSnapshot(s raftpb.Snapshot) error {
+	n.walMu.Lock()
+	err := n.wal.SaveSnapshot(wal.Snapshot{Index: s.Metadata.Index, Term: s.Metadata.Term})
+	n.walMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("raftnode: save snapshot mark: %w", err)
+	}
+	if err := n.snapshotter.Save(s); err != nil {
+		return fmt.Errorf("raftnode: save snapshot: %w", err)
+	}
+	return nil
+}
+
+// Stop ends the Ready loop and closes the WAL.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		close(n.stopc)
+		<-n.donec
+		n.walMu.Lock()
+		if err := n.wal.Close(); err != nil {
+			n.lg.Warn("failed to close wal", zap.Error(err))
+		}
+		n.walMu.Unlock()
+	})
+}

@@ -1,0 +1,139 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+)
+
+// applyLoop applies committed entries in log order, the only writer of the store.
+func (s *Server) applyLoop() {
+	defer close(s.donec)
+	for ap := range s.node.Apply() {
+		for i := range ap.Entries {
+			if err := s.applyEntry(&ap.Entries[i]); err != nil {
+				s.lg.Error("failed to apply entry; stopping member", zap.Uint64("index", ap.Entries[i].Index), zap.Error(err))
+				go s.Stop()
+				return
+			}
+		}
+		last := ap.Entries[len(ap.Entries)-1].Index
+		s.applied.Store(last)
+		s.appliedW.trigger(last)
+		s.maybeReady()
+		s.maybeSnapshot(last)
+	}
+	if err := s.node.Err(); err != nil {
+		s.lg.Error("raft stopped", zap.Error(err))
+		go s.Stop()
+	}
+}
+
+func (s *Server) applyEntry(e *raftpb.Entry) error {
+	switch e.Type {
+	case raftpb.EntryNormal:
+		return s.applyNormal(e)
+	case raftpb.EntryConfChange:
+		var cc raftpb.ConfChange
+		if err := cc.Unmarshal(e.Data); err != nil {
+			return fmt.Errorf("server: decode conf change at %d: %w", e.Index, err)
+		}
+		return s.applyConfChange(e, cc)
+	case raftpb.EntryConfChangeV2:
+		var cc raftpb.ConfChangeV2
+		if err := cc.Unmarshal(e.Data); err != nil {
+			return fmt.Errorf("server: decode conf change at %d: %w", e.Index, err)
+		}
+		s.confState = *s.node.ApplyConfChange(cc)
+		s.store.SetConsistentIndex(e.Index, e.Term)
+		return nil
+	}
+	return fmt.Errorf("server: unknown entry type %v at %d", e.Type, e.Index)
+}
+
+func (s *Server) applyNormal(e *raftpb.Entry) error {
+	if len(e.Data) == 0 { // a new leader's empty entry
+		s.store.SetConsistentIndex(e.Index, e.Term)
+		return nil
+	}
+	var r pb.InternalRaftRequest
+	if err := proto.Unmarshal(e.Data, &r); err != nil {
+		return fmt.Errorf("server: decode request at %d: %w", e.Index, err)
+	}
+	var res applyResult
+	switch {
+	case r.Put != nil, r.DeleteRange != nil, r.Txn != nil:
+		v := &writeView{tw: s.store.Write()}
+		switch {
+		case r.Put != nil:
+			prev, err := s.checkPut(v, r.Put)
+			if err != nil {
+				res.err = err
+			} else {
+				res.resp = executePut(v, r.Put, prev)
+			}
+		case r.DeleteRange != nil:
+			res.resp = executeDeleteRange(v, r.DeleteRange)
+		default:
+			res.resp, res.err = s.executeTxn(v, r.Txn)
+		}
+		// The events go to the watch hub once there is one (issue 3).
+		v.tw.End(e.Index, e.Term)
+	case r.Compaction != nil:
+		res.compacted, res.err = s.store.Compact(r.Compaction.Revision)
+		if res.err == nil {
+			res.resp = &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: s.store.Rev()}}
+		}
+		s.store.SetConsistentIndex(e.Index, e.Term)
+	default:
+		res.err = ErrNotImplemented
+		s.store.SetConsistentIndex(e.Index, e.Term)
+	}
+	s.proposals.trigger(r.Id, res)
+	return nil
+}
+
+func (s *Server) applyConfChange(e *raftpb.Entry, cc raftpb.ConfChange) error {
+	s.confState = *s.node.ApplyConfChange(cc)
+	switch cc.Type {
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		var m member
+		if err := json.Unmarshal(cc.Context, &m); err != nil {
+			return fmt.Errorf("server: decode member in conf change at %d: %w", e.Index, err)
+		}
+		m.IsLearner = cc.Type == raftpb.ConfChangeAddLearnerNode
+		if m.ID == s.id {
+			m.ClientURLs = urlStrings(s.cfg.AdvertiseClientURLs)
+		}
+		s.members.add(&m)
+		raw, _ := json.Marshal(&m)
+		s.store.PutMember(m.ID, raw, e.Index, e.Term)
+	case raftpb.ConfChangeRemoveNode:
+		s.members.remove(cc.NodeID)
+		s.store.DeleteMember(cc.NodeID, e.Index, e.Term)
+	default:
+		s.store.SetConsistentIndex(e.Index, e.Term)
+	}
+	return nil
+}
+
+// maybeSnapshot takes a raft snapshot every SnapshotCount applied entries. The store is
+// committed first, so the snapshot never stands for state that is not on disk.
+func (s *Server) maybeSnapshot(applied uint64) {
+	if applied-s.snapIndex <= s.cfg.SnapshotCount {
+		return
+	}
+	if err := s.store.Commit(); err != nil {
+		s.lg.Error("failed to commit backend before snapshot", zap.Error(err))
+		return
+	}
+	if err := s.node.Snapshot(applied, s.confState); err != nil {
+		s.lg.Error("failed to snapshot", zap.Error(err))
+		return
+	}
+	s.snapIndex = applied
+}

@@ -1,0 +1,73 @@
+package server
+
+import (
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config is everything a member needs to start. cmd/cairn fills it from etcd-compatible
+// flags, ETCD_* environment variables and an etcd YAML config file.
+type Config struct {
+	Name    string
+	DataDir string
+	WALDir  string // empty: <DataDir>/member/wal
+
+	ListenClientURLs    []url.URL
+	AdvertiseClientURLs []url.URL
+	ListenPeerURLs      []url.URL
+	AdvertisePeerURLs   []url.URL
+	ListenMetricsURLs   []url.URL
+
+	InitialCluster      map[string][]url.URL // member name -> peer URLs
+	InitialClusterState string               // "new" or "existing"
+	InitialClusterToken string
+
+	SnapshotCount     uint64
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+
+	QuotaBackendBytes int64
+	MaxRequestBytes   uint
+	MaxTxnOps         uint
+
+	// GRPCKeepAliveMinTime is the least interval a client may ping at (etcd:
+	// --grpc-keepalive-min-time); kube-apiserver pings every 30 s.
+	GRPCKeepAliveMinTime  time.Duration
+	GRPCKeepAliveInterval time.Duration
+	GRPCKeepAliveTimeout  time.Duration
+
+	EnablePprof bool
+
+	Logger *zap.Logger
+}
+
+// Defaults as etcd 3.6 has them.
+const (
+	DefaultName              = "default"
+	DefaultSnapshotCount     = 10000
+	DefaultHeartbeatInterval = 100 * time.Millisecond
+	DefaultElectionTimeout   = 1000 * time.Millisecond
+	DefaultQuotaBackendBytes = 2 * 1024 * 1024 * 1024
+	DefaultMaxRequestBytes   = 1.5 * 1024 * 1024
+	DefaultMaxTxnOps         = 128
+	DefaultClusterToken      = "etcd-cluster"
+)
+
+// MemberDir is where a member keeps its state: <data-dir>/member, as etcd does.
+func (c *Config) MemberDir() string { return c.DataDir + "/member" }
+
+// WALPath is the WAL directory: --wal-dir if set, else <data-dir>/member/wal.
+func (c *Config) WALPath() string {
+	if c.WALDir != "" {
+		return c.WALDir
+	}
+	return c.MemberDir() + "/wal"
+}
+
+// SnapPath is the raft snapshot directory.
+func (c *Config) SnapPath() string { return c.MemberDir() + "/snap" }
+
+// BackendPath is the bbolt file, at etcd's location so etcd tooling finds it.
+func (c *Config) BackendPath() string { return c.SnapPath() + "/db" }

@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+)
+
+// Header is the response header for this member now.
+func (s *Server) Header() *pb.ResponseHeader {
+	h := &pb.ResponseHeader{}
+	s.fillHeader(h)
+	return h
+}
+
+// fillHeader stamps who answered; the revision stays if the request set one.
+func (s *Server) fillHeader(h *pb.ResponseHeader) {
+	h.ClusterId = s.clusterID
+	h.MemberId = s.id
+	h.RaftTerm = s.node.Term()
+	if h.Revision == 0 {
+		h.Revision = s.store.Rev()
+	}
+}
+
+// ClusterVersion is the cluster-wide version etcd clients see.
+func (s *Server) ClusterVersion() string { return ClusterVersion }
+
+// Alarms lists the active alarms. No alarm is raised yet by this member (NOSPACE and
+// CORRUPT come with quotas and corruption checks).
+func (s *Server) Alarms() []*pb.AlarmMember { return nil }
+
+// Status reports this member's view, as etcdctl endpoint status shows it.
+func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
+	total, inUse := s.store.Size()
+	resp := &pb.StatusResponse{
+		Header:           s.Header(),
+		Version:          EtcdVersion,
+		DbSize:           total,
+		DbSizeInUse:      inUse,
+		Leader:           s.node.Leader(),
+		RaftIndex:        s.node.CommittedIndex(),
+		RaftTerm:         s.node.Term(),
+		RaftAppliedIndex: s.applied.Load(),
+		StorageVersion:   StorageVersion,
+		DbSizeQuota:      s.quota(),
+	}
+	return resp, nil
+}
+
+func (s *Server) quota() int64 {
+	if s.cfg.QuotaBackendBytes > 0 {
+		return s.cfg.QuotaBackendBytes
+	}
+	return DefaultQuotaBackendBytes
+}
+
+// MemberList lists the cluster's members.
+func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	if r.Linearizable {
+		if err := s.linearizableRead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return &pb.MemberListResponse{Header: s.Header(), Members: s.members.list()}, nil
+}
+
+// HashKV hashes the key-value history up to a revision (0: the current one), for
+// comparing members.
+func (s *Server) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	h, hashRev, compactRev, err := s.store.HashByRev(r.Revision)
+	if err != nil {
+		return nil, err
+	}
+	hdr := s.Header()
+	hdr.Revision = hashRev
+	return &pb.HashKVResponse{Header: hdr, Hash: h, CompactRevision: compactRev, HashRevision: hashRev}, nil
+}
+
+// leaseExists says whether a lease id is granted. There is no lessor yet, so no lease
+// exists and a put naming one fails as etcd's does for an unknown lease.
+func (s *Server) leaseExists(id int64) bool { return false }

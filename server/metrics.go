@@ -1,0 +1,68 @@
+package server
+
+import (
+	"github.com/cairn-kv/cairn/mvcc"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// serverMetrics are the member's own metrics, with etcd's names so existing dashboards
+// and alerts work unchanged.
+type serverMetrics struct {
+	proposalsPending prometheus.Gauge
+	proposalsFailed  prometheus.Counter
+	collectors       []prometheus.Collector
+}
+
+func newServerMetrics(s *Server) *serverMetrics {
+	m := &serverMetrics{
+		proposalsPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "etcd", Subsystem: "server", Name: "proposals_pending",
+			Help: "The current number of pending proposals to commit.",
+		}),
+		proposalsFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "etcd", Subsystem: "server", Name: "proposals_failed_total",
+			Help: "The total number of failed proposals seen.",
+		}),
+	}
+	gaugeFunc := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "server", Name: name, Help: help}, f)
+	}
+	m.collectors = []prometheus.Collector{
+		m.proposalsPending, m.proposalsFailed,
+		gaugeFunc("has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", func() float64 {
+			if s.node.Leader() != 0 {
+				return 1
+			}
+			return 0
+		}),
+		gaugeFunc("is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", func() float64 {
+			if s.node.Leader() == s.id {
+				return 1
+			}
+			return 0
+		}),
+		gaugeFunc("proposals_committed_total", "The total number of consensus proposals committed.", func() float64 {
+			return float64(s.node.CommittedIndex())
+		}),
+		gaugeFunc("proposals_applied_total", "The total number of consensus proposals applied.", func() float64 {
+			return float64(s.applied.Load())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "etcd", Subsystem: "server", Name: "quota_backend_bytes",
+			Help: "Current backend storage quota size in bytes.",
+		}, func() float64 { return float64(s.quota()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	}
+	return m
+}
+
+func (s *Server) registerMetrics() {
+	for _, c := range s.metrics.collectors {
+		s.reg.MustRegister(c)
+	}
+	for _, c := range mvcc.Collectors() {
+		s.reg.MustRegister(c)
+	}
+}

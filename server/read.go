@@ -1,0 +1,150 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// readNotifier is shared by every linearizable read waiting on the same ReadIndex round.
+type readNotifier struct {
+	c   chan struct{}
+	err error
+}
+
+func newReadNotifier() *readNotifier { return &readNotifier{c: make(chan struct{})} }
+
+func (n *readNotifier) notify(err error) {
+	n.err = err
+	close(n.c)
+}
+
+// readIndexBatcher serves linearizable reads: all reads that arrive while one raft
+// ReadIndex round is in flight share the next round, so a burst of reads costs one
+// round trip to the quorum, not one each.
+type readIndexBatcher struct {
+	s      *Server
+	wakec  chan struct{}
+	mu     sync.RWMutex
+	next   *readNotifier
+	nextID atomic.Uint64
+}
+
+func newReadIndexBatcher(s *Server) *readIndexBatcher {
+	return &readIndexBatcher{s: s, wakec: make(chan struct{}, 1), next: newReadNotifier()}
+}
+
+// wait blocks until the member has applied everything committed before the call.
+func (b *readIndexBatcher) wait(ctx context.Context) error {
+	b.mu.RLock()
+	n := b.next
+	b.mu.RUnlock()
+	select {
+	case b.wakec <- struct{}{}:
+	default:
+	}
+	select {
+	case <-n.c:
+		return n.err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-b.s.stopping:
+		return ErrStopped
+	}
+}
+
+func (b *readIndexBatcher) run() {
+	for {
+		select {
+		case <-b.wakec:
+		case <-b.s.stopping:
+			b.mu.Lock()
+			b.next.notify(ErrStopped)
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Lock()
+		n := b.next
+		b.next = newReadNotifier()
+		b.mu.Unlock()
+		n.notify(b.round())
+	}
+}
+
+// round runs one ReadIndex and waits until that index is applied.
+func (b *readIndexBatcher) round() error {
+	s := b.s
+	id := make([]byte, 8)
+	binary.BigEndian.PutUint64(id, b.nextID.Add(1))
+	timeout := time.NewTimer(s.requestTimeout())
+	defer timeout.Stop()
+	// Ask again every so often: raft drops a ReadIndex it cannot serve (no leader yet).
+	retry := time.NewTicker(s.cfg.HeartbeatInterval * 5)
+	defer retry.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.node.ReadIndex(ctx, id); err != nil {
+		return ErrStopped
+	}
+	for {
+		select {
+		case rs := <-s.node.ReadStates():
+			if len(rs.RequestCtx) != 8 || binary.BigEndian.Uint64(rs.RequestCtx) < binary.BigEndian.Uint64(id) {
+				continue // an answer to an older round
+			}
+			select {
+			case <-s.appliedW.wait(rs.Index):
+				return nil
+			case <-timeout.C:
+				return ErrTimeout
+			case <-s.stopping:
+				return ErrStopped
+			}
+		case <-retry.C:
+			if s.node.Leader() == 0 {
+				continue
+			}
+			if err := s.node.ReadIndex(ctx, id); err != nil {
+				return ErrStopped
+			}
+		case <-timeout.C:
+			if s.node.Leader() == 0 {
+				return ErrNoLeader
+			}
+			return ErrTimeout
+		case <-s.stopping:
+			return ErrStopped
+		}
+	}
+}
+
+// linearizableRead waits until a read on this member reflects every write acknowledged
+// before it started.
+func (s *Server) linearizableRead(ctx context.Context) error {
+	return s.reads.wait(ctx)
+}
+
+// requestTimeout is how long a request may wait for raft, etcd's rule: 5 s plus two
+// election timeouts.
+func (s *Server) requestTimeout() time.Duration {
+	return 5*time.Second + 2*s.cfg.ElectionTimeout
+}
+
+// idGenerator makes proposal ids unique across members and restarts: the member id's
+// low 16 bits, then a counter that starts at the boot time in milliseconds.
+type idGenerator struct {
+	prefix uint64
+	suffix atomic.Uint64
+}
+
+func newIDGenerator(memberID uint64, now time.Time) *idGenerator {
+	g := &idGenerator{prefix: (memberID & 0xffff) << 48}
+	g.suffix.Store(uint64(now.UnixMilli()) << 8 & (1<<48 - 1))
+	return g
+}
+
+func (g *idGenerator) next() uint64 {
+	return g.prefix | (g.suffix.Add(1) & (1<<48 - 1))
+}

@@ -1,0 +1,216 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairn-kv/cairn/mvcc"
+	"github.com/cairn-kv/cairn/raftnode"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// maxGapBetweenApplyAndCommit bounds how far the apply loop may fall behind the log
+// before new proposals are refused with "too many requests".
+const maxGapBetweenApplyAndCommit = 5000
+
+// Server is one member.
+type Server struct {
+	cfg Config
+	lg  *zap.Logger
+
+	id        uint64
+	clusterID uint64
+	members   *membership
+
+	store *mvcc.Store
+	node  *raftnode.Node
+
+	proposals *proposalWaiters
+	applied   atomic.Uint64
+	appliedW  *appliedWaiters
+	reads     *readIndexBatcher
+	ids       *idGenerator
+
+	// Owned by the apply loop.
+	confState raftpb.ConfState
+	snapIndex uint64
+
+	reg     *prometheus.Registry
+	metrics *serverMetrics
+
+	readyOnce sync.Once
+	readyc    chan struct{}
+	stopOnce  sync.Once
+	stopping  chan struct{}
+	donec     chan struct{}
+}
+
+// New opens (or creates) the member's storage, replays what the store has not applied
+// yet and starts raft. The member serves once ReadyNotify is closed.
+func New(cfg Config) (*Server, error) {
+	lg := cfg.Logger
+	if lg == nil {
+		lg = zap.NewNop()
+		cfg.Logger = lg
+	}
+	if err := os.MkdirAll(cfg.SnapPath(), 0o700); err != nil {
+		return nil, fmt.Errorf("server: create %s: %w", cfg.SnapPath(), err)
+	}
+	persisted, err := raftnode.LoadPersisted(lg, cfg.WALPath(), cfg.SnapPath())
+	if err != nil {
+		return nil, err
+	}
+	store, err := mvcc.Open(lg, cfg.BackendPath(), mvcc.Config{})
+	if err != nil {
+		if persisted != nil {
+			persisted.WAL.Close()
+		}
+		return nil, fmt.Errorf("server: open backend: %w", err)
+	}
+	s := &Server{
+		cfg:       cfg,
+		lg:        lg,
+		members:   newMembership(),
+		store:     store,
+		proposals: newProposalWaiters(),
+		readyc:    make(chan struct{}),
+		stopping:  make(chan struct{}),
+		donec:     make(chan struct{}),
+	}
+	rcfg := raftnode.Config{
+		Logger:         lg,
+		TickInterval:   cfg.HeartbeatInterval,
+		HeartbeatTicks: 1,
+		ElectionTicks:  int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
+		WALDir:         cfg.WALPath(),
+		SnapDir:        cfg.SnapPath(),
+	}
+	applied, _ := store.ConsistentIndex()
+	if persisted == nil {
+		ms, err := initialMembers(&cfg)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		ids := make([]uint64, len(ms))
+		for i, m := range ms {
+			ids[i] = m.ID
+			if m.Name == cfg.Name {
+				s.id = m.ID
+			}
+			ctx, _ := json.Marshal(m)
+			rcfg.Peers = append(rcfg.Peers, raft.Peer{ID: m.ID, Context: ctx})
+		}
+		if s.id == 0 {
+			store.Close()
+			return nil, fmt.Errorf("server: --initial-cluster has no member named %q", cfg.Name)
+		}
+		s.clusterID = clusterID(ids)
+		rcfg.Metadata = walMetadata{MemberID: s.id, ClusterID: s.clusterID}.marshal()
+		applied = 0
+	} else {
+		md, err := parseWALMetadata(persisted.Metadata)
+		if err != nil {
+			persisted.WAL.Close()
+			store.Close()
+			return nil, err
+		}
+		s.id, s.clusterID = md.MemberID, md.ClusterID
+		s.confState = persisted.Snapshot.Metadata.ConfState
+		s.snapIndex = persisted.Snapshot.Metadata.Index
+		if err := s.restoreMembers(); err != nil {
+			persisted.WAL.Close()
+			store.Close()
+			return nil, err
+		}
+	}
+	rcfg.ID = s.id
+	rcfg.Applied = applied
+	s.applied.Store(applied)
+	s.appliedW = newAppliedWaiters(applied)
+	s.ids = newIDGenerator(s.id, time.Now())
+	s.reg = prometheus.NewRegistry()
+	s.metrics = newServerMetrics(s)
+	s.registerMetrics()
+
+	s.node, err = raftnode.Start(rcfg, persisted)
+	if err != nil {
+		if persisted != nil {
+			persisted.WAL.Close()
+		}
+		store.Close()
+		return nil, err
+	}
+	s.reads = newReadIndexBatcher(s)
+	go s.reads.run()
+	go s.applyLoop()
+	lg.Info("started member",
+		zap.String("local-member-id", fmt.Sprintf("%x", s.id)),
+		zap.String("cluster-id", fmt.Sprintf("%x", s.clusterID)),
+		zap.Uint64("applied-index", applied))
+	return s, nil
+}
+
+// restoreMembers reloads the membership that applied conf changes stored.
+func (s *Server) restoreMembers() error {
+	ms, err := s.store.Members()
+	if err != nil {
+		return fmt.Errorf("server: load members: %w", err)
+	}
+	for _, raw := range ms {
+		var m member
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return fmt.Errorf("server: decode member: %w", err)
+		}
+		s.members.add(&m)
+	}
+	return nil
+}
+
+// ID is this member's id.
+func (s *Server) ID() uint64 { return s.id }
+
+// ClusterID is the cluster's id.
+func (s *Server) ClusterID() uint64 { return s.clusterID }
+
+// ReadyNotify is closed once the member has a leader and has applied the log it had.
+func (s *Server) ReadyNotify() <-chan struct{} { return s.readyc }
+
+// StopNotify is closed once the member has stopped, by Stop or by a fatal error.
+func (s *Server) StopNotify() <-chan struct{} { return s.donec }
+
+// Registry holds the member's metrics for /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Leader is the current leader's id, 0 when there is none.
+func (s *Server) Leader() uint64 { return s.node.Leader() }
+
+// Stop stops raft and the apply loop and closes storage, committing what was applied.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.node.Stop()
+		<-s.donec
+		if err := s.store.Close(); err != nil {
+			s.lg.Warn("failed to close backend", zap.Error(err))
+		}
+	})
+}
+
+func (s *Server) maybeReady() {
+	select {
+	case <-s.readyc:
+		return
+	default:
+	}
+	if s.node.Leader() != 0 && s.applied.Load() >= s.node.CommittedIndex() {
+		s.readyOnce.Do(func() { close(s.readyc) })
+	}
+}

@@ -1,0 +1,182 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+)
+
+// recordType says what a record's data holds.
+type recordType uint8
+
+const (
+	// Type 0 is deliberately unused so a zero-filled tail never parses as a record.
+	recMetadata recordType = 1 // opaque bytes given to Create
+	recEntry    recordType = 2 // raftpb.Entry, proto-encoded
+	recState    recordType = 3 // raftpb.HardState, proto-encoded
+	recSnapshot recordType = 4 // snapshot mark: index, term as two little-endian uint64
+	recCRC      recordType = 5 // running CRC (little-endian uint32) that seeds a segment's chain
+)
+
+func (t recordType) valid() bool { return t >= recMetadata && t <= recCRC }
+
+const (
+	// headerSize is type(1) + crc(4) + len(4).
+	headerSize = 9
+	// maxRecordBytes caps one record's data so a garbage length cannot make a reader
+	// allocate or scan unbounded memory.
+	maxRecordBytes = 64 << 20
+	// maxScanCRCBytes bounds the work spent deciding whether valid records follow a bad
+	// one; past it we refuse to guess and report corruption.
+	maxScanCRCBytes = 64 << 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// recordCRC chains prev into the checksum of one record. The type and length are covered
+// too, so a damaged header is caught and not just a damaged payload.
+func recordCRC(prev uint32, t recordType, data []byte) uint32 {
+	var hdr [5]byte
+	hdr[0] = byte(t)
+	binary.LittleEndian.PutUint32(hdr[1:], uint32(len(data)))
+	c := crc32.Update(prev, crcTable, hdr[:])
+	return crc32.Update(c, crcTable, data)
+}
+
+// appendRecord encodes one record onto buf and returns the new buffer and running CRC.
+func appendRecord(buf []byte, prev uint32, t recordType, data []byte) ([]byte, uint32) {
+	c := recordCRC(prev, t, data)
+	buf = append(buf, byte(t))
+	buf = binary.LittleEndian.AppendUint32(buf, c)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(data)))
+	return append(buf, data...), c
+}
+
+// record is one decoded record; data aliases the segment buffer.
+type record struct {
+	typ  recordType
+	crc  uint32 // stored checksum
+	data []byte
+	off  int64 // byte offset of the header in its segment
+	end  int64 // offset just past the record
+}
+
+// errRecord describes why a record at some offset could not be read; the caller decides
+// whether that is a torn tail or corruption.
+var (
+	errShortHeader = errors.New("incomplete record header")
+	errBadType     = errors.New("unknown record type")
+	errTooLong     = errors.New("record length over limit")
+	errShortData   = errors.New("record data runs past end of file")
+	errChecksum    = errors.New("checksum mismatch")
+)
+
+// parseHeader decodes the record at off without checking its CRC.
+func parseHeader(buf []byte, off int64) (record, error) {
+	if int64(len(buf))-off < headerSize {
+		return record{}, errShortHeader
+	}
+	h := buf[off : off+headerSize]
+	r := record{
+		typ: recordType(h[0]),
+		crc: binary.LittleEndian.Uint32(h[1:5]),
+		off: off,
+	}
+	n := binary.LittleEndian.Uint32(h[5:9])
+	if !r.typ.valid() {
+		return record{}, errBadType
+	}
+	if n > maxRecordBytes {
+		return record{}, errTooLong
+	}
+	r.end = off + headerSize + int64(n)
+	if r.end > int64(len(buf)) {
+		return record{}, errShortData
+	}
+	r.data = buf[off+headerSize : r.end]
+	return r, nil
+}
+
+// readRecord decodes and verifies the record at off against the running CRC prev.
+// A CRC record restarts the chain from the value it carries, because the reader may not
+// have the previous segment.
+func readRecord(buf []byte, off int64, prev uint32) (record, error) {
+	r, err := parseHeader(buf, off)
+	if err != nil {
+		return record{}, err
+	}
+	if r.typ == recCRC {
+		if len(r.data) != 4 {
+			return record{}, errChecksum
+		}
+		prev = binary.LittleEndian.Uint32(r.data)
+	}
+	if recordCRC(prev, r.typ, r.data) != r.crc {
+		return record{}, errChecksum
+	}
+	return r, nil
+}
+
+// tornTail decides whether the bad record at off in a last segment is the remains of an
+// interrupted write (true) or damage in the middle of the log (false). It is torn when the
+// rest of the file is zeros or when no valid record can be found after it. A record that
+// seems to run past the end of the file is searched too: its length field may be the
+// damaged part.
+func tornTail(buf []byte, off int64) bool {
+	rest := buf[off:]
+	allZero := true
+	for _, b := range rest {
+		if b != 0 {
+			allZero = false
+			break
+		}
+	}
+	if allZero {
+		return true
+	}
+	budget := int64(maxScanCRCBytes)
+	// If only the payload was hit, the header still locates the next record, whose CRC
+	// chains from the damaged record's stored CRC.
+	if r, err := parseHeader(buf, off); err == nil {
+		if validAfter(buf, r, &budget) {
+			return false
+		}
+	}
+	// Otherwise look for any pair of consecutive records that chain correctly: a random
+	// match is a 2^-32 event, so finding one means real records follow the damage.
+	for p := off + 1; p+2*headerSize <= int64(len(buf)); p++ {
+		r, err := parseHeader(buf, p)
+		if err != nil {
+			continue
+		}
+		if validAfter(buf, r, &budget) {
+			return false
+		}
+		if budget <= 0 {
+			// Too costly to decide; treat as corruption rather than drop data.
+			return false
+		}
+	}
+	return true
+}
+
+// validAfter reports whether the record following r verifies with r's stored CRC as its
+// chain input, spending CRC work from budget.
+func validAfter(buf []byte, r record, budget *int64) bool {
+	next, err := parseHeader(buf, r.end)
+	if err != nil {
+		return false
+	}
+	*budget -= int64(len(next.data)) + headerSize
+	if *budget < 0 {
+		return false
+	}
+	_, err = readRecord(buf, r.end, r.crc)
+	return err == nil
+}
+
+// corruptError wraps ErrCorrupt with the file and offset of the bad record.
+func corruptError(path string, off int64, cause error) error {
+	return fmt.Errorf("%w: %s at offset %d: %v", ErrCorrupt, path, off, cause)
+}
