@@ -6,8 +6,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/cairn-kv/cairn/server"
 )
 
 // gRPC errors as etcd's server sends them: code and message are exactly etcd 3.6's
@@ -93,35 +91,49 @@ var (
 // recognises it by message (and does not retry it either way).
 var errGRPCTooManyRequestsOnWire = status.Error(codes.Unknown, "etcdserver: too many requests")
 
-// mvcc's errors as etcd words them. Package mvcc exports ErrCompacted / ErrFutureRev with
-// exactly this text.
+// Package api must not import package server (server depends on api's neighbours and
+// the build must not cycle), and package mvcc may not compile yet. So the errors the
+// member returns are recognised by their exact text, walking the wrap chain. The texts
+// below are copied from server/errors.go and the mvcc errors etcd defines; they are
+// etcd's own texts and do not change. cmd/cairn's tests check every server.Err* against
+// this table through ToGRPCError, so a renamed message fails a test instead of silently
+// turning into codes.Unknown.
 //
 // TODO(mvcc): when github.com/cairn-kv/cairn/mvcc exports ErrCompacted and ErrFutureRev,
-// replace the message matching in matchesText below with
-// errors.Is(err, mvcc.ErrCompacted) / errors.Is(err, mvcc.ErrFutureRev).
+// the two mvcc rows can stay as they are (text match) or move to errors.Is in cmd/cairn's
+// cross-check; api itself must keep not importing storage packages.
 const (
 	mvccErrCompactedText = "mvcc: required revision has been compacted"
 	mvccErrFutureRevText = "mvcc: required revision is a future revision"
 )
 
-// serverErrors maps each error the member returns to etcd's gRPC error.
-var serverErrors = []struct {
-	err  error
-	grpc error
-}{
-	{server.ErrStopped, ErrGRPCStopped},
-	{server.ErrNoLeader, ErrGRPCNoLeader},
-	{server.ErrNotLeader, ErrGRPCNotLeader},
-	{server.ErrLeaderChanged, ErrGRPCLeaderChanged},
-	{server.ErrTimeout, ErrGRPCTimeout},
-	{server.ErrTooManyRequests, errGRPCTooManyRequestsOnWire},
-	{server.ErrNoSpace, ErrGRPCNoSpace},
-	{server.ErrKeyNotFound, ErrGRPCKeyNotFound},
-	{server.ErrLeaseNotFound, ErrGRPCLeaseNotFound},
-	{server.ErrCorrupt, ErrGRPCCorrupt},
-	{server.ErrRequestTooLarge, ErrGRPCRequestTooLarge},
-	{server.ErrUnhealthy, ErrGRPCUnhealthy},
+// backendErrors maps the text of each error the member returns to etcd's gRPC error,
+// as etcd's v3rpc togRPCError does for its own server errors.
+var backendErrors = map[string]error{
+	"etcdserver: server stopped":    ErrGRPCStopped,
+	"etcdserver: no leader":         ErrGRPCNoLeader,
+	"etcdserver: not leader":        ErrGRPCNotLeader,
+	"etcdserver: leader changed":    ErrGRPCLeaderChanged,
+	"etcdserver: request timed out": ErrGRPCTimeout,
+	"etcdserver: request timed out, possibly due to previous leader failure":     ErrGRPCTimeoutDueToLeaderFail,
+	"etcdserver: request timed out, possibly due to connection lost":             ErrGRPCTimeoutDueToConnectionLost,
+	"etcdserver: request timed out, waiting for the applied index took too long": ErrGRPCTimeoutWaitAppliedIndex,
+	"etcdserver: too many requests":                                              errGRPCTooManyRequestsOnWire,
+	"mvcc: database space exceeded":                                              ErrGRPCNoSpace,
+	"etcdserver: key not found":                                                  ErrGRPCKeyNotFound,
+	"lease not found":                                                            ErrGRPCLeaseNotFound,
+	"lease already exists":                                                       ErrGRPCLeaseExist,
+	"etcdserver: corrupt cluster":                                                ErrGRPCCorrupt,
+	"etcdserver: request is too large":                                           ErrGRPCRequestTooLarge,
+	"etcdserver: unhealthy cluster":                                              ErrGRPCUnhealthy,
+	"etcdserver: bad leader transferee":                                          ErrGRPCBadLeaderTransferee,
+	mvccErrCompactedText:                                                         ErrGRPCCompacted,
+	mvccErrFutureRevText:                                                         ErrGRPCFutureRev,
 }
+
+// notImplementedText is server.ErrNotImplemented's text: a request kind the member does
+// not serve yet answers codes.Unimplemented, never a fake success.
+const notImplementedText = "cairn: not implemented"
 
 // toGRPCError turns a Backend error into the gRPC error etcd would send for it.
 func toGRPCError(err error) error {
@@ -132,33 +144,39 @@ func toGRPCError(err error) error {
 	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
 		return err
 	}
-	// The caller's own cancellation or deadline: etcd hands these to grpc-go, which
-	// sends codes.Canceled / codes.DeadlineExceeded with the error's text.
+	// The caller's own cancellation or deadline: etcd hands these to grpc-go unchanged,
+	// which sends codes.Canceled "context canceled" / codes.DeadlineExceeded "context
+	// deadline exceeded" (status.FromContextError keeps the error's text).
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
 	}
-	for _, m := range serverErrors {
-		if errors.Is(err, m.err) {
-			return m.grpc
+	var mapped error
+	walkErrors(err, func(e error) bool {
+		msg := e.Error()
+		if g, ok := backendErrors[msg]; ok {
+			mapped = g
+			return true
 		}
-	}
-	switch {
-	case matchesText(err, mvccErrCompactedText):
-		return ErrGRPCCompacted
-	case matchesText(err, mvccErrFutureRevText):
-		return ErrGRPCFutureRev
-	}
-	if errors.Is(err, server.ErrNotImplemented) {
-		return status.Error(codes.Unimplemented, err.Error())
+		if msg == notImplementedText {
+			mapped = status.Error(codes.Unimplemented, msg)
+			return true
+		}
+		return false
+	})
+	if mapped != nil {
+		return mapped
 	}
 	return status.Error(codes.Unknown, err.Error())
 }
 
-// matchesText reports whether err or any error it wraps has exactly the text msg.
-// Only used for mvcc's errors until that package exports them (see TODO above).
-func matchesText(err error, msg string) bool {
+// ToGRPCError is toGRPCError for packages that must check the mapping against the
+// member's error values (cmd/cairn's tests).
+func ToGRPCError(err error) error { return toGRPCError(err) }
+
+// walkErrors calls f on err and every error it wraps (depth first) until f returns true.
+func walkErrors(err error, f func(error) bool) bool {
 	for err != nil {
-		if err.Error() == msg {
+		if f(err) {
 			return true
 		}
 		switch u := err.(type) {
@@ -166,7 +184,7 @@ func matchesText(err error, msg string) bool {
 			err = u.Unwrap()
 		case interface{ Unwrap() []error }:
 			for _, e := range u.Unwrap() {
-				if matchesText(e, msg) {
+				if walkErrors(e, f) {
 					return true
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +13,9 @@ import (
 	"github.com/cairn-kv/cairn/wal"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 )
 
 // snapshotCatchUpEntries is how many entries stay in memory behind a snapshot so a
@@ -24,7 +27,7 @@ const snapshotsKept = 5
 
 // Transport sends raft messages to peers. A single-member cluster has none.
 type Transport interface {
-	Send(msgs []raftpb.Message)
+	Send(msgs []*raftpb.Message)
 }
 
 // Config describes the member to raft.
@@ -51,7 +54,7 @@ type Config struct {
 // Apply is a batch of committed entries, in log order, for the apply loop. Every entry
 // in it is durable in the local WAL.
 type Apply struct {
-	Entries []raftpb.Entry
+	Entries []*raftpb.Entry
 }
 
 // Node runs the raft Ready loop for one member.
@@ -125,7 +128,7 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 			// The store is never behind the newest snapshot: it is committed before one is taken.
 			return nil, fmt.Errorf("raftnode: store applied index %d is behind snapshot index %d", rc.Applied, first-1)
 		}
-		n.committed.Store(p.HardState.Commit)
+		n.committed.Store(p.HardState.GetCommit())
 		n.raft = raft.RestartNode(rc)
 	}
 	go n.run()
@@ -179,7 +182,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.lead.Store(rd.SoftState.Lead)
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
-		n.term.Store(rd.HardState.Term)
+		n.term.Store(rd.HardState.GetTerm())
 	}
 	if len(rd.ReadStates) > 0 {
 		n.publishReadState(rd.ReadStates[len(rd.ReadStates)-1])
@@ -206,7 +209,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		return fmt.Errorf("raftnode: append to storage: %w", err)
 	}
 	if len(rd.CommittedEntries) > 0 {
-		n.committed.Store(rd.CommittedEntries[len(rd.CommittedEntries)-1].Index)
+		n.committed.Store(rd.CommittedEntries[len(rd.CommittedEntries)-1].GetIndex())
 		select {
 		case n.applyc <- Apply{Entries: rd.CommittedEntries}:
 		case <-n.stopc:
@@ -274,8 +277,11 @@ func (n *Node) Err() error { return n.err }
 // Snapshot records that the state machine (already durable up to applied) may stand in
 // for the log up to applied: it writes a snapshot, trims the in-memory log and releases
 // WAL segments the snapshot makes unnecessary.
-func (n *Node) Snapshot(applied uint64, cs raftpb.ConfState) error {
-	s, err := n.storage.CreateSnapshot(applied, &cs, nil)
+//
+// It must be called from the goroutine that applies entries (and conf changes), so raft's
+// current configuration is the one as of applied.
+func (n *Node) Snapshot(applied uint64) error {
+	s, err := n.storage.CreateSnapshot(applied, confState(n.raft.Status().Config), nil)
 	if err != nil {
 		if errors.Is(err, raft.ErrSnapOutOfDate) {
 			return nil
@@ -306,9 +312,9 @@ func (n *Node) Snapshot(applied uint64, cs raftpb.ConfState) error {
 // saveSnapshot writes the WAL mark before the snapshot file: a crash in between leaves a
 // mark without a file, and restart then uses the older snapshot, whose mark and log are
 // still there. The other order could leave a snapshot the WAL cannot be opened from.
-func (n *Node) saveSnapshot(s raftpb.Snapshot) error {
+func (n *Node) saveSnapshot(s *raftpb.Snapshot) error {
 	n.walMu.Lock()
-	err := n.wal.SaveSnapshot(wal.Snapshot{Index: s.Metadata.Index, Term: s.Metadata.Term})
+	err := n.wal.SaveSnapshot(wal.Snapshot{Index: s.GetMetadata().GetIndex(), Term: s.GetMetadata().GetTerm()})
 	n.walMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("raftnode: save snapshot mark: %w", err)
@@ -330,4 +336,22 @@ func (n *Node) Stop() {
 		}
 		n.walMu.Unlock()
 	})
+}
+
+// confState is the membership raft currently uses, in the form a snapshot records.
+func confState(c tracker.Config) *raftpb.ConfState {
+	cs := &raftpb.ConfState{
+		Voters:         c.Voters[0].Slice(),
+		VotersOutgoing: c.Voters[1].Slice(),
+		AutoLeave:      proto.Bool(c.AutoLeave),
+	}
+	for id := range c.Learners {
+		cs.Learners = append(cs.Learners, id)
+	}
+	for id := range c.LearnersNext {
+		cs.LearnersNext = append(cs.LearnersNext, id)
+	}
+	slices.Sort(cs.Learners)
+	slices.Sort(cs.LearnersNext)
+	return cs
 }

@@ -16,9 +16,9 @@ import (
 type Persisted struct {
 	WAL       *wal.WAL
 	Metadata  []byte
-	Snapshot  raftpb.Snapshot
-	HardState raftpb.HardState
-	Entries   []raftpb.Entry
+	Snapshot  *raftpb.Snapshot // nil when there is none
+	HardState *raftpb.HardState
+	Entries   []*raftpb.Entry
 }
 
 // LoadPersisted opens an existing member's WAL and newest snapshot. It returns (nil, nil)
@@ -34,9 +34,9 @@ func LoadPersisted(lg *zap.Logger, walDir, snapDir string) (*Persisted, error) {
 	case err != nil:
 		return nil, fmt.Errorf("raftnode: load snapshot: %w", err)
 	default:
-		p.Snapshot = *s
+		p.Snapshot = s
 	}
-	mark := wal.Snapshot{Index: p.Snapshot.Metadata.Index, Term: p.Snapshot.Metadata.Term}
+	mark := wal.Snapshot{Index: p.Snapshot.GetMetadata().GetIndex(), Term: p.Snapshot.GetMetadata().GetTerm()}
 	w, err := wal.Open(lg, walDir, mark)
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: open wal: %w", err)
@@ -53,10 +53,13 @@ func LoadPersisted(lg *zap.Logger, walDir, snapDir string) (*Persisted, error) {
 // restore loads the persisted state into a fresh raft memory storage.
 func (p *Persisted) restore() (*raft.MemoryStorage, error) {
 	ms := raft.NewMemoryStorage()
-	if !raft.IsEmptySnap(p.Snapshot) {
+	if p.Snapshot != nil && !raft.IsEmptySnap(p.Snapshot) {
 		if err := ms.ApplySnapshot(p.Snapshot); err != nil {
 			return nil, fmt.Errorf("raftnode: apply snapshot: %w", err)
 		}
+	}
+	if p.HardState == nil {
+		p.HardState = &raftpb.HardState{}
 	}
 	if err := ms.SetHardState(p.HardState); err != nil {
 		return nil, fmt.Errorf("raftnode: set hard state: %w", err)

@@ -14,14 +14,14 @@ import (
 func (s *Server) applyLoop() {
 	defer close(s.donec)
 	for ap := range s.node.Apply() {
-		for i := range ap.Entries {
-			if err := s.applyEntry(&ap.Entries[i]); err != nil {
-				s.lg.Error("failed to apply entry; stopping member", zap.Uint64("index", ap.Entries[i].Index), zap.Error(err))
+		for _, e := range ap.Entries {
+			if err := s.applyEntry(e); err != nil {
+				s.lg.Error("failed to apply entry; stopping member", zap.Uint64("index", e.GetIndex()), zap.Error(err))
 				go s.Stop()
 				return
 			}
 		}
-		last := ap.Entries[len(ap.Entries)-1].Index
+		last := ap.Entries[len(ap.Entries)-1].GetIndex()
 		s.applied.Store(last)
 		s.appliedW.trigger(last)
 		s.maybeReady()
@@ -34,30 +34,30 @@ func (s *Server) applyLoop() {
 }
 
 func (s *Server) applyEntry(e *raftpb.Entry) error {
-	switch e.Type {
+	switch e.GetType() {
 	case raftpb.EntryNormal:
 		return s.applyNormal(e)
 	case raftpb.EntryConfChange:
 		var cc raftpb.ConfChange
-		if err := cc.Unmarshal(e.Data); err != nil {
+		if err := proto.Unmarshal(e.Data, &cc); err != nil {
 			return fmt.Errorf("server: decode conf change at %d: %w", e.Index, err)
 		}
-		return s.applyConfChange(e, cc)
+		return s.applyConfChange(e, &cc)
 	case raftpb.EntryConfChangeV2:
 		var cc raftpb.ConfChangeV2
-		if err := cc.Unmarshal(e.Data); err != nil {
+		if err := proto.Unmarshal(e.Data, &cc); err != nil {
 			return fmt.Errorf("server: decode conf change at %d: %w", e.Index, err)
 		}
-		s.confState = *s.node.ApplyConfChange(cc)
-		s.store.SetConsistentIndex(e.Index, e.Term)
+		s.node.ApplyConfChange(&cc)
+		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
 		return nil
 	}
-	return fmt.Errorf("server: unknown entry type %v at %d", e.Type, e.Index)
+	return fmt.Errorf("server: unknown entry type %v at %d", e.GetType(), e.GetIndex())
 }
 
 func (s *Server) applyNormal(e *raftpb.Entry) error {
 	if len(e.Data) == 0 { // a new leader's empty entry
-		s.store.SetConsistentIndex(e.Index, e.Term)
+		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
 		return nil
 	}
 	var r pb.InternalRaftRequest
@@ -82,41 +82,41 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 			res.resp, res.err = s.executeTxn(v, r.Txn)
 		}
 		// The events go to the watch hub once there is one (issue 3).
-		v.tw.End(e.Index, e.Term)
+		v.tw.End(e.GetIndex(), e.GetTerm())
 	case r.Compaction != nil:
 		res.compacted, res.err = s.store.Compact(r.Compaction.Revision)
 		if res.err == nil {
 			res.resp = &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: s.store.Rev()}}
 		}
-		s.store.SetConsistentIndex(e.Index, e.Term)
+		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
 	default:
 		res.err = ErrNotImplemented
-		s.store.SetConsistentIndex(e.Index, e.Term)
+		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
 	}
 	s.proposals.trigger(r.Id, res)
 	return nil
 }
 
-func (s *Server) applyConfChange(e *raftpb.Entry, cc raftpb.ConfChange) error {
-	s.confState = *s.node.ApplyConfChange(cc)
-	switch cc.Type {
+func (s *Server) applyConfChange(e *raftpb.Entry, cc *raftpb.ConfChange) error {
+	s.node.ApplyConfChange(cc)
+	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
 		var m member
 		if err := json.Unmarshal(cc.Context, &m); err != nil {
 			return fmt.Errorf("server: decode member in conf change at %d: %w", e.Index, err)
 		}
-		m.IsLearner = cc.Type == raftpb.ConfChangeAddLearnerNode
+		m.IsLearner = cc.GetType() == raftpb.ConfChangeAddLearnerNode
 		if m.ID == s.id {
 			m.ClientURLs = urlStrings(s.cfg.AdvertiseClientURLs)
 		}
 		s.members.add(&m)
 		raw, _ := json.Marshal(&m)
-		s.store.PutMember(m.ID, raw, e.Index, e.Term)
+		s.store.PutMember(m.ID, raw, e.GetIndex(), e.GetTerm())
 	case raftpb.ConfChangeRemoveNode:
-		s.members.remove(cc.NodeID)
-		s.store.DeleteMember(cc.NodeID, e.Index, e.Term)
+		s.members.remove(cc.GetNodeId())
+		s.store.DeleteMember(cc.GetNodeId(), e.GetIndex(), e.GetTerm())
 	default:
-		s.store.SetConsistentIndex(e.Index, e.Term)
+		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
 	}
 	return nil
 }
@@ -131,7 +131,7 @@ func (s *Server) maybeSnapshot(applied uint64) {
 		s.lg.Error("failed to commit backend before snapshot", zap.Error(err))
 		return
 	}
-	if err := s.node.Snapshot(applied, s.confState); err != nil {
+	if err := s.node.Snapshot(applied); err != nil {
 		s.lg.Error("failed to snapshot", zap.Error(err))
 		return
 	}

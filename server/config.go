@@ -71,3 +71,33 @@ func (c *Config) SnapPath() string { return c.MemberDir() + "/snap" }
 
 // BackendPath is the bbolt file, at etcd's location so etcd tooling finds it.
 func (c *Config) BackendPath() string { return c.SnapPath() + "/db" }
+
+// withDefaults fills every unset field with etcd's default, so a Config built in code
+// behaves like the binary started with no flags.
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = DefaultSnapshotCount
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxTxnOps == 0 {
+		c.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if c.InitialClusterToken == "" {
+		c.InitialClusterToken = DefaultClusterToken
+	}
+	if c.InitialClusterState == "" {
+		c.InitialClusterState = "new"
+	}
+	return c
+}

@@ -39,7 +39,6 @@ type Server struct {
 	ids       *idGenerator
 
 	// Owned by the apply loop.
-	confState raftpb.ConfState
 	snapIndex uint64
 
 	reg     *prometheus.Registry
@@ -55,6 +54,7 @@ type Server struct {
 // New opens (or creates) the member's storage, replays what the store has not applied
 // yet and starts raft. The member serves once ReadyNotify is closed.
 func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
 	lg := cfg.Logger
 	if lg == nil {
 		lg = zap.NewNop()
@@ -123,8 +123,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 		s.id, s.clusterID = md.MemberID, md.ClusterID
-		s.confState = persisted.Snapshot.Metadata.ConfState
-		s.snapIndex = persisted.Snapshot.Metadata.Index
+		s.snapIndex = persisted.Snapshot.GetMetadata().GetIndex()
 		if err := s.restoreMembers(); err != nil {
 			persisted.WAL.Close()
 			store.Close()

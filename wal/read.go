@@ -36,6 +36,12 @@ func (rs *readState) readSegment(lg *zap.Logger, path string, prev uint32, chain
 	if err != nil {
 		return -1, 0, fmt.Errorf("wal: read %s: %w", path, err)
 	}
+	return rs.readSegmentBytes(lg, path, buf, prev, chained, isLast)
+}
+
+// readSegmentBytes is readSegment on a segment already in memory; path only names it in
+// errors and logs.
+func (rs *readState) readSegmentBytes(lg *zap.Logger, path string, buf []byte, prev uint32, chained, isLast bool) (truncateAt int64, crc uint32, err error) {
 	var off int64
 	n := 0 // records read in this segment
 	for off < int64(len(buf)) {

@@ -120,6 +120,29 @@ func Open(lg *zap.Logger, dir string, from Snapshot) (*WAL, error) {
 	if len(segs) == 0 {
 		return nil, fmt.Errorf("wal: open %s: no segments: %w", dir, os.ErrNotExist)
 	}
+	last := segs[len(segs)-1].path
+	f, err := os.OpenFile(last, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", last, err)
+	}
+	// Every error from here on must drop the lock, which closing f does: flock locks
+	// belong to the open file description, so a leaked f would keep even this process
+	// from opening the log again.
+	fail := func(err error) (*WAL, error) {
+		_ = f.Close()
+		return nil, err
+	}
+	if err := lockFile(f); err != nil {
+		return fail(fmt.Errorf("wal: lock %s: %w", last, err))
+	}
+	// A writer may have cut a new segment (dropping its lock on this one) or released old
+	// ones between the listing and the lock, so list again now that the log is ours.
+	if segs, err = listSegments(dir); err != nil {
+		return fail(err)
+	}
+	if len(segs) == 0 || segs[len(segs)-1].path != last {
+		return fail(fmt.Errorf("wal: lock %s: %w (a new segment appeared while opening)", last, errLocked))
+	}
 	// Segments named at or below from.Index were cut before the mark was written, and the
 	// last of them holds every live entry above from.Index in it or after it.
 	start := -1
@@ -129,21 +152,11 @@ func Open(lg *zap.Logger, dir string, from Snapshot) (*WAL, error) {
 		}
 	}
 	if start < 0 {
-		return nil, fmt.Errorf("wal: open %s at index %d term %d: %w", dir, from.Index, from.Term, ErrSnapshotNotFound)
-	}
-	last := segs[len(segs)-1].path
-	f, err := os.OpenFile(last, os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("wal: open %s: %w", last, err)
-	}
-	if err := lockFile(f); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("wal: lock %s: %w", last, err)
+		return fail(fmt.Errorf("wal: open %s at index %d term %d: %w", dir, from.Index, from.Term, ErrSnapshotNotFound))
 	}
 	// Only now, holding the lock, is it safe to clear another writer's leftovers.
 	if err := removeTemps(dir); err != nil {
-		_ = f.Close()
-		return nil, err
+		return fail(err)
 	}
 	return &WAL{lg: lg, dir: dir, from: from, segs: segs, start: start, f: f}, nil
 }
@@ -151,7 +164,8 @@ func Open(lg *zap.Logger, dir string, from Snapshot) (*WAL, error) {
 // ReadAll reads the log from the mark given to Open, verifying every record. It returns the
 // metadata given at Create, the last hard state saved, and the live entries above the mark
 // (an entry written later at index i replaces all earlier ones at i and above). A torn
-// final record is cut off. Afterwards the WAL is ready for appending.
+// final record is cut off. Afterwards the WAL is ready for appending. On error the WAL
+// still holds its lock: the caller must Close it.
 func (w *WAL) ReadAll() (metadata []byte, hs *raftpb.HardState, ents []*raftpb.Entry, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -160,9 +160,14 @@ func TestOpenFromMark(t *testing.T) {
 	}
 	mustClose(t, w)
 
-	_, _, hs, ents := mustRead(t, dir, Snapshot{Index: 50, Term: 1})
+	w, _, hs, ents := mustRead(t, dir, Snapshot{Index: 50, Term: 1})
 	checkState(t, hs, hardState(1, 1, 150))
 	checkEntries(t, ents, entries(51, 150, 1))
+	// The log stays locked while w is open, even against this process.
+	if _, _, _, _, err := readWAL(t, dir, Snapshot{Index: 50, Term: 1}); !errors.Is(err, errLocked) {
+		t.Fatalf("second Open while held: got %v, want errLocked", err)
+	}
+	mustClose(t, w)
 
 	for _, bad := range []Snapshot{{Index: 50, Term: 2}, {Index: 999, Term: 1}, {Index: 70, Term: 1}} {
 		if _, _, _, _, err := readWAL(t, dir, bad); !errors.Is(err, ErrSnapshotNotFound) {
@@ -221,9 +226,10 @@ func TestReleaseTo(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustClose(t, w)
-	_, _, hs, ents := mustRead(t, dir2, mark)
+	w, _, hs, ents := mustRead(t, dir2, mark)
 	checkState(t, hs, hardState(1, 1, 201))
 	checkEntries(t, ents, entries(121, 201, 1))
+	mustClose(t, w)
 	if _, _, _, _, err := readWAL(t, dir2, Snapshot{}); !errors.Is(err, ErrSnapshotNotFound) {
 		t.Fatalf("Open from the start after release: got %v, want ErrSnapshotNotFound", err)
 	}
@@ -242,20 +248,21 @@ func TestSnapshotPastLastEntry(t *testing.T) {
 	mustSave(t, w, hardState(3, 2, 105), entries(101, 110, 3))
 	mustClose(t, w)
 
-	_, _, _, ents := mustRead(t, dir, Snapshot{Index: 100, Term: 3})
+	w, _, _, ents := mustRead(t, dir, Snapshot{Index: 100, Term: 3})
 	checkEntries(t, ents, entries(101, 110, 3))
+	mustClose(t, w)
 	// From the start the entries cannot be contiguous; that is an error, not corruption.
 	_, _, _, _, err := readWAL(t, dir, Snapshot{})
-	if err == nil || isCorrupt(err) {
-		t.Fatalf("reading across the jump: got %v, want a non-corruption error", err)
+	if !errors.Is(err, errGap) || isCorrupt(err) {
+		t.Fatalf("reading across the jump: got %v, want a non-corruption gap error", err)
 	}
 }
 
 func TestLockExcludesSecondWriter(t *testing.T) {
 	dir := t.TempDir()
 	w := mustCreate(t, dir, "m")
-	if _, err := Open(zaptest.NewLogger(t), dir, Snapshot{}); err == nil {
-		t.Fatal("second Open succeeded while the log is held")
+	if _, err := Open(zaptest.NewLogger(t), dir, Snapshot{}); !errors.Is(err, errLocked) {
+		t.Fatalf("second Open while the log is held: got %v, want errLocked", err)
 	}
 	mustClose(t, w)
 	w2, err := Open(zaptest.NewLogger(t), dir, Snapshot{})
@@ -305,4 +312,38 @@ func TestSegmentNames(t *testing.T) {
 			t.Fatalf("parsed %q", bad)
 		}
 	}
+}
+
+// TestOpenErrorsReleaseLock checks that a failed Open leaves no file or lock behind: flock
+// locks belong to the open file description, so a leak would lock out this process too.
+func TestOpenErrorsReleaseLock(t *testing.T) {
+	setSegmentSize(t, 512)
+	dir := t.TempDir()
+	w := mustCreate(t, dir, "m")
+	for i := uint64(1); i <= 60; i++ {
+		mustSave(t, w, hardState(1, 1, i), entries(i, i, 1))
+	}
+	if err := w.SaveSnapshot(Snapshot{Index: 40, Term: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ReleaseTo(40); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+
+	// Fails in Open: the mark lies before the first segment left.
+	for i := 0; i < 3; i++ {
+		if _, err := Open(zaptest.NewLogger(t), dir, Snapshot{}); !errors.Is(err, ErrSnapshotNotFound) {
+			t.Fatalf("attempt %d: got %v, want ErrSnapshotNotFound", i, err)
+		}
+	}
+	// Fails in ReadAll: the mark is not in the log; Close must free the lock.
+	for i := 0; i < 3; i++ {
+		if _, _, _, _, err := readWAL(t, dir, Snapshot{Index: 40, Term: 9}); !errors.Is(err, ErrSnapshotNotFound) {
+			t.Fatalf("attempt %d: got %v, want ErrSnapshotNotFound", i, err)
+		}
+	}
+	w, _, _, ents := mustRead(t, dir, Snapshot{Index: 40, Term: 1})
+	checkEntries(t, ents, entries(41, 60, 1))
+	mustClose(t, w)
 }

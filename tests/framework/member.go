@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,9 +75,15 @@ type Member struct {
 	DataDir   string // --data-dir (not created by the framework)
 	LogPath   string // stdout+stderr of every run, appended
 	Dir       string // per-member scratch dir (holds DataDir, LogPath)
+	// IsEtcd is true when Bin is the reference etcd ($ETCD_BIN).
+	IsEtcd bool
+	// Cmd is the process of the current (or last) run; nil before Start.
+	// Read it only from the test goroutine between Start/Stop calls.
+	Cmd *exec.Cmd
+
+	logOffset int64 // size of LogPath when the current run started
 
 	mu      sync.Mutex
-	cmd     *exec.Cmd
 	done    chan struct{}
 	waitErr error
 	logFile *os.File
@@ -125,7 +133,9 @@ func NewMember(t testing.TB, opts Options) *Member {
 		bin = ServerBin(t)
 	}
 	dir := t.TempDir()
+	etcdBin := os.Getenv(EnvEtcdBin)
 	m := &Member{
+		IsEtcd:    etcdBin != "" && bin == etcdBin,
 		t:         t,
 		opts:      opts,
 		Bin:       bin,
@@ -191,7 +201,7 @@ func (m *Member) Env() []string {
 func (m *Member) Start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd != nil && !m.exitedLocked() {
+	if m.Cmd != nil && !m.exitedLocked() {
 		return errors.New("already running")
 	}
 	if m.logFile == nil {
@@ -202,6 +212,9 @@ func (m *Member) Start() error {
 		m.logFile = f
 	}
 	m.starts++
+	if fi, err := m.logFile.Stat(); err == nil {
+		m.logOffset = fi.Size()
+	}
 	args := m.Args()
 	fmt.Fprintf(m.logFile, "=== framework: start #%d: %s %s\n", m.starts, m.Bin, strings.Join(args, " "))
 	cmd := exec.Command(m.Bin, args...)
@@ -215,7 +228,7 @@ func (m *Member) Start() error {
 		return err
 	}
 	done := make(chan struct{})
-	m.cmd, m.done, m.waitErr = cmd, done, nil
+	m.Cmd, m.done, m.waitErr = cmd, done, nil
 	go func() {
 		err := cmd.Wait()
 		m.mu.Lock()
@@ -242,17 +255,17 @@ func (m *Member) exitedLocked() bool {
 func (m *Member) Running() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.cmd != nil && !m.exitedLocked()
+	return m.Cmd != nil && !m.exitedLocked()
 }
 
 // Pid returns the process id of the current run (0 if never started).
 func (m *Member) Pid() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd == nil || m.cmd.Process == nil {
+	if m.Cmd == nil || m.Cmd.Process == nil {
 		return 0
 	}
-	return m.cmd.Process.Pid
+	return m.Cmd.Process.Pid
 }
 
 // Done returns a channel closed when the current run exits.
@@ -285,22 +298,36 @@ func (m *Member) WaitExit(timeout time.Duration) (exitErr error, exited bool) {
 	}
 }
 
-// WaitReady polls a serializable Get until it succeeds, the process exits,
-// or timeout passes.
+// ReadyLogLine is what etcd (and Cairn) log once they serve clients.
+const ReadyLogLine = "ready to serve client requests"
+
+// WaitReady waits until the current run has logged ReadyLogLine (or answers
+// GET /health with 200) and then serves a serializable Get, until the
+// process exits, or until timeout passes.
 func (m *Member) WaitReady(timeout time.Duration) error {
 	cli, err := m.newClient(DefaultDialTimeout)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
+	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
 	done := m.Done()
 	var lastErr error
+	announced := false
 	for i := 0; time.Now().Before(deadline) && i < 10000; i++ {
 		select {
 		case <-done:
 			return fmt.Errorf("%s exited before becoming ready (%v); log tail:\n%s", m.Name, m.ExitErr(), m.LogTail(logTailLines))
 		default:
+		}
+		if !announced {
+			announced = strings.Contains(m.CurrentRunLog(), ReadyLogLine) || m.healthOK(hc)
+			if !announced {
+				lastErr = fmt.Errorf("no %q in the log and /health not 200 yet", ReadyLogLine)
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, lastErr = cli.Get(ctx, "cairn-framework-ready", clientv3.WithSerializable())
@@ -311,6 +338,16 @@ func (m *Member) WaitReady(timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s not ready after %v (last error: %v); log tail:\n%s", m.Name, timeout, lastErr, m.LogTail(logTailLines))
+}
+
+func (m *Member) healthOK(hc *http.Client) bool {
+	resp, err := hc.Get(m.ClientURL + "/health")
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // Endpoint returns the client URL.
@@ -360,16 +397,18 @@ func (m *Member) NewClient() *clientv3.Client {
 func (m *Member) signal(sig syscall.Signal) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd == nil || m.exitedLocked() {
+	if m.Cmd == nil || m.exitedLocked() {
 		return nil
 	}
-	return m.cmd.Process.Signal(sig)
+	return m.Cmd.Process.Signal(sig)
 }
 
-// Stop sends SIGTERM and waits up to DefaultStopTimeout, then SIGKILLs. It
-// returns the exit error (nil for status 0; etcd itself re-raises SIGTERM, so
-// it reports "signal: terminated"), or an error if it had to be killed.
-func (m *Member) Stop() error {
+// StopErr sends SIGTERM and waits up to DefaultStopTimeout, then SIGKILLs.
+// It returns the exit error (nil for status 0), or an error if the process
+// had to be killed. Note that etcd re-raises SIGTERM after its shutdown
+// handlers ran (pkg/osutil.HandleInterrupts), so etcd reports
+// "signal: terminated"; see CleanExit.
+func (m *Member) StopErr() error {
 	if !m.Running() {
 		return nil
 	}
@@ -381,6 +420,31 @@ func (m *Member) Stop() error {
 	}
 	m.Kill()
 	return fmt.Errorf("%s did not exit within %v of SIGTERM; killed", m.Name, DefaultStopTimeout)
+}
+
+// Stop sends SIGTERM, waits for the exit and fails the test unless the exit
+// was clean (see CleanExit).
+func (m *Member) Stop() {
+	m.t.Helper()
+	if err := m.StopErr(); !m.CleanExit(err) {
+		m.t.Errorf("%s: unclean exit after SIGTERM: %v; log tail:\n%s", m.Name, err, m.LogTail(logTailLines))
+	}
+}
+
+// CleanExit reports whether exitErr (from StopErr) is a clean SIGTERM
+// shutdown: exit status 0 for Cairn; for the reference etcd, which
+// re-raises SIGTERM once it has shut down, also "signal: terminated".
+func (m *Member) CleanExit(exitErr error) bool {
+	if exitErr == nil {
+		return true
+	}
+	var ee *exec.ExitError
+	if m.IsEtcd && errors.As(exitErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+			return true
+		}
+	}
+	return false
 }
 
 // Kill sends SIGKILL and waits for the process to exit.
@@ -399,7 +463,7 @@ func (m *Member) Kill() {
 func (m *Member) Restart() {
 	m.t.Helper()
 	if m.Running() {
-		_ = m.Stop()
+		m.Stop()
 	}
 	if err := m.Start(); err != nil {
 		m.t.Fatalf("restart %s: %v", m.Name, err)
@@ -418,6 +482,21 @@ func (m *Member) Log() string {
 	m.mu.Unlock()
 	b, _ := os.ReadFile(m.LogPath)
 	return string(b)
+}
+
+// Logs is Log: everything the member has printed so far (all runs).
+func (m *Member) Logs() string { return m.Log() }
+
+// CurrentRunLog returns what the member printed since its last Start.
+func (m *Member) CurrentRunLog() string {
+	m.mu.Lock()
+	off := m.logOffset
+	m.mu.Unlock()
+	l := m.Log()
+	if int(off) <= len(l) {
+		return l[off:]
+	}
+	return l
 }
 
 // LogContains reports whether the member's output contains s.

@@ -60,6 +60,10 @@ func clone[T gogoMessage](m T) T {
 		c = &pb.MemberListResponse{}
 	case *pb.HashKVResponse:
 		c = &pb.HashKVResponse{}
+	case *pb.LeaseGrantResponse:
+		c = &pb.LeaseGrantResponse{}
+	case *pb.LeaseRevokeResponse:
+		c = &pb.LeaseRevokeResponse{}
 	default:
 		panic(fmt.Sprintf("normalize: unsupported type %T", m))
 	}
@@ -96,6 +100,14 @@ func strip(m any) {
 			StripHeader(r.Header)
 		}
 	case *pb.HashKVResponse:
+		if r != nil {
+			StripHeader(r.Header)
+		}
+	case *pb.LeaseGrantResponse:
+		if r != nil {
+			StripHeader(r.Header)
+		}
+	case *pb.LeaseRevokeResponse:
 		if r != nil {
 			StripHeader(r.Header)
 		}

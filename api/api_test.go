@@ -1,0 +1,130 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+)
+
+// fakeBackend is the smallest Backend the api tests need: the real member needs raft and
+// storage, while these tests only check what api does around the Backend (validation,
+// error mapping, HTTP endpoints, the port mux). It records the requests that reached it.
+type fakeBackend struct {
+	mu       sync.Mutex
+	leader   uint64
+	alarms   []*pb.AlarmMember
+	learner  bool
+	rangeErr error // returned by Range (and thus health checks)
+	err      error // returned by every other KV call
+	calls    []string
+}
+
+func newFakeBackend() *fakeBackend { return &fakeBackend{leader: 1} }
+
+func (f *fakeBackend) record(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, name)
+	return f.err
+}
+
+func (f *fakeBackend) numCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+func (f *fakeBackend) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	f.record("Range")
+	f.mu.Lock()
+	err := f.rangeErr
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: 7}}, nil
+}
+
+func (f *fakeBackend) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := f.record("Put"); err != nil {
+		return nil, err
+	}
+	return &pb.PutResponse{}, nil
+}
+
+func (f *fakeBackend) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if err := f.record("DeleteRange"); err != nil {
+		return nil, err
+	}
+	return &pb.DeleteRangeResponse{}, nil
+}
+
+func (f *fakeBackend) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := f.record("Txn"); err != nil {
+		return nil, err
+	}
+	return &pb.TxnResponse{Succeeded: true}, nil
+}
+
+func (f *fakeBackend) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	if err := f.record("Compact"); err != nil {
+		return nil, err
+	}
+	return &pb.CompactionResponse{}, nil
+}
+
+func (f *fakeBackend) Status(ctx context.Context) (*pb.StatusResponse, error) {
+	f.record("Status")
+	return &pb.StatusResponse{Version: EtcdVersion, Leader: f.Leader()}, nil
+}
+
+func (f *fakeBackend) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	f.record("MemberList")
+	return &pb.MemberListResponse{Members: []*pb.Member{{ID: 42, Name: "default"}}}, nil
+}
+
+func (f *fakeBackend) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	if err := f.record("HashKV"); err != nil {
+		return nil, err
+	}
+	return &pb.HashKVResponse{Hash: 1}, nil
+}
+
+func (f *fakeBackend) Alarms() []*pb.AlarmMember {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.alarms
+}
+
+func (f *fakeBackend) Leader() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leader
+}
+
+func (f *fakeBackend) Header() *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: 100, MemberId: 42, RaftTerm: 3, Revision: 9}
+}
+
+func (f *fakeBackend) ClusterVersion() string { return "3.6.0" }
+
+func (f *fakeBackend) IsLearner() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.learner
+}
+
+// Texts of the member's errors (server/errors.go) and mvcc's, as api matches them.
+var (
+	errStopped         = errors.New("etcdserver: server stopped")
+	errNoLeader        = errors.New("etcdserver: no leader")
+	errTimeout         = errors.New("etcdserver: request timed out")
+	errTooManyRequests = errors.New("etcdserver: too many requests")
+	errCompacted       = errors.New("mvcc: required revision has been compacted")
+	errFutureRev       = errors.New("mvcc: required revision is a future revision")
+)
+
+func wrap(err error) error { return fmt.Errorf("applying request: %w", err) }

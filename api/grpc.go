@@ -1,0 +1,347 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+)
+
+const (
+	// grpcOverheadBytes is what etcd adds to --max-request-bytes for the gRPC receive
+	// limit, so that the member (not grpc-go) rejects a too-large request with etcd's
+	// "request is too large".
+	grpcOverheadBytes = 512 * 1024
+
+	// Defaults used when GRPCConfig leaves a limit at zero (etcd 3.6's flag defaults).
+	defaultMaxRequestBytes = 1572864
+	defaultMaxTxnOps       = 128
+
+	// gRPC metadata keys etcd's clients send (etcd api/v3rpc/rpctypes/metadatafields.go).
+	metadataRequireLeaderKey    = "hasleader"
+	metadataHasLeader           = "true"
+	metadataClientAPIVersionKey = "client-api-version"
+)
+
+// GRPCConfig holds the client-facing gRPC limits, from etcd's flags of the same names.
+type GRPCConfig struct {
+	// MaxRequestBytes is --max-request-bytes; the server accepts messages up to this
+	// plus 512 KiB, as etcd does. Zero means etcd's default 1.5 MiB.
+	MaxRequestBytes uint
+	// MaxTxnOps is --max-txn-ops. Zero means etcd's default 128.
+	MaxTxnOps uint
+
+	// KeepAliveMinTime is --grpc-keepalive-min-time: clients may ping this often
+	// (kube-apiserver pings every 30 s). Zero leaves grpc-go's default enforcement.
+	KeepAliveMinTime time.Duration
+	// KeepAliveInterval / KeepAliveTimeout are --grpc-keepalive-interval/-timeout: the
+	// server pings idle clients and drops those that do not answer. Used only if both
+	// are positive.
+	KeepAliveInterval time.Duration
+	KeepAliveTimeout  time.Duration
+}
+
+func (c GRPCConfig) maxRequestBytes() uint {
+	if c.MaxRequestBytes == 0 {
+		return defaultMaxRequestBytes
+	}
+	return c.MaxRequestBytes
+}
+
+func (c GRPCConfig) maxTxnOps() uint {
+	if c.MaxTxnOps == 0 {
+		return defaultMaxTxnOps
+	}
+	return c.MaxTxnOps
+}
+
+// NewGRPCServer builds the gRPC server of the client port: etcd's KV, Maintenance,
+// Cluster, Watch, Lease and Auth services plus grpc.health.v1 ("" SERVING). RPCs the
+// member does not serve yet answer codes.Unimplemented.
+func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	recvLimit := uint64(cfg.maxRequestBytes()) + grpcOverheadBytes
+	if recvLimit > math.MaxInt32 {
+		recvLimit = math.MaxInt32
+	}
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unaryInterceptor(b)),
+		grpc.ChainStreamInterceptor(streamInterceptor(b)),
+		grpc.MaxRecvMsgSize(int(recvLimit)),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+	}
+	if cfg.KeepAliveMinTime > 0 {
+		opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             cfg.KeepAliveMinTime,
+			PermitWithoutStream: false,
+		}))
+	}
+	if cfg.KeepAliveInterval > 0 && cfg.KeepAliveTimeout > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    cfg.KeepAliveInterval,
+			Timeout: cfg.KeepAliveTimeout,
+		}))
+	}
+	s := grpc.NewServer(opts...)
+
+	pb.RegisterKVServer(s, &kvServer{b: b, maxTxnOps: int(cfg.maxTxnOps())})
+	pb.RegisterMaintenanceServer(s, &maintenanceServer{b: b})
+	pb.RegisterClusterServer(s, &clusterServer{b: b})
+	pb.RegisterWatchServer(s, pb.UnimplementedWatchServer{})
+	pb.RegisterLeaseServer(s, pb.UnimplementedLeaseServer{})
+	pb.RegisterAuthServer(s, pb.UnimplementedAuthServer{})
+
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(s, hs)
+
+	lg.Debug("registered gRPC services",
+		zap.Uint("max-request-bytes", cfg.maxRequestBytes()),
+		zap.Uint("max-txn-ops", cfg.maxTxnOps()))
+	return s
+}
+
+// checkCall is etcd's per-RPC gate (v3rpc/interceptor.go): learners serve only Status
+// and serializable Range; the client API version must be valid UTF-8; a client that
+// asked for a leader (metadata hasleader=true) gets "no leader" when there is none.
+func checkCall(ctx context.Context, b Backend, req any) error {
+	if isLearner(b) && !rpcSupportedForLearner(req) {
+		return ErrGRPCNotSupportedForLearner
+	}
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return nil
+	}
+	if vs := md.Get(metadataClientAPIVersionKey); len(vs) > 0 && !utf8.ValidString(vs[0]) {
+		return ErrGRPCInvalidClientAPIVersion
+	}
+	if ks := md[metadataRequireLeaderKey]; len(ks) > 0 && ks[0] == metadataHasLeader {
+		if b.Leader() == 0 {
+			return ErrGRPCNoLeader
+		}
+	}
+	return nil
+}
+
+func rpcSupportedForLearner(req any) bool {
+	switch r := req.(type) {
+	case *pb.StatusRequest:
+		return true
+	case *pb.RangeRequest:
+		return r.GetSerializable()
+	default:
+		return false
+	}
+}
+
+func unaryInterceptor(b Backend) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := checkCall(ctx, b, req); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+func streamInterceptor(b Backend) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := checkCall(ss.Context(), b, nil); err != nil {
+			return err
+		}
+		return handler(srv, ss)
+	}
+}
+
+// fillHeader stamps cluster id, member id and raft term on a response header, and the
+// current revision if the member left it at zero (etcd's v3rpc header.fill).
+func fillHeader(b Backend, h **pb.ResponseHeader) {
+	cur := b.Header()
+	if *h == nil {
+		*h = &pb.ResponseHeader{}
+	}
+	if cur == nil {
+		return
+	}
+	(*h).ClusterId = cur.GetClusterId()
+	(*h).MemberId = cur.GetMemberId()
+	(*h).RaftTerm = cur.GetRaftTerm()
+	if (*h).Revision == 0 {
+		(*h).Revision = cur.GetRevision()
+	}
+}
+
+type kvServer struct {
+	pb.UnimplementedKVServer
+	b         Backend
+	maxTxnOps int
+}
+
+func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := checkRangeRequest(r); err != nil {
+		return nil, err
+	}
+	resp, err := s.b.Range(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}
+
+func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := checkPutRequest(r); err != nil {
+		return nil, err
+	}
+	resp, err := s.b.Put(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}
+
+func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if err := checkDeleteRequest(r); err != nil {
+		return nil, err
+	}
+	resp, err := s.b.DeleteRange(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}
+
+func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := checkTxn(r, s.maxTxnOps); err != nil {
+		return nil, err
+	}
+	resp, err := s.b.Txn(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}
+
+// Compact: etcd checks nothing here; the member answers ErrCompacted for a revision at
+// or below the compacted one and ErrFutureRev above the current one.
+func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	resp, err := s.b.Compact(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}
+
+type maintenanceServer struct {
+	pb.UnimplementedMaintenanceServer
+	b Backend
+}
+
+func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	resp, err := s.b.Status(ctx)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	if resp.Version == "" {
+		resp.Version = EtcdVersion
+	}
+	if isLearner(s.b) {
+		resp.IsLearner = true
+	}
+	if resp.DowngradeInfo == nil {
+		resp.DowngradeInfo = &pb.DowngradeInfo{Enabled: false}
+	}
+	// etcd lists "no leader" and each active alarm in errors (etcdctl endpoint status
+	// shows them); the member's own entries, if any, are kept.
+	if resp.Leader == 0 && !contains(resp.Errors, errTextNoLeader) {
+		resp.Errors = append(resp.Errors, errTextNoLeader)
+	}
+	for _, a := range s.b.Alarms() {
+		if t := alarmText(a); !contains(resp.Errors, t) {
+			resp.Errors = append(resp.Errors, t)
+		}
+	}
+	return resp, nil
+}
+
+const errTextNoLeader = "etcdserver: no leader"
+
+// alarmText renders an alarm as etcd's (gogo protobuf) compact text form does, which is
+// what etcd puts in StatusResponse.errors: "memberID:1234 alarm:NOSPACE ".
+func alarmText(a *pb.AlarmMember) string {
+	s := ""
+	if a.GetMemberID() != 0 {
+		s += fmt.Sprintf("memberID:%d ", a.GetMemberID())
+	}
+	if a.GetAlarm() != pb.AlarmType_NONE {
+		s += fmt.Sprintf("alarm:%s ", a.GetAlarm())
+	}
+	return s
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	resp, err := s.b.HashKV(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}
+
+// Alarm serves GET from the member's active alarms (filtered by type unless NONE, as
+// etcd's alarm store does). Raising or clearing alarms is not served yet.
+func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if r.GetAction() != pb.AlarmRequest_GET {
+		return nil, status.Errorf(codes.Unimplemented, "method Alarm %s not implemented", r.GetAction())
+	}
+	resp := &pb.AlarmResponse{}
+	for _, a := range s.b.Alarms() {
+		if r.GetAlarm() == pb.AlarmType_NONE || a.GetAlarm() == r.GetAlarm() {
+			resp.Alarms = append(resp.Alarms, a)
+		}
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}
+
+type clusterServer struct {
+	pb.UnimplementedClusterServer
+	b Backend
+}
+
+func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	resp, err := s.b.MemberList(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}

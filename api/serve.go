@@ -1,0 +1,262 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// http2Preface is what every HTTP/2 client (gRPC among them) sends first on a
+// plaintext connection.
+const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+var (
+	// sniffTimeout bounds how long a new connection may take to send enough bytes to
+	// tell gRPC (HTTP/2) from HTTP/1.1.
+	sniffTimeout = 10 * time.Second
+	// ShutdownTimeout bounds the graceful part of ServeClient's shutdown: in-flight
+	// HTTP requests and gRPC calls get this long, then connections are closed.
+	ShutdownTimeout = 10 * time.Second
+)
+
+// ServeClient serves gRPC and HTTP/1.1 on one plaintext listener until ctx is done: a
+// connection that opens with the HTTP/2 client preface goes to grpcSrv, any other to an
+// http.Server running httpHandler. When ctx is done it stops accepting, lets in-flight
+// requests finish (bounded by ShutdownTimeout), stops grpcSrv and returns nil. It
+// returns an error if accepting fails for another reason; l is closed either way.
+//
+// grpcSrv may be shared by several ServeClient calls (one per client URL); stopping it
+// is safe to do more than once.
+func ServeClient(ctx context.Context, l net.Listener, grpcSrv *grpc.Server, httpHandler http.Handler) error {
+	grpcL := newChanListener(l.Addr())
+	httpL := newChanListener(l.Addr())
+	httpSrv := &http.Server{Handler: httpHandler, ReadHeaderTimeout: 30 * time.Second}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		grpcSrv.Serve(grpcL) // returns when grpcL closes or grpcSrv stops
+	}()
+	go func() {
+		defer wg.Done()
+		httpSrv.Serve(httpL) // returns http.ErrServerClosed on Shutdown
+	}()
+
+	sn := &sniffing{conns: make(map[net.Conn]struct{})}
+	acceptErr := make(chan error, 1)
+	go func() { acceptErr <- acceptLoop(l, sn, grpcL, httpL) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+		l.Close()
+		<-acceptErr
+	case err = <-acceptErr:
+		l.Close()
+	}
+	grpcL.Close()
+	httpL.Close()
+	sn.closeAll()
+
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	var sw sync.WaitGroup
+	sw.Add(2)
+	go func() {
+		defer sw.Done()
+		if httpSrv.Shutdown(sctx) != nil {
+			httpSrv.Close()
+		}
+	}()
+	go func() {
+		defer sw.Done()
+		stopGRPC(sctx, grpcSrv)
+	}()
+	sw.Wait()
+	wg.Wait()
+	return err
+}
+
+// stopGRPC stops grpcSrv gracefully, or forcibly once ctx is done.
+func stopGRPC(ctx context.Context, s *grpc.Server) {
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Stop()
+		<-done
+	}
+}
+
+// acceptLoop accepts until l fails. Errors from l being closed are reported as nil.
+func acceptLoop(l net.Listener, sn *sniffing, grpcL, httpL *chanListener) error {
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Transient (e.g. too many open files shows up as temporary): back off.
+				delay = backoff(delay)
+				time.Sleep(delay)
+				continue
+			}
+			if isTemporary(err) {
+				delay = backoff(delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !sn.add(c) {
+			c.Close()
+			continue
+		}
+		go func() {
+			defer sn.done(c)
+			route(c, grpcL, httpL)
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func backoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 5 * time.Millisecond
+	}
+	if d *= 2; d > time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+// sniffing tracks connections whose protocol is not known yet, so that shutdown can
+// close them instead of waiting for sniffTimeout.
+type sniffing struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func (s *sniffing) add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *sniffing) done(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *sniffing) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+// route reads the first bytes of c and hands it to the gRPC or HTTP listener. It reads
+// only until the bytes stop matching the HTTP/2 preface, so an HTTP/1.1 request is
+// routed after its first byte.
+func route(c net.Conn, grpcL, httpL *chanListener) {
+	c.SetReadDeadline(time.Now().Add(sniffTimeout))
+	buf := make([]byte, 0, len(http2Preface))
+	isH2 := true
+	for len(buf) < len(http2Preface) {
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if !bytes.HasPrefix([]byte(http2Preface), buf) {
+			isH2 = false
+			break
+		}
+		if err != nil {
+			c.Close()
+			return
+		}
+	}
+	c.SetReadDeadline(time.Time{})
+	pc := &prefixConn{Conn: c, prefix: buf}
+	if isH2 {
+		grpcL.deliver(pc)
+	} else {
+		httpL.deliver(pc)
+	}
+}
+
+// prefixConn replays the bytes read while sniffing before reading from the connection.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// chanListener is a net.Listener fed with already accepted connections.
+type chanListener struct {
+	addr   net.Addr
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.closed:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }

@@ -1,0 +1,259 @@
+package api
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+)
+
+// startClientPort serves b on a loopback port as the client URL does and returns the
+// address and a function that shuts it down and reports ServeClient's result.
+func startClientPort(t *testing.T, b Backend) (string, func() error) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := NewGRPCServer(b, GRPCConfig{MaxTxnOps: 4, KeepAliveMinTime: 5 * time.Second}, nil)
+	hh := NewHTTPHandler(b, prometheus.NewRegistry(), false, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeClient(ctx, l, gs, hh) }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			t.Fatal("ServeClient did not return after cancel")
+			return nil
+		}
+	}
+	t.Cleanup(func() { stop() })
+	return l.Addr().String(), stop
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+func TestServeClientGRPCAndHTTPOnOnePort(t *testing.T) {
+	b := newFakeBackend()
+	addr, stop := startClientPort(t, b)
+	cc := dial(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// grpc health
+	hr, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || hr.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health check = %v, %v", hr, err)
+	}
+
+	// HTTP/1.1 on the same port, interleaved with gRPC
+	resp, err := http.Get("http://" + addr + "/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != `{"etcdserver":"3.6.16","etcdcluster":"3.6.0","storage":"3.6.0"}` {
+		t.Fatalf("GET /version = %d %q", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + addr + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != `{"health":"true","reason":""}` {
+		t.Fatalf("GET /health = %d %q", resp.StatusCode, body)
+	}
+
+	kv := pb.NewKVClient(cc)
+	if _, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	// validation errors arrive with etcd's code and text
+	_, err = kv.Range(ctx, &pb.RangeRequest{})
+	wantStatus(t, "Range empty key over the wire", err, ErrGRPCEmptyKey)
+	_, err = kv.Txn(ctx, &pb.TxnRequest{Success: ops(5, func(int) *pb.RequestOp { return get("a") })})
+	wantStatus(t, "Txn over --max-txn-ops", err, ErrGRPCTooManyOps)
+	// member errors are mapped
+	b.mu.Lock()
+	b.rangeErr = wrap(errCompacted)
+	b.mu.Unlock()
+	_, err = kv.Range(ctx, &pb.RangeRequest{Key: []byte("a"), Revision: 1})
+	wantStatus(t, "Range compacted over the wire", err, ErrGRPCCompacted)
+	b.mu.Lock()
+	b.rangeErr = nil
+	b.err = errTooManyRequests
+	b.mu.Unlock()
+	_, err = kv.Put(ctx, &pb.PutRequest{Key: []byte("a")})
+	if s, _ := status.FromError(err); s.Message() != "etcdserver: too many requests" {
+		t.Fatalf("Put too many requests: %v", err)
+	}
+	b.mu.Lock()
+	b.err = nil
+	b.mu.Unlock()
+
+	// maintenance and cluster
+	mc := pb.NewMaintenanceClient(cc)
+	st, err := mc.Status(ctx, &pb.StatusRequest{})
+	if err != nil || st.Version != "3.6.16" || st.Header.MemberId != 42 || len(st.Errors) != 0 {
+		t.Fatalf("Status = %v, %v", st, err)
+	}
+	b.mu.Lock()
+	b.alarms = []*pb.AlarmMember{{MemberID: 42, Alarm: pb.AlarmType_NOSPACE}}
+	b.mu.Unlock()
+	ar, err := mc.Alarm(ctx, &pb.AlarmRequest{Action: pb.AlarmRequest_GET})
+	if err != nil || len(ar.Alarms) != 1 || ar.Alarms[0].Alarm != pb.AlarmType_NOSPACE {
+		t.Fatalf("Alarm GET = %v, %v", ar, err)
+	}
+	ar, err = mc.Alarm(ctx, &pb.AlarmRequest{Action: pb.AlarmRequest_GET, Alarm: pb.AlarmType_CORRUPT})
+	if err != nil || len(ar.Alarms) != 0 {
+		t.Fatalf("Alarm GET CORRUPT = %v, %v", ar, err)
+	}
+	st, err = mc.Status(ctx, &pb.StatusRequest{})
+	if err != nil || len(st.Errors) != 1 || st.Errors[0] != "memberID:42 alarm:NOSPACE " {
+		t.Fatalf("Status with alarm = %v, %v", st, err)
+	}
+	_, err = mc.Alarm(ctx, &pb.AlarmRequest{Action: pb.AlarmRequest_DEACTIVATE})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("Alarm DEACTIVATE = %v; want Unimplemented", err)
+	}
+	if _, err := mc.HashKV(ctx, &pb.HashKVRequest{}); err != nil {
+		t.Fatalf("HashKV: %v", err)
+	}
+	ml, err := pb.NewClusterClient(cc).MemberList(ctx, &pb.MemberListRequest{})
+	if err != nil || len(ml.Members) != 1 || ml.Header.ClusterId != 100 {
+		t.Fatalf("MemberList = %v, %v", ml, err)
+	}
+
+	// not served yet: genuine Unimplemented
+	if _, err := pb.NewLeaseClient(cc).LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: 5}); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("LeaseGrant = %v; want Unimplemented", err)
+	}
+	if _, err := pb.NewAuthClient(cc).AuthStatus(ctx, &pb.AuthStatusRequest{}); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("AuthStatus = %v; want Unimplemented", err)
+	}
+	if _, err := pb.NewClusterClient(cc).MemberAdd(ctx, &pb.MemberAddRequest{}); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("MemberAdd = %v; want Unimplemented", err)
+	}
+	if _, err := mc.Defragment(ctx, &pb.DefragmentRequest{}); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("Defragment = %v; want Unimplemented", err)
+	}
+	ws, err := pb.NewWatchClient(cc).Watch(ctx)
+	if err == nil {
+		_, err = ws.Recv()
+	}
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("Watch = %v; want Unimplemented", err)
+	}
+
+	// hasleader metadata without a leader
+	b.mu.Lock()
+	b.leader = 0
+	b.mu.Unlock()
+	lctx := metadata.AppendToOutgoingContext(ctx, "hasleader", "true")
+	_, err = kv.Range(lctx, &pb.RangeRequest{Key: []byte("a")})
+	wantStatus(t, "Range requiring a leader", err, ErrGRPCNoLeader)
+	if _, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("a"), Serializable: true}); err != nil {
+		t.Fatalf("Range without hasleader: %v", err)
+	}
+
+	// learners serve only Status and serializable Range
+	b.mu.Lock()
+	b.leader, b.learner = 1, true
+	b.mu.Unlock()
+	_, err = kv.Put(ctx, &pb.PutRequest{Key: []byte("a")})
+	wantStatus(t, "Put on learner", err, ErrGRPCNotSupportedForLearner)
+	if _, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("a"), Serializable: true}); err != nil {
+		t.Fatalf("serializable Range on learner: %v", err)
+	}
+	if st, err := mc.Status(ctx, &pb.StatusRequest{}); err != nil || !st.IsLearner {
+		t.Fatalf("Status on learner = %v, %v", st, err)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("ServeClient returned %v", err)
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Fatal("port still accepting after shutdown")
+	}
+}
+
+// A request larger than max-request-bytes + 512 KiB is refused by grpc-go itself.
+func TestGRPCRecvLimit(t *testing.T) {
+	b := newFakeBackend()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := NewGRPCServer(b, GRPCConfig{MaxRequestBytes: 1024}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeClient(ctx, l, gs, http.NotFoundHandler()) }()
+	defer func() { cancel(); <-done }()
+
+	cc := dial(t, l.Addr().String())
+	kv := pb.NewKVClient(cc)
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	if _, err := kv.Put(cctx, &pb.PutRequest{Key: []byte("a"), Value: make([]byte, 512*1024)}); err != nil {
+		t.Fatalf("Put under the limit: %v", err)
+	}
+	_, err = kv.Put(cctx, &pb.PutRequest{Key: []byte("a"), Value: make([]byte, 512*1024+2048)})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("Put over the limit = %v; want ResourceExhausted", err)
+	}
+}
+
+// Shutting down with a connection that never sends anything must not hang.
+func TestServeClientShutdownWithIdleConn(t *testing.T) {
+	b := newFakeBackend()
+	addr, stop := startClientPort(t, b)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// and one keep-alive HTTP/1.1 connection
+	resp, err := http.Get("http://" + addr + "/livez")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("shutdown took %v", d)
+	}
+}

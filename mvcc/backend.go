@@ -1,0 +1,205 @@
+package mvcc
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket names, as in etcd's schema.
+var (
+	bucketKey            = []byte("key")
+	bucketMeta           = []byte("meta")
+	bucketLease          = []byte("lease")
+	bucketMembers        = []byte("members")
+	bucketMembersRemoved = []byte("members_removed")
+	bucketCluster        = []byte("cluster")
+	bucketAlarm          = []byte("alarm")
+	bucketAuth           = []byte("auth")
+	bucketAuthUsers      = []byte("authUsers")
+	bucketAuthRoles      = []byte("authRoles")
+
+	allBuckets = [][]byte{
+		bucketKey, bucketMeta, bucketLease, bucketMembers, bucketMembersRemoved,
+		bucketCluster, bucketAlarm, bucketAuth, bucketAuthUsers, bucketAuthRoles,
+	}
+)
+
+// Keys of the "meta" bucket.
+var (
+	metaConsistentIndex  = []byte("consistent_index")
+	metaTerm             = []byte("term")
+	metaScheduledCompact = []byte("scheduledCompactRev")
+	metaFinishedCompact  = []byte("finishedCompactRev")
+)
+
+// backend is the bbolt file with one long-lived write transaction (the batch). Everything
+// that touches the batch transaction must hold the store's write lock; the batch is only
+// committed between write transactions, so bbolt never holds half a revision.
+//
+// Readers cannot see the batch's uncommitted data through bbolt, so the values written to
+// the "key" bucket since the last commit are also kept in buf until the commit.
+type backend struct {
+	db      *bolt.DB
+	tx      *bolt.Tx // the open batch; guarded by the store's write lock
+	changes int      // changes in tx since it began; guarded by the store's write lock
+
+	bufMu sync.RWMutex
+	buf   map[revision][]byte // uncommitted "key" bucket values, by revision
+
+	size      atomic.Int64
+	sizeInUse atomic.Int64
+}
+
+func openBackend(path string) (*backend, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("mvcc: create backend dir: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("mvcc: open backend %s: %w", path, err)
+	}
+	b := &backend{db: db, buf: make(map[revision][]byte)}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %q: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mvcc: init backend %s: %w", path, err)
+	}
+	if err := b.begin(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *backend) begin() error {
+	tx, err := b.db.Begin(true)
+	if err != nil {
+		return fmt.Errorf("mvcc: begin batch: %w", err)
+	}
+	b.tx = tx
+	b.changes = 0
+	b.updateSize(tx)
+	return nil
+}
+
+func (b *backend) updateSize(tx *bolt.Tx) {
+	size := tx.Size()
+	st := b.db.Stats()
+	inUse := size - int64(st.FreePageN+st.PendingPageN)*int64(b.db.Info().PageSize)
+	b.size.Store(size)
+	b.sizeInUse.Store(inUse)
+	dbTotalSize.Set(float64(size))
+	dbInUseSize.Set(float64(inUse))
+}
+
+// put writes into the batch. Values of the "key" bucket are buffered for readers.
+func (b *backend) put(bucket, key, value []byte) {
+	if err := b.tx.Bucket(bucket).Put(key, value); err != nil {
+		// Only a closed transaction or an invalid key fails here: a programming error.
+		panic(fmt.Sprintf("mvcc: put into bucket %q: %v", bucket, err))
+	}
+	b.changes++
+}
+
+func (b *backend) putKV(rev revision, tomb bool, value []byte) {
+	b.put(bucketKey, rev.bytes(tomb), value)
+	if !tomb {
+		b.bufMu.Lock()
+		b.buf[rev] = value
+		b.bufMu.Unlock()
+	}
+}
+
+func (b *backend) delete(bucket, key []byte) {
+	if err := b.tx.Bucket(bucket).Delete(key); err != nil {
+		panic(fmt.Sprintf("mvcc: delete from bucket %q: %v", bucket, err))
+	}
+	b.changes++
+}
+
+// commit commits the batch and opens the next one. Caller holds the store's write lock.
+func (b *backend) commit() error {
+	start := time.Now()
+	b.bufMu.Lock()
+	defer b.bufMu.Unlock()
+	if err := b.tx.Commit(); err != nil {
+		b.tx = nil
+		return fmt.Errorf("mvcc: commit batch: %w", err)
+	}
+	commitDuration.Observe(time.Since(start).Seconds())
+	clear(b.buf)
+	return b.begin()
+}
+
+// reader reads committed data plus the buffered uncommitted values; it must be closed.
+// While it is open the batch cannot be committed.
+type reader struct {
+	b  *backend
+	tx *bolt.Tx
+}
+
+func (b *backend) reader() *reader {
+	b.bufMu.RLock()
+	return &reader{b: b}
+}
+
+// value returns the stored KeyValue bytes of a live revision.
+func (r *reader) value(rev revision) ([]byte, error) {
+	if v, ok := r.b.buf[rev]; ok && false {
+		return v, nil
+	}
+	if r.tx == nil {
+		tx, err := r.b.db.Begin(false)
+		if err != nil {
+			return nil, fmt.Errorf("mvcc: begin read: %w", err)
+		}
+		r.tx = tx
+	}
+	v := r.tx.Bucket(bucketKey).Get(rev.bytes(false))
+	if v == nil {
+		return nil, fmt.Errorf("mvcc: revision {%d %d} missing from the backend", rev.main, rev.sub)
+	}
+	return v, nil
+}
+
+func (r *reader) close() {
+	if r.tx != nil {
+		_ = r.tx.Rollback()
+	}
+	r.b.bufMu.RUnlock()
+}
+
+// batchValue reads a live revision through the batch (which sees uncommitted writes).
+// Caller holds the store's write lock.
+func (b *backend) batchValue(rev revision) ([]byte, error) {
+	v := b.tx.Bucket(bucketKey).Get(rev.bytes(false))
+	if v == nil {
+		return nil, fmt.Errorf("mvcc: revision {%d %d} missing from the backend", rev.main, rev.sub)
+	}
+	return v, nil
+}
+
+func (b *backend) close() error {
+	var err error
+	if b.tx != nil {
+		err = b.tx.Rollback()
+		b.tx = nil
+	}
+	if cerr := b.db.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}

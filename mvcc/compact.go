@@ -1,0 +1,120 @@
+package mvcc
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Compact discards the history before rev: reads below rev fail with ErrCompacted at once,
+// and the revisions no read at rev or later needs are deleted from the backend in bounded
+// batches in the background. done closes when that is finished (or the store closes).
+func (s *Store) Compact(rev int64) (done <-chan struct{}, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("mvcc: compact at %d: store is closed", rev)
+	}
+	s.mu.Lock()
+	if rev <= s.compactRev {
+		cr := s.compactRev
+		s.mu.Unlock()
+		return nil, fmt.Errorf("compact at %d (compacted %d): %w", rev, cr, ErrCompacted)
+	}
+	if cur := s.currentRev.Load(); rev > cur {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("compact at %d (current %d): %w", rev, cur, ErrFutureRev)
+	}
+	start := time.Now()
+	keep := s.idx.compact(rev)
+	s.compactRev = rev
+	s.mu.Unlock()
+	indexCompactionPause.Observe(float64(time.Since(start)) / float64(time.Millisecond))
+
+	s.b.put(bucketMeta, metaScheduledCompact, revision{main: rev}.bytes(false))
+	return s.startCompaction(rev, keep), nil
+}
+
+// startCompaction runs the physical part of a compaction after any earlier one. Caller
+// holds wmu.
+func (s *Store) startCompaction(rev int64, keep map[revision]struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	prev := s.lastCompaction
+	s.lastCompaction = done
+	s.compact.Add(1)
+	go func() {
+		defer s.compact.Done()
+		defer close(done)
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-s.stopc:
+				return
+			}
+		}
+		if err := s.runCompaction(rev, keep); err != nil {
+			s.lg.Warn("compaction stopped", zap.Int64("compact-revision", rev), zap.Error(err))
+		}
+	}()
+	return done
+}
+
+// runCompaction deletes the revisions at or below rev that are not in keep, at most
+// compactBatchLimit keys per committed bbolt transaction, then marks the compaction
+// finished.
+func (s *Store) runCompaction(rev int64, keep map[revision]struct{}) error {
+	start := time.Now()
+	from := revision{}.bytes(false)
+	end := revision{main: rev + 1}.bytes(false)
+	total := 0
+	for {
+		select {
+		case <-s.stopc:
+			return fmt.Errorf("store closing after %d keys", total)
+		default:
+		}
+		s.wmu.Lock()
+		if s.closed {
+			s.wmu.Unlock()
+			return fmt.Errorf("store closed after %d keys", total)
+		}
+		var (
+			del  [][]byte
+			last []byte
+			n    int
+		)
+		c := s.b.tx.Bucket(bucketKey).Cursor()
+		for k, _ := c.Seek(from); k != nil && bytes.Compare(k, end) < 0 && n < compactBatchLimit; k, _ = c.Next() {
+			n++
+			last = k
+			if _, ok := keep[bytesToRev(k)]; !ok {
+				del = append(del, bytes.Clone(k))
+			}
+		}
+		if last != nil {
+			r := bytesToRev(last)
+			from = revision{main: r.main, sub: r.sub + 1}.bytes(false)
+		}
+		for _, k := range del {
+			s.b.delete(bucketKey, k)
+		}
+		total += len(del)
+		compactionKeys.Add(float64(len(del)))
+		finished := n < compactBatchLimit
+		if finished {
+			s.b.put(bucketMeta, metaFinishedCompact, revision{main: rev}.bytes(false))
+		}
+		err := s.commitLocked()
+		s.wmu.Unlock()
+		if err != nil {
+			return fmt.Errorf("mvcc: compaction at %d: %w", rev, err)
+		}
+		if finished {
+			s.lg.Info("finished compaction", zap.Int64("compact-revision", rev),
+				zap.Int("deleted-keys", total), zap.Duration("took", time.Since(start)))
+			return nil
+		}
+	}
+}

@@ -1,0 +1,50 @@
+package mvcc
+
+import (
+	"fmt"
+	"strconv"
+)
+
+func memberKey(id uint64) []byte { return []byte(fmt.Sprintf("%016x", id)) }
+
+// Members returns the contents of the "members" bucket by member id, including changes
+// not committed yet.
+func (s *Store) Members() (map[uint64][]byte, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("mvcc: members: store is closed")
+	}
+	out := make(map[uint64][]byte)
+	err := s.b.tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
+		id, err := strconv.ParseUint(string(k), 16, 64)
+		if err != nil {
+			return fmt.Errorf("mvcc: malformed member key %q: %w", k, err)
+		}
+		out[id] = append([]byte(nil), v...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PutMember stores a member's raw JSON, recording the applied raft entry in the same batch.
+func (s *Store) PutMember(id uint64, raw []byte, index, term uint64) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.b.put(bucketMembers, memberKey(id), append([]byte(nil), raw...))
+	s.setCI(index, term)
+	s.maybeCommit()
+}
+
+// DeleteMember removes a member (marking it in "members_removed", as etcd does), recording the applied raft entry in the same batch.
+func (s *Store) DeleteMember(id uint64, index, term uint64) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.b.delete(bucketMembers, memberKey(id))
+	s.b.put(bucketMembersRemoved, memberKey(id), []byte("removed"))
+	s.setCI(index, term)
+	s.maybeCommit()
+}

@@ -1,0 +1,284 @@
+package mvcc
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/proto/mvccpb"
+)
+
+var (
+	ErrCompacted = errors.New("mvcc: required revision has been compacted")
+	ErrFutureRev = errors.New("mvcc: required revision is a future revision")
+)
+
+// Config tunes the backend's batched commits.
+type Config struct {
+	// BatchInterval is the longest time a change waits in an uncommitted batch (default 100ms).
+	BatchInterval time.Duration
+	// BatchLimit is how many changes a batch holds before it is committed (default 10000).
+	BatchLimit int
+}
+
+const (
+	defaultBatchInterval = 100 * time.Millisecond
+	defaultBatchLimit    = 10000
+	compactBatchLimit    = 1000
+)
+
+// Store is the multi-version key-value store.
+//
+// Locking: wmu serializes everything that writes (write transactions, compaction batches,
+// commits, member and meta updates) and guards the backend's batch transaction. mu guards the
+// index and compactRev: readers hold it shared for one Range, writers exclusively for each
+// index change. A write transaction adds its revisions to the index as it goes, at
+// currentRev+1, which no reader looks at until End publishes the new currentRev.
+type Store struct {
+	lg  *zap.Logger
+	cfg Config
+	b   *backend
+
+	wmu sync.Mutex
+
+	mu         sync.RWMutex
+	idx        *treeIndex
+	compactRev int64
+
+	currentRev atomic.Int64
+
+	// consistent index and term; written under wmu, persisted with every commit.
+	ciMu    sync.Mutex
+	ci      uint64
+	term    uint64
+	ciDirty bool
+
+	stopc          chan struct{}
+	donec          chan struct{} // the commit loop has exited
+	compact        sync.WaitGroup
+	lastCompaction chan struct{} // done channel of the latest compaction; guarded by wmu
+	closed         bool
+}
+
+// Open opens (or creates) the bbolt file at path and rebuilds the index from it. A
+// compaction that was scheduled but not finished is resumed in the background.
+func Open(lg *zap.Logger, path string, cfg Config) (*Store, error) {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	if cfg.BatchInterval <= 0 {
+		cfg.BatchInterval = defaultBatchInterval
+	}
+	if cfg.BatchLimit <= 0 {
+		cfg.BatchLimit = defaultBatchLimit
+	}
+	b, err := openBackend(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		lg:         lg,
+		cfg:        cfg,
+		b:          b,
+		idx:        newTreeIndex(),
+		compactRev: -1,
+		stopc:      make(chan struct{}),
+		donec:      make(chan struct{}),
+	}
+	s.currentRev.Store(1)
+	scheduled, finished, err := s.restore()
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("mvcc: restore %s: %w", path, err)
+	}
+	go s.commitLoop()
+	if scheduled > finished {
+		s.lg.Info("resuming unfinished compaction",
+			zap.Int64("scheduled-compact-revision", scheduled),
+			zap.Int64("finished-compact-revision", finished))
+		s.wmu.Lock()
+		keep := s.idx.compact(scheduled)
+		s.startCompaction(scheduled, keep)
+		s.wmu.Unlock()
+	}
+	return s, nil
+}
+
+// restore loads the meta values and rebuilds the index from the "key" bucket.
+func (s *Store) restore() (scheduled, finished int64, err error) {
+	tx := s.b.tx
+	meta := tx.Bucket(bucketMeta)
+	if v := meta.Get(metaConsistentIndex); len(v) == 8 {
+		s.ci = binary.BigEndian.Uint64(v)
+	}
+	if v := meta.Get(metaTerm); len(v) == 8 {
+		s.term = binary.BigEndian.Uint64(v)
+	}
+	scheduled, finished = -1, -1
+	if v := meta.Get(metaScheduledCompact); len(v) >= revBytesLen {
+		scheduled = bytesToRev(v).main
+	}
+	if v := meta.Get(metaFinishedCompact); len(v) >= revBytesLen {
+		finished = bytesToRev(v).main
+	}
+	if finished > 0 {
+		s.compactRev = finished
+	}
+	if scheduled > finished {
+		s.compactRev = scheduled
+	}
+
+	cur := int64(1)
+	c := tx.Bucket(bucketKey).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(k) != revBytesLen && len(k) != markedRevBytesLen {
+			return 0, 0, fmt.Errorf("malformed key bucket key %x", k)
+		}
+		rev := bytesToRev(k)
+		var kv mvccpb.KeyValue
+		if err := proto.Unmarshal(v, &kv); err != nil {
+			return 0, 0, fmt.Errorf("decode revision {%d %d}: %w", rev.main, rev.sub, err)
+		}
+		if isTombstone(k) {
+			// A tombstone for a key whose live revisions were compacted away has
+			// nothing left to end.
+			s.idx.tombstone(kv.Key, rev)
+		} else {
+			s.idx.restore(kv.Key, revision{main: kv.CreateRevision}, rev, kv.Version)
+		}
+		cur = max(cur, rev.main)
+	}
+	// Drop index entries a finished compaction already removed from the backend (e.g. a
+	// tombstone left at the compact revision).
+	if finished > 0 {
+		s.idx.compact(finished)
+	}
+	cur = max(cur, s.compactRev)
+	s.currentRev.Store(cur)
+	return scheduled, finished, nil
+}
+
+// commitLoop commits the batch every BatchInterval.
+func (s *Store) commitLoop() {
+	defer close(s.donec)
+	t := time.NewTicker(s.cfg.BatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopc:
+			return
+		case <-t.C:
+			s.wmu.Lock()
+			if err := s.commitIfDirty(); err != nil {
+				s.lg.Error("failed to commit batch", zap.Error(err))
+			}
+			s.wmu.Unlock()
+		}
+	}
+}
+
+// commitIfDirty commits the batch if it holds anything. Caller holds wmu.
+func (s *Store) commitIfDirty() error {
+	s.ciMu.Lock()
+	dirty := s.ciDirty
+	s.ciMu.Unlock()
+	if s.b.changes == 0 && !dirty {
+		return nil
+	}
+	return s.commitLocked()
+}
+
+// commitLocked writes the consistent index into the batch and commits it. Caller holds wmu.
+func (s *Store) commitLocked() error {
+	if s.closed || s.b.tx == nil {
+		return errors.New("mvcc: store is closed or its backend failed")
+	}
+	s.ciMu.Lock()
+	ci, term := s.ci, s.term
+	s.ciDirty = false
+	s.ciMu.Unlock()
+	s.b.put(bucketMeta, metaConsistentIndex, uint64Bytes(ci))
+	s.b.put(bucketMeta, metaTerm, uint64Bytes(term))
+	return s.b.commit()
+}
+
+// maybeCommit commits once the batch reaches BatchLimit changes. Caller holds wmu.
+func (s *Store) maybeCommit() {
+	if s.b.changes < s.cfg.BatchLimit {
+		return
+	}
+	if err := s.commitLocked(); err != nil {
+		s.lg.Error("failed to commit batch", zap.Error(err))
+	}
+}
+
+// Close stops background work, commits the pending batch and closes the file.
+func (s *Store) Close() error {
+	s.wmu.Lock()
+	if s.closed {
+		s.wmu.Unlock()
+		return nil
+	}
+	close(s.stopc)
+	s.wmu.Unlock()
+	<-s.donec
+	s.compact.Wait()
+
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	err := s.commitLocked()
+	s.closed = true
+	if cerr := s.b.close(); cerr != nil && err == nil {
+		err = fmt.Errorf("mvcc: close backend: %w", cerr)
+	}
+	return err
+}
+
+// Rev returns the current revision (1 for a fresh store).
+func (s *Store) Rev() int64 { return s.currentRev.Load() }
+
+// CompactedRev returns the revision of the last compaction, or -1 if there was none.
+func (s *Store) CompactedRev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.compactRev
+}
+
+// ConsistentIndex returns the last applied raft index and its term.
+func (s *Store) ConsistentIndex() (index, term uint64) {
+	s.ciMu.Lock()
+	defer s.ciMu.Unlock()
+	return s.ci, s.term
+}
+
+func (s *Store) setCI(index, term uint64) {
+	s.ciMu.Lock()
+	s.ci, s.term, s.ciDirty = index, term, true
+	s.ciMu.Unlock()
+}
+
+// SetConsistentIndex records an applied entry that changes no keys; it is persisted with
+// the next batch commit.
+func (s *Store) SetConsistentIndex(index, term uint64) {
+	s.wmu.Lock()
+	s.setCI(index, term)
+	s.wmu.Unlock()
+}
+
+// Commit commits the pending batch now.
+func (s *Store) Commit() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.commitLocked()
+}
+
+// Size returns the database file size and the part of it in use, as of the last commit.
+func (s *Store) Size() (total, inUse int64) {
+	return s.b.size.Load(), s.b.sizeInUse.Load()
+}

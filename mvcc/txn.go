@@ -1,0 +1,229 @@
+package mvcc
+
+import (
+	"bytes"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/proto/mvccpb"
+)
+
+// RangeOptions selects what a Range returns.
+type RangeOptions struct {
+	// Limit caps the number of KVs returned (0 = no limit); Count is unaffected.
+	Limit int64
+	// Rev is the revision to read at; <= 0 means the view's current revision.
+	Rev int64
+	// CountOnly returns the count and no KVs.
+	CountOnly bool
+}
+
+// RangeResult is the outcome of a Range.
+type RangeResult struct {
+	KVs   []*mvccpb.KeyValue // sorted by key
+	Rev   int64              // the view's current revision
+	Count int                // every matching key, whatever the limit
+}
+
+// rangeLocked serves a range for a view whose current revision is viewRev, fetching values
+// with value. Caller holds s.mu shared.
+func (s *Store) rangeLocked(key, end []byte, o RangeOptions, viewRev int64,
+	value func(revision) ([]byte, error)) (*RangeResult, error) {
+	rev := o.Rev
+	if rev <= 0 {
+		rev = viewRev
+	}
+	if rev > viewRev {
+		return nil, fmt.Errorf("range at %d (current %d): %w", rev, viewRev, ErrFutureRev)
+	}
+	if rev < s.compactRev {
+		return nil, fmt.Errorf("range at %d (compacted %d): %w", rev, s.compactRev, ErrCompacted)
+	}
+	hits := s.idx.rangeAt(key, end, rev)
+	res := &RangeResult{Rev: viewRev, Count: len(hits)}
+	if o.CountOnly {
+		return res, nil
+	}
+	if o.Limit > 0 && o.Limit < int64(len(hits)) {
+		hits = hits[:o.Limit]
+	}
+	res.KVs = make([]*mvccpb.KeyValue, 0, len(hits))
+	for _, h := range hits {
+		kv, err := decodeKV(h.rev, value)
+		if err != nil {
+			return nil, err
+		}
+		res.KVs = append(res.KVs, kv)
+	}
+	return res, nil
+}
+
+func decodeKV(rev revision, value func(revision) ([]byte, error)) (*mvccpb.KeyValue, error) {
+	v, err := value(rev)
+	if err != nil {
+		return nil, err
+	}
+	kv := &mvccpb.KeyValue{}
+	if err := proto.Unmarshal(v, kv); err != nil {
+		return nil, fmt.Errorf("mvcc: decode revision {%d %d}: %w", rev.main, rev.sub, err)
+	}
+	return kv, nil
+}
+
+// ReadTxn is a consistent read view of the store at the revision current when it began.
+// It is safe to use concurrently with a write transaction.
+type ReadTxn struct {
+	s   *Store
+	rev int64
+}
+
+// Read starts a read view at the current revision.
+func (s *Store) Read() *ReadTxn {
+	return &ReadTxn{s: s, rev: s.currentRev.Load()}
+}
+
+// Rev is the view's revision.
+func (t *ReadTxn) Rev() int64 { return t.rev }
+
+// Range reads the keys in [key, end) (see RangeOptions); end nil reads key alone, end
+// "\x00" every key >= key.
+func (t *ReadTxn) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
+	rangeCounter.Inc()
+	t.s.mu.RLock()
+	defer t.s.mu.RUnlock()
+	r := t.s.b.reader()
+	defer r.close()
+	return t.s.rangeLocked(key, end, o, t.rev, r.value)
+}
+
+// End finishes the view.
+func (t *ReadTxn) End() {}
+
+// WriteTxn is the one write transaction at a time. Every change it makes gets main revision
+// Rev()+1 and the next sub revision; readers see none of them until End.
+type WriteTxn struct {
+	s        *Store
+	beginRev int64
+	sub      int64
+	events   []*mvccpb.Event
+	ended    bool
+}
+
+// Write starts a write transaction; it holds the store's write lock until End.
+func (s *Store) Write() *WriteTxn {
+	s.wmu.Lock()
+	return &WriteTxn{s: s, beginRev: s.currentRev.Load()}
+}
+
+// Rev is the store revision before this transaction.
+func (t *WriteTxn) Rev() int64 { return t.beginRev }
+
+func (t *WriteTxn) viewRev() int64 {
+	if len(t.events) > 0 {
+		return t.beginRev + 1
+	}
+	return t.beginRev
+}
+
+// Range is ReadTxn.Range over the store including this transaction's own changes.
+func (t *WriteTxn) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
+	rangeCounter.Inc()
+	t.s.mu.RLock()
+	defer t.s.mu.RUnlock()
+	return t.s.rangeLocked(key, end, o, t.viewRev(), t.s.b.batchValue)
+}
+
+func (t *WriteTxn) nextRev() revision {
+	r := revision{main: t.beginRev + 1, sub: t.sub}
+	t.sub++
+	return r
+}
+
+// Put writes key at the transaction's revision and returns the key's previous value (nil if
+// it did not exist).
+func (t *WriteTxn) Put(key, value []byte, lease int64) (prev *mvccpb.KeyValue) {
+	s := t.s
+	main := t.beginRev + 1
+	s.mu.RLock()
+	mod, created, ver, ok := s.idx.get(key, main)
+	s.mu.RUnlock()
+	createRev := main
+	if ok {
+		var err error
+		if prev, err = decodeKV(mod, s.b.batchValue); err != nil {
+			panic(fmt.Sprintf("mvcc: put %q: read previous value: %v", key, err))
+		}
+		createRev = created.main
+	}
+	rev := t.nextRev()
+	kv := &mvccpb.KeyValue{
+		Key:            bytes.Clone(key),
+		Value:          bytes.Clone(value),
+		CreateRevision: createRev,
+		ModRevision:    main,
+		Version:        ver + 1,
+		Lease:          lease,
+	}
+	data, err := proto.Marshal(kv)
+	if err != nil {
+		panic(fmt.Sprintf("mvcc: put %q: encode: %v", key, err))
+	}
+	s.b.putKV(rev, false, data)
+	s.mu.Lock()
+	s.idx.put(key, rev)
+	s.mu.Unlock()
+	t.events = append(t.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv})
+	putCounter.Inc()
+	return prev
+}
+
+// DeleteRange deletes the live keys in the range (end as in Range) and returns their last
+// values.
+func (t *WriteTxn) DeleteRange(key, end []byte) (deleted []*mvccpb.KeyValue) {
+	s := t.s
+	main := t.beginRev + 1
+	s.mu.RLock()
+	hits := s.idx.rangeAt(key, end, main)
+	s.mu.RUnlock()
+	for _, h := range hits {
+		kv, err := decodeKV(h.rev, s.b.batchValue)
+		if err != nil {
+			panic(fmt.Sprintf("mvcc: delete %q: read value: %v", h.key, err))
+		}
+		deleted = append(deleted, kv)
+		rev := t.nextRev()
+		data, err := proto.Marshal(&mvccpb.KeyValue{Key: kv.Key})
+		if err != nil {
+			panic(fmt.Sprintf("mvcc: delete %q: encode: %v", h.key, err))
+		}
+		s.b.putKV(rev, true, data)
+		s.mu.Lock()
+		s.idx.tombstone(kv.Key, rev)
+		s.mu.Unlock()
+		t.events = append(t.events, &mvccpb.Event{
+			Type: mvccpb.Event_DELETE,
+			Kv:   &mvccpb.KeyValue{Key: kv.Key, ModRevision: main},
+		})
+	}
+	deleteCounter.Add(float64(len(hits)))
+	return deleted
+}
+
+// End publishes the transaction's changes, records the applied raft entry (index, term) in
+// the same batch, releases the write lock and returns the transaction's events.
+func (t *WriteTxn) End(index, term uint64) []*mvccpb.Event {
+	if t.ended {
+		return nil
+	}
+	t.ended = true
+	s := t.s
+	if len(t.events) > 0 {
+		s.currentRev.Store(t.beginRev + 1)
+	}
+	s.setCI(index, term)
+	txnCounter.Inc()
+	s.maybeCommit()
+	s.wmu.Unlock()
+	return t.events
+}

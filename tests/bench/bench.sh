@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Cairn and the reference etcd on the same machine, same flags,
+# fresh data dirs, rounds alternating Cairn / etcd so machine drift cancels. Prints the
+# Cairn/etcd ratio table (medians over rounds) from `cairnctl bench report`.
+#
+#   ROUNDS=3          rounds per target
+#   BENCH_SCALE=1     multiplies request counts (0.1 for a quick smoke run)
+#   BIN_DIR=<repo>/bin  where cairn, cairnctl and etcd are
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+bin="${BIN_DIR:-$repo/bin}"
+rounds="${ROUNDS:-3}"
+scale="${BENCH_SCALE:-1}"
+work="$(mktemp -d)"
+results="$work/results.json"
+pid=""
+
+cleanup() {
+	if [[ -n "$pid" ]]; then kill -9 "$pid" 2>/dev/null || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+n() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s); if (v < 1) v = 1; print v }'; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start TARGET: one member with etcd's default flags on free loopback ports.
+start() {
+	local target="$1" exe cport pport dir
+	case "$target" in cairn) exe="$bin/cairn" ;; etcd) exe="$bin/etcd" ;; esac
+	cport="$(free_port)"
+	pport="$(free_port)"
+	dir="$work/$target-data"
+	rm -rf "$dir"
+	endpoint="127.0.0.1:$cport"
+	"$exe" --name bench --data-dir "$dir" \
+		--listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+		--listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+		--initial-cluster "bench=http://127.0.0.1:$pport" --log-level error >"$work/$target.log" 2>&1 &
+	pid=$!
+	for _ in $(seq 1 100); do
+		if curl -sf "http://$endpoint/health" >/dev/null 2>&1; then return 0; fi
+		sleep 0.1
+	done
+	echo "bench: $target did not become healthy; log:" >&2
+	cat "$work/$target.log" >&2
+	exit 1
+}
+
+stop() {
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	pid=""
+}
+
+# run TARGET ROUND WORKLOAD ARGS...
+run() {
+	local target="$1" round="$2" workload="$3"
+	shift 3
+	"$bin/cairnctl" bench "$@" --endpoints "$endpoint" --json \
+		--workload "$workload" --target "$target" --round "$round" >>"$results"
+}
+
+for round in $(seq 1 "$rounds"); do
+	for target in cairn etcd; do
+		echo "bench: round $round/$rounds $target" >&2
+		start "$target"
+		run "$target" "$round" put-1 put --clients 1 --conns 1 --key-size 8 --val-size 256 --total "$(n 5000)"
+		run "$target" "$round" put-100 put --clients 100 --conns 10 --key-size 8 --val-size 256 \
+			--key-space-size 10000 --sequential-keys --total "$(n 20000)"
+		run "$target" "$round" range-l range --clients 100 --conns 10 --consistency l --total "$(n 50000)"
+		run "$target" "$round" range-s range --clients 100 --conns 10 --consistency s --total "$(n 50000)"
+		run "$target" "$round" txn-put txn-put --clients 100 --conns 10 --key-size 8 --val-size 256 \
+			--key-space-size 10000 --total "$(n 10000)"
+		stop
+	done
+done
+
+echo "single member, $rounds rounds, scale $scale (Cairn/etcd; >1 is better for QPS, <1 for latency)"
+"$bin/cairnctl" bench report "$results"
