@@ -44,15 +44,14 @@ type Config struct {
 	Metadata []byte
 	Peers    []raft.Peer
 
-	// Applied is the index the state machine has already applied (the store's
-	// consistent index); raft hands out only later committed entries.
-	Applied uint64
-
 	Transport Transport
 }
 
 // Apply is a batch of committed entries, in log order, for the apply loop. Every entry
-// in it is durable in the local WAL.
+// in it is durable in the local WAL. After a restart raft hands out again every entry
+// after the newest snapshot: the apply loop must skip what its state machine already
+// has, but still give every conf change to ApplyConfChange, which rebuilds raft's
+// membership from them.
 type Apply struct {
 	Entries []*raftpb.Entry
 }
@@ -103,7 +102,6 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		MaxInflightMsgs: 512,
 		CheckQuorum:     true,
 		PreVote:         true,
-		Applied:         cfg.Applied,
 		Logger:          newRaftLogger(cfg.Logger),
 	}
 	if p == nil {
@@ -114,7 +112,6 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		n.wal = w
 		n.storage = raft.NewMemoryStorage()
 		rc.Storage = n.storage
-		rc.Applied = 0
 		n.raft = raft.StartNode(rc, cfg.Peers)
 	} else {
 		ms, err := p.restore()
@@ -124,10 +121,6 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		n.wal = p.WAL
 		n.storage = ms
 		rc.Storage = ms
-		if first, _ := ms.FirstIndex(); rc.Applied < first-1 {
-			// The store is never behind the newest snapshot: it is committed before one is taken.
-			return nil, fmt.Errorf("raftnode: store applied index %d is behind snapshot index %d", rc.Applied, first-1)
-		}
 		n.committed.Store(p.HardState.GetCommit())
 		n.raft = raft.RestartNode(rc)
 	}

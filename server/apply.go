@@ -22,6 +22,9 @@ func (s *Server) applyLoop() {
 			}
 		}
 		last := ap.Entries[len(ap.Entries)-1].GetIndex()
+		if last <= s.storeIndex {
+			continue // replayed entries the store already had
+		}
 		s.applied.Store(last)
 		s.appliedW.trigger(last)
 		s.maybeReady()
@@ -49,6 +52,9 @@ func (s *Server) applyEntry(e *raftpb.Entry) error {
 			return fmt.Errorf("server: decode conf change at %d: %w", e.Index, err)
 		}
 		s.node.ApplyConfChange(&cc)
+		if e.GetIndex() <= s.storeIndex {
+			return nil
+		}
 		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
 		return nil
 	}
@@ -56,6 +62,9 @@ func (s *Server) applyEntry(e *raftpb.Entry) error {
 }
 
 func (s *Server) applyNormal(e *raftpb.Entry) error {
+	if e.GetIndex() <= s.storeIndex {
+		return nil
+	}
 	if len(e.Data) == 0 { // a new leader's empty entry
 		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
 		return nil
@@ -99,6 +108,9 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 
 func (s *Server) applyConfChange(e *raftpb.Entry, cc *raftpb.ConfChange) error {
 	s.node.ApplyConfChange(cc)
+	if e.GetIndex() <= s.storeIndex {
+		return nil // the store and s.members already have this change
+	}
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
 		var m member

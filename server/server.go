@@ -12,7 +12,6 @@ import (
 	"github.com/cairn-kv/cairn/raftnode"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/raft/v3"
-	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 )
 
@@ -40,6 +39,9 @@ type Server struct {
 
 	// Owned by the apply loop.
 	snapIndex uint64
+	// storeIndex is the store's consistent index at start: raft hands out again the
+	// entries after its newest snapshot, and those up to here are already in the store.
+	storeIndex uint64
 
 	reg     *prometheus.Registry
 	metrics *serverMetrics
@@ -131,7 +133,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	rcfg.ID = s.id
-	rcfg.Applied = applied
+	s.storeIndex = applied
 	s.applied.Store(applied)
 	s.appliedW = newAppliedWaiters(applied)
 	s.ids = newIDGenerator(s.id, time.Now())

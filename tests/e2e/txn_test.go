@@ -133,7 +133,8 @@ func TestTxnOneRevisionAndBranches(t *testing.T) {
 	t.Parallel()
 	m := start(t)
 	cli := m.Client()
-	mustPut(t, cli, "x", "0") // 2
+	mustPut(t, cli, "x", "0")  // 2
+	mustPut(t, cli, "t0", "z") // 3
 
 	// Success branch: several writes, one revision; reads in the txn see
 	// earlier writes of the same txn.
@@ -143,12 +144,13 @@ func TestTxnOneRevisionAndBranches(t *testing.T) {
 			clientv3.OpPut("t2", "b", clientv3.WithPrevKV()),
 			clientv3.OpPut("x", "1", clientv3.WithPrevKV()),
 			clientv3.OpGet("t", clientv3.WithPrefix()),
-			clientv3.OpDelete("t1", clientv3.WithPrevKV()),
+			clientv3.OpDelete("t0", clientv3.WithPrevKV()),
+			clientv3.OpGet("t", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 		).Else(clientv3.OpPut("never", "x")).Commit()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !resp.Succeeded || resp.Header.Revision != 3 || len(resp.Responses) != 5 {
+	if !resp.Succeeded || resp.Header.Revision != 4 || len(resp.Responses) != 6 {
 		t.Fatalf("txn: succeeded=%v rev=%d responses=%d", resp.Succeeded, resp.Header.Revision, len(resp.Responses))
 	}
 	if pk := resp.Responses[2].GetResponsePut().PrevKv; pk == nil || string(pk.Value) != "0" {
@@ -158,16 +160,18 @@ func TestTxnOneRevisionAndBranches(t *testing.T) {
 		t.Fatalf("txn put prev_kv of new key: %v", pk)
 	}
 	in := resp.Responses[3].GetResponseRange()
-	requireKeys(t, "range inside txn", in.Kvs, "t1", "t2")
-	requireKV(t, "t1 inside txn", in.Kvs[0], "t1", "a", 3, 3, 1, 0)
+	requireKeys(t, "range inside txn", in.Kvs, "t0", "t1", "t2")
+	requireKV(t, "t1 inside txn", in.Kvs[1], "t1", "a", 4, 4, 1, 0)
 	del := resp.Responses[4].GetResponseDeleteRange()
 	if del.Deleted != 1 || len(del.PrevKvs) != 1 {
 		t.Fatalf("delete inside txn: %v", del)
 	}
-	requireKeys(t, "after txn", mustGet(t, cli, "", clientv3.WithPrefix()).Kvs, "t2", "x")
-	requireKV(t, "x", mustGet(t, cli, "x").Kvs[0], "x", "1", 2, 3, 2, 0)
-	if rev := currentRev(t, cli); rev != 3 {
-		t.Fatalf("revision %d after one txn, want 3", rev)
+	requireKV(t, "deleted t0", del.PrevKvs[0], "t0", "z", 3, 3, 1, 0)
+	requireKeys(t, "range after delete inside txn", resp.Responses[5].GetResponseRange().Kvs, "t1", "t2")
+	requireKeys(t, "after txn", mustGet(t, cli, "", clientv3.WithPrefix()).Kvs, "t1", "t2", "x")
+	requireKV(t, "x", mustGet(t, cli, "x").Kvs[0], "x", "1", 2, 4, 2, 0)
+	if rev := currentRev(t, cli); rev != 4 {
+		t.Fatalf("revision %d after one txn, want 4", rev)
 	}
 
 	// Failure branch.
@@ -177,22 +181,22 @@ func TestTxnOneRevisionAndBranches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Succeeded || resp.Header.Revision != 4 {
+	if resp.Succeeded || resp.Header.Revision != 5 {
 		t.Fatalf("failure branch: succeeded=%v rev=%d", resp.Succeeded, resp.Header.Revision)
 	}
 	if g := mustGet(t, cli, "never"); len(g.Kvs) != 0 {
 		t.Fatal("success branch applied on failure")
 	}
-	requireKV(t, "f2", mustGet(t, cli, "f2").Kvs[0], "f2", "b", 4, 4, 1, 0)
+	requireKV(t, "f2", mustGet(t, cli, "f2").Kvs[0], "f2", "b", 5, 5, 1, 0)
 
 	// Empty txn: succeeds, no revision.
 	resp, err = cli.Txn(ctx(t)).Commit()
-	if err != nil || !resp.Succeeded || resp.Header.Revision != 4 || len(resp.Responses) != 0 {
+	if err != nil || !resp.Succeeded || resp.Header.Revision != 5 || len(resp.Responses) != 0 {
 		t.Fatalf("empty txn: %v %v", resp, err)
 	}
 	// Deleting nothing in a txn: no revision.
 	resp, err = cli.Txn(ctx(t)).Then(clientv3.OpDelete("nothing")).Commit()
-	if err != nil || resp.Header.Revision != 4 {
+	if err != nil || resp.Header.Revision != 5 {
 		t.Fatalf("txn deleting nothing: %v %v", resp, err)
 	}
 	// The same key in both branches is allowed.
@@ -211,7 +215,9 @@ func TestTxnNested(t *testing.T) {
 	resp, err := cli.Txn(ctx(t)).If(clientv3.Compare(clientv3.Value("n"), "=", "1")).Then(
 		clientv3.OpPut("outer", "o"),
 		clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.Version("outer"), "=", 1)}, // sees the outer put
+			// All compares of a txn tree are evaluated before any op runs,
+			// so this does not see the outer put above.
+			[]clientv3.Cmp{clientv3.Compare(clientv3.Version("outer"), "=", 0)},
 			[]clientv3.Op{clientv3.OpPut("inner", "i"), clientv3.OpTxn(nil, []clientv3.Op{clientv3.OpGet("inner")}, nil)},
 			[]clientv3.Op{clientv3.OpPut("inner-else", "e")},
 		),

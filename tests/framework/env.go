@@ -54,6 +54,11 @@ func Pick(normal, soak int) int {
 func binFromEnv(t testing.TB, name string) string {
 	t.Helper()
 	p := os.Getenv(name)
+	if p == "" && name == EnvCairnBin {
+		t.Fatalf("$%s is not set: run the suite with `make e2e` (which builds bin/ and sets it), "+
+			"export %s=/abs/path/to/cairn, or validate the suite against the reference etcd with %s=etcd "+
+			"(then only $%s and $%s are needed)", name, name, EnvTestAgainst, EnvEtcdBin, EnvEtcdctlBin)
+	}
 	if p == "" {
 		t.Fatalf("$%s is not set: run the suite with `make test` (which builds bin/ and sets it), "+
 			"or export %s=/abs/path/to/binary", name, name)

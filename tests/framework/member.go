@@ -168,6 +168,11 @@ func (m *Member) Args() []string {
 		{"--listen-peer-urls", m.PeerURL},
 		{"--initial-advertise-peer-urls", m.PeerURL},
 		{"--initial-cluster", m.Name + "=" + m.PeerURL},
+		{"--initial-cluster-state", "new"},
+		{"--initial-cluster-token", "cairn-e2e"},
+		{"--logger", "zap"},
+		{"--log-outputs", "stderr"},
+		{"--log-level", "info"},
 	}
 	var args []string
 	for _, kv := range gen {

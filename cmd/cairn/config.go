@@ -1,0 +1,809 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults as etcd 3.6 has them (etcd embed.NewConfig and etcdmain).
+const (
+	defaultName                     = "default"
+	defaultListenClientURLs         = "http://localhost:2379"
+	defaultAdvertiseClientURLs      = "http://localhost:2379"
+	defaultListenPeerURLs           = "http://localhost:2380"
+	defaultInitialAdvertisePeerURLs = "http://localhost:2380"
+	defaultClusterToken             = "etcd-cluster"
+	defaultSnapshotCount            = 10000
+	defaultHeartbeatMs              = 100
+	defaultElectionMs               = 1000
+	defaultMaxRequestBytes          = 1572864
+	defaultMaxTxnOps                = 128
+	defaultGRPCKeepAliveMinTime     = 5 * time.Second
+	defaultGRPCKeepAliveInterval    = 2 * time.Hour
+	defaultGRPCKeepAliveTimeout     = 20 * time.Second
+	defaultLogLevel                 = "info"
+	defaultLogOutput                = "default"
+	maxElectionMs                   = 50000
+
+	envPrefix = "ETCD"
+)
+
+// Git SHA etcd prints in --version; set with -ldflags "-X main.gitSHA=..." at build.
+var gitSHA = "Not provided (use ./build instead of go build)"
+
+// config is the parsed command line / environment / config file.
+type config struct {
+	Name                  string
+	DataDir               string
+	WALDir                string
+	ListenClientURLs      []url.URL
+	AdvertiseClientURLs   []url.URL
+	ListenPeerURLs        []url.URL
+	AdvertisePeerURLs     []url.URL
+	ListenMetricsURLs     []url.URL
+	InitialCluster        string
+	InitialClusterState   string
+	InitialClusterToken   string
+	SnapshotCount         uint64
+	HeartbeatMs           uint
+	ElectionMs            uint
+	QuotaBackendBytes     int64
+	MaxRequestBytes       uint
+	MaxTxnOps             uint
+	LogLevel              string
+	Logger                string
+	LogOutputs            []string
+	GRPCKeepAliveMinTime  time.Duration
+	GRPCKeepAliveInterval time.Duration
+	GRPCKeepAliveTimeout  time.Duration
+	EnablePprof           bool
+
+	ConfigFile   string
+	PrintVersion bool
+	PrintHelp    bool
+
+	// initialClusterMap is InitialCluster parsed.
+	initialClusterMap map[string][]url.URL
+
+	// Messages for the log once the logger exists: unknown flags, environment variables
+	// used or ignored, defaults applied. Each is a message plus key/value pairs.
+	notes []note
+}
+
+type note struct {
+	warn bool
+	msg  string
+	kv   []string // key, value, key, value...
+}
+
+func (c *config) info(msg string, kv ...string) { c.notes = append(c.notes, note{false, msg, kv}) }
+func (c *config) warn(msg string, kv ...string) { c.notes = append(c.notes, note{true, msg, kv}) }
+
+func newConfig() *config {
+	c := &config{
+		Name:                  defaultName,
+		ListenClientURLs:      mustURLs(defaultListenClientURLs),
+		AdvertiseClientURLs:   mustURLs(defaultAdvertiseClientURLs),
+		ListenPeerURLs:        mustURLs(defaultListenPeerURLs),
+		AdvertisePeerURLs:     mustURLs(defaultInitialAdvertisePeerURLs),
+		InitialClusterState:   "new",
+		InitialClusterToken:   defaultClusterToken,
+		SnapshotCount:         defaultSnapshotCount,
+		HeartbeatMs:           defaultHeartbeatMs,
+		ElectionMs:            defaultElectionMs,
+		MaxRequestBytes:       defaultMaxRequestBytes,
+		MaxTxnOps:             defaultMaxTxnOps,
+		LogLevel:              defaultLogLevel,
+		Logger:                "zap",
+		LogOutputs:            []string{defaultLogOutput},
+		GRPCKeepAliveMinTime:  defaultGRPCKeepAliveMinTime,
+		GRPCKeepAliveInterval: defaultGRPCKeepAliveInterval,
+		GRPCKeepAliveTimeout:  defaultGRPCKeepAliveTimeout,
+	}
+	c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
+	return c
+}
+
+// initialClusterFromName is etcd's "<name>=<each advertised peer URL>".
+func initialClusterFromName(name string, peers []url.URL) string {
+	if name == "" {
+		name = defaultName
+	}
+	parts := make([]string, 0, len(peers))
+	for _, u := range peers {
+		parts = append(parts, name+"="+u.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+// urlsValue is a comma-separated URL list flag with etcd's URL rules.
+type urlsValue struct {
+	p *[]url.URL
+}
+
+func (v urlsValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return urlsString(*v.p)
+}
+
+func (v urlsValue) Set(s string) error {
+	us, err := parseURLs(s)
+	if err != nil {
+		return err
+	}
+	*v.p = us
+	return nil
+}
+
+func urlsString(us []url.URL) string {
+	ss := make([]string, len(us))
+	for i := range us {
+		ss[i] = us[i].String()
+	}
+	return strings.Join(ss, ",")
+}
+
+// parseURLs parses a comma-separated list as etcd's types.NewURLs does (same errors),
+// dropping duplicates and sorting as etcd's flags do.
+func parseURLs(s string) ([]url.URL, error) {
+	strs := strings.Split(s, ",")
+	seen := make(map[string]bool)
+	var out []url.URL
+	for _, in := range strs {
+		in = strings.TrimSpace(in)
+		u, err := url.Parse(in)
+		if err != nil {
+			return nil, err
+		}
+		switch u.Scheme {
+		case "http", "https":
+			if _, _, err := net.SplitHostPort(u.Host); err != nil {
+				return nil, fmt.Errorf(`URL address does not have the form "host:port": %s`, in)
+			}
+			if u.Path != "" {
+				return nil, fmt.Errorf("URL must not contain a path: %s", in)
+			}
+		case "unix", "unixs":
+		default:
+			return nil, fmt.Errorf("URL scheme must be http, https, unix, or unixs: %s", in)
+		}
+		if !seen[u.String()] {
+			seen[u.String()] = true
+			out = append(out, *u)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out, nil
+}
+
+func mustURLs(s string) []url.URL {
+	us, err := parseURLs(s)
+	if err != nil {
+		panic(err)
+	}
+	return us
+}
+
+// optionalURLsValue is urlsValue where an empty string means "none"
+// (--listen-metrics-urls).
+type optionalURLsValue struct{ urlsValue }
+
+func (v optionalURLsValue) Set(s string) error {
+	if s == "" {
+		*v.p = nil
+		return nil
+	}
+	return v.urlsValue.Set(s)
+}
+
+// stringsValue is a comma-separated list (--log-outputs).
+type stringsValue struct{ p *[]string }
+
+func (v stringsValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strings.Join(*v.p, ",")
+}
+
+func (v stringsValue) Set(s string) error {
+	var out []string
+	seen := make(map[string]bool)
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" && !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	sort.Strings(out)
+	*v.p = out
+	return nil
+}
+
+// selectiveValue accepts one of a fixed set (--initial-cluster-state).
+type selectiveValue struct {
+	p      *string
+	valids []string
+}
+
+func (v selectiveValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v selectiveValue) Set(s string) error {
+	for _, x := range v.valids {
+		if s == x {
+			*v.p = s
+			return nil
+		}
+	}
+	return errors.New("invalid value")
+}
+
+func (c *config) flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("cairn", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Name, "name", c.Name, "Human-readable name for this member.")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "Path to the data directory.")
+	fs.StringVar(&c.WALDir, "wal-dir", c.WALDir, "Path to the dedicated wal directory.")
+	fs.Var(urlsValue{&c.ListenClientURLs}, "listen-client-urls", "List of URLs to listen on for client traffic.")
+	fs.Var(urlsValue{&c.AdvertiseClientURLs}, "advertise-client-urls", "List of this member's client URLs to advertise to the public.")
+	fs.Var(urlsValue{&c.ListenPeerURLs}, "listen-peer-urls", "List of URLs to listen on for peer traffic.")
+	fs.Var(urlsValue{&c.AdvertisePeerURLs}, "initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster.")
+	fs.Var(optionalURLsValue{urlsValue{&c.ListenMetricsURLs}}, "listen-metrics-urls", "List of URLs to listen on for the /metrics and /health endpoints.")
+	fs.StringVar(&c.InitialCluster, "initial-cluster", c.InitialCluster, "Initial cluster configuration for bootstrapping.")
+	fs.Var(selectiveValue{&c.InitialClusterState, []string{"new", "existing"}}, "initial-cluster-state", "Initial cluster state ('new' or 'existing').")
+	fs.StringVar(&c.InitialClusterToken, "initial-cluster-token", c.InitialClusterToken, "Initial cluster token for the etcd cluster during bootstrap.")
+	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", c.SnapshotCount, "Number of committed transactions to trigger a snapshot to disk.")
+	fs.UintVar(&c.HeartbeatMs, "heartbeat-interval", c.HeartbeatMs, "Time (in milliseconds) of a heartbeat interval.")
+	fs.UintVar(&c.ElectionMs, "election-timeout", c.ElectionMs, "Time (in milliseconds) for an election to timeout.")
+	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when backend size exceeds the given quota. 0 means use the default quota.")
+	fs.UintVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
+	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
+	fs.StringVar(&c.Logger, "logger", c.Logger, "Currently only supports 'zap' for structured logging.")
+	fs.Var(stringsValue{&c.LogOutputs}, "log-outputs", "'stdout', 'stderr', 'default' (stderr), or file paths, comma separated.")
+	fs.DurationVar(&c.GRPCKeepAliveMinTime, "grpc-keepalive-min-time", c.GRPCKeepAliveMinTime, "Minimum interval duration that a client should wait before pinging server.")
+	fs.DurationVar(&c.GRPCKeepAliveInterval, "grpc-keepalive-interval", c.GRPCKeepAliveInterval, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
+	fs.DurationVar(&c.GRPCKeepAliveTimeout, "grpc-keepalive-timeout", c.GRPCKeepAliveTimeout, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
+	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
+	fs.StringVar(&c.ConfigFile, "config-file", c.ConfigFile, "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.")
+	fs.BoolVar(&c.PrintVersion, "version", c.PrintVersion, "Print the version and exit.")
+	return fs
+}
+
+// parseConfig parses args (without the program name) and the environment (KEY=VALUE
+// strings) as etcd does: command-line flags, else ETCD_* variables, else defaults;
+// or, with --config-file (or ETCD_CONFIG_FILE), only the file. Flags Cairn does not
+// know are accepted and noted as warnings. The returned config is validated.
+func parseConfig(args []string, environ []string) (*config, error) {
+	c := newConfig()
+	defaultInitialCluster := c.InitialCluster
+	fs := c.flagSet()
+
+	known, err := c.dropUnknownFlags(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := fs.Parse(known); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			c.PrintHelp = true
+			return c, nil
+		}
+		return nil, err
+	}
+	if fs.NArg() != 0 {
+		return nil, fmt.Errorf("%q is not a valid flag", fs.Arg(0))
+	}
+	if c.PrintVersion {
+		return c, nil
+	}
+	env := envMap(environ)
+	if c.ConfigFile == "" {
+		c.ConfigFile = env[flagToEnv("config-file")]
+	}
+
+	if c.ConfigFile != "" {
+		fc := newConfig()
+		fc.notes = c.notes
+		if err := fc.loadFile(c.ConfigFile); err != nil {
+			return nil, err
+		}
+		fc.ConfigFile = c.ConfigFile
+		fc.info("loaded server configuration, other configuration command line flags and environment variables will be ignored if provided",
+			"path", c.ConfigFile)
+		c = fc
+	} else {
+		set := make(map[string]bool)
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if err := c.applyEnv(fs, set, env); err != nil {
+			return nil, err
+		}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		// etcd: an explicit --listen-client-urls drops the default advertise URL, so
+		// it must then be given too.
+		if set["listen-client-urls"] && !set["advertise-client-urls"] {
+			c.AdvertiseClientURLs = nil
+		}
+	}
+
+	// etcd --name=abc alone: the default initial cluster follows the name.
+	if c.Name != defaultName && c.InitialCluster == defaultInitialCluster {
+		c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
+	}
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".etcd"
+		c.warn("'data-dir' was empty; using default", "data-dir", c.DataDir)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// dropUnknownFlags removes flags the flag set does not define (with their value, if
+// given as the next argument) and notes a warning for each.
+func (c *config) dropUnknownFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") || a == "-" {
+			out = append(out, args[i:]...)
+			break
+		}
+		name := strings.TrimLeft(a, "-")
+		hasValue := false
+		if j := strings.Index(name, "="); j >= 0 {
+			name, hasValue = name[:j], true
+		}
+		if name == "h" || name == "help" || fs.Lookup(name) != nil {
+			out = append(out, a)
+			// a known non-bool flag's separate value must not be taken for a flag
+			if f := fs.Lookup(name); f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
+				out = append(out, args[i+1])
+				i++
+			}
+			continue
+		}
+		value := ""
+		if !hasValue && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			value = args[i+1]
+			i++
+		} else if hasValue {
+			value = a[strings.Index(a, "=")+1:]
+		}
+		c.warn("ignoring unrecognized flag; Cairn does not implement it", "flag", "--"+name, "value", value)
+	}
+	return out, nil
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+func flagToEnv(name string) string {
+	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+func envMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+// applyEnv sets each flag not given on the command line from ETCD_<FLAG>, as etcd's
+// flags.SetFlagsFromEnv does, and warns about ETCD_* variables that match no flag.
+func (c *config) applyEnv(fs *flag.FlagSet, set map[string]bool, env map[string]string) error {
+	if v := env["ETCD_VERSION"]; v != "" {
+		c.warn("cannot set special environment variable", "key", "ETCD_VERSION", "value", v)
+	}
+	used := map[string]bool{"ETCD_VERSION": true}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		key := flagToEnv(f.Name)
+		val := env[key]
+		if val == "" || f.Name == "version" || f.Name == "config-file" {
+			return
+		}
+		used[key] = true
+		if set[f.Name] {
+			if err == nil {
+				err = fmt.Errorf("conflicting environment variable %q is shadowed by corresponding command-line flag (either unset environment variable or disable flag)", key)
+			}
+			return
+		}
+		if serr := fs.Set(f.Name, val); serr != nil && err == nil {
+			err = fmt.Errorf("invalid value %q for %s: %w", val, key, serr)
+			return
+		}
+		c.info("recognized and used environment variable", "variable-name", key, "variable-value", val)
+	})
+	if err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if strings.HasPrefix(k, envPrefix+"_") && !used[k] && k != flagToEnv("config-file") {
+			c.warn("unrecognized environment variable", "environment-variable", k+"="+env[k])
+		}
+	}
+	return nil
+}
+
+// loadFile reads etcd's YAML configuration file (keys are the flag names).
+func (c *config) loadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("error parsing config file %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := c.setFileKey(k, m[k]); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+func (c *config) setFileKey(k string, v any) error {
+	if v == nil {
+		return nil // "key:" with no value keeps the default, as etcd's JSON decoding does
+	}
+	switch k {
+	case "name":
+		return asString(v, &c.Name)
+	case "data-dir":
+		return asString(v, &c.DataDir)
+	case "wal-dir":
+		return asString(v, &c.WALDir)
+	case "initial-cluster":
+		return asString(v, &c.InitialCluster)
+	case "initial-cluster-state":
+		var s string
+		if err := asString(v, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			s = "new"
+		}
+		c.InitialClusterState = s // checked in validate, as etcd does
+		return nil
+	case "initial-cluster-token":
+		return asString(v, &c.InitialClusterToken)
+	case "log-level":
+		return asString(v, &c.LogLevel)
+	case "logger":
+		return asString(v, &c.Logger)
+	case "listen-client-urls", "advertise-client-urls", "listen-peer-urls", "initial-advertise-peer-urls", "listen-metrics-urls":
+		var s string
+		if err := asString(v, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			return nil
+		}
+		us, err := parseURLs(s)
+		if err != nil {
+			return fmt.Errorf("unexpected error setting up %s: %w", k, err)
+		}
+		switch k {
+		case "listen-client-urls":
+			c.ListenClientURLs = us
+		case "advertise-client-urls":
+			c.AdvertiseClientURLs = us
+		case "listen-peer-urls":
+			c.ListenPeerURLs = us
+		case "initial-advertise-peer-urls":
+			c.AdvertisePeerURLs = us
+		case "listen-metrics-urls":
+			c.ListenMetricsURLs = us
+		}
+		return nil
+	case "log-outputs":
+		switch x := v.(type) {
+		case string:
+			return stringsValue{&c.LogOutputs}.Set(x)
+		case []any:
+			var out []string
+			for _, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return fmt.Errorf("expected a list of strings, got %v", v)
+				}
+				out = append(out, s)
+			}
+			c.LogOutputs = out
+			return nil
+		default:
+			return fmt.Errorf("expected a list of strings, got %v", v)
+		}
+	case "snapshot-count":
+		n, err := asInt(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.SnapshotCount = uint64(n)
+	case "heartbeat-interval", "election-timeout", "max-request-bytes", "max-txn-ops":
+		n, err := asInt(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		switch k {
+		case "heartbeat-interval":
+			c.HeartbeatMs = uint(n)
+		case "election-timeout":
+			c.ElectionMs = uint(n)
+		case "max-request-bytes":
+			c.MaxRequestBytes = uint(n)
+		case "max-txn-ops":
+			c.MaxTxnOps = uint(n)
+		}
+	case "quota-backend-bytes":
+		n, err := asInt(v)
+		if err != nil {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.QuotaBackendBytes = n
+	case "grpc-keepalive-min-time", "grpc-keepalive-interval", "grpc-keepalive-timeout":
+		d, err := asDuration(v)
+		if err != nil {
+			return err
+		}
+		switch k {
+		case "grpc-keepalive-min-time":
+			c.GRPCKeepAliveMinTime = d
+		case "grpc-keepalive-interval":
+			c.GRPCKeepAliveInterval = d
+		case "grpc-keepalive-timeout":
+			c.GRPCKeepAliveTimeout = d
+		}
+	case "enable-pprof":
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("expected a boolean, got %v", v)
+		}
+		c.EnablePprof = b
+	default:
+		c.warn("ignoring unrecognized config file key; Cairn does not implement it", "key", k)
+	}
+	return nil
+}
+
+func asString(v any, p *string) error {
+	switch x := v.(type) {
+	case string:
+		*p = x
+	case int, int64, float64, bool:
+		*p = fmt.Sprint(x)
+	default:
+		return fmt.Errorf("expected a string, got %v", v)
+	}
+	return nil
+}
+
+func asInt(v any) (int64, error) {
+	switch x := v.(type) {
+	case int:
+		return int64(x), nil
+	case int64:
+		return x, nil
+	case uint64:
+		return int64(x), nil
+	case float64:
+		if x != float64(int64(x)) {
+			return 0, fmt.Errorf("not an integer: %v", x)
+		}
+		return int64(x), nil
+	case string:
+		return strconv.ParseInt(x, 10, 64)
+	}
+	return 0, fmt.Errorf("not an integer: %v", v)
+}
+
+// asDuration reads a duration as etcd's file does (an integer of nanoseconds, since
+// its config is decoded as JSON into time.Duration), or as a Go duration string.
+func asDuration(v any) (time.Duration, error) {
+	if s, ok := v.(string); ok {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return d, nil
+	}
+	n, err := asInt(v)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %v", v)
+	}
+	return time.Duration(n), nil
+}
+
+// validate checks the configuration as etcd's embed.Config.Validate does, in its order
+// and with its messages, plus what Cairn does not serve yet (TLS, unix sockets).
+func (c *config) validate() error {
+	switch c.Logger {
+	case "zap":
+	case "capnslog":
+		return fmt.Errorf("--logger=capnslog is removed in v3.5")
+	default:
+		return fmt.Errorf("unknown logger option %q", c.Logger)
+	}
+	if len(c.LogOutputs) == 0 {
+		c.LogOutputs = []string{defaultLogOutput}
+	}
+	if len(c.LogOutputs) > 1 {
+		for _, v := range c.LogOutputs {
+			if v == defaultLogOutput {
+				return fmt.Errorf("multi logoutput for %q is not supported yet", defaultLogOutput)
+			}
+		}
+	}
+	var lvl zapcore.Level
+	if err := lvl.Set(c.LogLevel); err != nil {
+		return fmt.Errorf("invalid --log-level %q: only debug, info, warn, error, dpanic, panic or fatal", c.LogLevel)
+	}
+	for _, us := range [][]url.URL{c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs} {
+		if err := checkBindURLs(us); err != nil {
+			return err
+		}
+	}
+	if err := checkHostURLs(c.AdvertisePeerURLs); err != nil {
+		return fmt.Errorf(`--initial-advertise-peer-urls %q must be "host:port" (%w)`, urlsString(c.AdvertisePeerURLs), err)
+	}
+	if err := checkHostURLs(c.AdvertiseClientURLs); err != nil {
+		return fmt.Errorf(`--advertise-client-urls %q must be "host:port" (%w)`, urlsString(c.AdvertiseClientURLs), err)
+	}
+	if c.InitialClusterState != "new" && c.InitialClusterState != "existing" {
+		return fmt.Errorf("unexpected clusterState %q", c.InitialClusterState)
+	}
+	if c.HeartbeatMs == 0 {
+		return fmt.Errorf("--heartbeat-interval must be >0 (set to %dms)", c.HeartbeatMs)
+	}
+	if c.ElectionMs == 0 {
+		return fmt.Errorf("--election-timeout must be >0 (set to %dms)", c.ElectionMs)
+	}
+	if 5*c.HeartbeatMs > c.ElectionMs {
+		return fmt.Errorf("--election-timeout[%vms] should be at least as 5 times as --heartbeat-interval[%vms]", c.ElectionMs, c.HeartbeatMs)
+	}
+	if c.ElectionMs > maxElectionMs {
+		return fmt.Errorf("--election-timeout[%vms] is too long, and should be set less than %vms", c.ElectionMs, maxElectionMs)
+	}
+	if c.ListenClientURLs != nil && c.AdvertiseClientURLs == nil {
+		return errors.New("--advertise-client-urls is required when --listen-client-urls is set explicitly")
+	}
+	if c.InitialCluster == "" {
+		return errors.New("--initial-cluster must be set (discovery is not supported)")
+	}
+	m, err := parseInitialCluster(c.InitialCluster)
+	if err != nil {
+		return fmt.Errorf("invalid --initial-cluster %q: %w", c.InitialCluster, err)
+	}
+	c.initialClusterMap = m
+
+	// What Cairn does not serve yet.
+	for _, l := range []struct {
+		flag string
+		us   []url.URL
+	}{
+		{"--listen-client-urls", c.ListenClientURLs},
+		{"--listen-peer-urls", c.ListenPeerURLs},
+		{"--listen-metrics-urls", c.ListenMetricsURLs},
+	} {
+		for _, u := range l.us {
+			if u.Scheme != "http" {
+				return fmt.Errorf("%s %q: only http:// URLs are supported by Cairn for now (TLS and unix sockets are not)", l.flag, u.String())
+			}
+		}
+	}
+	return nil
+}
+
+// parseInitialCluster parses "name=url,name=url2,..." as etcd's types.NewURLsMap does.
+func parseInitialCluster(s string) (map[string][]url.URL, error) {
+	raw := make(map[string][]string)
+	var order []string
+	for _, kv := range strings.Split(s, ",") {
+		if kv == "" {
+			continue
+		}
+		name, u, _ := strings.Cut(kv, "=")
+		if _, ok := raw[name]; !ok {
+			order = append(order, name)
+		}
+		raw[name] = append(raw[name], u)
+	}
+	out := make(map[string][]url.URL, len(raw))
+	for _, name := range order {
+		us, err := parseURLs(strings.Join(raw[name], ","))
+		if err != nil {
+			return nil, err
+		}
+		out[name] = us
+	}
+	return out, nil
+}
+
+// checkBindURLs is etcd's: a listen URL's host must be an IP or "localhost".
+func checkBindURLs(urls []url.URL) error {
+	for _, u := range urls {
+		if u.Scheme == "unix" || u.Scheme == "unixs" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(u.Host)
+		if err != nil {
+			return err
+		}
+		if host == "localhost" {
+			continue
+		}
+		if net.ParseIP(host) == nil {
+			return fmt.Errorf("expected IP in URL for binding (%s)", u.String())
+		}
+	}
+	return nil
+}
+
+func checkHostURLs(urls []url.URL) error {
+	for _, u := range urls {
+		host, _, err := net.SplitHostPort(u.Host)
+		if err != nil {
+			return err
+		}
+		if host == "" {
+			return fmt.Errorf("unexpected empty host (%s)", u.String())
+		}
+	}
+	return nil
+}
+
+// versionText is etcd's --version output plus Cairn's own version.
+func versionText() string {
+	return fmt.Sprintf("etcd Version: %s\nGit SHA: %s\nGo Version: %s\nGo OS/Arch: %s/%s\nCairn Version: %s\n",
+		etcdVersion, gitSHA, runtime.Version(), runtime.GOOS, runtime.GOARCH, cairnVersion)
+}
+
+func usageText(fs *flag.FlagSet) string {
+	var b strings.Builder
+	b.WriteString("Usage:\n\n  cairn [flags]\n    Start a Cairn (etcd-compatible) server.\n\n  cairn --version\n    Show the version.\n\n  cairn -h | --help\n    Show the help information.\n\nFlags:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		fmt.Fprintf(&b, "  --%s", f.Name)
+		if f.DefValue != "" && f.DefValue != "false" {
+			fmt.Fprintf(&b, " (default %q)", f.DefValue)
+		}
+		fmt.Fprintf(&b, "\n      %s\n", f.Usage)
+	})
+	return b.String()
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustParse(t *testing.T, args []string, env ...string) *config {
+	t.Helper()
+	c, err := parseConfig(args, env)
+	if err != nil {
+		t.Fatalf("parseConfig(%q, %q): %v", args, env, err)
+	}
+	return c
+}
+
+func hasNote(c *config, warn bool, msg string, kv ...string) bool {
+	for _, n := range c.notes {
+		if n.warn != warn || n.msg != msg {
+			continue
+		}
+		joined := strings.Join(n.kv, "\x00")
+		ok := true
+		for _, s := range kv {
+			if !strings.Contains(joined, s) {
+				ok = false
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDefaults(t *testing.T) {
+	c := mustParse(t, nil)
+	checks := map[string][2]any{
+		"name":                  {c.Name, "default"},
+		"data-dir":              {c.DataDir, "default.etcd"},
+		"wal-dir":               {c.WALDir, ""},
+		"listen-client-urls":    {urlsString(c.ListenClientURLs), "http://localhost:2379"},
+		"advertise-client-urls": {urlsString(c.AdvertiseClientURLs), "http://localhost:2379"},
+		"listen-peer-urls":      {urlsString(c.ListenPeerURLs), "http://localhost:2380"},
+		"initial-advertise":     {urlsString(c.AdvertisePeerURLs), "http://localhost:2380"},
+		"listen-metrics-urls":   {urlsString(c.ListenMetricsURLs), ""},
+		"initial-cluster":       {c.InitialCluster, "default=http://localhost:2380"},
+		"initial-cluster-state": {c.InitialClusterState, "new"},
+		"initial-cluster-token": {c.InitialClusterToken, "etcd-cluster"},
+		"snapshot-count":        {c.SnapshotCount, uint64(10000)},
+		"heartbeat-interval":    {c.HeartbeatMs, uint(100)},
+		"election-timeout":      {c.ElectionMs, uint(1000)},
+		"quota-backend-bytes":   {c.QuotaBackendBytes, int64(0)},
+		"max-request-bytes":     {c.MaxRequestBytes, uint(1572864)},
+		"max-txn-ops":           {c.MaxTxnOps, uint(128)},
+		"log-level":             {c.LogLevel, "info"},
+		"logger":                {c.Logger, "zap"},
+		"log-outputs":           {strings.Join(c.LogOutputs, ","), "default"},
+		"keepalive-min":         {c.GRPCKeepAliveMinTime, 5 * time.Second},
+		"keepalive-interval":    {c.GRPCKeepAliveInterval, 2 * time.Hour},
+		"keepalive-timeout":     {c.GRPCKeepAliveTimeout, 20 * time.Second},
+		"enable-pprof":          {c.EnablePprof, false},
+	}
+	for name, gw := range checks {
+		if gw[0] != gw[1] {
+			t.Errorf("%s = %v, want %v", name, gw[0], gw[1])
+		}
+	}
+	if u := c.initialClusterMap["default"]; len(u) != 1 || u[0].String() != "http://localhost:2380" {
+		t.Errorf("initial cluster map = %v", c.initialClusterMap)
+	}
+	if !hasNote(c, true, "'data-dir' was empty; using default", "default.etcd") {
+		t.Errorf("no data-dir warning: %v", c.notes)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	c := mustParse(t, []string{
+		"--name", "m1", "--data-dir=/var/lib/x", "--wal-dir", "/wal",
+		"--listen-client-urls=http://127.0.0.1:2379,http://10.0.0.1:2379",
+		"--advertise-client-urls=http://10.0.0.1:2379",
+		"--listen-peer-urls=http://10.0.0.1:2380", "--initial-advertise-peer-urls=http://10.0.0.1:2380",
+		"--initial-cluster=m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380,m3=http://10.0.0.3:2380",
+		"--initial-cluster-state=existing", "--initial-cluster-token=tok",
+		"--snapshot-count=5", "--heartbeat-interval=50", "--election-timeout=500",
+		"--quota-backend-bytes=8589934592", "--max-request-bytes=10485760", "--max-txn-ops=1000",
+		"--log-level=debug", "--log-outputs=stdout", "--listen-metrics-urls=http://127.0.0.1:2381",
+		"--grpc-keepalive-min-time=1s", "--grpc-keepalive-interval=1m", "--grpc-keepalive-timeout=3s",
+		"-enable-pprof",
+	})
+	if c.Name != "m1" || c.DataDir != "/var/lib/x" || c.WALDir != "/wal" || c.InitialClusterState != "existing" ||
+		c.InitialClusterToken != "tok" || c.SnapshotCount != 5 || c.HeartbeatMs != 50 || c.ElectionMs != 500 ||
+		c.QuotaBackendBytes != 8<<30 || c.MaxRequestBytes != 10<<20 || c.MaxTxnOps != 1000 || c.LogLevel != "debug" ||
+		c.LogOutputs[0] != "stdout" || c.GRPCKeepAliveMinTime != time.Second || c.GRPCKeepAliveInterval != time.Minute ||
+		c.GRPCKeepAliveTimeout != 3*time.Second || !c.EnablePprof {
+		t.Fatalf("flags not applied: %+v", c)
+	}
+	if got := urlsString(c.ListenClientURLs); got != "http://10.0.0.1:2379,http://127.0.0.1:2379" {
+		t.Errorf("listen-client-urls = %s", got)
+	}
+	if got := urlsString(c.ListenMetricsURLs); got != "http://127.0.0.1:2381" {
+		t.Errorf("listen-metrics-urls = %s", got)
+	}
+	if len(c.initialClusterMap) != 3 || c.initialClusterMap["m3"][0].Host != "10.0.0.3:2380" {
+		t.Errorf("initial cluster = %v", c.initialClusterMap)
+	}
+}
+
+func TestInitialClusterFollowsName(t *testing.T) {
+	c := mustParse(t, []string{"--name=abc"})
+	if c.InitialCluster != "abc=http://localhost:2380" || c.DataDir != "abc.etcd" {
+		t.Fatalf("initial-cluster=%q data-dir=%q", c.InitialCluster, c.DataDir)
+	}
+	c = mustParse(t, []string{"--name=abc", "--initial-advertise-peer-urls=http://127.0.0.1:12380"})
+	if c.InitialCluster != "abc=http://127.0.0.1:12380" {
+		t.Fatalf("initial-cluster=%q", c.InitialCluster)
+	}
+	c = mustParse(t, []string{"--name=abc", "--initial-cluster=x=http://127.0.0.1:1"})
+	if c.InitialCluster != "x=http://127.0.0.1:1" {
+		t.Fatalf("explicit initial-cluster overridden: %q", c.InitialCluster)
+	}
+}
+
+func TestEnv(t *testing.T) {
+	c := mustParse(t, []string{"--snapshot-count=7"},
+		"ETCD_NAME=envname", "ETCD_QUOTA_BACKEND_BYTES=1024", "ETCD_ENABLE_PPROF=true",
+		"ETCD_LISTEN_CLIENT_URLS=http://127.0.0.1:3379", "ETCD_ADVERTISE_CLIENT_URLS=http://127.0.0.1:3379",
+		"ETCD_AUTO_COMPACTION_RETENTION=1h", "ETCDCTL_API=3", "PATH=/bin")
+	if c.Name != "envname" || c.QuotaBackendBytes != 1024 || !c.EnablePprof || c.SnapshotCount != 7 {
+		t.Fatalf("env not applied: %+v", c)
+	}
+	if urlsString(c.ListenClientURLs) != "http://127.0.0.1:3379" {
+		t.Fatalf("listen-client-urls = %v", c.ListenClientURLs)
+	}
+	if !hasNote(c, true, "unrecognized environment variable", "ETCD_AUTO_COMPACTION_RETENTION=1h") {
+		t.Errorf("no warning for unrecognized ETCD_ variable: %v", c.notes)
+	}
+	if hasNote(c, true, "unrecognized environment variable", "ETCDCTL_API") {
+		t.Errorf("ETCDCTL_API warned about")
+	}
+	if !hasNote(c, false, "recognized and used environment variable", "ETCD_NAME") {
+		t.Errorf("no note for used variable: %v", c.notes)
+	}
+
+	// a flag and its variable both set: etcd refuses to start
+	if _, err := parseConfig([]string{"--name=a"}, []string{"ETCD_NAME=b"}); err == nil ||
+		!strings.Contains(err.Error(), "conflicting environment variable \"ETCD_NAME\" is shadowed by corresponding command-line flag") {
+		t.Errorf("flag+env conflict: %v", err)
+	}
+	if _, err := parseConfig(nil, []string{"ETCD_SNAPSHOT_COUNT=abc"}); err == nil ||
+		!strings.Contains(err.Error(), `invalid value "abc" for ETCD_SNAPSHOT_COUNT`) {
+		t.Errorf("bad env value: %v", err)
+	}
+}
+
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "etcd.yaml")
+	yaml := `
+name: filenode
+data-dir: /data/etcd
+wal-dir: /data/wal
+listen-client-urls: http://127.0.0.1:2379,http://127.0.0.2:2379
+advertise-client-urls: http://127.0.0.1:2379
+listen-peer-urls: http://127.0.0.1:2380
+initial-advertise-peer-urls: http://127.0.0.1:2380
+initial-cluster-state: existing
+initial-cluster-token: ftok
+snapshot-count: 20000
+heartbeat-interval: 200
+election-timeout: 2000
+quota-backend-bytes: 4294967296
+max-request-bytes: 2097152
+max-txn-ops: 256
+log-level: warn
+logger: zap
+log-outputs: [stdout]
+listen-metrics-urls: http://127.0.0.1:2381
+enable-pprof: true
+grpc-keepalive-min-time: 1000000000
+grpc-keepalive-interval: 1h
+auto-compaction-retention: "1"
+`
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// flags and environment are ignored when a config file is given
+	c := mustParse(t, []string{"--config-file", p, "--name=ignored", "--snapshot-count=1"}, "ETCD_MAX_TXN_OPS=1")
+	if c.Name != "filenode" || c.DataDir != "/data/etcd" || c.WALDir != "/data/wal" || c.InitialClusterState != "existing" ||
+		c.InitialClusterToken != "ftok" || c.SnapshotCount != 20000 || c.HeartbeatMs != 200 || c.ElectionMs != 2000 ||
+		c.QuotaBackendBytes != 4<<30 || c.MaxRequestBytes != 2<<20 || c.MaxTxnOps != 256 || c.LogLevel != "warn" ||
+		c.LogOutputs[0] != "stdout" || !c.EnablePprof || c.GRPCKeepAliveMinTime != time.Second ||
+		c.GRPCKeepAliveInterval != time.Hour || c.GRPCKeepAliveTimeout != 20*time.Second {
+		t.Fatalf("config file not applied: %+v", c)
+	}
+	if urlsString(c.ListenClientURLs) != "http://127.0.0.1:2379,http://127.0.0.2:2379" ||
+		urlsString(c.ListenMetricsURLs) != "http://127.0.0.1:2381" {
+		t.Fatalf("urls: %v %v", c.ListenClientURLs, c.ListenMetricsURLs)
+	}
+	if c.InitialCluster != "filenode=http://127.0.0.1:2380" {
+		t.Fatalf("initial-cluster = %q", c.InitialCluster)
+	}
+	if !hasNote(c, true, "ignoring unrecognized config file key; Cairn does not implement it", "auto-compaction-retention") {
+		t.Errorf("no warning for unknown key: %v", c.notes)
+	}
+
+	// ETCD_CONFIG_FILE works too
+	c = mustParse(t, nil, "ETCD_CONFIG_FILE="+p)
+	if c.Name != "filenode" {
+		t.Fatalf("ETCD_CONFIG_FILE ignored: %+v", c)
+	}
+
+	// a file with a bad value
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("listen-client-urls: localhost:2379\n"), 0o600)
+	if _, err := parseConfig([]string{"--config-file=" + bad}, nil); err == nil ||
+		!strings.Contains(err.Error(), "unexpected error setting up listen-client-urls") {
+		t.Errorf("bad file URL: %v", err)
+	}
+	if _, err := parseConfig([]string{"--config-file=" + filepath.Join(dir, "missing.yaml")}, nil); err == nil {
+		t.Errorf("missing config file accepted")
+	}
+}
+
+func TestUnknownFlags(t *testing.T) {
+	c := mustParse(t, []string{
+		"--auto-compaction-retention", "1h", "--name=n", "--experimental-initial-corrupt-check",
+		"--feature-gates=InitialCorruptCheck=true", "--client-cert-auth", "--snapshot-count", "3",
+	})
+	if c.Name != "n" || c.SnapshotCount != 3 {
+		t.Fatalf("known flags lost: %+v", c)
+	}
+	for _, f := range []string{"--auto-compaction-retention", "--experimental-initial-corrupt-check", "--feature-gates", "--client-cert-auth"} {
+		if !hasNote(c, true, "ignoring unrecognized flag; Cairn does not implement it", f) {
+			t.Errorf("no warning for %s: %v", f, c.notes)
+		}
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--snapshot-count", "abc"}, `invalid value "abc" for flag -snapshot-count`},
+		{[]string{"--heartbeat-interval=-1"}, `invalid value "-1" for flag -heartbeat-interval`},
+		{[]string{"--listen-peer-urls=localhost:2380"}, `URL scheme must be http, https, unix, or unixs: localhost:2380`},
+		{[]string{"--listen-peer-urls=http://localhost"}, `URL address does not have the form "host:port": http://localhost`},
+		{[]string{"--initial-advertise-peer-urls=http://h:1/p"}, `URL must not contain a path: http://h:1/p`},
+		{[]string{"--listen-client-urls=http://example.com:2379", "--advertise-client-urls=http://example.com:2379"}, `expected IP in URL for binding (http://example.com:2379)`},
+		{[]string{"--election-timeout=400"}, `--election-timeout[400ms] should be at least as 5 times as --heartbeat-interval[100ms]`},
+		{[]string{"--election-timeout=60000"}, `--election-timeout[60000ms] is too long, and should be set less than 50000ms`},
+		{[]string{"--heartbeat-interval=0"}, `--heartbeat-interval must be >0 (set to 0ms)`},
+		{[]string{"--initial-cluster-state=old"}, `invalid value "old" for flag -initial-cluster-state`},
+		{[]string{"--listen-client-urls=http://127.0.0.1:2379"}, `--advertise-client-urls is required when --listen-client-urls is set explicitly`},
+		{[]string{"--log-level=loud"}, `invalid --log-level "loud"`},
+		{[]string{"--logger=capnslog"}, `--logger=capnslog is removed in v3.5`},
+		{[]string{"--log-outputs=default,stdout"}, `multi logoutput for "default" is not supported yet`},
+		{[]string{"--enable-pprof", "false"}, `"false" is not a valid flag`},
+		{[]string{"--initial-cluster=a=localhost"}, `URL scheme must be http, https, unix, or unixs`},
+		{[]string{"--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379"}, `only http:// URLs are supported by Cairn`},
+	}
+	for _, tt := range tests {
+		_, err := parseConfig(tt.args, nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("parseConfig(%q) error = %v; want it to contain %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestVersionOutput(t *testing.T) {
+	c := mustParse(t, []string{"--version"})
+	if !c.PrintVersion {
+		t.Fatal("--version not seen")
+	}
+	got := versionText()
+	re := regexp.MustCompile(`^etcd Version: 3\.6\.16\nGit SHA: [^\n]+\nGo Version: ` + regexp.QuoteMeta(runtime.Version()) +
+		`\nGo OS/Arch: ` + runtime.GOOS + `/` + runtime.GOARCH + `\nCairn Version: ` + regexp.QuoteMeta(cairnVersion) + `\n$`)
+	if !re.MatchString(got) {
+		t.Fatalf("version output:\n%s", got)
+	}
+}

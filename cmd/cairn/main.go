@@ -1,0 +1,292 @@
+// Command cairn runs one member of a Cairn cluster. It takes etcd's flags, ETCD_*
+// environment variables and etcd's YAML config file, and serves etcd's v3 API.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/cairn-kv/cairn/api"
+	"github.com/cairn-kv/cairn/server"
+)
+
+var (
+	etcdVersion  = server.EtcdVersion
+	cairnVersion = server.CairnVersion
+)
+
+// stopTimeout bounds the graceful part of shutdown on SIGTERM/SIGINT.
+const stopTimeout = 10 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+func run(args, environ []string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn: %v\n", err)
+		return 1
+	}
+	if cfg.PrintHelp {
+		fmt.Fprint(stdout, usageText(newConfig().flagSet()))
+		return 0
+	}
+	if cfg.PrintVersion {
+		fmt.Fprint(stdout, versionText())
+		return 0
+	}
+	lg, err := newLogger(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn: cannot set up logging: %v\n", err)
+		return 1
+	}
+	defer lg.Sync()
+	logNotes(lg, cfg.notes)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, cfg, lg); err != nil {
+		lg.Error("cairn failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// newLogger builds etcd's zap logger: JSON, etcd's field names and time format, at
+// --log-level, to --log-outputs ("default" and "stderr" are stderr).
+func newLogger(cfg *config) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.Set(cfg.LogLevel); err != nil {
+		return nil, err
+	}
+	var outs []string
+	for _, o := range cfg.LogOutputs {
+		switch o {
+		case "default", "stderr":
+			outs = append(outs, "stderr")
+		case "journal":
+			return nil, errors.New("--log-outputs=journal is not supported by Cairn")
+		default:
+			outs = append(outs, o)
+		}
+	}
+	zc := zap.Config{
+		Level:            zap.NewAtomicLevelAt(lvl),
+		Sampling:         &zap.SamplingConfig{Initial: 100, Thereafter: 100},
+		Encoding:         "json",
+		OutputPaths:      outs,
+		ErrorOutputPaths: outs,
+		EncoderConfig: zapcore.EncoderConfig{
+			TimeKey:       "ts",
+			LevelKey:      "level",
+			NameKey:       "logger",
+			CallerKey:     "caller",
+			MessageKey:    "msg",
+			StacktraceKey: "stacktrace",
+			LineEnding:    zapcore.DefaultLineEnding,
+			EncodeLevel:   zapcore.LowercaseLevelEncoder,
+			EncodeTime: func(t time.Time, enc zapcore.PrimitiveArrayEncoder) {
+				enc.AppendString(t.Format("2006-01-02T15:04:05.000000Z0700"))
+			},
+			EncodeDuration: zapcore.StringDurationEncoder,
+			EncodeCaller:   zapcore.ShortCallerEncoder,
+		},
+	}
+	return zc.Build()
+}
+
+func logNotes(lg *zap.Logger, notes []note) {
+	for _, n := range notes {
+		fields := make([]zap.Field, 0, len(n.kv)/2)
+		for i := 0; i+1 < len(n.kv); i += 2 {
+			fields = append(fields, zap.String(n.kv[i], n.kv[i+1]))
+		}
+		if n.warn {
+			lg.Warn(n.msg, fields...)
+		} else {
+			lg.Info(n.msg, fields...)
+		}
+	}
+}
+
+// serverConfig is the member's configuration.
+func (c *config) serverConfig(lg *zap.Logger) server.Config {
+	return server.Config{
+		Name:                  c.Name,
+		DataDir:               c.DataDir,
+		WALDir:                c.WALDir,
+		ListenClientURLs:      c.ListenClientURLs,
+		AdvertiseClientURLs:   c.AdvertiseClientURLs,
+		ListenPeerURLs:        c.ListenPeerURLs,
+		AdvertisePeerURLs:     c.AdvertisePeerURLs,
+		ListenMetricsURLs:     c.ListenMetricsURLs,
+		InitialCluster:        c.initialClusterMap,
+		InitialClusterState:   c.InitialClusterState,
+		InitialClusterToken:   c.InitialClusterToken,
+		SnapshotCount:         c.SnapshotCount,
+		HeartbeatInterval:     time.Duration(c.HeartbeatMs) * time.Millisecond,
+		ElectionTimeout:       time.Duration(c.ElectionMs) * time.Millisecond,
+		QuotaBackendBytes:     c.QuotaBackendBytes,
+		MaxRequestBytes:       c.MaxRequestBytes,
+		MaxTxnOps:             c.MaxTxnOps,
+		GRPCKeepAliveMinTime:  c.GRPCKeepAliveMinTime,
+		GRPCKeepAliveInterval: c.GRPCKeepAliveInterval,
+		GRPCKeepAliveTimeout:  c.GRPCKeepAliveTimeout,
+		EnablePprof:           c.EnablePprof,
+		Logger:                lg,
+	}
+}
+
+// serve starts the member and its client and metrics listeners, and runs until ctx is
+// done (a signal) or the member stops on its own.
+func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
+	lg.Info("starting Cairn", zap.String("etcd-version", etcdVersion), zap.String("cairn-version", cairnVersion),
+		zap.String("name", cfg.Name), zap.String("data-dir", cfg.DataDir))
+
+	// Bind every port before starting the member, so a taken port fails fast.
+	clientLs, err := listenAll(cfg.ListenClientURLs)
+	if err != nil {
+		return err
+	}
+	metricsLs, err := listenAll(cfg.ListenMetricsURLs)
+	if err != nil {
+		closeAll(clientLs)
+		return err
+	}
+
+	srv, err := server.New(cfg.serverConfig(lg))
+	if err != nil {
+		closeAll(clientLs)
+		closeAll(metricsLs)
+		return fmt.Errorf("cannot start member: %w", err)
+	}
+
+	gs := api.NewGRPCServer(srv, api.GRPCConfig{
+		MaxRequestBytes:   cfg.MaxRequestBytes,
+		MaxTxnOps:         cfg.MaxTxnOps,
+		KeepAliveMinTime:  cfg.GRPCKeepAliveMinTime,
+		KeepAliveInterval: cfg.GRPCKeepAliveInterval,
+		KeepAliveTimeout:  cfg.GRPCKeepAliveTimeout,
+	}, lg)
+	hh := api.NewHTTPHandler(srv, srv.Registry(), cfg.EnablePprof, lg)
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	api.ShutdownTimeout = stopTimeout
+
+	var wg sync.WaitGroup
+	errc := make(chan error, len(clientLs)+len(metricsLs))
+	for _, l := range clientLs {
+		wg.Add(1)
+		go func(l net.Listener) {
+			defer wg.Done()
+			if err := api.ServeClient(sctx, l, gs, hh); err != nil {
+				errc <- fmt.Errorf("serving client requests on %s: %w", l.Addr(), err)
+			}
+		}(l)
+	}
+	for _, l := range metricsLs {
+		wg.Add(1)
+		go func(l net.Listener) {
+			defer wg.Done()
+			if err := serveHTTP(sctx, l, hh); err != nil {
+				errc <- fmt.Errorf("serving metrics on %s: %w", l.Addr(), err)
+			}
+		}(l)
+	}
+
+	var runErr error
+	select {
+	case <-srv.ReadyNotify():
+		for _, l := range clientLs {
+			lg.Info("serving client traffic insecurely; this is strongly discouraged!", zap.String("traffic", "grpc+http"), zap.String("address", l.Addr().String()))
+		}
+		for _, l := range metricsLs {
+			lg.Info("serving metrics", zap.String("address", "http://"+l.Addr().String()+"/metrics"))
+		}
+		lg.Info("ready to serve client requests")
+		select {
+		case <-ctx.Done():
+		case <-srv.StopNotify():
+			runErr = errors.New("member stopped")
+		case runErr = <-errc:
+		}
+	case <-ctx.Done():
+	case <-srv.StopNotify():
+		runErr = errors.New("member stopped before it was ready")
+	case runErr = <-errc:
+	}
+
+	if ctx.Err() != nil {
+		lg.Info("received signal; shutting down", zap.String("signal", "SIGTERM/SIGINT"))
+	}
+	// Stop accepting and drain client traffic (bounded), then stop the member.
+	cancel()
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(stopTimeout + 5*time.Second):
+		lg.Warn("client listeners did not stop in time; stopping anyway")
+		gs.Stop()
+	}
+	srv.Stop()
+	lg.Info("stopped Cairn", zap.String("name", cfg.Name))
+	return runErr
+}
+
+// serveHTTP serves the HTTP endpoints only (--listen-metrics-urls).
+func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		if hs.Shutdown(sctx) != nil {
+			hs.Close()
+		}
+		<-errc
+		return nil
+	}
+}
+
+func listenAll(us []url.URL) ([]net.Listener, error) {
+	var ls []net.Listener
+	for _, u := range us {
+		if u.Scheme != "http" {
+			closeAll(ls)
+			return nil, fmt.Errorf("cannot listen on %s: only http:// is supported by Cairn for now", u.String())
+		}
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			closeAll(ls)
+			return nil, fmt.Errorf("cannot listen on %s: %w", u.String(), err)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
