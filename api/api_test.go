@@ -83,7 +83,7 @@ func (f *fakeBackend) Status(ctx context.Context) (*pb.StatusResponse, error) {
 
 func (f *fakeBackend) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 	f.record("MemberList")
-	return &pb.MemberListResponse{Members: []*pb.Member{{ID: 42, Name: "default"}}}, nil
+	return &pb.MemberListResponse{Header: &pb.ResponseHeader{ClusterId: 100, MemberId: 42}, Members: []*pb.Member{{ID: 42, Name: "default"}}}, nil
 }
 
 func (f *fakeBackend) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
@@ -128,3 +128,23 @@ var (
 )
 
 func wrap(err error) error { return fmt.Errorf("applying request: %w", err) }
+
+func (f *fakeBackend) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	return &pb.LeaseGrantResponse{}, f.record("LeaseGrant")
+}
+
+func (f *fakeBackend) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	return &pb.LeaseRevokeResponse{}, f.record("LeaseRevoke")
+}
+
+func (f *fakeBackend) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	return 0, f.record("LeaseRenew")
+}
+
+func (f *fakeBackend) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	return &pb.LeaseTimeToLiveResponse{}, f.record("LeaseTimeToLive")
+}
+
+func (f *fakeBackend) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
+	return &pb.LeaseLeasesResponse{}, f.record("LeaseLeases")
+}

@@ -21,6 +21,14 @@ type Backend interface {
 	Leader() uint64             // 0 when there is no leader
 	Header() *pb.ResponseHeader // cluster_id, member_id, raft_term, current revision
 	ClusterVersion() string     // e.g. "3.6.0"
+
+	LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error)
+	LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error)
+	// LeaseRenew is one keep-alive: the lease's granted TTL, or an error whose text is
+	// "lease not found" when it does not exist.
+	LeaseRenew(ctx context.Context, id int64) (ttl int64, err error)
+	LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
+	LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error)
 }
 
 // learnerReporter is implemented by a Backend that can say whether this member is a raft

@@ -123,6 +123,7 @@ var backendErrors = map[string]error{
 	"etcdserver: key not found":                                                  ErrGRPCKeyNotFound,
 	"lease not found":                                                            ErrGRPCLeaseNotFound,
 	"lease already exists":                                                       ErrGRPCLeaseExist,
+	"too large lease TTL":                                                        ErrGRPCLeaseTTLTooLarge,
 	"etcdserver: corrupt cluster":                                                ErrGRPCCorrupt,
 	"etcdserver: request is too large":                                           ErrGRPCRequestTooLarge,
 	"etcdserver: unhealthy cluster":                                              ErrGRPCUnhealthy,

@@ -103,7 +103,7 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{b: b})
 	pb.RegisterClusterServer(s, &clusterServer{b: b})
 	pb.RegisterWatchServer(s, pb.UnimplementedWatchServer{})
-	pb.RegisterLeaseServer(s, pb.UnimplementedLeaseServer{})
+	pb.RegisterLeaseServer(s, &leaseServer{b: b, lg: lg})
 	pb.RegisterAuthServer(s, pb.UnimplementedAuthServer{})
 
 	hs := health.NewServer()
@@ -338,10 +338,11 @@ type clusterServer struct {
 }
 
 func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	// No fillHeader: etcd's cluster service stamps no revision, and the member already
+	// filled the rest.
 	resp, err := s.b.MemberList(ctx, r)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	fillHeader(s.b, &resp.Header)
 	return resp, nil
 }

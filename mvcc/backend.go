@@ -131,21 +131,25 @@ func (b *backend) delete(bucket, key []byte) {
 }
 
 // commit commits the batch and opens the next one. Caller holds the store's write lock.
+//
+// Readers keep going during the commit (and its fsync): the buffer still holds the batch's
+// values until the commit is complete, and it is cleared only then, so a reader that misses
+// the buffer opens its bbolt view after the values are committed.
 func (b *backend) commit() error {
 	start := time.Now()
-	b.bufMu.Lock()
-	defer b.bufMu.Unlock()
 	if err := b.tx.Commit(); err != nil {
 		b.tx = nil
 		return fmt.Errorf("mvcc: commit batch: %w", err)
 	}
 	commitDuration.Observe(time.Since(start).Seconds())
+	b.bufMu.Lock()
 	clear(b.buf)
+	b.bufMu.Unlock()
 	return b.begin()
 }
 
 // reader reads committed data plus the buffered uncommitted values; it must be closed.
-// While it is open the batch cannot be committed.
+// While it is open the buffer is frozen: no value is added to or cleared from it.
 type reader struct {
 	b  *backend
 	tx *bolt.Tx
@@ -158,7 +162,7 @@ func (b *backend) reader() *reader {
 
 // value returns the stored KeyValue bytes of a live revision.
 func (r *reader) value(rev revision) ([]byte, error) {
-	if v, ok := r.b.buf[rev]; ok && false {
+	if v, ok := r.b.buf[rev]; ok {
 		return v, nil
 	}
 	if r.tx == nil {

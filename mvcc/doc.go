@@ -3,4 +3,27 @@
 //
 // It must never be written to except from the server's apply loop, and never let a reader
 // see a half-applied revision.
+//
+// Layout (etcd-compatible): the "key" bucket maps 17-byte revision keys (8-byte big-endian
+// main revision, '_', 8-byte big-endian sub revision; a tombstone adds a trailing 't') to
+// marshalled mvccpb.KeyValue values (a tombstone's value has only Key set). The "meta"
+// bucket holds consistent_index and term (8-byte big-endian) and scheduledCompactRev /
+// finishedCompactRev (revision keys with sub 0). The other etcd buckets (lease, members,
+// members_removed, cluster, alarm, auth, authUsers, authRoles) are created on open.
+//
+// Design:
+//   - index.go: a btree of keyIndex (key → generations of revisions), rebuilt from the
+//     "key" bucket on Open.
+//   - backend.go: one long-lived bbolt write transaction (the batch), committed every
+//     BatchInterval, after BatchLimit changes, or on Commit/Close, and never in the middle
+//     of a write transaction; the raft consistent index goes into the same commit. Values
+//     written since the last commit are buffered in memory so readers (which use their own
+//     bbolt read transactions) see every ended write transaction at once.
+//   - txn.go: ReadTxn is a snapshot at the revision current when it began; WriteTxn holds
+//     the store's write lock, writes its changes at Rev()+1 with sub revisions 0, 1, ...,
+//     and publishes them (the new current revision) in End.
+//   - compact.go: Compact updates the index at once and deletes the dropped revisions from
+//     bbolt in background batches of at most 1000 keys per commit; an unfinished compaction
+//     (scheduled > finished) is resumed on Open.
+//   - hash.go: HashByRev, compatible with etcd's HashKV.
 package mvcc

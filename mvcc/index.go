@@ -213,7 +213,7 @@ type indexHit struct {
 // visit calls f for every key index in the range (see Range for the end encodings).
 func (ti *treeIndex) visit(key, end []byte, f func(ki *keyIndex) bool) {
 	switch {
-	case end == nil:
+	case len(end) == 0:
 		if ki := ti.keyIndex(key); ki != nil {
 			f(ki)
 		}

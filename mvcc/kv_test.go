@@ -96,6 +96,7 @@ func TestRangeEndEncodings(t *testing.T) {
 	}{
 		{[]byte("b"), nil, []string{"b"}},
 		{[]byte("bb"), nil, []string{}},
+		{[]byte("c"), []byte{}, []string{"c"}},
 		{[]byte("b"), []byte{0}, []string{"b", "c", "d"}},
 		{[]byte("b"), []byte("d"), []string{"b", "c"}},
 		{nil, []byte{0}, []string{"a", "b", "c", "d"}},
@@ -179,6 +180,7 @@ func TestTxnSubRevisions(t *testing.T) {
 	s, _ := newStore(t)
 	put(t, s, "z", "0") // 2
 	tw := s.Write()
+	defer tw.End(0, 0) // releases the write lock if a check fails; End is idempotent
 	if tw.Rev() != 2 {
 		t.Fatalf("txn Rev = %d", tw.Rev())
 	}
@@ -208,9 +210,9 @@ func TestTxnSubRevisions(t *testing.T) {
 	if rr, _ := tw.Range([]byte("z"), nil, RangeOptions{}); len(rr.KVs) != 0 {
 		t.Fatalf("txn sees own delete: %v", rr.KVs)
 	}
-	// Not visible to readers before End.
-	if kv := get(t, s, "a", 0); kv != nil {
-		t.Fatalf("uncommitted txn visible: %v", kv)
+	// Not visible to readers before End. (No Fatal while the txn holds the write lock.)
+	if rr, err := s.Read().Range([]byte("a"), nil, RangeOptions{}); err != nil || len(rr.KVs) != 0 {
+		t.Errorf("uncommitted txn visible: %v, %v", rr, err)
 	}
 	evs := tw.End(10, 2)
 	if len(evs) != 4 {
@@ -248,14 +250,15 @@ func TestReadSnapshotIsolation(t *testing.T) {
 	r := s.Read()
 	defer r.End()
 	tw := s.Write()
+	defer tw.End(0, 0)
 	tw.Put([]byte("a"), []byte("2"), 0)
 	tw.Put([]byte("b"), []byte("2"), 0)
 	// A write in progress is invisible.
 	rr, err := r.Range(nil, []byte{0}, RangeOptions{})
+	tw.End(0, 0)
 	if err != nil || len(rr.KVs) != 1 || string(rr.KVs[0].Value) != "1" {
 		t.Fatalf("during write: %v %v", rr, err)
 	}
-	tw.End(0, 0)
 	// A write ended after the view began is invisible too.
 	rr, err = r.Range(nil, []byte{0}, RangeOptions{})
 	if err != nil || len(rr.KVs) != 1 || string(rr.KVs[0].Value) != "1" || rr.Rev != 2 || r.Rev() != 2 {

@@ -86,7 +86,7 @@ func (s *Store) Read() *ReadTxn {
 // Rev is the view's revision.
 func (t *ReadTxn) Rev() int64 { return t.rev }
 
-// Range reads the keys in [key, end) (see RangeOptions); end nil reads key alone, end
+// Range reads the keys in [key, end) (see RangeOptions); an empty end reads key alone, end
 // "\x00" every key >= key.
 func (t *ReadTxn) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 	rangeCounter.Inc()

@@ -62,7 +62,9 @@ func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.M
 			return nil, err
 		}
 	}
-	return &pb.MemberListResponse{Header: s.Header(), Members: s.members.list()}, nil
+	// etcd's cluster service stamps no revision on its headers.
+	h := &pb.ResponseHeader{ClusterId: s.clusterID, MemberId: s.id, RaftTerm: s.node.Term()}
+	return &pb.MemberListResponse{Header: h, Members: s.members.list()}, nil
 }
 
 // HashKV hashes the key-value history up to a revision (0: the current one), for

@@ -22,8 +22,8 @@ func TestTxnCompareTargetsAndResults(t *testing.T) {
 	mustPut(t, cli, "k", "m", clientv3.WithLease(lg.ID)) // k: value m, version 2, create 2, mod 3, lease L
 
 	type target struct {
-		name               string
-		cmp                func(op string, v any) clientv3.Cmp
+		name                string
+		cmp                 func(op string, v any) clientv3.Cmp
 		below, equal, above any
 	}
 	targets := []target{

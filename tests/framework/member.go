@@ -640,4 +640,3 @@ func GrepLines(s, sub string) []string {
 	}
 	return out
 }
-
