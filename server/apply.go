@@ -76,7 +76,7 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 	var res applyResult
 	switch {
 	case r.Put != nil, r.DeleteRange != nil, r.Txn != nil:
-		v := &writeView{tw: s.store.Write()}
+		v := s.newWriteView()
 		switch {
 		case r.Put != nil:
 			prev, err := s.checkPut(v, r.Put)
@@ -98,6 +98,10 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 			res.resp = &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: s.store.Rev()}}
 		}
 		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
+	case r.LeaseGrant != nil:
+		res = s.applyLeaseGrant(r.LeaseGrant, e.GetIndex(), e.GetTerm())
+	case r.LeaseRevoke != nil:
+		res = s.applyLeaseRevoke(r.LeaseRevoke, e.GetIndex(), e.GetTerm())
 	default:
 		res.err = ErrNotImplemented
 		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())

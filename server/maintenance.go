@@ -78,7 +78,3 @@ func (s *Server) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVRes
 	hdr.Revision = hashRev
 	return &pb.HashKVResponse{Header: hdr, Hash: h, CompactRevision: compactRev, HashRevision: hashRev}, nil
 }
-
-// leaseExists says whether a lease id is granted. There is no lessor yet, so no lease
-// exists and a put naming one fails as etcd's does for an unknown lease.
-func (s *Server) leaseExists(id int64) bool { return false }

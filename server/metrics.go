@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -62,7 +63,7 @@ func (s *Server) registerMetrics() {
 	for _, c := range s.metrics.collectors {
 		s.reg.MustRegister(c)
 	}
-	for _, c := range mvcc.Collectors() {
+	for _, c := range append(mvcc.Collectors(), lease.Collectors()...) {
 		s.reg.MustRegister(c)
 	}
 }

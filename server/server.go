@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
 	"github.com/cairn-kv/cairn/raftnode"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,8 +29,9 @@ type Server struct {
 	clusterID uint64
 	members   *membership
 
-	store *mvcc.Store
-	node  *raftnode.Node
+	store  *mvcc.Store
+	lessor *lease.Lessor
+	node   *raftnode.Node
 
 	proposals *proposalWaiters
 	applied   atomic.Uint64
@@ -81,6 +83,7 @@ func New(cfg Config) (*Server, error) {
 		lg:        lg,
 		members:   newMembership(),
 		store:     store,
+		lessor:    lease.New(lease.Config{MinTTL: minLeaseTTL(cfg)}),
 		proposals: newProposalWaiters(),
 		readyc:    make(chan struct{}),
 		stopping:  make(chan struct{}),
@@ -134,6 +137,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	rcfg.ID = s.id
 	s.storeIndex = applied
+	if err := s.restoreLeases(); err != nil {
+		if persisted != nil {
+			persisted.WAL.Close()
+		}
+		store.Close()
+		return nil, err
+	}
 	s.applied.Store(applied)
 	s.appliedW = newAppliedWaiters(applied)
 	s.ids = newIDGenerator(s.id, time.Now())
@@ -152,6 +162,7 @@ func New(cfg Config) (*Server, error) {
 	s.reads = newReadIndexBatcher(s)
 	go s.reads.run()
 	go s.applyLoop()
+	go s.runLeaseExpiry()
 	lg.Info("started member",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.id)),
 		zap.String("cluster-id", fmt.Sprintf("%x", s.clusterID)),

@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
@@ -33,7 +34,12 @@ func (v readView) deleteRange([]byte, []byte) []*mvccpb.KeyValue {
 
 type writeView struct {
 	tw      *mvcc.WriteTxn
+	leases  *lease.Lessor
 	changed bool
+}
+
+func (s *Server) newWriteView() *writeView {
+	return &writeView{tw: s.store.Write(), leases: s.lessor}
 }
 
 func (v *writeView) Range(key, end []byte, o mvcc.RangeOptions) (*mvcc.RangeResult, error) {
@@ -47,15 +53,30 @@ func (v *writeView) rev() int64 {
 	return v.tw.Rev()
 }
 
-func (v *writeView) put(key, value []byte, lease int64) *mvccpb.KeyValue {
+// put keeps the lessor's key sets in step with the store: a put moves the key to the
+// lease it names (or to none).
+func (v *writeView) put(key, value []byte, leaseID int64) *mvccpb.KeyValue {
 	v.changed = true
-	return v.tw.Put(key, value, lease)
+	prev := v.tw.Put(key, value, leaseID)
+	if prev != nil && prev.Lease != 0 && prev.Lease != leaseID {
+		v.leases.Detach(lease.LeaseID(prev.Lease), string(key))
+	}
+	if leaseID != 0 {
+		// checkPut made sure the lease exists, and nothing in between revokes it.
+		_ = v.leases.Attach(lease.LeaseID(leaseID), string(key))
+	}
+	return prev
 }
 
 func (v *writeView) deleteRange(key, end []byte) []*mvccpb.KeyValue {
 	deleted := v.tw.DeleteRange(key, end)
 	if len(deleted) > 0 {
 		v.changed = true
+	}
+	for _, kv := range deleted {
+		if kv.Lease != 0 {
+			v.leases.Detach(lease.LeaseID(kv.Lease), string(kv.Key))
+		}
 	}
 	return deleted
 }

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -68,22 +66,6 @@ func TestCompaction(t *testing.T) {
 	// Compaction does not create a revision; writes continue from it.
 	if p := mustPut(t, cli, "c", "6"); p.Header.Revision != 9 {
 		t.Fatalf("put after compaction at revision %d, want 9", p.Header.Revision)
-	}
-
-	// Watch from a compacted revision is canceled with compact_revision.
-	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	wch := cli.Watch(wctx, "c", clientv3.WithRev(2))
-	select {
-	case wr, ok := <-wch:
-		if !ok {
-			t.Fatal("watch channel closed without a response")
-		}
-		if wr.CompactRevision != 8 || !wr.Canceled {
-			t.Fatalf("watch from compacted rev: compact_revision=%d canceled=%v err=%v, want 8 true", wr.CompactRevision, wr.Canceled, wr.Err())
-		}
-	case <-wctx.Done():
-		t.Fatal("no watch response for a compacted start revision")
 	}
 
 	// The compacted revision survives a restart.

@@ -1,0 +1,211 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cairn-kv/cairn/lease"
+	"github.com/cairn-kv/cairn/mvcc"
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"go.uber.org/zap"
+)
+
+// leaseExpiryTick is how often the leader looks for expired leases and checks whether
+// it gained or lost leadership.
+const leaseExpiryTick = 100 * time.Millisecond
+
+// maxLeaseRevokesPerTick bounds the revokes one tick proposes, so a mass expiry does not
+// flood raft.
+const maxLeaseRevokesPerTick = 500
+
+// minLeaseTTL is etcd's floor on a lease's TTL: one and a half election timeouts, in
+// whole seconds rounded up, so a lease cannot expire during a leader election.
+func minLeaseTTL(cfg Config) int64 {
+	ticks := int64(cfg.ElectionTimeout / cfg.HeartbeatInterval)
+	min := time.Duration(3*ticks/2) * cfg.HeartbeatInterval
+	return int64(math.Ceil(min.Seconds()))
+}
+
+// restoreLeases rebuilds the lessor from the lease bucket and re-attaches every key that
+// names a lease.
+func (s *Server) restoreLeases() error {
+	recs, err := s.store.Leases()
+	if err != nil {
+		return fmt.Errorf("server: load leases: %w", err)
+	}
+	ls := make([]lease.Lease, len(recs))
+	for i, r := range recs {
+		ls[i] = lease.Lease{ID: lease.LeaseID(r.ID), TTL: r.TTL, RemainingTTL: r.RemainingTTL}
+	}
+	s.lessor.Restore(ls)
+	rt := s.store.Read()
+	defer rt.End()
+	rr, err := rt.Range([]byte{0}, []byte{0}, mvcc.RangeOptions{})
+	if err != nil {
+		return fmt.Errorf("server: scan keys for leases: %w", err)
+	}
+	for _, kv := range rr.KVs {
+		if kv.Lease == 0 {
+			continue
+		}
+		if err := s.lessor.Attach(lease.LeaseID(kv.Lease), string(kv.Key)); err != nil {
+			s.lg.Warn("key names a lease that does not exist", zap.String("key", string(kv.Key)), zap.Int64("lease", kv.Lease))
+		}
+	}
+	return nil
+}
+
+// leaseExists says whether a lease id is granted.
+func (s *Server) leaseExists(id int64) bool { return s.lessor.Lookup(lease.LeaseID(id)) != nil }
+
+// LeaseGrant creates a lease through raft, picking an id when the request has none.
+func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if r.TTL > lease.MaxLeaseTTL {
+		return nil, lease.ErrLeaseTTLTooLarge
+	}
+	for r.ID == 0 {
+		r.ID = int64(s.ids.next() & math.MaxInt64)
+	}
+	res, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.resp.(*pb.LeaseGrantResponse)
+	s.fillHeader(resp.Header)
+	return resp, nil
+}
+
+// LeaseRevoke deletes a lease and its keys through raft.
+func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	res, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.resp.(*pb.LeaseRevokeResponse)
+	s.fillHeader(resp.Header)
+	return resp, nil
+}
+
+// LeaseRenew is one keep-alive. Only the leader's lessor tracks expiry; until a leader
+// takes over (or this member is not it) the renewal waits, as etcd's does.
+func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
+	defer cancel()
+	for {
+		ttl, err := s.lessor.Renew(lease.LeaseID(id))
+		if !errors.Is(err, lease.ErrNotPrimary) {
+			return ttl, err
+		}
+		select {
+		case <-time.After(leaseExpiryTick):
+		case <-cctx.Done():
+			return 0, s.proposeError(ctx, cctx, cctx.Err())
+		case <-s.stopping:
+			return 0, ErrStopped
+		}
+	}
+}
+
+// LeaseTimeToLive reports a lease's remaining and granted TTL, and its keys if asked.
+func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if err := s.linearizableRead(ctx); err != nil {
+		return nil, err
+	}
+	l := s.lessor.Lookup(lease.LeaseID(r.ID))
+	if l == nil {
+		return nil, lease.ErrLeaseNotFound
+	}
+	resp := &pb.LeaseTimeToLiveResponse{
+		Header:     s.Header(),
+		ID:         r.ID,
+		TTL:        int64(l.Remaining(time.Now()).Seconds()),
+		GrantedTTL: l.TTL,
+	}
+	if r.Keys {
+		for _, k := range l.Keys() {
+			resp.Keys = append(resp.Keys, []byte(k))
+		}
+	}
+	return resp, nil
+}
+
+// LeaseLeases lists every lease id.
+func (s *Server) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
+	if err := s.linearizableRead(ctx); err != nil {
+		return nil, err
+	}
+	resp := &pb.LeaseLeasesResponse{Header: s.Header()}
+	for _, l := range s.lessor.Leases() {
+		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: int64(l.ID)})
+	}
+	return resp, nil
+}
+
+// applyLeaseGrant runs in the apply loop.
+func (s *Server) applyLeaseGrant(r *pb.LeaseGrantRequest, index, term uint64) applyResult {
+	l, err := s.lessor.Grant(lease.LeaseID(r.ID), r.TTL)
+	if err != nil {
+		s.store.SetConsistentIndex(index, term)
+		return applyResult{err: err}
+	}
+	s.store.PutLease(mvcc.LeaseRecord{ID: int64(l.ID), TTL: l.TTL}, index, term)
+	return applyResult{resp: &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{}, ID: int64(l.ID), TTL: l.TTL}}
+}
+
+// applyLeaseRevoke runs in the apply loop: the lease's keys go in one revision.
+func (s *Server) applyLeaseRevoke(r *pb.LeaseRevokeRequest, index, term uint64) applyResult {
+	keys, err := s.lessor.Revoke(lease.LeaseID(r.ID))
+	if err != nil {
+		s.store.SetConsistentIndex(index, term)
+		return applyResult{err: err}
+	}
+	v := s.newWriteView()
+	for _, k := range keys {
+		v.deleteRange([]byte(k), nil)
+	}
+	v.tw.End(index, term)
+	s.store.DeleteLease(r.ID, index, term)
+	return applyResult{resp: &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: s.store.Rev()}}}
+}
+
+// runLeaseExpiry makes this member's lessor primary while it leads, and proposes the
+// revocation of leases that expire. Expiry is decided here, by the leader only, and
+// takes effect through raft like any other write.
+func (s *Server) runLeaseExpiry() {
+	t := time.NewTicker(leaseExpiryTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.stopping:
+			return
+		}
+		leading := s.node.Leader() == s.id
+		switch {
+		case leading && !s.lessor.IsPrimary():
+			// A new leader cannot know how long the old one kept each lease alive, so it
+			// gives every lease a full TTL plus the election time.
+			s.lessor.Promote(s.cfg.ElectionTimeout)
+		case !leading && s.lessor.IsPrimary():
+			s.lessor.Demote()
+		}
+		if !leading {
+			continue
+		}
+		for _, id := range s.lessor.Expired(maxLeaseRevokesPerTick) {
+			go s.revokeExpired(id)
+		}
+	}
+}
+
+func (s *Server) revokeExpired(id lease.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
+	defer cancel()
+	_, err := s.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: int64(id)})
+	if err != nil && !errors.Is(err, lease.ErrLeaseNotFound) && !errors.Is(err, ErrStopped) {
+		s.lg.Warn("failed to revoke expired lease", zap.Int64("lease", int64(id)), zap.Error(err))
+	}
+}
