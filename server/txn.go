@@ -334,7 +334,7 @@ func (s *Server) checkTxn(v kvView, rt *pb.TxnRequest, path []bool) (int, error)
 	for _, op := range txnOps(rt, path[0]) {
 		switch {
 		case op.GetRequestRange() != nil:
-			if err := checkRangeRev(v, op.GetRequestRange().Revision); err != nil {
+			if err := s.checkRangeRev(v, op.GetRequestRange().Revision); err != nil {
 				return 0, err
 			}
 		case op.GetRequestPut() != nil:
@@ -352,12 +352,19 @@ func (s *Server) checkTxn(v kvView, rt *pb.TxnRequest, path []bool) (int, error)
 	return nested, nil
 }
 
-func checkRangeRev(v kvView, rev int64) error {
-	if rev == 0 {
+// checkRangeRev is etcd's check of a range inside a txn, stricter than a plain range's:
+// any revision below the compacted one fails, negative ones included (a plain range
+// reads those at the current revision).
+func (s *Server) checkRangeRev(v kvView, rev int64) error {
+	switch {
+	case rev == 0:
 		return nil
+	case rev > v.rev():
+		return mvcc.ErrFutureRev
+	case rev < s.store.CompactedRev():
+		return mvcc.ErrCompacted
 	}
-	_, err := v.Range(nil, nil, mvcc.RangeOptions{Rev: rev, CountOnly: true})
-	return err
+	return nil
 }
 
 // newTxnResp shapes the response tree for the chosen path; nested txn responses carry
