@@ -16,13 +16,6 @@ const (
 	markTombstone     = 't'
 )
 
-func (r revision) less(o revision) bool {
-	if r.main != o.main {
-		return r.main < o.main
-	}
-	return r.sub < o.sub
-}
-
 // bytes encodes r as a "key" bucket key, with the tombstone mark if tomb.
 func (r revision) bytes(tomb bool) []byte {
 	n := revBytesLen

@@ -108,15 +108,6 @@ func (ms *membership) remove(id uint64) {
 	delete(ms.members, id)
 }
 
-// setClientURLs records the client URLs a member serves on.
-func (ms *membership) setClientURLs(id uint64, urls []string) {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	if m, ok := ms.members[id]; ok {
-		m.ClientURLs = urls
-	}
-}
-
 func (ms *membership) list() []*pb.Member {
 	ms.mu.RLock()
 	defer ms.mu.RUnlock()

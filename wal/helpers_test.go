@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
 )
@@ -150,5 +149,3 @@ func recordOffsets(t *testing.T, path string) []int64 {
 }
 
 func isCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }
-
-var nopLogger = zap.NewNop()

@@ -1,5 +1,3 @@
-// Command cairn runs one member of a Cairn cluster. It takes etcd's flags, ETCD_*
-// environment variables and etcd's YAML config file, and serves etcd's v3 API.
 package main
 
 import (

@@ -94,14 +94,6 @@ func keysOf(kvs []*mvccpb.KeyValue) []string {
 	return out
 }
 
-func valuesOf(kvs []*mvccpb.KeyValue) []string {
-	out := make([]string, len(kvs))
-	for i, kv := range kvs {
-		out[i] = string(kv.Value)
-	}
-	return out
-}
-
 func eqStrings(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
