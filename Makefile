@@ -34,7 +34,7 @@ e2e: build tools
 	cd tests && CAIRN_BIN=$(BIN)/cairn CAIRNCTL_BIN=$(BIN)/cairnctl ETCD_BIN=$(BIN)/etcd ETCDCTL_BIN=$(BIN)/etcdctl \
 		$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-test: vet unit e2e
+test: vet staticcheck unit e2e
 
 bench: build tools
 	BIN_DIR=$(BIN) tests/bench/bench.sh
@@ -44,7 +44,8 @@ soak: build tools
 		$(GO) test -race -count=1 -timeout 120m ./...
 
 staticcheck:
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	cd tests && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 proto:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12

@@ -86,8 +86,8 @@ type Lessor struct {
 	leases  map[LeaseID]*entry
 	owner   map[string]LeaseID // attached key -> its lease
 	primary bool
-	exp     expiryHeap // primary only
-	cps     cpHeap     // primary only
+	exp     timeHeap // by expiry; primary only
+	cps     timeHeap // by checkpoint base; primary only
 }
 
 type entry struct {
@@ -113,6 +113,14 @@ func New(cfg Config) *Lessor {
 		retry:  cfg.ExpiredRetryInterval,
 		leases: make(map[LeaseID]*entry),
 		owner:  make(map[string]LeaseID),
+		exp: timeHeap{
+			at:    func(e *entry) time.Time { return e.expireAt },
+			index: func(e *entry) *int { return &e.expIdx },
+		},
+		cps: timeHeap{
+			at:    func(e *entry) time.Time { return e.cpBase },
+			index: func(e *entry) *int { return &e.cpIdx },
+		},
 	}
 	if le.minTTL < 1 {
 		le.minTTL = 1
@@ -322,17 +330,17 @@ func (le *Lessor) Promote(extend time.Duration) {
 
 func (le *Lessor) rebuildPrimary(extend time.Duration) {
 	now := le.now()
-	le.exp = le.exp[:0]
-	le.cps = le.cps[:0]
+	le.exp.items = le.exp.items[:0]
+	le.cps.items = le.cps.items[:0]
 	for _, e := range le.leases {
 		e.expiry = now.Add(seconds(effectiveTTL(e.ttl, e.remainingTTL)) + extend)
 		e.expireAt = e.expiry
 		e.cpBase = now
 		e.cpReset = false
-		e.expIdx = len(le.exp)
-		le.exp = append(le.exp, e)
-		e.cpIdx = len(le.cps)
-		le.cps = append(le.cps, e)
+		e.expIdx = len(le.exp.items)
+		le.exp.items = append(le.exp.items, e)
+		e.cpIdx = len(le.cps.items)
+		le.cps.items = append(le.cps.items, e)
 	}
 	heap.Init(&le.exp)
 	heap.Init(&le.cps)
@@ -346,8 +354,8 @@ func (le *Lessor) Demote() {
 	for _, e := range le.leases {
 		e.clearPrimary()
 	}
-	le.exp = nil
-	le.cps = nil
+	le.exp.items = nil
+	le.cps.items = nil
 }
 
 // IsPrimary reports whether the lessor is primary (leader).
@@ -369,8 +377,8 @@ func (le *Lessor) Expired(max int) []LeaseID {
 	}
 	now := le.now()
 	var ids []LeaseID
-	for n := len(le.exp); n > 0 && (max <= 0 || len(ids) < max); n-- {
-		e := le.exp[0]
+	for n := len(le.exp.items); n > 0 && (max <= 0 || len(ids) < max); n-- {
+		e := le.exp.items[0]
 		if now.Before(e.expireAt) {
 			break
 		}
@@ -395,8 +403,8 @@ func (le *Lessor) CheckpointDue(interval time.Duration, max int) []Checkpoint {
 	}
 	now := le.now()
 	var cps []Checkpoint
-	for n := len(le.cps); n > 0 && (max <= 0 || len(cps) < max); n-- {
-		e := le.cps[0]
+	for n := len(le.cps.items); n > 0 && (max <= 0 || len(cps) < max); n-- {
+		e := le.cps.items[0]
 		if !e.cpBase.IsZero() && now.Sub(e.cpBase) < interval {
 			break
 		}
@@ -447,8 +455,8 @@ func (le *Lessor) Restore(ls []Lease) {
 			le.attach(e, k)
 		}
 	}
-	le.exp = nil
-	le.cps = nil
+	le.exp.items = nil
+	le.cps.items = nil
 	if le.primary {
 		le.rebuildPrimary(0)
 	} else {
@@ -504,58 +512,37 @@ func (le *Lessor) unschedule(e *entry) {
 	}
 }
 
-// expiryHeap orders leases by expireAt, then ID (so ties are deterministic).
-type expiryHeap []*entry
+// timeHeap orders leases by one of their times, then ID (so ties are deterministic).
+// The lessor keeps two: by expiry, and by when the cluster last learnt the remaining
+// TTL (for checkpoints). Each entry records its position in each heap.
+type timeHeap struct {
+	items []*entry
+	at    func(*entry) time.Time
+	index func(*entry) *int
+}
 
-func (h expiryHeap) Len() int { return len(h) }
-func (h expiryHeap) Less(i, j int) bool {
-	if !h[i].expireAt.Equal(h[j].expireAt) {
-		return h[i].expireAt.Before(h[j].expireAt)
+func (h *timeHeap) Len() int { return len(h.items) }
+func (h *timeHeap) Less(i, j int) bool {
+	a, b := h.at(h.items[i]), h.at(h.items[j])
+	if !a.Equal(b) {
+		return a.Before(b)
 	}
-	return h[i].id < h[j].id
+	return h.items[i].id < h.items[j].id
 }
-func (h expiryHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].expIdx, h[j].expIdx = i, j
+func (h *timeHeap) Swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	*h.index(h.items[i]), *h.index(h.items[j]) = i, j
 }
-func (h *expiryHeap) Push(x any) {
+func (h *timeHeap) Push(x any) {
 	e := x.(*entry)
-	e.expIdx = len(*h)
-	*h = append(*h, e)
+	*h.index(e) = len(h.items)
+	h.items = append(h.items, e)
 }
-func (h *expiryHeap) Pop() any {
-	old := *h
+func (h *timeHeap) Pop() any {
+	old := h.items
 	e := old[len(old)-1]
 	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	e.expIdx = -1
-	return e
-}
-
-// cpHeap orders leases by cpBase (zero first), then ID.
-type cpHeap []*entry
-
-func (h cpHeap) Len() int { return len(h) }
-func (h cpHeap) Less(i, j int) bool {
-	if !h[i].cpBase.Equal(h[j].cpBase) {
-		return h[i].cpBase.Before(h[j].cpBase)
-	}
-	return h[i].id < h[j].id
-}
-func (h cpHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].cpIdx, h[j].cpIdx = i, j
-}
-func (h *cpHeap) Push(x any) {
-	e := x.(*entry)
-	e.cpIdx = len(*h)
-	*h = append(*h, e)
-}
-func (h *cpHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	e.cpIdx = -1
+	h.items = old[:len(old)-1]
+	*h.index(e) = -1
 	return e
 }

@@ -522,7 +522,7 @@ func TestConcurrency(t *testing.T) {
 			}
 		}
 	}
-	if le.primary && (len(le.exp) != len(le.leases) || len(le.cps) != len(le.leases)) {
-		t.Fatalf("heaps %d/%d for %d leases", len(le.exp), len(le.cps), len(le.leases))
+	if le.primary && (len(le.exp.items) != len(le.leases) || len(le.cps.items) != len(le.leases)) {
+		t.Fatalf("heaps %d/%d for %d leases", len(le.exp.items), len(le.cps.items), len(le.leases))
 	}
 }

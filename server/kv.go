@@ -27,24 +27,12 @@ func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespon
 
 // Put writes one key through raft.
 func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	res, err := s.propose(ctx, &pb.InternalRaftRequest{Put: r})
-	if err != nil {
-		return nil, err
-	}
-	resp := res.resp.(*pb.PutResponse)
-	s.fillHeader(resp.Header)
-	return resp, nil
+	return proposeFor[*pb.PutResponse](ctx, s, &pb.InternalRaftRequest{Put: r})
 }
 
 // DeleteRange deletes a key or range through raft.
 func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	res, err := s.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
-	if err != nil {
-		return nil, err
-	}
-	resp := res.resp.(*pb.DeleteRangeResponse)
-	s.fillHeader(resp.Header)
-	return resp, nil
+	return proposeFor[*pb.DeleteRangeResponse](ctx, s, &pb.InternalRaftRequest{DeleteRange: r})
 }
 
 // Txn runs a transaction: through raft if it may write, else as a read.
@@ -64,13 +52,7 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 		s.fillHeader(resp.Header)
 		return resp, nil
 	}
-	res, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
-	if err != nil {
-		return nil, err
-	}
-	resp := res.resp.(*pb.TxnResponse)
-	s.fillHeader(resp.Header)
-	return resp, nil
+	return proposeFor[*pb.TxnResponse](ctx, s, &pb.InternalRaftRequest{Txn: r})
 }
 
 // Compact discards history before a revision; with physical set it returns only once
@@ -91,6 +73,19 @@ func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Comp
 	}
 	resp := res.resp.(*pb.CompactionResponse)
 	s.fillHeader(resp.Header)
+	return resp, nil
+}
+
+// proposeFor proposes r and returns the apply loop's response, stamped with this
+// member's header.
+func proposeFor[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context, s *Server, r *pb.InternalRaftRequest) (T, error) {
+	res, err := s.propose(ctx, r)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	resp := res.resp.(T)
+	s.fillHeader(resp.GetHeader())
 	return resp, nil
 }
 

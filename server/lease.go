@@ -69,24 +69,12 @@ func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 	for r.ID == 0 {
 		r.ID = int64(s.ids.next() & math.MaxInt64)
 	}
-	res, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: r})
-	if err != nil {
-		return nil, err
-	}
-	resp := res.resp.(*pb.LeaseGrantResponse)
-	s.fillHeader(resp.Header)
-	return resp, nil
+	return proposeFor[*pb.LeaseGrantResponse](ctx, s, &pb.InternalRaftRequest{LeaseGrant: r})
 }
 
 // LeaseRevoke deletes a lease and its keys through raft.
 func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	res, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: r})
-	if err != nil {
-		return nil, err
-	}
-	resp := res.resp.(*pb.LeaseRevokeResponse)
-	s.fillHeader(resp.Header)
-	return resp, nil
+	return proposeFor[*pb.LeaseRevokeResponse](ctx, s, &pb.InternalRaftRequest{LeaseRevoke: r})
 }
 
 // LeaseRenew is one keep-alive. Only the leader's lessor tracks expiry; until a leader
