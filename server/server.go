@@ -59,6 +59,10 @@ type Server struct {
 // yet and starts raft. The member serves once ReadyNotify is closed.
 func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
+	if len(cfg.InitialCluster) > 1 {
+		// There is no peer transport yet: such a member could never elect a leader.
+		return nil, fmt.Errorf("server: --initial-cluster has %d members; this version runs single-member clusters only", len(cfg.InitialCluster))
+	}
 	lg := cfg.Logger
 	if lg == nil {
 		lg = zap.NewNop()
