@@ -244,7 +244,10 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 		}
 	}
 	w.buf = buf
-	if err := w.appendSync(buf); err != nil {
+	// A new commit index alone needs no fsync (raft's MustSync rule): raft can learn it
+	// again, while entries, term and vote are promises it must never forget.
+	mustSync := len(ents) > 0 || (saveState && (hs.GetTerm() != w.state.GetTerm() || hs.GetVote() != w.state.GetVote()))
+	if err := w.append(buf, mustSync); err != nil {
 		return err
 	}
 	w.crc, w.lastIndex = crc, last
@@ -263,7 +266,7 @@ func (w *WAL) SaveSnapshot(s Snapshot) error {
 	}
 	buf, crc := appendRecord(w.buf[:0], w.crc, recSnapshot, encodeMark(s))
 	w.buf = buf
-	if err := w.appendSync(buf); err != nil {
+	if err := w.append(buf, true); err != nil {
 		return err
 	}
 	w.crc = crc
@@ -335,11 +338,12 @@ func (w *WAL) writable() error {
 	return nil
 }
 
-// appendSync writes buf at the end of the last segment and fsyncs it.
-func (w *WAL) appendSync(buf []byte) error {
+// append writes buf at the end of the last segment and, if sync is set, makes it and
+// everything before it durable.
+func (w *WAL) append(buf []byte, sync bool) error {
 	n, err := w.f.WriteAt(buf, w.size)
-	if err == nil {
-		err = w.f.Sync()
+	if err == nil && sync {
+		err = fdatasync(w.f)
 	}
 	if err != nil {
 		// After a failed write or fsync the file's contents are unknown, so refuse further
