@@ -20,9 +20,15 @@ type fakeBackend struct {
 	rangeErr error // returned by Range (and thus health checks)
 	err      error // returned by every other KV call
 	calls    []string
+
+	// watchStreams receives every stream NewWatchStream opens (buffered; tests that
+	// watch read it to drive the stream).
+	watchStreams chan *fakeWatchStream
 }
 
-func newFakeBackend() *fakeBackend { return &fakeBackend{leader: 1} }
+func newFakeBackend() *fakeBackend {
+	return &fakeBackend{leader: 1, watchStreams: make(chan *fakeWatchStream, 16)}
+}
 
 func (f *fakeBackend) record(name string) error {
 	f.mu.Lock()
@@ -148,3 +154,125 @@ func (f *fakeBackend) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 func (f *fakeBackend) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
 	return &pb.LeaseLeasesResponse{}, f.record("LeaseLeases")
 }
+
+func (f *fakeBackend) NewWatchStream() WatchStream {
+	f.record("NewWatchStream")
+	ws := &fakeWatchStream{
+		ch:      make(chan *pb.WatchResponse, 64),
+		watches: make(map[int64]*pb.WatchCreateRequest),
+		nextID:  0,
+		synced:  true,
+	}
+	select {
+	case f.watchStreams <- ws:
+	default:
+	}
+	return ws
+}
+
+// fakeWatchStream is a WatchStream the test drives: it records watchers, and the test
+// puts responses on its channel with emit. onWatch, if set, runs inside Watch after the
+// watcher is registered (e.g. to emit an event before the created response is sent).
+type fakeWatchStream struct {
+	mu               sync.Mutex
+	ch               chan *pb.WatchResponse
+	watches          map[int64]*pb.WatchCreateRequest
+	nextID           int64
+	synced           bool
+	progressAllCalls int
+	progressCalls    []int64
+	closed           bool
+	onWatch          func(id int64)
+}
+
+func (w *fakeWatchStream) Watch(r *pb.WatchCreateRequest) (int64, error) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return -1, errors.New("mvcc: watcher range is empty")
+	}
+	if len(r.RangeEnd) > 0 && !(len(r.RangeEnd) == 1 && r.RangeEnd[0] == 0) && string(r.Key) >= string(r.RangeEnd) {
+		w.mu.Unlock()
+		return -1, errors.New("mvcc: watcher range is empty")
+	}
+	id := r.WatchId
+	if id == 0 {
+		for w.watches[w.nextID] != nil {
+			w.nextID++
+		}
+		id = w.nextID
+		w.nextID++
+	} else if w.watches[id] != nil {
+		w.mu.Unlock()
+		return -1, errors.New("mvcc: duplicate watch ID provided on the WatchStream")
+	}
+	w.watches[id] = r
+	hook := w.onWatch
+	w.mu.Unlock()
+	if hook != nil {
+		hook(id)
+	}
+	return id, nil
+}
+
+func (w *fakeWatchStream) Cancel(id int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.watches[id] == nil {
+		return errors.New("mvcc: watcher does not exist")
+	}
+	delete(w.watches, id)
+	return nil
+}
+
+func (w *fakeWatchStream) RequestProgress(id int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.progressCalls = append(w.progressCalls, id)
+	if w.synced && w.watches[id] != nil {
+		w.send(&pb.WatchResponse{WatchId: id, Header: &pb.ResponseHeader{Revision: 9}})
+	}
+}
+
+func (w *fakeWatchStream) RequestProgressAll() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.progressAllCalls++
+	if !w.synced {
+		return false
+	}
+	w.send(&pb.WatchResponse{WatchId: -1, Header: &pb.ResponseHeader{Revision: 9}})
+	return true
+}
+
+// send never blocks (as the interface requires of the progress calls).
+func (w *fakeWatchStream) send(r *pb.WatchResponse) {
+	select {
+	case w.ch <- r:
+	default:
+	}
+}
+
+func (w *fakeWatchStream) Chan() <-chan *pb.WatchResponse { return w.ch }
+
+func (w *fakeWatchStream) Close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	w.watches = map[int64]*pb.WatchCreateRequest{}
+}
+
+func (w *fakeWatchStream) isClosed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closed
+}
+
+func (w *fakeWatchStream) setSynced(v bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.synced = v
+}
+
+// emit puts a response on the stream's channel (blocking, like the member's hub).
+func (w *fakeWatchStream) emit(r *pb.WatchResponse) { w.ch <- r }

@@ -29,6 +29,43 @@ type Backend interface {
 	LeaseRenew(ctx context.Context, id int64) (ttl int64, err error)
 	LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
 	LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error)
+
+	// NewWatchStream opens the member side of one gRPC Watch stream; the Watch service
+	// calls it once per stream and Closes it when the stream ends.
+	NewWatchStream() WatchStream
+}
+
+// WatchStream is the member's side of one client Watch stream: a set of watchers whose
+// responses all arrive, in order, on one channel (etcd's mvcc.WatchStream).
+//
+// Watch, Cancel, RequestProgress, RequestProgressAll and Close may be called from
+// different goroutines (never concurrently with each other: the Watch service
+// serializes them), while another goroutine receives from Chan. None of them may wait
+// for Chan's reader: RequestProgress and RequestProgressAll are called from the
+// goroutine that reads Chan.
+type WatchStream interface {
+	// Watch adds a watcher. r is the client's request as received, except that an empty
+	// Key is "\x00" (etcd's smallest key); RangeEnd "\x00" means every key >= Key, an
+	// empty RangeEnd the single key Key. r.WatchId 0 picks a free id. Errors carry
+	// etcd's mvcc texts ("mvcc: duplicate watch ID provided on the WatchStream",
+	// "mvcc: watcher range is empty"), which the client sees as the cancel reason.
+	Watch(r *pb.WatchCreateRequest) (watchID int64, err error)
+	// Cancel removes a watcher; no response of it is sent on Chan after Cancel returns.
+	// An unknown id is an error (the client then gets no response, as with etcd).
+	Cancel(watchID int64) error
+	// RequestProgress sends an empty response with WatchId watchID and the current
+	// revision on Chan if that watcher has caught up; otherwise nothing.
+	RequestProgress(watchID int64)
+	// RequestProgressAll sends one empty response with WatchId -1 and the current
+	// revision on Chan and returns true if every watcher has caught up; otherwise it
+	// sends nothing and returns false.
+	RequestProgressAll() bool
+	// Chan delivers the watchers' responses: WatchId, Events (in revision order),
+	// Header.Revision, and CompactRevision > 0 when the watcher's start revision was
+	// compacted (the watcher is then already removed).
+	Chan() <-chan *pb.WatchResponse
+	// Close removes every watcher. Chan may be closed by it, or not.
+	Close()
 }
 
 // learnerReporter is implemented by a Backend that can say whether this member is a raft

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"github.com/cairn-kv/cairn/proto/v3electionpb"
+	"github.com/cairn-kv/cairn/proto/v3lockpb"
 )
 
 const (
@@ -51,6 +53,16 @@ type GRPCConfig struct {
 	// are positive.
 	KeepAliveInterval time.Duration
 	KeepAliveTimeout  time.Duration
+
+	// WatchProgressNotifyInterval is --watch-progress-notify-interval (etcd 3.6; also
+	// --experimental-watch-progress-notify-interval): how often watchers created with
+	// progress_notify get a progress response when idle. Zero means etcd's default 10
+	// minutes; less than 100 ms is raised to 100 ms, as etcd does.
+	WatchProgressNotifyInterval time.Duration
+	// ElectionTimeout is --election-timeout. A watch stream whose client requires a
+	// leader ends with "no leader" after three election timeouts without one. Zero
+	// means etcd's default 1 s.
+	ElectionTimeout time.Duration
 }
 
 func (c GRPCConfig) maxRequestBytes() uint {
@@ -102,9 +114,11 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 	pb.RegisterKVServer(s, &kvServer{b: b, maxTxnOps: int(cfg.maxTxnOps())})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{b: b})
 	pb.RegisterClusterServer(s, &clusterServer{b: b})
-	pb.RegisterWatchServer(s, pb.UnimplementedWatchServer{})
+	pb.RegisterWatchServer(s, newWatchServer(b, cfg, lg))
 	pb.RegisterLeaseServer(s, &leaseServer{b: b, lg: lg})
 	pb.RegisterAuthServer(s, pb.UnimplementedAuthServer{})
+	v3lockpb.RegisterLockServer(s, &lockServer{c: concurrency{b: b}})
+	v3electionpb.RegisterElectionServer(s, &electionServer{c: concurrency{b: b}})
 
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

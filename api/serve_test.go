@@ -164,13 +164,20 @@ func TestServeClientGRPCAndHTTPOnOnePort(t *testing.T) {
 	if _, err := mc.Defragment(ctx, &pb.DefragmentRequest{}); status.Code(err) != codes.Unimplemented {
 		t.Fatalf("Defragment = %v; want Unimplemented", err)
 	}
-	ws, err := pb.NewWatchClient(cc).Watch(ctx)
+	// Watch is served: a create is answered with its created response.
+	wctx, wcancel := context.WithCancel(ctx)
+	ws, err := pb.NewWatchClient(cc).Watch(wctx)
 	if err == nil {
-		_, err = ws.Recv()
+		err = ws.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{Key: []byte("a")}}})
 	}
-	if status.Code(err) != codes.Unimplemented {
-		t.Fatalf("Watch = %v; want Unimplemented", err)
+	var wr *pb.WatchResponse
+	if err == nil {
+		wr, err = ws.Recv()
 	}
+	if err != nil || !wr.Created || wr.Header.GetClusterId() != 100 {
+		t.Fatalf("Watch create = %v, %v; want created", wr, err)
+	}
+	wcancel()
 
 	// hasleader metadata without a leader
 	b.mu.Lock()

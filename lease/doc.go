@@ -22,7 +22,9 @@
 //     the lease due at once with Remaining = TTL, so followers forget the stale value.
 //
 // Followers keep no expiry and never expire leases. A checkpoint with Remaining <= 0 or
-// >= TTL clears RemainingTTL (0 means "none: use the full TTL").
+// >= TTL clears RemainingTTL (0 means "none: use the full TTL"). Applying a checkpoint
+// never moves a primary's expiry (as in etcd): RemainingTTL only matters to the next
+// Promote or Restore, after a leader change or a restart.
 //
 // A key belongs to at most one lease: attaching it to a lease detaches it from any other.
 //

@@ -291,8 +291,10 @@ func (le *Lessor) Renew(id LeaseID) (int64, error) {
 }
 
 // Checkpoint applies a raft-committed checkpoint: RemainingTTL = remaining, where
-// remaining <= 0 or >= TTL clears it. On a primary the lease then expires at
-// now+remaining (now+TTL if remaining >= TTL; unchanged if remaining <= 0).
+// remaining <= 0 or >= TTL clears it. As in etcd, it only records what a later Promote
+// (or Restore on a primary) starts from: the primary's own expiry is authoritative and is
+// not moved (moving it would add the commit latency and the rounding up to every
+// checkpoint). On a primary the lease is next due for a checkpoint an interval from now.
 // A missing lease is ErrLeaseNotFound.
 func (le *Lessor) Checkpoint(id LeaseID, remaining int64) error {
 	le.mu.Lock()
@@ -301,20 +303,13 @@ func (le *Lessor) Checkpoint(id LeaseID, remaining int64) error {
 	if e == nil {
 		return ErrLeaseNotFound
 	}
-	switch {
-	case remaining <= 0:
+	if remaining <= 0 || remaining >= e.ttl {
 		e.remainingTTL = 0
-	case remaining >= e.ttl:
-		e.remainingTTL = 0
-		remaining = e.ttl
-	default:
+	} else {
 		e.remainingTTL = remaining
 	}
-	if le.primary && remaining > 0 {
-		now := le.now()
-		le.setExpiry(e, now.Add(seconds(remaining)))
-		e.cpReset = false
-		le.setCPBase(e, now)
+	if le.primary && !e.cpReset {
+		le.setCPBase(e, le.now())
 	}
 	return nil
 }
@@ -346,10 +341,32 @@ func (le *Lessor) rebuildPrimary(extend time.Duration) {
 	heap.Init(&le.cps)
 }
 
+// SetPrimary promotes (as Promote(extend)) or demotes the lessor unless it already is
+// in that state, atomically, and reports whether it changed anything: callers that race
+// to follow leadership never promote twice (which would extend every lease again).
+func (le *Lessor) SetPrimary(primary bool, extend time.Duration) bool {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	if le.primary == primary {
+		return false
+	}
+	if primary {
+		le.primary = true
+		le.rebuildPrimary(extend)
+		return true
+	}
+	le.demoteLocked()
+	return true
+}
+
 // Demote makes the lessor a follower: expiries are forgotten and nothing expires.
 func (le *Lessor) Demote() {
 	le.mu.Lock()
 	defer le.mu.Unlock()
+	le.demoteLocked()
+}
+
+func (le *Lessor) demoteLocked() {
 	le.primary = false
 	for _, e := range le.leases {
 		e.clearPrimary()

@@ -304,17 +304,25 @@ func TestCheckpoint(t *testing.T) {
 	if got := le.CheckpointDue(time.Minute, 0); len(got) != 0 {
 		t.Fatalf("CheckpointDue again = %v", got)
 	}
-	// Applying the checkpoint on the primary sets RemainingTTL and the expiry.
+	// Applying the checkpoint on the primary (a little later, once committed) sets
+	// RemainingTTL but leaves the primary's expiry alone, as etcd does: neither the
+	// commit latency nor the rounding up extends the lease.
+	c.Advance(200 * time.Millisecond)
 	for _, cp := range want {
 		if err := le.Checkpoint(cp.ID, cp.Remaining); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if l := le.Lookup(1); l.RemainingTTL != 141 || l.Remaining(c.Now()) != 141*time.Second {
+	if l := le.Lookup(1); l.RemainingTTL != 141 || l.Remaining(c.Now()) != 140300*time.Millisecond {
 		t.Fatalf("after applied checkpoint: %+v %v", l, l.Remaining(c.Now()))
 	}
+	// The applied checkpoint restarts the interval.
+	c.Advance(time.Minute - 100*time.Millisecond)
+	if got := le.CheckpointDue(time.Minute, 0); len(got) != 0 {
+		t.Fatalf("CheckpointDue before the interval since the applied checkpoint = %v", got)
+	}
 	// Expired leases are not checkpointed.
-	c.Advance(time.Minute)
+	c.Advance(100 * time.Millisecond)
 	if got := le.CheckpointDue(time.Minute, 0); !reflect.DeepEqual(got, []Checkpoint{{ID: 1, Remaining: 81}}) {
 		t.Fatalf("CheckpointDue = %v", got)
 	}
@@ -524,5 +532,55 @@ func TestConcurrency(t *testing.T) {
 	}
 	if le.primary && (len(le.exp.items) != len(le.leases) || len(le.cps.items) != len(le.leases)) {
 		t.Fatalf("heaps %d/%d for %d leases", len(le.exp.items), len(le.cps.items), len(le.leases))
+	}
+}
+
+// A checkpoint proposed before a Renew but applied after it must not cancel the reset
+// checkpoint the Renew made due: the stale RemainingTTL is cleared again at once.
+func TestCheckpointAppliedAfterRenew(t *testing.T) {
+	le, c := newTest(1)
+	mustGrant(t, le, 1, 600)
+	if err := le.Checkpoint(1, 300); err != nil {
+		t.Fatal(err)
+	}
+	le.Promote(0)
+	c.Advance(10 * time.Second)
+	if _, err := le.Renew(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := le.Checkpoint(1, 250); err != nil { // stale, from before the renewal
+		t.Fatal(err)
+	}
+	if got := le.CheckpointDue(time.Minute, 0); !reflect.DeepEqual(got, []Checkpoint{{ID: 1, Remaining: 600}}) {
+		t.Fatalf("CheckpointDue = %v", got)
+	}
+	if err := le.Checkpoint(1, 600); err != nil {
+		t.Fatal(err)
+	}
+	if l := le.Lookup(1); l.RemainingTTL != 0 || l.Remaining(c.Now()) != 600*time.Second {
+		t.Fatalf("after reset checkpoint: %+v %v", l, l.Remaining(c.Now()))
+	}
+}
+
+func TestSetPrimary(t *testing.T) {
+	le, c := newTest(1)
+	mustGrant(t, le, 1, 10)
+	if !le.SetPrimary(true, time.Second) || !le.IsPrimary() {
+		t.Fatal("SetPrimary(true) did not promote")
+	}
+	c.Advance(5 * time.Second)
+	// Already primary: nothing changes, the expiry is not extended again.
+	if le.SetPrimary(true, time.Second) {
+		t.Fatal("SetPrimary(true) on a primary reported a change")
+	}
+	if r := le.Lookup(1).Remaining(c.Now()); r != 6*time.Second {
+		t.Fatalf("remaining = %v, want 6s", r)
+	}
+	if !le.SetPrimary(false, 0) || le.IsPrimary() || le.SetPrimary(false, 0) {
+		t.Fatal("SetPrimary(false) did not demote exactly once")
+	}
+	c.Advance(time.Hour)
+	if got := le.Expired(0); got != nil {
+		t.Fatalf("follower expired %v", got)
 	}
 }

@@ -31,6 +31,7 @@ func (s *Store) Compact(rev int64) (done <-chan struct{}, err error) {
 	keep := s.idx.compact(rev)
 	s.compactRev = rev
 	s.mu.Unlock()
+	s.hub.kick() // unsynced watchers below rev are told at once
 	indexCompactionPause.Observe(float64(time.Since(start)) / float64(time.Millisecond))
 
 	s.b.put(bucketMeta, metaScheduledCompact, revision{main: rev}.bytes(false))

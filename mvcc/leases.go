@@ -105,3 +105,16 @@ func (s *Store) DeleteLease(id int64, index, term uint64) {
 	s.setCI(index, term)
 	s.maybeCommit()
 }
+
+// PutLeases stores several lease records (a checkpoint's) and records the applied raft
+// entry, all in the same batch: a crash never leaves the entry applied with only some
+// of them stored.
+func (s *Store) PutLeases(rs []LeaseRecord, index, term uint64) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for _, r := range rs {
+		s.b.put(bucketLease, leaseKey(r.ID), r.marshal())
+	}
+	s.setCI(index, term)
+	s.maybeCommit()
+}

@@ -11,6 +11,8 @@ func TestLeaseRecordsPersist(t *testing.T) {
 	s.PutLease(LeaseRecord{ID: 1 << 62, TTL: 10, RemainingTTL: 4}, 6, 2)
 	s.PutLease(LeaseRecord{ID: 9, TTL: 5}, 7, 2)
 	s.DeleteLease(9, 8, 2)
+	s.PutLeases([]LeaseRecord{{ID: 7000, TTL: 3600, RemainingTTL: 100}, {ID: 1 << 62, TTL: 10}}, 9, 2)
+	s.PutLeases(nil, 10, 3)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -20,12 +22,12 @@ func TestLeaseRecordsPersist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []LeaseRecord{{ID: 7000, TTL: 3600}, {ID: 1 << 62, TTL: 10, RemainingTTL: 4}}
+	want := []LeaseRecord{{ID: 7000, TTL: 3600, RemainingTTL: 100}, {ID: 1 << 62, TTL: 10}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("leases after reopen = %+v, want %+v", got, want)
 	}
-	if idx, term := s.ConsistentIndex(); idx != 8 || term != 2 {
-		t.Fatalf("consistent index = %d/%d, want 8/2", idx, term)
+	if idx, term := s.ConsistentIndex(); idx != 10 || term != 3 {
+		t.Fatalf("consistent index = %d/%d, want 10/3", idx, term)
 	}
 }
 

@@ -46,6 +46,29 @@ var (
 		Help:    "The latency distributions of commit called by backend.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 	})
+
+	watchStreamGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "etcd_debugging", Subsystem: "mvcc", Name: "watch_stream_total",
+		Help: "Total number of watch streams.",
+	})
+	watcherGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "etcd_debugging", Subsystem: "mvcc", Name: "watcher_total",
+		Help: "Total number of watchers.",
+	})
+	slowWatcherGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "etcd_debugging", Subsystem: "mvcc", Name: "slow_watcher_total",
+		Help: "Total number of unsynced slow watchers.",
+	})
+	totalEventsCounter = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "etcd_debugging", Subsystem: "mvcc", Name: "events_total",
+		Help: "Total number of events sent by this member.",
+	})
+	// A gauge, as in etcd: events queued on watch streams and not yet taken off them
+	// (see ReportEventReceived).
+	pendingEventsGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "etcd_debugging", Subsystem: "mvcc", Name: "pending_events_total",
+		Help: "Total number of pending events to be sent.",
+	})
 )
 
 // Collectors returns the package's metrics for registration.
@@ -53,5 +76,6 @@ func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		rangeCounter, putCounter, deleteCounter, txnCounter, keysGauge, compactionKeys,
 		indexCompactionPause, dbTotalSize, dbInUseSize, commitDuration,
+		watchStreamGauge, watcherGauge, slowWatcherGauge, totalEventsCounter, pendingEventsGauge,
 	}
 }

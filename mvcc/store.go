@@ -52,6 +52,10 @@ type Store struct {
 	compactRev int64
 
 	currentRev atomic.Int64
+	// committedRev is the revision up to which bbolt has committed every change.
+	committedRev atomic.Int64
+
+	hub *watchHub
 
 	// consistent index and term; written under wmu, persisted with every commit.
 	ciMu    sync.Mutex
@@ -97,7 +101,10 @@ func Open(lg *zap.Logger, path string, cfg Config) (*Store, error) {
 		b.close()
 		return nil, fmt.Errorf("mvcc: restore %s: %w", path, err)
 	}
+	s.committedRev.Store(s.currentRev.Load())
+	s.hub = newWatchHub(s)
 	go s.commitLoop()
+	go s.hub.syncLoop()
 	if scheduled > finished {
 		s.lg.Info("resuming unfinished compaction",
 			zap.Int64("scheduled-compact-revision", scheduled),
@@ -205,7 +212,11 @@ func (s *Store) commitLocked() error {
 	s.ciMu.Unlock()
 	s.b.put(bucketMeta, metaConsistentIndex, uint64Bytes(ci))
 	s.b.put(bucketMeta, metaTerm, uint64Bytes(term))
-	return s.b.commit()
+	if err := s.b.commit(); err != nil {
+		return err
+	}
+	s.committedRev.Store(s.currentRev.Load())
+	return nil
 }
 
 // maybeCommit commits once the batch reaches BatchLimit changes. Caller holds wmu.
@@ -227,6 +238,7 @@ func (s *Store) Close() error {
 	}
 	close(s.stopc)
 	s.wmu.Unlock()
+	s.hub.stop()
 	<-s.donec
 	s.compact.Wait()
 

@@ -107,6 +107,7 @@ type WriteTxn struct {
 	beginRev int64
 	sub      int64
 	events   []*mvccpb.Event
+	prevs    []*mvccpb.KeyValue // the value each event replaced, for watchers' prevKV
 	ended    bool
 }
 
@@ -174,6 +175,7 @@ func (t *WriteTxn) Put(key, value []byte, lease int64) (prev *mvccpb.KeyValue) {
 	s.idx.put(key, rev)
 	s.mu.Unlock()
 	t.events = append(t.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv})
+	t.prevs = append(t.prevs, prev)
 	putCounter.Inc()
 	return prev
 }
@@ -205,13 +207,15 @@ func (t *WriteTxn) DeleteRange(key, end []byte) (deleted []*mvccpb.KeyValue) {
 			Type: mvccpb.Event_DELETE,
 			Kv:   &mvccpb.KeyValue{Key: kv.Key, ModRevision: main},
 		})
+		t.prevs = append(t.prevs, kv)
 	}
 	deleteCounter.Add(float64(len(hits)))
 	return deleted
 }
 
 // End publishes the transaction's changes, records the applied raft entry (index, term) in
-// the same batch, releases the write lock and returns the transaction's events.
+// the same batch, hands the events to the watch hub, releases the write lock and returns
+// the transaction's events (shared with watchers: read-only).
 func (t *WriteTxn) End(index, term uint64) []*mvccpb.Event {
 	if t.ended {
 		return nil
@@ -224,6 +228,9 @@ func (t *WriteTxn) End(index, term uint64) []*mvccpb.Event {
 	s.setCI(index, term)
 	txnCounter.Inc()
 	s.maybeCommit()
+	if len(t.events) > 0 {
+		s.hub.notify(t.beginRev+1, t.events, t.prevs)
+	}
 	s.wmu.Unlock()
 	return t.events
 }

@@ -102,6 +102,8 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 		res = s.applyLeaseGrant(r.LeaseGrant, e.GetIndex(), e.GetTerm())
 	case r.LeaseRevoke != nil:
 		res = s.applyLeaseRevoke(r.LeaseRevoke, e.GetIndex(), e.GetTerm())
+	case r.LeaseCheckpoint != nil:
+		res = s.applyLeaseCheckpoint(r.LeaseCheckpoint, e.GetIndex(), e.GetTerm())
 	default:
 		res.err = ErrNotImplemented
 		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())

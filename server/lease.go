@@ -21,6 +21,10 @@ const leaseExpiryTick = 100 * time.Millisecond
 // flood raft.
 const maxLeaseRevokesPerTick = 500
 
+// maxLeaseCheckpointBatch is the most checkpoints one raft entry, and one tick, carries
+// (etcd's batch size).
+const maxLeaseCheckpointBatch = 1000
+
 // minLeaseTTL is etcd's floor on a lease's TTL: one and a half election timeouts, in
 // whole seconds rounded up, so a lease cannot expire during a leader election.
 func minLeaseTTL(cfg Config) int64 {
@@ -83,6 +87,9 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
 	for {
+		if err := s.clearLeaseCheckpoint(cctx, lease.LeaseID(id)); err != nil {
+			return -1, s.proposeError(ctx, cctx, err)
+		}
 		ttl, err := s.lessor.Renew(lease.LeaseID(id))
 		if !errors.Is(err, lease.ErrNotPrimary) {
 			return ttl, err
@@ -95,6 +102,24 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 			return 0, ErrStopped
 		}
 	}
+}
+
+// clearLeaseCheckpoint, on the leader, commits a checkpoint of 0 ("no remaining TTL")
+// for a lease that has a checkpointed remaining TTL, before it is renewed, as etcd's
+// Renew does: otherwise a restart or a new leader would resume the renewed lease from
+// the stale remaining TTL. Leases without one (the common case) cost nothing.
+func (s *Server) clearLeaseCheckpoint(ctx context.Context, id lease.LeaseID) error {
+	if !s.lessor.IsPrimary() {
+		return nil
+	}
+	l := s.lessor.Lookup(id)
+	if l == nil || l.RemainingTTL == 0 || l.Remaining(time.Now()) == 0 {
+		return nil // Renew answers for a missing or expired lease
+	}
+	_, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
+		Checkpoints: []*pb.LeaseCheckpoint{{ID: int64(id), Remaining_TTL: 0}},
+	}})
+	return err
 }
 
 // LeaseTimeToLive reports a lease's remaining and granted TTL, and its keys if asked.
@@ -134,6 +159,7 @@ func (s *Server) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb
 
 // applyLeaseGrant runs in the apply loop.
 func (s *Server) applyLeaseGrant(r *pb.LeaseGrantRequest, index, term uint64) applyResult {
+	s.syncLessorLeadership()
 	l, err := s.lessor.Grant(lease.LeaseID(r.ID), r.TTL)
 	if err != nil {
 		s.store.SetConsistentIndex(index, term)
@@ -159,8 +185,27 @@ func (s *Server) applyLeaseRevoke(r *pb.LeaseRevokeRequest, index, term uint64) 
 	return applyResult{resp: &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: s.store.Rev()}}}
 }
 
-// runLeaseExpiry makes this member's lessor primary while it leads, and proposes the
-// revocation of leases that expire. Expiry is decided here, by the leader only, and
+// applyLeaseCheckpoint runs in the apply loop: each named lease that still exists takes
+// the checkpointed remaining TTL, in the lessor and in its record (one batch), so a
+// restart resumes from it. Leases revoked since the checkpoint was proposed are skipped.
+func (s *Server) applyLeaseCheckpoint(r *pb.LeaseCheckpointRequest, index, term uint64) applyResult {
+	var recs []mvcc.LeaseRecord
+	for _, cp := range r.Checkpoints {
+		id := lease.LeaseID(cp.ID)
+		if err := s.lessor.Checkpoint(id, cp.Remaining_TTL); err != nil {
+			continue
+		}
+		if l := s.lessor.Lookup(id); l != nil {
+			recs = append(recs, mvcc.LeaseRecord{ID: int64(l.ID), TTL: l.TTL, RemainingTTL: l.RemainingTTL})
+		}
+	}
+	s.store.PutLeases(recs, index, term)
+	return applyResult{resp: &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{}}}
+}
+
+// runLeaseExpiry makes this member's lessor primary while it leads, proposes the
+// revocation of leases that expire and, every LeaseCheckpointInterval per lease, a
+// checkpoint of its remaining TTL. Expiry is decided here, by the leader only, and
 // takes effect through raft like any other write.
 func (s *Server) runLeaseExpiry() {
 	t := time.NewTicker(leaseExpiryTick)
@@ -171,21 +216,53 @@ func (s *Server) runLeaseExpiry() {
 		case <-s.stopping:
 			return
 		}
-		leading := s.node.Leader() == s.id
-		switch {
-		case leading && !s.lessor.IsPrimary():
-			// A new leader cannot know how long the old one kept each lease alive, so it
-			// gives every lease a full TTL plus the election time.
-			s.lessor.Promote(s.cfg.ElectionTimeout)
-		case !leading && s.lessor.IsPrimary():
-			s.lessor.Demote()
-		}
-		if !leading {
+		if !s.syncLessorLeadership() {
 			continue
 		}
 		for _, id := range s.lessor.Expired(maxLeaseRevokesPerTick) {
 			go s.revokeExpired(id)
 		}
+		if cps := s.lessor.CheckpointDue(s.cfg.LeaseCheckpointInterval, maxLeaseCheckpointBatch); len(cps) > 0 {
+			go s.proposeCheckpoints(cps)
+		}
+	}
+}
+
+// proposeCheckpoints commits one batch of checkpoints. A failure is only logged: the
+// leases are checkpointed again an interval later, and until then a new leader starts
+// them from their previous checkpoint (or full TTL), as etcd's would.
+func (s *Server) proposeCheckpoints(cps []lease.Checkpoint) {
+	r := &pb.LeaseCheckpointRequest{Checkpoints: make([]*pb.LeaseCheckpoint, len(cps))}
+	for i, cp := range cps {
+		r.Checkpoints[i] = &pb.LeaseCheckpoint{ID: int64(cp.ID), Remaining_TTL: cp.Remaining}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
+	defer cancel()
+	if _, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: r}); err != nil && !errors.Is(err, ErrStopped) {
+		s.lg.Warn("failed to checkpoint leases", zap.Int("leases", len(cps)), zap.Error(err))
+	}
+}
+
+// syncLessorLeadership makes the lessor primary while this member leads and a follower
+// otherwise, and reports whether it leads. Promotion waits until the log this member
+// had at start is applied (a checkpoint or revoke still in it must reach the lessor
+// first). A new leader cannot know how long the old one kept each lease alive since the
+// last checkpoint, so it gives every lease its checkpointed remaining TTL (else its full
+// TTL) plus the election timeout, as etcd does. Called by the expiry loop every tick and
+// by the apply of a grant, so a lease granted just after start is not granted to a
+// lessor that has not been promoted yet (that would add the election timeout to it).
+func (s *Server) syncLessorLeadership() bool {
+	leading := s.node.Leader() == s.id && s.isReady()
+	s.lessor.SetPrimary(leading, s.cfg.ElectionTimeout)
+	return leading
+}
+
+func (s *Server) isReady() bool {
+	select {
+	case <-s.readyc:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	go.etcd.io/etcd/api/v3 v3.6.16
 	go.etcd.io/etcd/client/v3 v3.6.16
+	go.etcd.io/etcd/server/v3 v3.6.16
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.85.0
 )

@@ -70,6 +70,9 @@ type config struct {
 	GRPCKeepAliveInterval time.Duration
 	GRPCKeepAliveTimeout  time.Duration
 	EnablePprof           bool
+	// WatchProgressNotifyInterval is etcd 3.6's --watch-progress-notify-interval (also
+	// spelled --experimental-watch-progress-notify-interval, deprecated); 0 = 10 minutes.
+	WatchProgressNotifyInterval time.Duration
 
 	ConfigFile   string
 	PrintVersion bool
@@ -284,6 +287,8 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.GRPCKeepAliveMinTime, "grpc-keepalive-min-time", c.GRPCKeepAliveMinTime, "Minimum interval duration that a client should wait before pinging server.")
 	fs.DurationVar(&c.GRPCKeepAliveInterval, "grpc-keepalive-interval", c.GRPCKeepAliveInterval, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
 	fs.DurationVar(&c.GRPCKeepAliveTimeout, "grpc-keepalive-timeout", c.GRPCKeepAliveTimeout, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
+	fs.DurationVar(&c.WatchProgressNotifyInterval, "watch-progress-notify-interval", c.WatchProgressNotifyInterval, "Duration of periodic watch progress notifications.")
+	fs.DurationVar(&c.WatchProgressNotifyInterval, "experimental-watch-progress-notify-interval", c.WatchProgressNotifyInterval, "Duration of periodic watch progress notifications. Deprecated in v3.6: use --watch-progress-notify-interval.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.StringVar(&c.ConfigFile, "config-file", c.ConfigFile, "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.")
 	fs.BoolVar(&c.PrintVersion, "version", c.PrintVersion, "Print the version and exit.")
@@ -578,12 +583,15 @@ func (c *config) setFileKey(k string, v any) error {
 			return fmt.Errorf("invalid value %v", v)
 		}
 		c.QuotaBackendBytes = n
-	case "grpc-keepalive-min-time", "grpc-keepalive-interval", "grpc-keepalive-timeout":
+	case "grpc-keepalive-min-time", "grpc-keepalive-interval", "grpc-keepalive-timeout",
+		"watch-progress-notify-interval", "experimental-watch-progress-notify-interval":
 		d, err := asDuration(v)
 		if err != nil {
 			return err
 		}
 		switch k {
+		case "watch-progress-notify-interval", "experimental-watch-progress-notify-interval":
+			c.WatchProgressNotifyInterval = d
 		case "grpc-keepalive-min-time":
 			c.GRPCKeepAliveMinTime = d
 		case "grpc-keepalive-interval":

@@ -285,3 +285,11 @@ func TestVersionOutput(t *testing.T) {
 		t.Fatalf("version output:\n%s", got)
 	}
 }
+
+func TestWatchProgressNotifyIntervalSpellings(t *testing.T) {
+	for _, flag := range []string{"--watch-progress-notify-interval=2s", "--experimental-watch-progress-notify-interval=2s"} {
+		if c := mustParse(t, []string{flag}); c.WatchProgressNotifyInterval != 2*time.Second {
+			t.Fatalf("%s: interval %v, want 2s", flag, c.WatchProgressNotifyInterval)
+		}
+	}
+}

@@ -149,6 +149,12 @@ func (c *config) serverConfig(lg *zap.Logger) server.Config {
 	}
 }
 
+// backend is the member as api sees it: api must not import server, so the member's
+// concrete watch stream is handed out as an api.WatchStream here.
+type backend struct{ *server.Server }
+
+func (b backend) NewWatchStream() api.WatchStream { return b.Server.NewWatchStream() }
+
 // serve starts the member and its client and metrics listeners, and runs until ctx is
 // done (a signal) or the member stops on its own.
 func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
@@ -173,14 +179,18 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		return fmt.Errorf("cannot start member: %w", err)
 	}
 
-	gs := api.NewGRPCServer(srv, api.GRPCConfig{
+	b := backend{srv}
+	gs := api.NewGRPCServer(b, api.GRPCConfig{
 		MaxRequestBytes:   cfg.MaxRequestBytes,
 		MaxTxnOps:         cfg.MaxTxnOps,
 		KeepAliveMinTime:  cfg.GRPCKeepAliveMinTime,
 		KeepAliveInterval: cfg.GRPCKeepAliveInterval,
 		KeepAliveTimeout:  cfg.GRPCKeepAliveTimeout,
+		ElectionTimeout:   time.Duration(cfg.ElectionMs) * time.Millisecond,
+
+		WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 	}, lg)
-	hh := api.NewHTTPHandler(srv, srv.Registry(), cfg.EnablePprof, lg)
+	hh := api.NewHTTPHandler(b, srv.Registry(), cfg.EnablePprof, lg)
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -25,18 +25,21 @@ const (
 // server-originated change) plus the id its waiter is registered under. It is
 // Cairn's own log-entry format; only the member reads it back.
 type InternalRaftRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Header        *RequestHeader         `protobuf:"bytes,2,opt,name=header,proto3" json:"header,omitempty"`
-	Put           *PutRequest            `protobuf:"bytes,3,opt,name=put,proto3" json:"put,omitempty"`
-	DeleteRange   *DeleteRangeRequest    `protobuf:"bytes,4,opt,name=delete_range,json=deleteRange,proto3" json:"delete_range,omitempty"`
-	Txn           *TxnRequest            `protobuf:"bytes,5,opt,name=txn,proto3" json:"txn,omitempty"`
-	Compaction    *CompactionRequest     `protobuf:"bytes,6,opt,name=compaction,proto3" json:"compaction,omitempty"`
-	LeaseGrant    *LeaseGrantRequest     `protobuf:"bytes,7,opt,name=lease_grant,json=leaseGrant,proto3" json:"lease_grant,omitempty"`
-	LeaseRevoke   *LeaseRevokeRequest    `protobuf:"bytes,8,opt,name=lease_revoke,json=leaseRevoke,proto3" json:"lease_revoke,omitempty"`
-	Alarm         *AlarmRequest          `protobuf:"bytes,9,opt,name=alarm,proto3" json:"alarm,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Header      *RequestHeader         `protobuf:"bytes,2,opt,name=header,proto3" json:"header,omitempty"`
+	Put         *PutRequest            `protobuf:"bytes,3,opt,name=put,proto3" json:"put,omitempty"`
+	DeleteRange *DeleteRangeRequest    `protobuf:"bytes,4,opt,name=delete_range,json=deleteRange,proto3" json:"delete_range,omitempty"`
+	Txn         *TxnRequest            `protobuf:"bytes,5,opt,name=txn,proto3" json:"txn,omitempty"`
+	Compaction  *CompactionRequest     `protobuf:"bytes,6,opt,name=compaction,proto3" json:"compaction,omitempty"`
+	LeaseGrant  *LeaseGrantRequest     `protobuf:"bytes,7,opt,name=lease_grant,json=leaseGrant,proto3" json:"lease_grant,omitempty"`
+	LeaseRevoke *LeaseRevokeRequest    `protobuf:"bytes,8,opt,name=lease_revoke,json=leaseRevoke,proto3" json:"lease_revoke,omitempty"`
+	Alarm       *AlarmRequest          `protobuf:"bytes,9,opt,name=alarm,proto3" json:"alarm,omitempty"`
+	// The leader's remaining TTLs for leases, so a new leader (or this member after a
+	// restart) does not give them a fresh TTL. etcd carries the same message.
+	LeaseCheckpoint *LeaseCheckpointRequest `protobuf:"bytes,10,opt,name=lease_checkpoint,json=leaseCheckpoint,proto3" json:"lease_checkpoint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *InternalRaftRequest) Reset() {
@@ -132,6 +135,13 @@ func (x *InternalRaftRequest) GetAlarm() *AlarmRequest {
 	return nil
 }
 
+func (x *InternalRaftRequest) GetLeaseCheckpoint() *LeaseCheckpointRequest {
+	if x != nil {
+		return x.LeaseCheckpoint
+	}
+	return nil
+}
+
 // RequestHeader carries who asked, for auth checks at apply time.
 type RequestHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -189,7 +199,7 @@ var File_etcdserverpb_raft_internal_proto protoreflect.FileDescriptor
 
 const file_etcdserverpb_raft_internal_proto_rawDesc = "" +
 	"\n" +
-	" etcdserverpb/raft_internal.proto\x12\fetcdserverpb\x1a\x16etcdserverpb/rpc.proto\"\xf1\x03\n" +
+	" etcdserverpb/raft_internal.proto\x12\fetcdserverpb\x1a\x16etcdserverpb/rpc.proto\"\xc2\x04\n" +
 	"\x13InternalRaftRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
 	"\x06header\x18\x02 \x01(\v2\x1b.etcdserverpb.RequestHeaderR\x06header\x12*\n" +
@@ -202,7 +212,9 @@ const file_etcdserverpb_raft_internal_proto_rawDesc = "" +
 	"\vlease_grant\x18\a \x01(\v2\x1f.etcdserverpb.LeaseGrantRequestR\n" +
 	"leaseGrant\x12C\n" +
 	"\flease_revoke\x18\b \x01(\v2 .etcdserverpb.LeaseRevokeRequestR\vleaseRevoke\x120\n" +
-	"\x05alarm\x18\t \x01(\v2\x1a.etcdserverpb.AlarmRequestR\x05alarm\"P\n" +
+	"\x05alarm\x18\t \x01(\v2\x1a.etcdserverpb.AlarmRequestR\x05alarm\x12O\n" +
+	"\x10lease_checkpoint\x18\n" +
+	" \x01(\v2$.etcdserverpb.LeaseCheckpointRequestR\x0fleaseCheckpoint\"P\n" +
 	"\rRequestHeader\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12#\n" +
 	"\rauth_revision\x18\x02 \x01(\x04R\fauthRevisionB.Z,github.com/cairn-kv/cairn/proto/etcdserverpbb\x06proto3"
@@ -221,15 +233,16 @@ func file_etcdserverpb_raft_internal_proto_rawDescGZIP() []byte {
 
 var file_etcdserverpb_raft_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_etcdserverpb_raft_internal_proto_goTypes = []any{
-	(*InternalRaftRequest)(nil), // 0: etcdserverpb.InternalRaftRequest
-	(*RequestHeader)(nil),       // 1: etcdserverpb.RequestHeader
-	(*PutRequest)(nil),          // 2: etcdserverpb.PutRequest
-	(*DeleteRangeRequest)(nil),  // 3: etcdserverpb.DeleteRangeRequest
-	(*TxnRequest)(nil),          // 4: etcdserverpb.TxnRequest
-	(*CompactionRequest)(nil),   // 5: etcdserverpb.CompactionRequest
-	(*LeaseGrantRequest)(nil),   // 6: etcdserverpb.LeaseGrantRequest
-	(*LeaseRevokeRequest)(nil),  // 7: etcdserverpb.LeaseRevokeRequest
-	(*AlarmRequest)(nil),        // 8: etcdserverpb.AlarmRequest
+	(*InternalRaftRequest)(nil),    // 0: etcdserverpb.InternalRaftRequest
+	(*RequestHeader)(nil),          // 1: etcdserverpb.RequestHeader
+	(*PutRequest)(nil),             // 2: etcdserverpb.PutRequest
+	(*DeleteRangeRequest)(nil),     // 3: etcdserverpb.DeleteRangeRequest
+	(*TxnRequest)(nil),             // 4: etcdserverpb.TxnRequest
+	(*CompactionRequest)(nil),      // 5: etcdserverpb.CompactionRequest
+	(*LeaseGrantRequest)(nil),      // 6: etcdserverpb.LeaseGrantRequest
+	(*LeaseRevokeRequest)(nil),     // 7: etcdserverpb.LeaseRevokeRequest
+	(*AlarmRequest)(nil),           // 8: etcdserverpb.AlarmRequest
+	(*LeaseCheckpointRequest)(nil), // 9: etcdserverpb.LeaseCheckpointRequest
 }
 var file_etcdserverpb_raft_internal_proto_depIdxs = []int32{
 	1, // 0: etcdserverpb.InternalRaftRequest.header:type_name -> etcdserverpb.RequestHeader
@@ -240,11 +253,12 @@ var file_etcdserverpb_raft_internal_proto_depIdxs = []int32{
 	6, // 5: etcdserverpb.InternalRaftRequest.lease_grant:type_name -> etcdserverpb.LeaseGrantRequest
 	7, // 6: etcdserverpb.InternalRaftRequest.lease_revoke:type_name -> etcdserverpb.LeaseRevokeRequest
 	8, // 7: etcdserverpb.InternalRaftRequest.alarm:type_name -> etcdserverpb.AlarmRequest
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	9, // 8: etcdserverpb.InternalRaftRequest.lease_checkpoint:type_name -> etcdserverpb.LeaseCheckpointRequest
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_etcdserverpb_raft_internal_proto_init() }

@@ -1,0 +1,597 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"github.com/cairn-kv/cairn/proto/mvccpb"
+)
+
+const (
+	// invalidWatchID is clientv3.InvalidWatchID: the id of a create that failed and of
+	// a progress response sent on behalf of every watcher of a stream.
+	invalidWatchID = -1
+
+	// defaultWatchProgressNotifyInterval is etcd's --watch-progress-notify-interval
+	// default; minWatchProgressNotifyInterval the least etcd accepts (it raises smaller
+	// values to it).
+	defaultWatchProgressNotifyInterval = 10 * time.Minute
+	minWatchProgressNotifyInterval     = 100 * time.Millisecond
+
+	// defaultElectionTimeout is etcd's --election-timeout default.
+	defaultElectionTimeout = time.Second
+	// maxNoLeaderChecks is how many election timeouts in a row without a leader end a
+	// stream whose client required one (etcd's maxNoLeaderCnt).
+	maxNoLeaderChecks = 3
+
+	// watchCtrlBufLen is the room for created/canceled responses queued by the receive
+	// loop for the send loop (etcd's ctrlStreamBufLen).
+	watchCtrlBufLen = 16
+
+	// progressAllRetry is how often a progress request that found unsynced watchers is
+	// retried.
+	progressAllRetry = 50 * time.Millisecond
+
+	// watchResponseEventsField is WatchResponse.events' field number.
+	watchResponseEventsField = 11
+)
+
+// errTextCompacted is the cancel reason etcd gives a create with a negative start
+// revision (rpctypes.ErrCompacted's text).
+var errTextCompacted = status.Convert(ErrGRPCCompacted).Message()
+
+func (c GRPCConfig) watchProgressNotifyInterval() time.Duration {
+	switch d := c.WatchProgressNotifyInterval; {
+	case d <= 0:
+		return defaultWatchProgressNotifyInterval
+	case d < minWatchProgressNotifyInterval:
+		return minWatchProgressNotifyInterval
+	default:
+		return d
+	}
+}
+
+func (c GRPCConfig) electionTimeout() time.Duration {
+	if c.ElectionTimeout <= 0 {
+		return defaultElectionTimeout
+	}
+	return c.ElectionTimeout
+}
+
+type watchServer struct {
+	pb.UnimplementedWatchServer
+	b  Backend
+	lg *zap.Logger
+
+	// maxResponseBytes is --max-request-bytes plus gRPC overhead (etcd's
+	// MaxRequestBytesWithOverhead): a fragmenting watcher's responses stay below it.
+	maxResponseBytes int
+	progressInterval time.Duration
+	electionTimeout  time.Duration
+}
+
+func newWatchServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *watchServer {
+	interval := cfg.watchProgressNotifyInterval()
+	if cfg.WatchProgressNotifyInterval > 0 && cfg.WatchProgressNotifyInterval < minWatchProgressNotifyInterval {
+		lg.Warn("adjusting watch progress notify interval to minimum period",
+			zap.Duration("min-watch-progress-notify-interval", minWatchProgressNotifyInterval))
+	}
+	return &watchServer{
+		b:                b,
+		lg:               lg,
+		maxResponseBytes: int(cfg.maxRequestBytes()) + grpcOverheadBytes,
+		progressInterval: interval,
+		electionTimeout:  cfg.electionTimeout(),
+	}
+}
+
+// watchOpts is what the service remembers of one watcher's create request.
+type watchOpts struct {
+	prevKV   bool
+	fragment bool
+	noPut    bool
+	noDelete bool
+	// progressNotify: the client asked for periodic progress responses. progressDue is
+	// false once an event was sent since the last tick (etcd elides that tick).
+	progressNotify bool
+	progressDue    bool
+}
+
+// watchStream is the service side of one gRPC Watch stream: a receive loop turning
+// requests into WatchStream calls, and a send loop that alone writes to the gRPC stream.
+type watchStream struct {
+	s  *watchServer
+	gs pb.Watch_WatchServer
+	ws WatchStream
+
+	ctrl   chan *pb.WatchResponse // created/canceled responses, from the receive loop
+	progc  chan struct{}          // a progress request was received (capacity 1)
+	closec chan struct{}
+
+	// mu serializes calls into ws and guards opts and closed.
+	mu     sync.Mutex
+	opts   map[int64]*watchOpts
+	closed bool
+
+	sendErr error // why the send loop stopped, if a Send failed
+}
+
+// Watch serves one bidirectional Watch stream as etcd's v3rpc watch server does.
+func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
+	ctx, cancel := context.WithCancelCause(gs.Context())
+	defer cancel(nil)
+	if requiresLeader(gs.Context()) {
+		go s.monitorLeader(ctx, cancel)
+	}
+
+	sws := &watchStream{
+		s:      s,
+		gs:     gs,
+		ws:     s.b.NewWatchStream(),
+		ctrl:   make(chan *pb.WatchResponse, watchCtrlBufLen),
+		progc:  make(chan struct{}, 1),
+		closec: make(chan struct{}),
+		opts:   make(map[int64]*watchOpts),
+	}
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		sws.sendLoop()
+	}()
+	// The receive loop is not waited for: Recv may stay blocked until this handler
+	// returns and grpc-go cancels the stream. It touches ws only under mu, after
+	// checking closed.
+	recvErr := make(chan error, 1)
+	go func() {
+		if err := sws.recvLoop(); err != nil {
+			if status.Code(err) != codes.Canceled && !errors.Is(err, context.Canceled) {
+				s.lg.Debug("failed to receive watch request from gRPC stream", zap.Error(err))
+			}
+			recvErr <- err
+		}
+		// On io.EOF (the client closed its send side) the stream stays open: etcd keeps
+		// delivering events until the client goes away.
+	}()
+
+	var err error
+	select {
+	case err = <-recvErr:
+		if errors.Is(err, context.Canceled) {
+			err = ErrGRPCWatchCanceled
+		}
+	case <-ctx.Done():
+		err = context.Cause(ctx)
+		switch {
+		case errors.Is(err, context.Canceled):
+			err = ErrGRPCWatchCanceled
+		case errors.Is(err, context.DeadlineExceeded):
+			err = status.FromContextError(err).Err()
+		}
+	case <-sendDone:
+		err = sws.sendErr
+	}
+	sws.close(sendDone)
+	return err
+}
+
+// close stops the send loop, then closes the member's stream, reading (and dropping)
+// its responses meanwhile in case Close waits for the channel to have room.
+func (sws *watchStream) close(sendDone <-chan struct{}) {
+	close(sws.closec)
+	<-sendDone
+	sws.mu.Lock()
+	sws.closed = true
+	sws.mu.Unlock()
+	closed := make(chan struct{})
+	go func() {
+		sws.ws.Close()
+		close(closed)
+	}()
+	ch := sws.ws.Chan()
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				ch = nil
+			}
+		case <-closed:
+			return
+		}
+	}
+}
+
+func requiresLeader(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return false
+	}
+	ks := md[metadataRequireLeaderKey]
+	return len(ks) > 0 && ks[0] == metadataHasLeader
+}
+
+// monitorLeader ends the stream with "no leader" once the member has had no leader for
+// maxNoLeaderChecks election timeouts in a row (etcd's monitorLeader; a new stream is
+// refused at once by the stream interceptor).
+func (s *watchServer) monitorLeader(ctx context.Context, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(s.electionTimeout)
+	defer t.Stop()
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if s.b.Leader() == 0 {
+				n++
+			} else {
+				n = 0
+			}
+			if n >= maxNoLeaderChecks {
+				cancel(ErrGRPCNoLeader)
+				return
+			}
+		}
+	}
+}
+
+func (sws *watchStream) header(rev int64) *pb.ResponseHeader {
+	h := &pb.ResponseHeader{Revision: rev}
+	fillHeader(sws.s.b, &h)
+	return h
+}
+
+// queueCtrl hands a control response to the send loop; false if the stream is closing.
+func (sws *watchStream) queueCtrl(wr *pb.WatchResponse) bool {
+	select {
+	case sws.ctrl <- wr:
+		return true
+	case <-sws.closec:
+		return false
+	}
+}
+
+func (sws *watchStream) recvLoop() error {
+	for {
+		req, err := sws.gs.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch u := req.RequestUnion.(type) {
+		case *pb.WatchRequest_CreateRequest:
+			if u.CreateRequest == nil {
+				continue
+			}
+			if !sws.create(u.CreateRequest) {
+				return nil
+			}
+		case *pb.WatchRequest_CancelRequest:
+			if u.CancelRequest == nil {
+				continue
+			}
+			id := u.CancelRequest.WatchId
+			sws.mu.Lock()
+			if sws.closed {
+				sws.mu.Unlock()
+				return nil
+			}
+			err := sws.ws.Cancel(id)
+			if err == nil {
+				delete(sws.opts, id)
+			}
+			sws.mu.Unlock()
+			// An unknown id gets no response, as with etcd.
+			if err == nil && !sws.queueCtrl(&pb.WatchResponse{Header: sws.header(0), WatchId: id, Canceled: true}) {
+				return nil
+			}
+		case *pb.WatchRequest_ProgressRequest:
+			if u.ProgressRequest == nil {
+				continue
+			}
+			select {
+			case sws.progc <- struct{}{}:
+			default: // one is already waiting; it answers this one too
+			}
+		default:
+			// etcd ignores a request it does not know rather than ending the stream.
+			sws.s.lg.Info("invalid watch request type received in gRPC stream")
+		}
+	}
+}
+
+// create serves a create request; false if the stream is closing.
+func (sws *watchStream) create(r *pb.WatchCreateRequest) bool {
+	if len(r.Key) == 0 {
+		r.Key = []byte{0} // "\x00" is the smallest key
+	}
+	if r.StartRevision < 0 {
+		return sws.queueCtrl(&pb.WatchResponse{
+			Header:       sws.header(0),
+			WatchId:      invalidWatchID,
+			Created:      true,
+			Canceled:     true,
+			CancelReason: errTextCompacted,
+		})
+	}
+	o := &watchOpts{
+		prevKV:         r.PrevKv,
+		fragment:       r.Fragment,
+		progressNotify: r.ProgressNotify,
+		progressDue:    true,
+	}
+	for _, f := range r.Filters {
+		switch f {
+		case pb.WatchCreateRequest_NOPUT:
+			o.noPut = true
+		case pb.WatchCreateRequest_NODELETE:
+			o.noDelete = true
+		}
+	}
+	sws.mu.Lock()
+	if sws.closed {
+		sws.mu.Unlock()
+		return false
+	}
+	id, err := sws.ws.Watch(r)
+	if err == nil {
+		sws.opts[id] = o
+	}
+	sws.mu.Unlock()
+
+	wr := &pb.WatchResponse{Header: sws.header(0), WatchId: id, Created: true}
+	if err != nil {
+		wr.WatchId = invalidWatchID
+		wr.Canceled = true
+		wr.CancelReason = err.Error()
+	}
+	return sws.queueCtrl(wr)
+}
+
+func (sws *watchStream) sendLoop() {
+	// announced: watchers whose created response was sent. pending: their responses
+	// that came before it, sent right after it.
+	announced := make(map[int64]bool)
+	pending := make(map[int64][]*pb.WatchResponse)
+
+	interval := sws.s.progressInterval
+	interval += time.Duration(rand.Int64N(int64(interval)/10 + 1)) // etcd's jitter
+	progressTicker := time.NewTicker(interval)
+	defer progressTicker.Stop()
+
+	// A progress request that found watchers still catching up is retried.
+	var retry *time.Timer
+	var retryC <-chan time.Time
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	requestProgressAll := func() {
+		sws.mu.Lock()
+		ok := sws.closed || sws.ws.RequestProgressAll()
+		sws.mu.Unlock()
+		if ok {
+			retryC = nil
+			return
+		}
+		if retry == nil {
+			retry = time.NewTimer(progressAllRetry)
+		} else {
+			retry.Reset(progressAllRetry)
+		}
+		retryC = retry.C
+	}
+
+	wch := sws.ws.Chan()
+	for {
+		select {
+		case resp, ok := <-wch:
+			if !ok {
+				return
+			}
+			id := resp.GetWatchId()
+			if id != invalidWatchID && !announced[id] {
+				if sws.known(id) {
+					pending[id] = append(pending[id], resp)
+				}
+				// else: a response of a watcher already canceled; dropped.
+				continue
+			}
+			if !sws.sendWatchResponse(resp, announced) {
+				return
+			}
+
+		case c := <-sws.ctrl:
+			if err := sws.gs.Send(c); err != nil {
+				sws.sendFailed(err)
+				return
+			}
+			id := c.GetWatchId()
+			switch {
+			case id == invalidWatchID:
+			case c.GetCanceled():
+				delete(announced, id)
+				delete(pending, id)
+			case c.GetCreated():
+				announced[id] = true
+				for _, r := range pending[id] {
+					if !sws.sendWatchResponse(r, announced) {
+						return
+					}
+				}
+				delete(pending, id)
+			}
+
+		case <-sws.progc:
+			requestProgressAll()
+
+		case <-retryC:
+			requestProgressAll()
+
+		case <-progressTicker.C:
+			sws.mu.Lock()
+			if !sws.closed {
+				for id, o := range sws.opts {
+					if !o.progressNotify {
+						continue
+					}
+					if o.progressDue {
+						sws.ws.RequestProgress(id)
+					}
+					o.progressDue = true
+				}
+			}
+			sws.mu.Unlock()
+
+		case <-sws.closec:
+			return
+		}
+	}
+}
+
+func (sws *watchStream) known(id int64) bool {
+	sws.mu.Lock()
+	defer sws.mu.Unlock()
+	_, ok := sws.opts[id]
+	return ok
+}
+
+func (sws *watchStream) sendFailed(err error) {
+	sws.sendErr = err
+	if !isClientGone(sws.gs.Context(), err) {
+		sws.s.lg.Warn("failed to send watch response to gRPC stream", zap.Error(err))
+	}
+}
+
+func isClientGone(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF)
+}
+
+// sendWatchResponse sends one response of the member's stream: events filtered and
+// stripped of prev_kv as the watcher asked, a compacted watcher canceled, fragmented if
+// asked and too large. False if the stream broke.
+func (sws *watchStream) sendWatchResponse(resp *pb.WatchResponse, announced map[int64]bool) bool {
+	id := resp.GetWatchId()
+	var o watchOpts
+	if id != invalidWatchID {
+		sws.mu.Lock()
+		p, ok := sws.opts[id]
+		if ok {
+			o = *p
+			if len(resp.GetEvents()) > 0 {
+				p.progressDue = false // an event was sent: elide the next progress response
+			}
+			if resp.GetCompactRevision() > 0 {
+				delete(sws.opts, id) // the member removed the watcher
+			}
+		}
+		sws.mu.Unlock()
+		if !ok {
+			return true // canceled meanwhile
+		}
+		if resp.GetCompactRevision() > 0 {
+			delete(announced, id)
+		}
+	}
+	wr, send := buildWatchResponse(resp, o)
+	if !send {
+		return true
+	}
+	wr.Header = sws.header(resp.GetHeader().GetRevision())
+	var err error
+	if o.fragment {
+		err = sendFragments(wr, sws.s.maxResponseBytes, sws.gs.Send)
+	} else {
+		err = sws.gs.Send(wr)
+	}
+	if err != nil {
+		sws.sendFailed(err)
+		return false
+	}
+	return true
+}
+
+// buildWatchResponse makes the response the client gets for one of the member's,
+// without changing it or its events (the member may share them between streams). It
+// reports false when filters removed every event of a response that had some (etcd
+// then sends nothing).
+func buildWatchResponse(resp *pb.WatchResponse, o watchOpts) (*pb.WatchResponse, bool) {
+	evs := resp.GetEvents()
+	out := make([]*mvccpb.Event, 0, len(evs))
+	for _, ev := range evs {
+		if (o.noPut && ev.GetType() == mvccpb.Event_PUT) || (o.noDelete && ev.GetType() == mvccpb.Event_DELETE) {
+			continue
+		}
+		if ev.GetPrevKv() != nil && !o.prevKV {
+			ev = &mvccpb.Event{Type: ev.GetType(), Kv: ev.GetKv()}
+		}
+		out = append(out, ev)
+	}
+	if len(evs) > 0 && len(out) == 0 {
+		return nil, false
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	return &pb.WatchResponse{
+		WatchId:         resp.GetWatchId(),
+		Events:          out,
+		CompactRevision: resp.GetCompactRevision(),
+		Canceled:        resp.GetCompactRevision() > 0 || resp.GetCanceled(),
+		CancelReason:    resp.GetCancelReason(),
+	}, true
+}
+
+// sendFragments sends wr whole if it is smaller than maxBytes or has fewer than two
+// events; otherwise in several responses, each with as many events as keep it below
+// maxBytes (at least one), all but the last marked fragment (etcd's sendFragments).
+func sendFragments(wr *pb.WatchResponse, maxBytes int, send func(*pb.WatchResponse) error) error {
+	if proto.Size(wr) < maxBytes || len(wr.Events) < 2 {
+		return send(wr)
+	}
+	evs := wr.Events
+	base := func() *pb.WatchResponse {
+		return &pb.WatchResponse{
+			Header:          wr.Header,
+			WatchId:         wr.WatchId,
+			CompactRevision: wr.CompactRevision,
+			Canceled:        wr.Canceled,
+			CancelReason:    wr.CancelReason,
+			Fragment:        true,
+		}
+	}
+	baseSize := proto.Size(base())
+	for i := 0; i < len(evs); {
+		cur := base()
+		size := baseSize
+		for ; i < len(evs); i++ {
+			n := protowire.SizeTag(watchResponseEventsField) + protowire.SizeBytes(proto.Size(evs[i]))
+			if len(cur.Events) > 0 && size+n >= maxBytes {
+				break
+			}
+			cur.Events = append(cur.Events, evs[i])
+			size += n
+		}
+		if i == len(evs) {
+			cur.Fragment = false
+		}
+		if err := send(cur); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,301 @@
+package mvcc
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cairn-kv/cairn/proto/mvccpb"
+)
+
+const (
+	// syncInterval is how often watchers that fell behind are caught up (etcd: 100ms).
+	syncInterval = 100 * time.Millisecond
+	// maxWatchersPerSync bounds the watchers caught up in one round (etcd's value).
+	maxWatchersPerSync = 512
+	// watchBatchMaxRevs bounds the revisions read from the backend in one round.
+	watchBatchMaxRevs = 1000
+	// watchBatchMaxEvents stops a round's read at the next revision boundary once this
+	// many events were read.
+	watchBatchMaxEvents = 10000
+)
+
+// watchHub routes the events of every write transaction to the watchers of every stream.
+//
+// Synced watchers have been sent every event up to rev; WriteTxn.End hands each
+// revision's events to notify, which sends them at once without ever blocking: a watcher
+// whose stream channel is full becomes unsynced. Unsynced watchers (those that started in
+// the past or fell behind) are caught up by the sync loop, which reads history from the
+// backend in bounded batches and moves a watcher back to the synced group once it has
+// been sent everything up to rev. Nothing is buffered per watcher outside the channels.
+//
+// Locking: End calls notify holding the store's write lock, so the order is wmu → h.mu →
+// s.mu; the sync loop reads the backend (which may take wmu) without h.mu.
+type watchHub struct {
+	s  *Store
+	lg *zap.Logger
+
+	mu       sync.Mutex
+	rev      int64 // the last revision handed to notify
+	seq      uint64
+	synced   *watcherGroup
+	unsynced map[*watcher]struct{}
+	streams  map[*WatchStream]struct{}
+	stopped  bool
+
+	kickc chan struct{}
+	stopc chan struct{}
+	donec chan struct{}
+}
+
+func newWatchHub(s *Store) *watchHub {
+	return &watchHub{
+		s:        s,
+		lg:       s.lg,
+		rev:      s.currentRev.Load(),
+		synced:   newWatcherGroup(),
+		unsynced: make(map[*watcher]struct{}),
+		streams:  make(map[*WatchStream]struct{}),
+		kickc:    make(chan struct{}, 1),
+		stopc:    make(chan struct{}),
+		donec:    make(chan struct{}),
+	}
+}
+
+// stop ends the sync loop and closes every open stream.
+func (h *watchHub) stop() {
+	h.mu.Lock()
+	if h.stopped {
+		h.mu.Unlock()
+		return
+	}
+	h.stopped = true
+	close(h.stopc)
+	h.mu.Unlock()
+	<-h.donec
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ws := range h.streams {
+		ws.closeLocked()
+	}
+}
+
+// kick wakes the sync loop.
+func (h *watchHub) kick() {
+	select {
+	case h.kickc <- struct{}{}:
+	default:
+	}
+}
+
+// addUnsynced puts w in the unsynced set. Caller holds h.mu.
+func (h *watchHub) addUnsynced(w *watcher) {
+	w.state = stateUnsynced
+	h.unsynced[w] = struct{}{}
+	slowWatcherGauge.Inc()
+}
+
+// remove takes w out of its group and its stream. Caller holds h.mu.
+func (h *watchHub) remove(w *watcher) {
+	switch w.state {
+	case stateSynced:
+		h.synced.delete(w)
+	case stateUnsynced:
+		delete(h.unsynced, w)
+		slowWatcherGauge.Dec()
+	case stateGone:
+		return
+	}
+	w.state = stateGone
+	delete(w.ws.watchers, w.id)
+	watcherGauge.Dec()
+}
+
+// notify sends revision rev's events (prevs[i] is the value events[i] replaced, nil if
+// none) to the synced watchers. It never blocks. Called by WriteTxn.End under wmu.
+func (h *watchHub) notify(rev int64, events []*mvccpb.Event, prevs []*mvccpb.KeyValue) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rev = rev
+	if h.synced.size() == 0 {
+		return
+	}
+	batch := make(map[*watcher][]int32)
+	for i, e := range events {
+		h.synced.match(e.Kv.Key, func(w *watcher) {
+			if w.minRev <= rev {
+				batch[w] = append(batch[w], int32(i))
+			}
+		})
+	}
+	if len(batch) == 0 {
+		return
+	}
+	var withPrev []*mvccpb.Event // events with PrevKv set, made on first use
+	prevEvent := func(i int32) *mvccpb.Event {
+		if withPrev == nil {
+			withPrev = make([]*mvccpb.Event, len(events))
+		}
+		if withPrev[i] == nil {
+			e := events[i]
+			withPrev[i] = &mvccpb.Event{Type: e.Type, Kv: e.Kv, PrevKv: prevs[i]}
+		}
+		return withPrev[i]
+	}
+	for w, idx := range batch {
+		out := make([]*mvccpb.Event, 0, len(idx))
+		for _, i := range idx {
+			e := events[i]
+			if w.filtered(e) {
+				continue
+			}
+			if w.prevKV {
+				e = prevEvent(i)
+			}
+			out = append(out, e)
+		}
+		if len(out) > 0 && !w.ws.send(WatchResponse{WatchID: w.id, Events: out, Revision: rev}) {
+			// The stream is full: the watcher catches up from the backend later.
+			h.synced.delete(w)
+			w.minRev = rev
+			h.addUnsynced(w)
+			continue
+		}
+		w.minRev = rev + 1
+	}
+}
+
+// send queues r on the stream unless its channel is full. Caller holds h.mu.
+func (ws *WatchStream) send(r WatchResponse) bool {
+	select {
+	case ws.ch <- r:
+		pendingEventsGauge.Add(float64(len(r.Events)))
+		return true
+	default:
+		return false
+	}
+}
+
+func (h *watchHub) syncLoop() {
+	defer close(h.donec)
+	t := time.NewTicker(syncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stopc:
+			return
+		case <-t.C:
+		case <-h.kickc:
+		}
+		for h.syncOnce() {
+			select {
+			case <-h.stopc:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// syncOnce runs one catch-up round and reports whether another should follow at once
+// (it made progress and watchers are still unsynced).
+func (h *watchHub) syncOnce() bool {
+	chosen, minRev, maxRev := h.choose()
+	if len(chosen) == 0 {
+		return false
+	}
+	var (
+		evs     []*mvccpb.Event
+		readEnd = maxRev
+	)
+	if minRev <= maxRev {
+		var err error
+		evs, readEnd, err = h.s.readHistory(minRev, maxRev, watchBatchMaxRevs, watchBatchMaxEvents)
+		if err != nil {
+			h.lg.Warn("watch: failed to read history", zap.Int64("from-revision", minRev), zap.Error(err))
+			return false
+		}
+	}
+	// A compaction that ran during the read may have removed revisions below it.
+	compactRev := h.s.CompactedRev()
+
+	// Match the events to the chosen watchers; fetch previous values outside h.mu.
+	g := newWatcherGroup()
+	for _, w := range chosen {
+		g.add(w)
+	}
+	batch := make(map[*watcher][]*mvccpb.Event, len(chosen))
+	prevs := make(map[int]*mvccpb.Event)
+	for i, e := range evs {
+		rev := e.Kv.ModRevision
+		g.match(e.Kv.Key, func(w *watcher) {
+			if rev < w.minRev || w.minRev < compactRev || w.filtered(e) {
+				return
+			}
+			out := e
+			if w.prevKV {
+				pe, ok := prevs[i]
+				if !ok {
+					pe = &mvccpb.Event{Type: e.Type, Kv: e.Kv, PrevKv: h.s.kvAt(e.Kv.Key, rev-1)}
+					prevs[i] = pe
+				}
+				out = pe
+			}
+			batch[w] = append(batch[w], out)
+		})
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	progress := false
+	for _, w := range chosen {
+		if w.state != stateUnsynced || w.minRev < compactRev {
+			continue // gone, or to be told about the compaction next round
+		}
+		if out := batch[w]; len(out) > 0 {
+			if !w.ws.send(WatchResponse{WatchID: w.id, Events: out, Revision: readEnd}) {
+				continue
+			}
+		}
+		progress = true
+		w.minRev = max(w.minRev, readEnd+1)
+		if w.minRev > h.rev {
+			// Everything up to rev is sent; notify takes it from here.
+			delete(h.unsynced, w)
+			slowWatcherGauge.Dec()
+			w.state = stateSynced
+			h.synced.add(w)
+		}
+	}
+	return progress && len(h.unsynced) > 0
+}
+
+// choose picks up to maxWatchersPerSync unsynced watchers whose stream has room, and
+// answers (and removes) those whose next revision is compacted. maxRev is the last
+// revision notify has handed out: history is read up to it, never beyond, so a watcher
+// that has read it is exactly caught up.
+func (h *watchHub) choose() (chosen []*watcher, minRev, maxRev int64) {
+	compactRev := h.s.CompactedRev()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	minRev, maxRev = math.MaxInt64, h.rev
+	for w := range h.unsynced {
+		if len(w.ws.ch) == cap(w.ws.ch) {
+			continue
+		}
+		if w.minRev < compactRev {
+			if w.ws.send(WatchResponse{WatchID: w.id, CompactRevision: compactRev, Revision: h.rev}) {
+				h.remove(w)
+			}
+			continue
+		}
+		chosen = append(chosen, w)
+		minRev = min(minRev, w.minRev)
+		if len(chosen) == maxWatchersPerSync {
+			break
+		}
+	}
+	return chosen, minRev, maxRev
+}
