@@ -97,13 +97,11 @@ func (s *Store) PutLease(r LeaseRecord, index, term uint64) {
 	s.maybeCommit()
 }
 
-// DeleteLease removes a lease record, recording the applied raft entry in the same batch.
-func (s *Store) DeleteLease(id int64, index, term uint64) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.b.delete(bucketLease, leaseKey(id))
-	s.setCI(index, term)
-	s.maybeCommit()
+// DeleteLease removes a lease record as part of this write txn, so a revoke's key
+// deletions and the record's removal land in the same batch: a crash never leaves the
+// keys gone and the lease back.
+func (t *WriteTxn) DeleteLease(id int64) {
+	t.s.b.delete(bucketLease, leaseKey(id))
 }
 
 // PutLeases stores several lease records (a checkpoint's) and records the applied raft

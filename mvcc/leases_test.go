@@ -10,7 +10,9 @@ func TestLeaseRecordsPersist(t *testing.T) {
 	s.PutLease(LeaseRecord{ID: 7000, TTL: 3600}, 5, 2)
 	s.PutLease(LeaseRecord{ID: 1 << 62, TTL: 10, RemainingTTL: 4}, 6, 2)
 	s.PutLease(LeaseRecord{ID: 9, TTL: 5}, 7, 2)
-	s.DeleteLease(9, 8, 2)
+	tw := s.Write()
+	tw.DeleteLease(9)
+	tw.End(8, 2)
 	s.PutLeases([]LeaseRecord{{ID: 7000, TTL: 3600, RemainingTTL: 100}, {ID: 1 << 62, TTL: 10}}, 9, 2)
 	s.PutLeases(nil, 10, 3)
 	if err := s.Close(); err != nil {

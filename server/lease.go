@@ -180,8 +180,8 @@ func (s *Server) applyLeaseRevoke(r *pb.LeaseRevokeRequest, index, term uint64) 
 	for _, k := range keys {
 		v.deleteRange([]byte(k), nil)
 	}
+	v.tw.DeleteLease(r.ID)
 	v.tw.End(index, term)
-	s.store.DeleteLease(r.ID, index, term)
 	return applyResult{resp: &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: s.store.Rev()}}}
 }
 
