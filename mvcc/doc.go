@@ -26,4 +26,10 @@
 //     bbolt in background batches of at most 1000 keys per commit; an unfinished compaction
 //     (scheduled > finished) is resumed on Open.
 //   - hash.go: HashByRev, compatible with etcd's HashKV.
+//   - watch*.go: the watch hub. WriteTxn.End hands each revision's events to synced
+//     watchers without ever blocking on a stream (a full stream makes its watcher
+//     unsynced); a catch-up loop replays unsynced watchers from bbolt in bounded batches
+//     until they rejoin the live set. Single-key watchers are matched through a map, range
+//     watchers through an interval tree.
+//   - leases.go, members.go: the lease and members buckets, written by the apply loop.
 package mvcc

@@ -90,7 +90,7 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 		default:
 			res.resp, res.err = s.executeTxn(v, r.Txn)
 		}
-		// The events go to the watch hub once there is one (issue 3).
+		// End also hands the events to the watch hub.
 		v.tw.End(e.GetIndex(), e.GetTerm())
 	case r.Compaction != nil:
 		res.compacted, res.err = s.store.Compact(r.Compaction.Revision)
