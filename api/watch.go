@@ -252,6 +252,13 @@ func (sws *watchStream) header(rev int64) *pb.ResponseHeader {
 	return h
 }
 
+// headerAt is a header carrying exactly rev, zero included: etcd stamps no revision on
+// the response that cancels a watcher for compaction.
+func (sws *watchStream) headerAt(rev int64) *pb.ResponseHeader {
+	cur := sws.s.b.Header()
+	return &pb.ResponseHeader{ClusterId: cur.GetClusterId(), MemberId: cur.GetMemberId(), RaftTerm: cur.GetRaftTerm(), Revision: rev}
+}
+
 // queueCtrl hands a control response to the send loop; false if the stream is closing.
 func (sws *watchStream) queueCtrl(wr *pb.WatchResponse) bool {
 	select {
@@ -411,7 +418,7 @@ func (sws *watchStream) sendLoop() {
 				// else: a response of a watcher already canceled; dropped.
 				continue
 			}
-			if !sws.sendWatchResponse(resp, announced) {
+			if !sws.sendWatchResponse(resp) {
 				return
 			}
 
@@ -429,7 +436,7 @@ func (sws *watchStream) sendLoop() {
 			case c.GetCreated():
 				announced[id] = true
 				for _, r := range pending[id] {
-					if !sws.sendWatchResponse(r, announced) {
+					if !sws.sendWatchResponse(r) {
 						return
 					}
 				}
@@ -484,7 +491,7 @@ func isClientGone(ctx context.Context, err error) bool {
 // sendWatchResponse sends one response of the member's stream: events filtered and
 // stripped of prev_kv as the watcher asked, a compacted watcher canceled, fragmented if
 // asked and too large. False if the stream broke.
-func (sws *watchStream) sendWatchResponse(resp *pb.WatchResponse, announced map[int64]bool) bool {
+func (sws *watchStream) sendWatchResponse(resp *pb.WatchResponse) bool {
 	id := resp.GetWatchId()
 	var o watchOpts
 	if id != invalidWatchID {
@@ -495,23 +502,17 @@ func (sws *watchStream) sendWatchResponse(resp *pb.WatchResponse, announced map[
 			if len(resp.GetEvents()) > 0 {
 				p.progressDue = false // an event was sent: elide the next progress response
 			}
-			if resp.GetCompactRevision() > 0 {
-				delete(sws.opts, id) // the member removed the watcher
-			}
 		}
 		sws.mu.Unlock()
 		if !ok {
 			return true // canceled meanwhile
-		}
-		if resp.GetCompactRevision() > 0 {
-			delete(announced, id)
 		}
 	}
 	wr, send := buildWatchResponse(resp, o)
 	if !send {
 		return true
 	}
-	wr.Header = sws.header(resp.GetHeader().GetRevision())
+	wr.Header = sws.headerAt(resp.GetHeader().GetRevision())
 	var err error
 	if o.fragment {
 		err = sendFragments(wr, sws.s.maxResponseBytes, sws.gs.Send)

@@ -99,6 +99,14 @@ func (h *watchHub) addUnsynced(w *watcher) {
 
 // remove takes w out of its group and its stream. Caller holds h.mu.
 func (h *watchHub) remove(w *watcher) {
+	h.detach(w)
+	delete(w.ws.watchers, w.id)
+}
+
+// detach stops delivering events to w but leaves its id taken on its stream: a watcher
+// removed by compaction stays there, as in etcd, until the client cancels it (and the
+// cancel is answered).
+func (h *watchHub) detach(w *watcher) {
 	switch w.state {
 	case stateSynced:
 		h.synced.delete(w)
@@ -109,7 +117,6 @@ func (h *watchHub) remove(w *watcher) {
 		return
 	}
 	w.state = stateGone
-	delete(w.ws.watchers, w.id)
 	watcherGauge.Dec()
 }
 
@@ -286,8 +293,9 @@ func (h *watchHub) choose() (chosen []*watcher, minRev, maxRev int64) {
 			continue
 		}
 		if w.minRev < compactRev {
-			if w.ws.send(WatchResponse{WatchID: w.id, CompactRevision: compactRev, Revision: h.rev}) {
-				h.remove(w)
+			// etcd stamps no revision on this response.
+			if w.ws.send(WatchResponse{WatchID: w.id, CompactRevision: compactRev}) {
+				h.detach(w)
 			}
 			continue
 		}

@@ -280,11 +280,15 @@ func TestWatchCompactedStart(t *testing.T) {
 	defer ws.Close()
 	id := mustWatch(t, ws, AutoWatchID, "k", "", 3, false)
 	r := recv(t, ws)
-	if r.WatchID != id || r.CompactRevision != 6 || len(r.Events) != 0 {
+	if r.WatchID != id || r.CompactRevision != 6 || len(r.Events) != 0 || r.Revision != 0 {
 		t.Fatalf("got %+v, want CompactRevision 6", r)
 	}
+	// As in etcd, the compacted watcher keeps its id until the client cancels it.
+	if err := ws.Cancel(id); err != nil {
+		t.Fatalf("cancel of a compacted watcher: %v", err)
+	}
 	if err := ws.Cancel(id); err != ErrWatcherNotExist {
-		t.Fatalf("compacted watcher still exists: %v", err)
+		t.Fatalf("second cancel: %v, want ErrWatcherNotExist", err)
 	}
 	// From the compacted revision itself history is intact.
 	id = mustWatch(t, ws, AutoWatchID, "k", "", 6, false)
@@ -480,7 +484,11 @@ func TestWatchCompactionWhileUnsynced(t *testing.T) {
 			next++
 		}
 	}
+	// As in etcd, the compacted watcher keeps its id until the client cancels it.
+	if err := ws.Cancel(id); err != nil {
+		t.Fatalf("cancel of a compacted watcher: %v", err)
+	}
 	if err := ws.Cancel(id); err != ErrWatcherNotExist {
-		t.Fatalf("compacted watcher still exists: %v", err)
+		t.Fatalf("second cancel: %v, want ErrWatcherNotExist", err)
 	}
 }

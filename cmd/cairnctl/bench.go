@@ -27,6 +27,8 @@ var benchOps = []struct{ name, summary string }{
 	{"put", "Put random or sequential keys"},
 	{"range", "Range (Get) one fixed key, linearizable or serializable"},
 	{"txn-put", "Txn with no compares and a single Put in the success branch"},
+	{"watch", "watchers on a few streams; puts; event delivery latency and fan-out rate"},
+	{"lease-keepalive", "LeaseKeepAlive round trips on bidi streams over granted leases"},
 	{"report", "read --json results of several runs; print Cairn/etcd ratio table"},
 }
 
@@ -35,7 +37,7 @@ func benchUsage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Ops:")
 	for _, op := range benchOps {
-		fmt.Fprintf(w, "  %-8s %s\n", op.name, op.summary)
+		fmt.Fprintf(w, "  %-16s %s\n", op.name, op.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, `Run "cairnctl bench <op> --help" for an op's flags.`)
@@ -57,7 +59,16 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		if cfg == nil {
 			return code
 		}
-		return runLoadCommand(cfg, stdout, stderr)
+		return runLoadCommand(cfg, runLoad, stdout, stderr)
+	case "watch", "lease-keepalive":
+		cfg, code := parseBenchFlags(op, args[1:], stdout, stderr)
+		if cfg == nil {
+			return code
+		}
+		if op == "watch" {
+			return runLoadCommand(cfg, runWatch, stdout, stderr)
+		}
+		return runLoadCommand(cfg, runLeaseKeepAlive, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "cairnctl bench: unknown op %q\n\n", op)
 		benchUsage(stderr)
@@ -83,6 +94,13 @@ type benchConfig struct {
 	// Labels copied into the JSON result so `bench report` can group runs.
 	workload, target string
 	round            int
+
+	// watch only; clients is --put-clients.
+	watchers, streams int
+	idleTimeout       time.Duration
+	// lease-keepalive only.
+	leases   int
+	leaseTTL int64
 }
 
 // parseBenchFlags returns nil and an exit code when the command should stop
@@ -91,19 +109,43 @@ func parseBenchFlags(op string, args []string, stdout, stderr io.Writer) (*bench
 	cfg := &benchConfig{op: op}
 	fs := flag.NewFlagSet("cairnctl bench "+op, flag.ContinueOnError)
 	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated gRPC endpoints (host:port or http://host:port)")
-	fs.IntVar(&cfg.clients, "clients", 1, "concurrent client goroutines")
-	fs.IntVar(&cfg.conns, "conns", 1, "gRPC connections; clients are spread over them round-robin, connections over endpoints")
-	fs.IntVar(&cfg.total, "total", 10000, "total requests to issue")
+	switch op {
+	case "watch":
+		fs.IntVar(&cfg.clients, "put-clients", 1, "concurrent goroutines issuing the puts")
+		fs.IntVar(&cfg.conns, "conns", 1, "gRPC connections; watch streams and put clients are spread over them round-robin, connections over endpoints")
+		fs.IntVar(&cfg.total, "total", 1000, "total puts to issue (each is delivered to every watcher of its key)")
+		fs.IntVar(&cfg.watchers, "watchers", 1000, "watchers; watcher i is on stream i%streams and watches key i%key-space-size")
+		fs.IntVar(&cfg.streams, "streams", 10, "gRPC Watch streams the watchers are spread over")
+		fs.DurationVar(&cfg.idleTimeout, "idle-timeout", 5*time.Second, "after the last put, stop waiting for missing events once none has arrived for this long")
+	case "lease-keepalive":
+		fs.IntVar(&cfg.clients, "clients", 1, "concurrent client goroutines, each with its own LeaseKeepAlive stream")
+		fs.IntVar(&cfg.conns, "conns", 1, "gRPC connections; clients are spread over them round-robin, connections over endpoints")
+		fs.IntVar(&cfg.total, "total", 10000, "total keep-alive requests to issue (request i renews lease i%leases)")
+		fs.IntVar(&cfg.leases, "leases", 100, "leases granted before the run and revoked after it")
+		fs.Int64Var(&cfg.leaseTTL, "lease-ttl", 60, "TTL in seconds of the granted leases")
+	default:
+		fs.IntVar(&cfg.clients, "clients", 1, "concurrent client goroutines")
+		fs.IntVar(&cfg.conns, "conns", 1, "gRPC connections; clients are spread over them round-robin, connections over endpoints")
+		fs.IntVar(&cfg.total, "total", 10000, "total requests to issue")
+	}
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "bound on the whole run, connecting included")
-	fs.IntVar(&cfg.valSize, "val-size", 256, "value size in bytes")
+	if op != "lease-keepalive" {
+		fs.IntVar(&cfg.valSize, "val-size", 256, "value size in bytes")
+	}
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print one JSON object instead of text")
 	fs.StringVar(&cfg.workload, "workload", "", "label recorded in the result (e.g. put-100), for bench report")
 	fs.StringVar(&cfg.target, "target", "", "label recorded in the result (e.g. cairn, etcd), for bench report")
 	fs.IntVar(&cfg.round, "round", 0, "label recorded in the result, for bench report")
-	if op == "range" {
+	switch op {
+	case "range":
 		fs.StringVar(&cfg.consistency, "consistency", "l", "l (linearizable) or s (serializable)")
 		fs.StringVar(&cfg.key, "key", "foo", "key to read; it is Put (with --val-size bytes) before the run")
-	} else {
+	case "watch":
+		fs.IntVar(&cfg.keySize, "key-size", 8, "key size in bytes (keys are zero-padded decimal numbers)")
+		fs.IntVar(&cfg.keySpace, "key-space-size", 1, "number of distinct keys watched and put (put i goes to key i%key-space-size)")
+		cfg.sequential = true
+	case "lease-keepalive":
+	default:
 		fs.IntVar(&cfg.keySize, "key-size", 8, "key size in bytes (keys are zero-padded decimal numbers)")
 		fs.IntVar(&cfg.keySpace, "key-space-size", 1, "number of distinct keys")
 		fs.BoolVar(&cfg.sequential, "sequential-keys", false, "use keys 0,1,2,... in order (wrapping) instead of random ones")
@@ -149,9 +191,13 @@ func parseEndpoints(s string) ([]string, error) {
 }
 
 func (c *benchConfig) validate() error {
+	clientsFlag := "--clients"
+	if c.op == "watch" {
+		clientsFlag = "--put-clients"
+	}
 	switch {
 	case c.clients < 1:
-		return errors.New("--clients must be >= 1")
+		return fmt.Errorf("%s must be >= 1", clientsFlag)
 	case c.conns < 1:
 		return errors.New("--conns must be >= 1")
 	case c.total < 1:
@@ -160,6 +206,29 @@ func (c *benchConfig) validate() error {
 		return errors.New("--timeout must be > 0")
 	case c.valSize < 0:
 		return errors.New("--val-size must be >= 0")
+	}
+	switch c.op {
+	case "watch":
+		switch {
+		case c.watchers < 1 || c.streams < 1:
+			return errors.New("--watchers and --streams must be >= 1")
+		case c.streams > c.watchers:
+			return fmt.Errorf("--streams %d exceeds --watchers %d: a stream would have no watcher", c.streams, c.watchers)
+		case c.conns > c.streams:
+			return fmt.Errorf("--conns %d exceeds --streams %d: a connection would carry no watch stream", c.conns, c.streams)
+		case c.keySpace > c.watchers:
+			return fmt.Errorf("--key-space-size %d exceeds --watchers %d: some keys would have no watcher", c.keySpace, c.watchers)
+		case c.idleTimeout <= 0:
+			return errors.New("--idle-timeout must be > 0")
+		}
+	case "lease-keepalive":
+		switch {
+		case c.leases < 1:
+			return errors.New("--leases must be >= 1")
+		case c.leaseTTL < 1:
+			return errors.New("--lease-ttl must be >= 1")
+		}
+		return nil
 	}
 	if c.op == "range" {
 		if c.consistency != "l" && c.consistency != "s" {
@@ -180,10 +249,13 @@ func (c *benchConfig) validate() error {
 	return nil
 }
 
-func runLoadCommand(cfg *benchConfig, stdout, stderr io.Writer) int {
+// loadFunc runs one benchmark; a non-nil error means no measurement was possible.
+type loadFunc func(ctx context.Context, cfg *benchConfig) (*Result, error)
+
+func runLoadCommand(cfg *benchConfig, load loadFunc, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
-	res, err := runLoad(ctx, cfg)
+	res, err := load(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "cairnctl bench %s: %v\n", cfg.op, err)
 		return exitFail

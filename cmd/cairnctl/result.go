@@ -22,6 +22,16 @@ type Result struct {
 	Clients   int    `json:"clients"`
 	Conns     int    `json:"conns"`
 
+	// watch: Clients is the put clients, Total/OK/Errors count event
+	// deliveries (OK ones are in order, without gaps), QPS is delivered events
+	// per second, and latency runs from just before the put was sent to the
+	// receipt of its event (matched by mod revision).
+	Watchers int `json:"watchers,omitempty"`
+	Streams  int `json:"streams,omitempty"`
+	Puts     int `json:"puts,omitempty"` // puts issued, failed ones included
+	// lease-keepalive: leases granted before the run and revoked after it.
+	Leases int `json:"leases,omitempty"`
+
 	Total    int     `json:"total"` // requests issued: ok + errors
 	OK       int     `json:"ok"`
 	Errors   int     `json:"errors"`
@@ -96,6 +106,13 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 func (r *Result) writeText(w io.Writer) {
 	fmt.Fprintf(w, "Summary: bench %s, %d clients, %d conns, %s\n", r.Op, r.Clients, r.Conns, r.Endpoints)
+	if r.Watchers > 0 {
+		fmt.Fprintf(w, "  Watchers:  %d on %d streams; %d puts; counts are event deliveries, latency is put sent -> event received\n",
+			r.Watchers, r.Streams, r.Puts)
+	}
+	if r.Leases > 0 {
+		fmt.Fprintf(w, "  Leases:    %d\n", r.Leases)
+	}
 	fmt.Fprintf(w, "  Total:     %d\n", r.Total)
 	fmt.Fprintf(w, "  Duration:  %.4f s\n", r.Duration)
 	fmt.Fprintf(w, "  QPS:       %.1f\n", r.QPS)
