@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 )
@@ -323,7 +325,7 @@ func runLoad(ctx context.Context, cfg *benchConfig) (*Result, error) {
 					st.lat = append(st.lat, d)
 					continue
 				}
-				if ctx.Err() != nil {
+				if abandoned(ctx, err) {
 					return // abandoned by --timeout; not the server's error
 				}
 				if st.errs == nil {
@@ -350,6 +352,30 @@ func runLoad(ctx context.Context, cfg *benchConfig) (*Result, error) {
 	res.Clients, res.Conns = cfg.clients, cfg.conns
 	res.Endpoints = strings.Join(cfg.endpoints, ",")
 	return res, nil
+}
+
+// deadlineSlack is how early before --timeout expires a request may fail
+// with the deadline the bench propagated: gRPC sends the remaining time, and
+// the server's timer for it can fire before the client's own.
+const deadlineSlack = 100 * time.Millisecond
+
+// abandoned reports whether a request failed because --timeout expired, not
+// through the server's fault: ctx is done, or the request failed with
+// DeadlineExceeded just before ctx's deadline (the bench sets no deadline of
+// its own per request, so that one is ctx's, enforced by the server).
+func abandoned(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	if status.Code(err) != codes.DeadlineExceeded {
+		return false
+	}
+	dl, ok := ctx.Deadline()
+	if ok && time.Until(dl) < deadlineSlack {
+		<-ctx.Done() // the run is over; stop here rather than fail more requests
+		return true
+	}
+	return false
 }
 
 // clientStats is owned by one client goroutine, so recording needs no lock.

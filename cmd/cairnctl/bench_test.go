@@ -28,8 +28,9 @@ type mapKV struct {
 	rev  int64
 
 	puts, ranges, serializable, txns, txnPuts atomic.Int64
-	failEvery                                 int64         // if > 0, every failEvery-th Put fails
-	stall                                     chan struct{} // if non-nil, Range blocks until it is closed or the call ends
+	failEvery                                 int64                       // if > 0, every failEvery-th Put fails
+	stall                                     chan struct{}               // if non-nil, Range blocks until it is closed or the call ends
+	onPut                                     func(key []byte, rev int64) // if non-nil, called for each put, in revision order
 }
 
 func (s *mapKV) Put(_ context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
@@ -45,6 +46,9 @@ func (s *mapKV) apply(req *pb.PutRequest) *pb.ResponseHeader {
 	defer s.mu.Unlock()
 	s.rev++
 	s.data[string(req.Key)] = bytes.Clone(req.Value)
+	if s.onPut != nil {
+		s.onPut(req.Key, s.rev)
+	}
 	return &pb.ResponseHeader{Revision: s.rev}
 }
 
@@ -110,6 +114,12 @@ func (l *countingListener) Accept() (net.Conn, error) {
 
 func startKV(t *testing.T, kv *mapKV) (addr string, lis *countingListener) {
 	t.Helper()
+	return startServer(t, kv, nil, nil)
+}
+
+// startServer serves kv and, if non-nil, watch and lease on a loopback port.
+func startServer(t *testing.T, kv *mapKV, watch pb.WatchServer, lease pb.LeaseServer) (addr string, lis *countingListener) {
+	t.Helper()
 	kv.data = map[string][]byte{}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -118,6 +128,12 @@ func startKV(t *testing.T, kv *mapKV) (addr string, lis *countingListener) {
 	lis = &countingListener{Listener: l}
 	srv := grpc.NewServer()
 	pb.RegisterKVServer(srv, kv)
+	if watch != nil {
+		pb.RegisterWatchServer(srv, watch)
+	}
+	if lease != nil {
+		pb.RegisterLeaseServer(srv, lease)
+	}
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return l.Addr().String(), lis

@@ -273,7 +273,7 @@ func runWatch(ctx context.Context, cfg *benchConfig) (*Result, error) {
 				resp, err := kv.Put(ctx, req)
 				if err == nil {
 					recs = append(recs, putRecord{key: k, rev: resp.GetHeader().GetRevision(), sent: sent})
-				} else if ctx.Err() == nil {
+				} else if !abandoned(ctx, err) {
 					errs["put: "+err.Error()]++
 				}
 			}

@@ -4,7 +4,8 @@
 # Cairn/etcd ratio table (medians over rounds) from `cairnctl bench report`.
 #
 #   ROUNDS=3          rounds per target
-#   BENCH_SCALE=1     multiplies request counts (0.1 for a quick smoke run)
+#   BENCH_SCALE=1     multiplies request counts (0.1 for a quick smoke run); client, watcher
+#                     and lease counts stay fixed
 #   BIN_DIR=<repo>/bin  where cairn, cairnctl and etcd are
 set -euo pipefail
 
@@ -62,8 +63,11 @@ stop() {
 run() {
 	local target="$1" round="$2" workload="$3"
 	shift 3
+	# A run with errors still prints its result (exit 1); the report shows and fails on it,
+	# so one bad workload does not hide the others.
 	"$bin/cairnctl" bench "$@" --endpoints "$endpoint" --json \
-		--workload "$workload" --target "$target" --round "$round" >>"$results"
+		--workload "$workload" --target "$target" --round "$round" >>"$results" ||
+		echo "bench: $workload on $target exited $?; see the report" >&2
 }
 
 for round in $(seq 1 "$rounds"); do
@@ -77,6 +81,11 @@ for round in $(seq 1 "$rounds"); do
 		run "$target" "$round" range-s range --clients 100 --conns 10 --consistency s --total "$(n 50000)"
 		run "$target" "$round" txn-put txn-put --clients 100 --conns 10 --key-size 8 --val-size 256 \
 			--key-space-size 10000 --total "$(n 10000)"
+		# watch: 1000 watchers on 10 streams over one connection, all on one key; QPS is events
+		# delivered per second, latency is put sent -> event received. Only the puts scale.
+		run "$target" "$round" watch watch --watchers 1000 --streams 10 --conns 1 --put-clients 1 \
+			--key-size 8 --val-size 256 --total "$(n 2000)"
+		run "$target" "$round" lease lease-keepalive --leases 100 --clients 10 --conns 1 --total "$(n 20000)"
 		stop
 	done
 done

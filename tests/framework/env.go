@@ -23,6 +23,7 @@ const (
 	EnvCairnBin     = "CAIRN_BIN"
 	EnvEtcdBin      = "ETCD_BIN"
 	EnvEtcdctlBin   = "ETCDCTL_BIN"
+	EnvCairnctlBin  = "CAIRNCTL_BIN"
 	EnvTestAgainst  = "CAIRN_TEST_AGAINST"
 	EnvSoak         = "CAIRN_SOAK"
 	EnvSeed         = "CAIRN_TEST_SEED"
@@ -77,6 +78,9 @@ func EtcdBin(t testing.TB) string { t.Helper(); return binFromEnv(t, EnvEtcdBin)
 
 // EtcdctlBin returns $ETCDCTL_BIN, failing the test if it is unset or missing.
 func EtcdctlBin(t testing.TB) string { t.Helper(); return binFromEnv(t, EnvEtcdctlBin) }
+
+// CairnctlBin is the cairnctl binary (make e2e sets CAIRNCTL_BIN).
+func CairnctlBin(t testing.TB) string { t.Helper(); return binFromEnv(t, EnvCairnctlBin) }
 
 // ServerBin returns the binary the suite is held to: $CAIRN_BIN, or $ETCD_BIN
 // when CAIRN_TEST_AGAINST=etcd.
