@@ -96,6 +96,7 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 		grpc.MaxRecvMsgSize(int(recvLimit)),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.ForceServerCodecV2(newServerCodec()),
 	}
 	if cfg.KeepAliveMinTime > 0 {
 		opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{

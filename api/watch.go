@@ -43,9 +43,6 @@ const (
 	// progressAllRetry is how often a progress request that found unsynced watchers is
 	// retried.
 	progressAllRetry = 50 * time.Millisecond
-
-	// watchResponseEventsField is WatchResponse.events' field number.
-	watchResponseEventsField = 11
 )
 
 // errTextCompacted is the cancel reason etcd gives a create with a negative start
@@ -126,6 +123,8 @@ type watchStream struct {
 	closed bool
 
 	sendErr error // why the send loop stopped, if a Send failed
+
+	enc eventEncoder // the send loop's: events encoded once for all its watchers
 }
 
 // Watch serves one bidirectional Watch stream as etcd's v3rpc watch server does.
@@ -516,6 +515,10 @@ func (sws *watchStream) sendWatchResponse(resp *pb.WatchResponse) bool {
 	var err error
 	if o.fragment {
 		err = sendFragments(wr, sws.s.maxResponseBytes, sws.gs.Send)
+	} else if pe, ok, encErr := sws.enc.encodeEventResponse(wr); encErr != nil {
+		err = encErr
+	} else if ok {
+		err = sws.gs.SendMsg(pe)
 	} else {
 		err = sws.gs.Send(wr)
 	}

@@ -13,6 +13,8 @@ import (
 const (
 	// syncInterval is how often watchers that fell behind are caught up (etcd: 100ms).
 	syncInterval = 100 * time.Millisecond
+	// retryInterval is how soon a round follows one that left watchers behind.
+	retryInterval = 10 * time.Millisecond
 	// maxWatchersPerSync bounds the watchers caught up in one round (etcd's value).
 	maxWatchersPerSync = 512
 	// watchBatchMaxRevs bounds the revisions read from the backend in one round.
@@ -187,7 +189,7 @@ func (ws *WatchStream) send(r WatchResponse) bool {
 
 func (h *watchHub) syncLoop() {
 	defer close(h.donec)
-	t := time.NewTicker(syncInterval)
+	t := time.NewTimer(syncInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -195,6 +197,7 @@ func (h *watchHub) syncLoop() {
 			return
 		case <-t.C:
 		case <-h.kickc:
+			t.Stop() // Go 1.23+ timers: no stale tick can follow Stop, so no draining
 		}
 		for h.syncOnce() {
 			select {
@@ -202,6 +205,16 @@ func (h *watchHub) syncLoop() {
 				return
 			default:
 			}
+		}
+		// A watcher that fell behind only because its stream was momentarily full is
+		// retried soon (etcd retries such victims every 10ms), not a whole interval later.
+		h.mu.Lock()
+		behind := len(h.unsynced) > 0
+		h.mu.Unlock()
+		if behind {
+			t.Reset(retryInterval)
+		} else {
+			t.Reset(syncInterval)
 		}
 	}
 }
