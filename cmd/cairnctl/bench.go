@@ -282,11 +282,7 @@ func runLoadCommand(cfg *benchConfig, load loadFunc, stdout, stderr io.Writer) i
 // only if ctx expires). A non-nil error means no measurement was possible.
 func runLoad(ctx context.Context, cfg *benchConfig) (*Result, error) {
 	conns, err := dialAll(ctx, cfg.endpoints, cfg.conns)
-	defer func() {
-		for _, cc := range conns {
-			cc.Close()
-		}
-	}()
+	defer closeAll(conns)
 	if err != nil {
 		return nil, err
 	}
@@ -474,5 +470,12 @@ func waitReady(ctx context.Context, cc *grpc.ClientConn) error {
 		if !cc.WaitForStateChange(ctx, s) {
 			return fmt.Errorf("%w (connection state %s)", ctx.Err(), s)
 		}
+	}
+}
+
+// closeAll closes the connections dialAll opened (also after a partial failure).
+func closeAll(conns []*grpc.ClientConn) {
+	for _, cc := range conns {
+		cc.Close()
 	}
 }

@@ -24,11 +24,7 @@ const revokeTimeout = 10 * time.Second
 
 func runLeaseKeepAlive(ctx context.Context, cfg *benchConfig) (*Result, error) {
 	conns, err := dialAll(ctx, cfg.endpoints, cfg.conns)
-	defer func() {
-		for _, cc := range conns {
-			cc.Close()
-		}
-	}()
+	defer closeAll(conns)
 	if err != nil {
 		return nil, err
 	}

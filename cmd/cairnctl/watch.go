@@ -174,11 +174,7 @@ func (ws *watchStream) recvLoop(base time.Time, received *atomic.Int64, keys [][
 
 func runWatch(ctx context.Context, cfg *benchConfig) (*Result, error) {
 	conns, err := dialAll(ctx, cfg.endpoints, cfg.conns)
-	defer func() {
-		for _, cc := range conns {
-			cc.Close()
-		}
-	}()
+	defer closeAll(conns)
 	if err != nil {
 		return nil, err
 	}

@@ -160,14 +160,7 @@ func (g *randomOps) next(i int) diffStep {
 // identical normalized responses. CAIRN_DIFF_SEED reproduces a run.
 func TestDifferentialRandomKV(t *testing.T) {
 	t.Parallel()
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("CAIRN_DIFF_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseInt(s, 10, 64); err != nil {
-			t.Fatalf("CAIRN_DIFF_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (CAIRN_DIFF_SEED=%d reproduces this run)", seed, seed)
+	seed := diffSeed(t)
 	p := framework.StartPair(t, framework.Options{})
 	clients := func(m *framework.Member) diffClients {
 		return diffClients{kv: pb.NewKVClient(m.Client().ActiveConnection())}
@@ -191,4 +184,19 @@ func TestDifferentialRandomKV(t *testing.T) {
 			}
 		}
 	}
+}
+
+// diffSeed is a differential test's random seed: $CAIRN_DIFF_SEED if set, else the
+// clock; it is logged so any run can be reproduced.
+func diffSeed(t *testing.T) int64 {
+	t.Helper()
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("CAIRN_DIFF_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseInt(s, 10, 64); err != nil {
+			t.Fatalf("CAIRN_DIFF_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("seed %d (CAIRN_DIFF_SEED=%d reproduces this run)", seed, seed)
+	return seed
 }

@@ -400,14 +400,7 @@ func (g *wgen) observe(op wop, out string, rev int64) {
 // TestDifferentialWatchAndLease: see the comment at the top of this file.
 func TestDifferentialWatchAndLease(t *testing.T) {
 	t.Parallel()
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("CAIRN_DIFF_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseInt(s, 10, 64); err != nil {
-			t.Fatalf("CAIRN_DIFF_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (CAIRN_DIFF_SEED=%d reproduces this run)", seed, seed)
+	seed := diffSeed(t)
 	p := framework.StartPair(t, framework.Options{})
 	sctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
