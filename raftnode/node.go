@@ -185,12 +185,9 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.transport.Send(rd.Messages)
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.saveSnapshot(rd.Snapshot); err != nil {
-			return err
-		}
-		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
-			return fmt.Errorf("raftnode: apply snapshot: %w", err)
-		}
+		// A snapshot from the leader would stand for state this member's store does not
+		// have (the db file is not transferred yet): stopping is safer than diverging.
+		return fmt.Errorf("raftnode: received a snapshot at index %d from the leader; installing leader snapshots is not supported yet (the member fell too far behind)", rd.Snapshot.GetMetadata().GetIndex())
 	}
 	n.walMu.Lock()
 	err := n.wal.Save(rd.HardState, rd.Entries)
@@ -247,6 +244,17 @@ func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
 // ApplyConfChange applies a committed membership change to raft.
 func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
 	return n.raft.ApplyConfChange(cc)
+}
+
+// Step hands raft a message received from a peer.
+func (n *Node) Step(ctx context.Context, m *raftpb.Message) error { return n.raft.Step(ctx, m) }
+
+// ReportUnreachable tells raft that the last send to member id may have been lost.
+func (n *Node) ReportUnreachable(id uint64) { n.raft.ReportUnreachable(id) }
+
+// ReportSnapshot tells raft how sending a snapshot to member id ended.
+func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	n.raft.ReportSnapshot(id, status)
 }
 
 // Leader is the current leader's id, 0 when there is none.

@@ -98,6 +98,8 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 			res.resp = &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: s.store.Rev()}}
 		}
 		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
+	case r.MemberAttributes != nil:
+		res = s.applyMemberAttributes(r.MemberAttributes, e.GetIndex(), e.GetTerm())
 	case r.LeaseGrant != nil:
 		res = s.applyLeaseGrant(r.LeaseGrant, e.GetIndex(), e.GetTerm())
 	case r.LeaseRevoke != nil:
@@ -114,15 +116,24 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 
 func (s *Server) applyConfChange(e *raftpb.Entry, cc *raftpb.ConfChange) error {
 	s.node.ApplyConfChange(cc)
+	// The transport follows every change, replayed ones included: it starts empty.
+	var m member
+	switch cc.GetType() {
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		if err := json.Unmarshal(cc.Context, &m); err != nil {
+			return fmt.Errorf("server: decode member in conf change at %d: %w", e.GetIndex(), err)
+		}
+		if m.ID != s.id {
+			s.peers.AddPeer(m.ID, m.PeerURLs)
+		}
+	case raftpb.ConfChangeRemoveNode:
+		s.peers.RemovePeer(cc.GetNodeId())
+	}
 	if e.GetIndex() <= s.storeIndex {
 		return nil // the store and s.members already have this change
 	}
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-		var m member
-		if err := json.Unmarshal(cc.Context, &m); err != nil {
-			return fmt.Errorf("server: decode member in conf change at %d: %w", e.Index, err)
-		}
 		m.IsLearner = cc.GetType() == raftpb.ConfChangeAddLearnerNode
 		if m.ID == s.id {
 			m.ClientURLs = urlStrings(s.cfg.AdvertiseClientURLs)

@@ -96,6 +96,18 @@ type membership struct {
 
 func newMembership() *membership { return &membership{members: map[uint64]*member{}} }
 
+// all returns copies of every member.
+func (ms *membership) all() []*member {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	out := make([]*member, 0, len(ms.members))
+	for _, m := range ms.members {
+		c := *m
+		out = append(out, &c)
+	}
+	return out
+}
+
 func (ms *membership) add(m *member) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
@@ -106,6 +118,20 @@ func (ms *membership) remove(id uint64) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	delete(ms.members, id)
+}
+
+// setAttributes records a member's published name and client URLs and returns a copy
+// of the member, nil if it is not a member.
+func (ms *membership) setAttributes(id uint64, name string, clientURLs []string) *member {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m, ok := ms.members[id]
+	if !ok {
+		return nil
+	}
+	m.Name, m.ClientURLs = name, clientURLs
+	c := *m
+	return &c
 }
 
 func (ms *membership) list() []*pb.Member {

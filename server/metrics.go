@@ -3,6 +3,7 @@ package server
 import (
 	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
+	"github.com/cairn-kv/cairn/raftnode"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -63,7 +64,7 @@ func (s *Server) registerMetrics() {
 	for _, c := range s.metrics.collectors {
 		s.reg.MustRegister(c)
 	}
-	for _, c := range append(mvcc.Collectors(), lease.Collectors()...) {
+	for _, c := range append(append(mvcc.Collectors(), lease.Collectors()...), raftnode.Collectors()...) {
 		s.reg.MustRegister(c)
 	}
 }

@@ -31,6 +31,7 @@ type Server struct {
 
 	store  *mvcc.Store
 	lessor *lease.Lessor
+	peers  *raftnode.PeerTransport
 	node   *raftnode.Node
 
 	proposals *proposalWaiters
@@ -59,10 +60,6 @@ type Server struct {
 // yet and starts raft. The member serves once ReadyNotify is closed.
 func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
-	if len(cfg.InitialCluster) > 1 {
-		// There is no peer transport yet: such a member could never elect a leader.
-		return nil, fmt.Errorf("server: --initial-cluster has %d members; this version runs single-member clusters only", len(cfg.InitialCluster))
-	}
 	lg := cfg.Logger
 	if lg == nil {
 		lg = zap.NewNop()
@@ -122,6 +119,9 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("server: --initial-cluster has no member named %q", cfg.Name)
 		}
 		s.clusterID = clusterID(ids)
+		for _, m := range ms {
+			s.members.add(m)
+		}
 		rcfg.Metadata = walMetadata{MemberID: s.id, ClusterID: s.clusterID}.marshal()
 		applied = 0
 	} else {
@@ -140,6 +140,9 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	rcfg.ID = s.id
+	s.peers = raftnode.NewPeerTransport(lg, s.id, s.clusterID)
+	s.addPeers(s.members.all())
+	rcfg.Transport = s.peers
 	s.storeIndex = applied
 	if err := s.restoreLeases(); err != nil {
 		if persisted != nil {
@@ -163,10 +166,12 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	s.peers.SetHandler(s.node.Step, s.node.ReportUnreachable)
 	s.reads = newReadIndexBatcher(s)
 	go s.reads.run()
 	go s.applyLoop()
 	go s.runLeaseExpiry()
+	go s.publishAttributes()
 	lg.Info("started member",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.id)),
 		zap.String("cluster-id", fmt.Sprintf("%x", s.clusterID)),
@@ -213,6 +218,7 @@ func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopping)
 		s.node.Stop()
+		s.peers.Stop()
 		<-s.donec
 		if err := s.store.Close(); err != nil {
 			s.lg.Warn("failed to close backend", zap.Error(err))

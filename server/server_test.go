@@ -228,13 +228,3 @@ func TestTxnAndErrors(t *testing.T) {
 		t.Fatalf("oversized put: %v", err)
 	}
 }
-
-func TestMultiMemberClusterRefused(t *testing.T) {
-	cfg := testConfig(t)
-	other := url.URL{Scheme: "http", Host: "127.0.0.1:1"}
-	cfg.InitialCluster["m2"] = []url.URL{other}
-	if s, err := New(cfg); err == nil {
-		s.Stop()
-		t.Fatal("New accepted a two-member --initial-cluster without a peer transport")
-	}
-}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
 
 	"github.com/cairn-kv/cairn/api"
 	"github.com/cairn-kv/cairn/server"
@@ -171,13 +173,31 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		closeAll(clientLs)
 		return err
 	}
+	peerLs, err := listenAll(cfg.ListenPeerURLs)
+	if err != nil {
+		closeAll(clientLs)
+		closeAll(metricsLs)
+		return err
+	}
 
 	srv, err := server.New(cfg.serverConfig(lg))
 	if err != nil {
 		closeAll(clientLs)
 		closeAll(metricsLs)
+		closeAll(peerLs)
 		return fmt.Errorf("cannot start member: %w", err)
 	}
+	// Raft traffic between members: its own gRPC server on the peer URLs.
+	ps := grpc.NewServer(grpc.MaxRecvMsgSize(math.MaxInt32))
+	srv.RegisterPeerService(ps)
+	for _, l := range peerLs {
+		go func(l net.Listener) {
+			if err := ps.Serve(l); err != nil {
+				lg.Warn("peer listener stopped", zap.String("address", l.Addr().String()), zap.Error(err))
+			}
+		}(l)
+	}
+	defer ps.Stop()
 
 	b := backend{srv}
 	gs := api.NewGRPCServer(b, api.GRPCConfig{

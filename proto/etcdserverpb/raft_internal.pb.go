@@ -38,8 +38,11 @@ type InternalRaftRequest struct {
 	// The leader's remaining TTLs for leases, so a new leader (or this member after a
 	// restart) does not give them a fresh TTL. etcd carries the same message.
 	LeaseCheckpoint *LeaseCheckpointRequest `protobuf:"bytes,10,opt,name=lease_checkpoint,json=leaseCheckpoint,proto3" json:"lease_checkpoint,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// A member announcing its name and client URLs once it serves, so every member's
+	// MemberList carries them (etcd publishes the same attributes through raft).
+	MemberAttributes *MemberAttributesRequest `protobuf:"bytes,11,opt,name=member_attributes,json=memberAttributes,proto3" json:"member_attributes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *InternalRaftRequest) Reset() {
@@ -142,6 +145,73 @@ func (x *InternalRaftRequest) GetLeaseCheckpoint() *LeaseCheckpointRequest {
 	return nil
 }
 
+func (x *InternalRaftRequest) GetMemberAttributes() *MemberAttributesRequest {
+	if x != nil {
+		return x.MemberAttributes
+	}
+	return nil
+}
+
+type MemberAttributesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MemberId      uint64                 `protobuf:"varint,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	ClientUrls    []string               `protobuf:"bytes,3,rep,name=client_urls,json=clientUrls,proto3" json:"client_urls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberAttributesRequest) Reset() {
+	*x = MemberAttributesRequest{}
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberAttributesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberAttributesRequest) ProtoMessage() {}
+
+func (x *MemberAttributesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberAttributesRequest.ProtoReflect.Descriptor instead.
+func (*MemberAttributesRequest) Descriptor() ([]byte, []int) {
+	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MemberAttributesRequest) GetMemberId() uint64 {
+	if x != nil {
+		return x.MemberId
+	}
+	return 0
+}
+
+func (x *MemberAttributesRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MemberAttributesRequest) GetClientUrls() []string {
+	if x != nil {
+		return x.ClientUrls
+	}
+	return nil
+}
+
 // RequestHeader carries who asked, for auth checks at apply time.
 type RequestHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -153,7 +223,7 @@ type RequestHeader struct {
 
 func (x *RequestHeader) Reset() {
 	*x = RequestHeader{}
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -165,7 +235,7 @@ func (x *RequestHeader) String() string {
 func (*RequestHeader) ProtoMessage() {}
 
 func (x *RequestHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -178,7 +248,7 @@ func (x *RequestHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestHeader.ProtoReflect.Descriptor instead.
 func (*RequestHeader) Descriptor() ([]byte, []int) {
-	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{1}
+	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RequestHeader) GetUsername() string {
@@ -199,7 +269,7 @@ var File_etcdserverpb_raft_internal_proto protoreflect.FileDescriptor
 
 const file_etcdserverpb_raft_internal_proto_rawDesc = "" +
 	"\n" +
-	" etcdserverpb/raft_internal.proto\x12\fetcdserverpb\x1a\x16etcdserverpb/rpc.proto\"\xc2\x04\n" +
+	" etcdserverpb/raft_internal.proto\x12\fetcdserverpb\x1a\x16etcdserverpb/rpc.proto\"\x96\x05\n" +
 	"\x13InternalRaftRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
 	"\x06header\x18\x02 \x01(\v2\x1b.etcdserverpb.RequestHeaderR\x06header\x12*\n" +
@@ -214,7 +284,13 @@ const file_etcdserverpb_raft_internal_proto_rawDesc = "" +
 	"\flease_revoke\x18\b \x01(\v2 .etcdserverpb.LeaseRevokeRequestR\vleaseRevoke\x120\n" +
 	"\x05alarm\x18\t \x01(\v2\x1a.etcdserverpb.AlarmRequestR\x05alarm\x12O\n" +
 	"\x10lease_checkpoint\x18\n" +
-	" \x01(\v2$.etcdserverpb.LeaseCheckpointRequestR\x0fleaseCheckpoint\"P\n" +
+	" \x01(\v2$.etcdserverpb.LeaseCheckpointRequestR\x0fleaseCheckpoint\x12R\n" +
+	"\x11member_attributes\x18\v \x01(\v2%.etcdserverpb.MemberAttributesRequestR\x10memberAttributes\"k\n" +
+	"\x17MemberAttributesRequest\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\x04R\bmemberId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vclient_urls\x18\x03 \x03(\tR\n" +
+	"clientUrls\"P\n" +
 	"\rRequestHeader\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12#\n" +
 	"\rauth_revision\x18\x02 \x01(\x04R\fauthRevisionB.Z,github.com/cairn-kv/cairn/proto/etcdserverpbb\x06proto3"
@@ -231,34 +307,36 @@ func file_etcdserverpb_raft_internal_proto_rawDescGZIP() []byte {
 	return file_etcdserverpb_raft_internal_proto_rawDescData
 }
 
-var file_etcdserverpb_raft_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_etcdserverpb_raft_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_etcdserverpb_raft_internal_proto_goTypes = []any{
-	(*InternalRaftRequest)(nil),    // 0: etcdserverpb.InternalRaftRequest
-	(*RequestHeader)(nil),          // 1: etcdserverpb.RequestHeader
-	(*PutRequest)(nil),             // 2: etcdserverpb.PutRequest
-	(*DeleteRangeRequest)(nil),     // 3: etcdserverpb.DeleteRangeRequest
-	(*TxnRequest)(nil),             // 4: etcdserverpb.TxnRequest
-	(*CompactionRequest)(nil),      // 5: etcdserverpb.CompactionRequest
-	(*LeaseGrantRequest)(nil),      // 6: etcdserverpb.LeaseGrantRequest
-	(*LeaseRevokeRequest)(nil),     // 7: etcdserverpb.LeaseRevokeRequest
-	(*AlarmRequest)(nil),           // 8: etcdserverpb.AlarmRequest
-	(*LeaseCheckpointRequest)(nil), // 9: etcdserverpb.LeaseCheckpointRequest
+	(*InternalRaftRequest)(nil),     // 0: etcdserverpb.InternalRaftRequest
+	(*MemberAttributesRequest)(nil), // 1: etcdserverpb.MemberAttributesRequest
+	(*RequestHeader)(nil),           // 2: etcdserverpb.RequestHeader
+	(*PutRequest)(nil),              // 3: etcdserverpb.PutRequest
+	(*DeleteRangeRequest)(nil),      // 4: etcdserverpb.DeleteRangeRequest
+	(*TxnRequest)(nil),              // 5: etcdserverpb.TxnRequest
+	(*CompactionRequest)(nil),       // 6: etcdserverpb.CompactionRequest
+	(*LeaseGrantRequest)(nil),       // 7: etcdserverpb.LeaseGrantRequest
+	(*LeaseRevokeRequest)(nil),      // 8: etcdserverpb.LeaseRevokeRequest
+	(*AlarmRequest)(nil),            // 9: etcdserverpb.AlarmRequest
+	(*LeaseCheckpointRequest)(nil),  // 10: etcdserverpb.LeaseCheckpointRequest
 }
 var file_etcdserverpb_raft_internal_proto_depIdxs = []int32{
-	1, // 0: etcdserverpb.InternalRaftRequest.header:type_name -> etcdserverpb.RequestHeader
-	2, // 1: etcdserverpb.InternalRaftRequest.put:type_name -> etcdserverpb.PutRequest
-	3, // 2: etcdserverpb.InternalRaftRequest.delete_range:type_name -> etcdserverpb.DeleteRangeRequest
-	4, // 3: etcdserverpb.InternalRaftRequest.txn:type_name -> etcdserverpb.TxnRequest
-	5, // 4: etcdserverpb.InternalRaftRequest.compaction:type_name -> etcdserverpb.CompactionRequest
-	6, // 5: etcdserverpb.InternalRaftRequest.lease_grant:type_name -> etcdserverpb.LeaseGrantRequest
-	7, // 6: etcdserverpb.InternalRaftRequest.lease_revoke:type_name -> etcdserverpb.LeaseRevokeRequest
-	8, // 7: etcdserverpb.InternalRaftRequest.alarm:type_name -> etcdserverpb.AlarmRequest
-	9, // 8: etcdserverpb.InternalRaftRequest.lease_checkpoint:type_name -> etcdserverpb.LeaseCheckpointRequest
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	2,  // 0: etcdserverpb.InternalRaftRequest.header:type_name -> etcdserverpb.RequestHeader
+	3,  // 1: etcdserverpb.InternalRaftRequest.put:type_name -> etcdserverpb.PutRequest
+	4,  // 2: etcdserverpb.InternalRaftRequest.delete_range:type_name -> etcdserverpb.DeleteRangeRequest
+	5,  // 3: etcdserverpb.InternalRaftRequest.txn:type_name -> etcdserverpb.TxnRequest
+	6,  // 4: etcdserverpb.InternalRaftRequest.compaction:type_name -> etcdserverpb.CompactionRequest
+	7,  // 5: etcdserverpb.InternalRaftRequest.lease_grant:type_name -> etcdserverpb.LeaseGrantRequest
+	8,  // 6: etcdserverpb.InternalRaftRequest.lease_revoke:type_name -> etcdserverpb.LeaseRevokeRequest
+	9,  // 7: etcdserverpb.InternalRaftRequest.alarm:type_name -> etcdserverpb.AlarmRequest
+	10, // 8: etcdserverpb.InternalRaftRequest.lease_checkpoint:type_name -> etcdserverpb.LeaseCheckpointRequest
+	1,  // 9: etcdserverpb.InternalRaftRequest.member_attributes:type_name -> etcdserverpb.MemberAttributesRequest
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_etcdserverpb_raft_internal_proto_init() }
@@ -273,7 +351,7 @@ func file_etcdserverpb_raft_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_etcdserverpb_raft_internal_proto_rawDesc), len(file_etcdserverpb_raft_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

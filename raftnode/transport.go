@@ -1,0 +1,505 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-kv/cairn/proto/peerpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	// peerQueueSize bounds the messages waiting for one peer. Beyond it messages are
+	// dropped and raft is told the peer is unreachable; raft resends what matters.
+	peerQueueSize = 4096
+	// maxEnvelopeBytes stops batching once an envelope holds this much; one envelope can
+	// exceed it by at most one message (raft keeps those near MaxSizePerMsg).
+	maxEnvelopeBytes = 1 << 20
+	// peerWriteTimeout ends a stream whose write does not finish, e.g. a partitioned
+	// peer whose flow-control window is full.
+	peerWriteTimeout    = 5 * time.Second
+	minReconnectBackoff = 100 * time.Millisecond
+	maxReconnectBackoff = 2 * time.Second
+)
+
+// PeerTransport sends raft messages to the other members over gRPC streams and receives theirs.
+//
+// Each peer has a bounded queue and one goroutine that keeps one long-lived stream open
+// to it, writing everything queued since its last write as one envelope. Send never
+// blocks. Receiving is the peer gRPC service Register installs: it checks the cluster
+// and member ids of each envelope and hands the messages to the handler (node.Step).
+type PeerTransport struct {
+	lg        *zap.Logger
+	localID   uint64
+	clusterID uint64
+
+	ctx    context.Context // cancelled by Stop
+	cancel context.CancelFunc
+
+	mu          sync.RWMutex
+	stopped     bool
+	peers       map[uint64]*peer
+	handler     func(ctx context.Context, m *raftpb.Message) error
+	unreachable func(id uint64)
+}
+
+// NewPeerTransport creates the transport of member localID in cluster clusterID.
+func NewPeerTransport(lg *zap.Logger, localID, clusterID uint64) *PeerTransport {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &PeerTransport{
+		lg:        lg,
+		localID:   localID,
+		clusterID: clusterID,
+		ctx:       ctx,
+		cancel:    cancel,
+		peers:     make(map[uint64]*peer),
+	}
+}
+
+// SetHandler sets where received messages go (h, normally Node.Step) and whom to tell
+// that messages to a peer were lost (unreachable, normally Node.ReportUnreachable).
+// Envelopes received before it is called are refused.
+func (t *PeerTransport) SetHandler(h func(ctx context.Context, m *raftpb.Message) error, unreachable func(id uint64)) {
+	t.mu.Lock()
+	t.handler = h
+	t.unreachable = unreachable
+	t.mu.Unlock()
+}
+
+// AddPeer starts sending to member id at urls (like "http://127.0.0.1:2380"). Adding a
+// known peer again only updates its URLs; the local member is ignored.
+func (t *PeerTransport) AddPeer(id uint64, urls []string) {
+	if id == t.localID || id == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	if p, ok := t.peers[id]; ok {
+		p.setURLs(urls)
+		return
+	}
+	p := newPeer(t, id, urls)
+	t.peers[id] = p
+	go p.run()
+	t.lg.Info("added peer", zap.String("peer-id", idString(id)), zap.Strings("peer-urls", urls))
+}
+
+// RemovePeer stops sending to member id and drops what is queued for it.
+func (t *PeerTransport) RemovePeer(id uint64) {
+	t.mu.Lock()
+	p, ok := t.peers[id]
+	delete(t.peers, id)
+	t.mu.Unlock()
+	if !ok {
+		return
+	}
+	p.stop()
+	t.lg.Info("removed peer", zap.String("peer-id", idString(id)))
+}
+
+// Send queues msgs for their peers without blocking. A message for an unknown peer is
+// dropped; one that does not fit in its peer's queue is dropped and raft is told the
+// peer is unreachable.
+func (t *PeerTransport) Send(msgs []*raftpb.Message) {
+	var full []uint64
+	t.mu.RLock()
+	for _, m := range msgs {
+		to := m.GetTo()
+		p := t.peers[to]
+		if p == nil {
+			continue
+		}
+		select {
+		case p.queue <- m:
+		default:
+			peerSentFailures.WithLabelValues(p.label).Inc()
+			if !slices.Contains(full, to) {
+				full = append(full, to)
+			}
+		}
+	}
+	unreachable := t.unreachable
+	t.mu.RUnlock()
+	if unreachable != nil {
+		for _, id := range full {
+			unreachable(id)
+		}
+	}
+}
+
+// Register installs the peer service on the member's peer-URL gRPC server.
+func (t *PeerTransport) Register(s *grpc.Server) {
+	peerpb.RegisterPeerServer(s, &peerService{t: t})
+}
+
+// Stop ends every outgoing stream and refuses incoming ones from now on.
+func (t *PeerTransport) Stop() {
+	t.mu.Lock()
+	if t.stopped {
+		t.mu.Unlock()
+		return
+	}
+	t.stopped = true
+	peers := t.peers
+	t.peers = make(map[uint64]*peer)
+	t.mu.Unlock()
+	t.cancel()
+	for _, p := range peers {
+		p.stop()
+	}
+}
+
+func (t *PeerTransport) reportUnreachable(id uint64) {
+	t.mu.RLock()
+	unreachable, stopped := t.unreachable, t.stopped
+	t.mu.RUnlock()
+	if unreachable != nil && !stopped {
+		unreachable(id)
+	}
+}
+
+func idString(id uint64) string { return strconv.FormatUint(id, 16) }
+
+// peer is the sending side towards one member.
+type peer struct {
+	t     *PeerTransport
+	lg    *zap.Logger
+	id    uint64
+	label string
+	queue chan *raftpb.Message
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	donec  chan struct{}
+
+	mu    sync.Mutex
+	urls  []string
+	next  int                         // index into urls of the next one to try
+	conns map[string]*grpc.ClientConn // by target
+}
+
+func newPeer(t *PeerTransport, id uint64, urls []string) *peer {
+	ctx, cancel := context.WithCancel(t.ctx)
+	return &peer{
+		t:      t,
+		lg:     t.lg.With(zap.String("peer-id", idString(id))),
+		id:     id,
+		label:  idString(id),
+		queue:  make(chan *raftpb.Message, peerQueueSize),
+		ctx:    ctx,
+		cancel: cancel,
+		donec:  make(chan struct{}),
+		urls:   slices.Clone(urls),
+		conns:  make(map[string]*grpc.ClientConn),
+	}
+}
+
+func (p *peer) setURLs(urls []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if slices.Equal(p.urls, urls) {
+		return
+	}
+	p.urls = slices.Clone(urls)
+	p.next = 0
+	keep := make(map[string]bool)
+	for _, u := range urls {
+		keep[dialTarget(u)] = true
+	}
+	for target, cc := range p.conns {
+		if !keep[target] {
+			_ = cc.Close() // a stream on it fails and the next one uses the new URLs
+			delete(p.conns, target)
+		}
+	}
+	p.lg.Info("updated peer urls", zap.Strings("peer-urls", urls))
+}
+
+func (p *peer) stop() {
+	p.cancel()
+	<-p.donec
+	p.mu.Lock()
+	for target, cc := range p.conns {
+		_ = cc.Close()
+		delete(p.conns, target)
+	}
+	p.mu.Unlock()
+}
+
+// dialTarget turns a peer URL into a gRPC target: "http://127.0.0.1:2380" → "127.0.0.1:2380".
+func dialTarget(u string) string {
+	if !strings.Contains(u, "://") {
+		return u
+	}
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" {
+		return u
+	}
+	return pu.Host
+}
+
+// conn is a client connection to the URL to try next.
+func (p *peer) conn() (*grpc.ClientConn, string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.urls) == 0 {
+		return nil, "", errors.New("peer: no URLs")
+	}
+	target := dialTarget(p.urls[p.next%len(p.urls)])
+	if cc, ok := p.conns[target]; ok {
+		return cc, target, nil
+	}
+	// TODO: TLS for https peer URLs (--peer-cert-file etc.); peers are plaintext for now.
+	cc, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  minReconnectBackoff,
+				Multiplier: 2,
+				Jitter:     0.2,
+				MaxDelay:   maxReconnectBackoff,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	)
+	if err != nil {
+		return nil, target, err
+	}
+	p.conns[target] = cc
+	return cc, target, nil
+}
+
+// rotate makes the next connection attempt use the peer's next URL.
+func (p *peer) rotate() {
+	p.mu.Lock()
+	p.next++
+	p.mu.Unlock()
+}
+
+func (p *peer) run() {
+	defer close(p.donec)
+	delay := minReconnectBackoff
+	healthy := true // log the first failure loudly, then quietly until a stream works again
+	for {
+		sent, err := p.stream()
+		if p.ctx.Err() != nil {
+			return
+		}
+		if sent {
+			delay = minReconnectBackoff
+			healthy = true
+		}
+		if healthy {
+			p.lg.Warn("peer stream failed", zap.Error(err))
+			healthy = false
+		} else {
+			p.lg.Debug("peer stream failed", zap.Error(err))
+		}
+		p.t.reportUnreachable(p.id)
+		p.rotate()
+		select {
+		case <-time.After(delay):
+		case <-p.ctx.Done():
+			return
+		}
+		delay = min(2*delay, maxReconnectBackoff)
+	}
+}
+
+// stream opens one stream to the peer and writes queued messages to it until it fails
+// or the peer is stopped. sent says whether any write went through.
+func (p *peer) stream() (sent bool, err error) {
+	cc, target, err := p.conn()
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithCancel(p.ctx)
+	defer cancel()
+	st, err := peerpb.NewPeerClient(cc).Send(ctx)
+	if err != nil {
+		return false, err
+	}
+	// The receiver answers only to end the stream, e.g. to refuse us: notice at once.
+	recvErr := make(chan error, 1)
+	go func() {
+		var e peerpb.Empty
+		err := st.RecvMsg(&e)
+		if err == nil {
+			err = errors.New("peer: stream closed by receiver")
+		}
+		recvErr <- err
+	}()
+	p.lg.Debug("peer stream opened", zap.String("target", target))
+
+	env := &peerpb.Envelope{ClusterId: p.t.clusterID, From: p.t.localID, To: p.id}
+	for {
+		var first *raftpb.Message
+		select {
+		case first = <-p.queue:
+		case err := <-recvErr:
+			return sent, err
+		case <-p.ctx.Done():
+			_ = st.CloseSend()
+			return sent, p.ctx.Err()
+		}
+		env.Messages = p.drain(first, env.Messages[:0])
+		if len(env.Messages) == 0 {
+			continue
+		}
+		size := 0
+		for _, b := range env.Messages {
+			size += len(b)
+		}
+		timer := time.AfterFunc(peerWriteTimeout, cancel)
+		err := st.Send(env)
+		timer.Stop()
+		if err != nil {
+			peerSentFailures.WithLabelValues(p.label).Add(float64(len(env.Messages)))
+			if errors.Is(err, io.EOF) { // the stream ended; its status says why
+				select {
+				case err = <-recvErr:
+				case <-time.After(time.Second):
+				}
+			}
+			return sent, err
+		}
+		sent = true
+		peerSentBytes.WithLabelValues(p.label).Add(float64(size))
+	}
+}
+
+// drain marshals first and whatever else is queued, up to maxEnvelopeBytes, into buf.
+func (p *peer) drain(first *raftpb.Message, buf [][]byte) [][]byte {
+	size := 0
+	m := first
+	for {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			peerSentFailures.WithLabelValues(p.label).Inc()
+			p.lg.Error("failed to marshal raft message", zap.Stringer("type", m.GetType()), zap.Error(err))
+		} else {
+			buf = append(buf, b)
+			size += len(b)
+		}
+		if size >= maxEnvelopeBytes {
+			return buf
+		}
+		select {
+		case m = <-p.queue:
+		default:
+			return buf
+		}
+	}
+}
+
+// peerService is the receiving side: the peer gRPC service.
+type peerService struct {
+	peerpb.UnimplementedPeerServer
+	t *PeerTransport
+}
+
+func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb.Empty]) error {
+	t := s.t
+	if t.ctx.Err() != nil {
+		return status.Error(codes.Unavailable, "peer: transport stopped")
+	}
+	ctx, cancel := context.WithCancel(st.Context())
+	defer cancel()
+	defer context.AfterFunc(t.ctx, cancel)()
+
+	// Receive in a goroutine so Stop ends the stream even while no envelope arrives.
+	type recv struct {
+		env *peerpb.Envelope
+		err error
+	}
+	recvc := make(chan recv)
+	go func() {
+		for {
+			env, err := st.Recv()
+			select {
+			case recvc <- recv{env, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	for {
+		var r recv
+		select {
+		case r = <-recvc:
+		case <-ctx.Done():
+			if t.ctx.Err() != nil {
+				return status.Error(codes.Unavailable, "peer: transport stopped")
+			}
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		if errors.Is(r.err, io.EOF) {
+			return st.SendAndClose(&peerpb.Empty{})
+		}
+		if r.err != nil {
+			return r.err
+		}
+		env := r.env
+		if env.GetClusterId() != t.clusterID {
+			t.lg.Warn("rejected peer stream: cluster ID mismatch",
+				zap.String("remote-peer-id", idString(env.GetFrom())),
+				zap.String("remote-cluster-id", idString(env.GetClusterId())),
+				zap.String("local-cluster-id", idString(t.clusterID)))
+			return status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch (local %s, remote %s)",
+				idString(t.clusterID), idString(env.GetClusterId()))
+		}
+		if env.GetTo() != t.localID {
+			t.lg.Warn("rejected peer stream: member ID mismatch",
+				zap.String("remote-peer-id", idString(env.GetFrom())),
+				zap.String("to", idString(env.GetTo())),
+				zap.String("local-member-id", idString(t.localID)))
+			return status.Errorf(codes.FailedPrecondition, "peer: member ID mismatch (local %s, message for %s)",
+				idString(t.localID), idString(env.GetTo()))
+		}
+		t.mu.RLock()
+		h := t.handler
+		t.mu.RUnlock()
+		if h == nil {
+			return status.Error(codes.Unavailable, "peer: not ready to receive raft messages")
+		}
+		from := idString(env.GetFrom())
+		for _, b := range env.GetMessages() {
+			m := &raftpb.Message{}
+			if err := proto.Unmarshal(b, m); err != nil {
+				t.lg.Warn("rejected peer stream: bad raft message", zap.String("remote-peer-id", from), zap.Error(err))
+				return status.Errorf(codes.InvalidArgument, "peer: unmarshal raft message: %v", err)
+			}
+			peerReceivedBytes.WithLabelValues(from).Add(float64(len(b)))
+			if err := h(ctx, m); err != nil {
+				if t.ctx.Err() != nil {
+					return status.Error(codes.Unavailable, "peer: transport stopped")
+				}
+				return status.Errorf(codes.Unavailable, "peer: raft step: %v", err)
+			}
+		}
+	}
+}

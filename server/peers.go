@@ -1,0 +1,63 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// RegisterPeerService serves the raft peer protocol on the member's peer-URL gRPC
+// server (cmd/cairn listens on --listen-peer-urls).
+func (s *Server) RegisterPeerService(gs *grpc.Server) { s.peers.Register(gs) }
+
+// addPeers tells the transport where every other member is.
+func (s *Server) addPeers(ms []*member) {
+	for _, m := range ms {
+		if m.ID != s.id {
+			s.peers.AddPeer(m.ID, m.PeerURLs)
+		}
+	}
+}
+
+// publishAttributes announces this member's name and client URLs through raft once it
+// serves, retrying until it is applied or the member stops.
+func (s *Server) publishAttributes() {
+	select {
+	case <-s.readyc:
+	case <-s.stopping:
+		return
+	}
+	req := &pb.InternalRaftRequest{MemberAttributes: &pb.MemberAttributesRequest{
+		MemberId: s.id, Name: s.cfg.Name, ClientUrls: urlStrings(s.cfg.AdvertiseClientURLs),
+	}}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
+		_, err := s.propose(ctx, req)
+		cancel()
+		if err == nil {
+			return
+		}
+		s.lg.Warn("failed to publish member attributes; retrying", zap.Error(err))
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-s.stopping:
+			return
+		}
+	}
+}
+
+// applyMemberAttributes runs in the apply loop.
+func (s *Server) applyMemberAttributes(r *pb.MemberAttributesRequest, index, term uint64) applyResult {
+	m := s.members.setAttributes(r.MemberId, r.Name, r.ClientUrls)
+	if m == nil { // a removed member's late announcement
+		s.store.SetConsistentIndex(index, term)
+		return applyResult{resp: &pb.ResponseHeader{}}
+	}
+	raw, _ := json.Marshal(m)
+	s.store.PutMember(m.ID, raw, index, term)
+	return applyResult{resp: &pb.ResponseHeader{}}
+}
