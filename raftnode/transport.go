@@ -34,6 +34,17 @@ const (
 	peerWriteTimeout    = 5 * time.Second
 	minReconnectBackoff = 100 * time.Millisecond
 	maxReconnectBackoff = 2 * time.Second
+
+	// forwardedProposalQueueSize bounds the proposals received from followers that wait
+	// to be stepped into raft; beyond it they are dropped (the proposer's request times
+	// out and its client retries, as with etcd).
+	forwardedProposalQueueSize = 4096
+	// forwardedProposalStepTimeout bounds how long one forwarded proposal may wait for
+	// raft to take it (raft holds proposals while it has no leader).
+	forwardedProposalStepTimeout = 500 * time.Millisecond
+	// forwardedProposalMaxAge drops forwarded proposals that waited longer than this:
+	// their proposer has given up on them.
+	forwardedProposalMaxAge = 5 * time.Second
 )
 
 // PeerTransport sends raft messages to the other members over gRPC streams and receives theirs.
@@ -42,6 +53,9 @@ const (
 // to it, writing everything queued since its last write as one envelope. Send never
 // blocks. Receiving is the peer gRPC service Register installs: it checks the cluster
 // and member ids of each envelope and hands the messages to the handler (node.Step).
+// Proposals forwarded by followers take a separate queue: raft holds a proposal while it
+// has no leader, and that must not stall the stream that also carries heartbeats and
+// votes (a restarted member would otherwise never hear from the new leader).
 type PeerTransport struct {
 	lg        *zap.Logger
 	localID   uint64
@@ -55,6 +69,14 @@ type PeerTransport struct {
 	peers       map[uint64]*peer
 	handler     func(ctx context.Context, m *raftpb.Message) error
 	unreachable func(id uint64)
+
+	proposals chan forwardedProposal
+}
+
+// forwardedProposal is a MsgProp received from a peer, waiting for raft.
+type forwardedProposal struct {
+	m       *raftpb.Message
+	arrived time.Time
 }
 
 // NewPeerTransport creates the transport of member localID in cluster clusterID.
@@ -63,13 +85,54 @@ func NewPeerTransport(lg *zap.Logger, localID, clusterID uint64) *PeerTransport 
 		lg = zap.NewNop()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &PeerTransport{
+	t := &PeerTransport{
 		lg:        lg,
 		localID:   localID,
 		clusterID: clusterID,
 		ctx:       ctx,
 		cancel:    cancel,
 		peers:     make(map[uint64]*peer),
+		proposals: make(chan forwardedProposal, forwardedProposalQueueSize),
+	}
+	go t.stepForwardedProposals()
+	return t
+}
+
+// stepForwardedProposals hands proposals received from peers to raft, one at a time,
+// each bounded in time, until the transport stops.
+func (t *PeerTransport) stepForwardedProposals() {
+	for {
+		var fp forwardedProposal
+		select {
+		case fp = <-t.proposals:
+		case <-t.ctx.Done():
+			return
+		}
+		if time.Since(fp.arrived) > forwardedProposalMaxAge {
+			t.lg.Debug("dropped stale forwarded proposal", zap.String("remote-peer-id", idString(fp.m.GetFrom())))
+			continue
+		}
+		t.mu.RLock()
+		h := t.handler
+		t.mu.RUnlock()
+		if h == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(t.ctx, forwardedProposalStepTimeout)
+		if err := h(ctx, fp.m); err != nil && t.ctx.Err() == nil {
+			t.lg.Debug("dropped forwarded proposal", zap.String("remote-peer-id", idString(fp.m.GetFrom())), zap.Error(err))
+		}
+		cancel()
+	}
+}
+
+// queueForwardedProposal queues m (a MsgProp) without blocking; false if the queue is full.
+func (t *PeerTransport) queueForwardedProposal(m *raftpb.Message) bool {
+	select {
+	case t.proposals <- forwardedProposal{m: m, arrived: time.Now()}:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -494,6 +557,12 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 				return status.Errorf(codes.InvalidArgument, "peer: unmarshal raft message: %v", err)
 			}
 			peerReceivedBytes.WithLabelValues(from).Add(float64(len(b)))
+			if m.GetType() == raftpb.MsgProp {
+				if !t.queueForwardedProposal(m) {
+					t.lg.Warn("dropped forwarded proposal: receiving queue is full", zap.String("remote-peer-id", from))
+				}
+				continue
+			}
 			if err := h(ctx, m); err != nil {
 				if t.ctx.Err() != nil {
 					return status.Error(codes.Unavailable, "peer: transport stopped")

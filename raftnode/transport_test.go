@@ -331,3 +331,53 @@ func TestPeerTransportSendNeverBlocks(t *testing.T) {
 	tr.RemovePeer(2)
 	tr.Send(msgs[:1]) // to a removed peer: dropped
 }
+
+// A member without a leader holds proposals in raft.Step (it blocks until its context
+// ends). A proposal a follower forwarded must not stall the stream it came on: the
+// heartbeats behind it are what gives the member its leader back.
+func TestPeerTransportForwardedProposalDoesNotStallStream(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
+	defer recv.Stop()
+	heartbeats := make(chan struct{}, 16)
+	proposalDeadline := make(chan bool, 16)
+	recv.SetHandler(func(ctx context.Context, m *raftpb.Message) error {
+		if m.GetType() == raftpb.MsgProp {
+			_, ok := ctx.Deadline()
+			proposalDeadline <- ok
+			<-ctx.Done() // no leader: raft holds the proposal
+			return ctx.Err()
+		}
+		heartbeats <- struct{}{}
+		return nil
+	}, func(uint64) {})
+	srv := grpc.NewServer()
+	recv.Register(srv)
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+
+	send := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID)
+	defer send.Stop()
+	send.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
+	send.AddPeer(2, []string{"http://" + l.Addr().String()})
+	send.Send([]*raftpb.Message{
+		{Type: raftpb.MsgProp.Enum(), From: proto.Uint64(1), To: proto.Uint64(2), Entries: []*raftpb.Entry{{Data: []byte("x")}}},
+		{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(2)},
+	})
+	select {
+	case <-heartbeats:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the heartbeat behind a held proposal was not delivered")
+	}
+	select {
+	case ok := <-proposalDeadline:
+		if !ok {
+			t.Fatal("a forwarded proposal was stepped without a deadline")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the forwarded proposal never reached the handler")
+	}
+}

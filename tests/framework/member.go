@@ -172,7 +172,7 @@ func (m *Member) Args() []string {
 		{"--initial-cluster-token", "cairn-e2e"},
 		{"--logger", "zap"},
 		{"--log-outputs", "stderr"},
-		{"--log-level", "info"},
+		{"--log-level", logLevel()},
 	}
 	var args []string
 	for _, kv := range gen {
@@ -187,6 +187,14 @@ func (m *Member) Args() []string {
 		}
 	}
 	return append(args, m.opts.Flags...)
+}
+
+// logLevel is $CAIRN_TEST_LOG_LEVEL (e.g. debug, to study a failure), info by default.
+func logLevel() string {
+	if l := os.Getenv("CAIRN_TEST_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "info"
 }
 
 // Env returns the environment the member is started with.
@@ -527,9 +535,15 @@ func (m *Member) cleanup() {
 	for _, c := range clients {
 		_ = c.Close()
 	}
+	if m.t.Failed() && os.Getenv("CAIRN_TEST_KEEP_LOGS") != "" && m.Running() {
+		// SIGQUIT makes a Go server print every goroutine's stack into its log.
+		_ = m.signal(syscall.SIGQUIT)
+		m.WaitExit(5 * time.Second)
+	}
 	m.Kill()
 	if m.t.Failed() && m.starts > 0 {
 		m.t.Logf("--- %s (%s) output tail (%s):\n%s", m.Name, filepath.Base(m.Bin), m.LogPath, m.LogTail(logTailLines))
+		m.keepFailedLog()
 	}
 	m.mu.Lock()
 	if m.logFile != nil {
@@ -537,6 +551,22 @@ func (m *Member) cleanup() {
 		m.logFile = nil
 	}
 	m.mu.Unlock()
+}
+
+// keepFailedLog copies the member's whole log into $CAIRN_TEST_KEEP_LOGS (when set)
+// so a failure can be studied after the test removed its directories.
+func (m *Member) keepFailedLog() {
+	dir := os.Getenv("CAIRN_TEST_KEEP_LOGS")
+	if dir == "" {
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(m.t.Name()) + "-" + m.Name + ".log"
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		err = os.WriteFile(filepath.Join(dir, name), []byte(m.Log()), 0o644)
+		if err != nil {
+			m.t.Logf("keep log of %s: %v", m.Name, err)
+		}
+	}
 }
 
 // Etcdctl runs $ETCDCTL_BIN --endpoints=<client URL> args... (30 s timeout).
