@@ -87,6 +87,31 @@ func (f *fakeBackend) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	return &pb.StatusResponse{Version: EtcdVersion, Leader: f.Leader()}, nil
 }
 
+func (f *fakeBackend) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	f.record("MemberAdd")
+	return &pb.MemberAddResponse{Header: &pb.ResponseHeader{}, Member: &pb.Member{ID: 7, PeerURLs: r.PeerURLs}}, nil
+}
+
+func (f *fakeBackend) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	f.record("MemberRemove")
+	return &pb.MemberRemoveResponse{Header: &pb.ResponseHeader{}}, nil
+}
+
+func (f *fakeBackend) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	f.record("MemberUpdate")
+	return &pb.MemberUpdateResponse{Header: &pb.ResponseHeader{}}, nil
+}
+
+func (f *fakeBackend) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	f.record("MemberPromote")
+	return &pb.MemberPromoteResponse{Header: &pb.ResponseHeader{}}, nil
+}
+
+func (f *fakeBackend) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	f.record("MoveLeader")
+	return &pb.MoveLeaderResponse{Header: &pb.ResponseHeader{}}, nil
+}
+
 func (f *fakeBackend) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 	f.record("MemberList")
 	return &pb.MemberListResponse{Header: &pb.ResponseHeader{ClusterId: 100, MemberId: 42}, Members: []*pb.Member{{ID: 42, Name: "default"}}}, nil

@@ -74,6 +74,7 @@ var (
 	ErrGRPCCorrupt                    = status.Error(codes.DataLoss, "etcdserver: corrupt cluster")
 	ErrGRPCNotSupportedForLearner     = status.Error(codes.FailedPrecondition, "etcdserver: rpc not supported for learner")
 	ErrGRPCBadLeaderTransferee        = status.Error(codes.FailedPrecondition, "etcdserver: bad leader transferee")
+	ErrGRPCTimeoutLeaderTransfer      = status.Error(codes.Unavailable, "etcdserver: request timed out, leader transfer took too long")
 
 	ErrGRPCWrongDowngradeVersionFormat   = status.Error(codes.InvalidArgument, "etcdserver: wrong downgrade target version format")
 	ErrGRPCInvalidDowngradeTargetVersion = status.Error(codes.InvalidArgument, "etcdserver: invalid downgrade target version")
@@ -128,6 +129,15 @@ var backendErrors = map[string]error{
 	"etcdserver: request is too large":                                           ErrGRPCRequestTooLarge,
 	"etcdserver: unhealthy cluster":                                              ErrGRPCUnhealthy,
 	"etcdserver: bad leader transferee":                                          ErrGRPCBadLeaderTransferee,
+	"etcdserver: request timed out, leader transfer took too long":               ErrGRPCTimeoutLeaderTransfer,
+	"membership: ID not found":                                                   ErrGRPCMemberNotFound,
+	"membership: ID removed":                                                     ErrGRPCMemberNotFound,
+	"membership: ID exists":                                                      ErrGRPCMemberExist,
+	"membership: peerURL exists":                                                 ErrGRPCPeerURLExist,
+	"membership: can only promote a learner member":                              ErrGRPCMemberNotLearner,
+	"membership: too many learner members in cluster":                            ErrGRPCTooManyLearners,
+	"etcdserver: re-configuration failed due to not enough started members":      ErrGRPCMemberNotEnoughStarted,
+	"etcdserver: can only promote a learner member which is in sync with leader": ErrGRPCLearnerNotReady,
 	mvccErrCompactedText:                                                         ErrGRPCCompacted,
 	mvccErrFutureRevText:                                                         ErrGRPCFutureRev,
 }

@@ -331,6 +331,15 @@ func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 	return resp, nil
 }
 
+func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	resp, err := s.b.MoveLeader(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}
+
 // Alarm serves GET from the member's active alarms (filtered by type unless NONE, as
 // etcd's alarm store does). Raising or clearing alarms is not served yet.
 func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
@@ -350,6 +359,32 @@ func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 type clusterServer struct {
 	pb.UnimplementedClusterServer
 	b Backend
+}
+
+func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if err := validatePeerURLs(r.GetPeerURLs()); err != nil {
+		return nil, err
+	}
+	resp, err := s.b.MemberAdd(ctx, r)
+	return resp, toGRPCError(err)
+}
+
+func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	resp, err := s.b.MemberRemove(ctx, r)
+	return resp, toGRPCError(err)
+}
+
+func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if err := validatePeerURLs(r.GetPeerURLs()); err != nil {
+		return nil, err
+	}
+	resp, err := s.b.MemberUpdate(ctx, r)
+	return resp, toGRPCError(err)
+}
+
+func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	resp, err := s.b.MemberPromote(ctx, r)
+	return resp, toGRPCError(err)
 }
 
 func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {

@@ -158,8 +158,11 @@ func TestServeClientGRPCAndHTTPOnOnePort(t *testing.T) {
 	if _, err := pb.NewAuthClient(cc).AuthStatus(ctx, &pb.AuthStatusRequest{}); status.Code(err) != codes.Unimplemented {
 		t.Fatalf("AuthStatus = %v; want Unimplemented", err)
 	}
-	if _, err := pb.NewClusterClient(cc).MemberAdd(ctx, &pb.MemberAddRequest{}); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("MemberAdd = %v; want Unimplemented", err)
+	// Bad peer URLs are refused before they reach the member, with etcd's error.
+	for _, u := range []string{"127.0.0.1:2380", "ftp://127.0.0.1:2380", "http://127.0.0.1", "http://127.0.0.1:2380/path"} {
+		if _, err := pb.NewClusterClient(cc).MemberAdd(ctx, &pb.MemberAddRequest{PeerURLs: []string{u}}); err == nil || err.Error() != ErrGRPCMemberBadURLs.Error() {
+			t.Fatalf("MemberAdd(%q) = %v; want %v", u, err, ErrGRPCMemberBadURLs)
+		}
 	}
 	if _, err := mc.Defragment(ctx, &pb.DefragmentRequest{}); status.Code(err) != codes.Unimplemented {
 		t.Fatalf("Defragment = %v; want Unimplemented", err)

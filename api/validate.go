@@ -1,6 +1,9 @@
 package api
 
 import (
+	"net"
+	"net/url"
+
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 )
 
@@ -205,4 +208,27 @@ func checkIntervals(reqs []*pb.RequestOp) (map[string]struct{}, intervalSet, err
 		puts[k] = struct{}{}
 	}
 	return puts, dels, nil
+}
+
+// validatePeerURLs checks member peer URLs as etcd's types.NewURLs does: each an
+// http(s) or unix(s) URL of a host:port with no path.
+func validatePeerURLs(us []string) error {
+	for _, raw := range us {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return ErrGRPCMemberBadURLs
+		}
+		switch u.Scheme {
+		case "http", "https", "unix", "unixs":
+		default:
+			return ErrGRPCMemberBadURLs
+		}
+		if _, _, err := net.SplitHostPort(u.Host); err != nil {
+			return ErrGRPCMemberBadURLs
+		}
+		if u.Path != "" {
+			return ErrGRPCMemberBadURLs
+		}
+	}
+	return nil
 }

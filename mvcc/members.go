@@ -48,3 +48,23 @@ func (s *Store) DeleteMember(id uint64, index, term uint64) {
 	s.setCI(index, term)
 	s.maybeCommit()
 }
+
+// RemovedMembers returns the ids marked in "members_removed": members that left the
+// cluster and must never rejoin under the same id.
+func (s *Store) RemovedMembers() ([]uint64, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("mvcc: removed members: store is closed")
+	}
+	var out []uint64
+	err := s.b.tx.Bucket(bucketMembersRemoved).ForEach(func(k, _ []byte) error {
+		id, err := strconv.ParseUint(string(k), 16, 64)
+		if err != nil {
+			return fmt.Errorf("mvcc: malformed removed member key %q: %w", k, err)
+		}
+		out = append(out, id)
+		return nil
+	})
+	return out, err
+}

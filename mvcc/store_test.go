@@ -317,6 +317,9 @@ func TestMembers(t *testing.T) {
 	if key == nil || removed == nil {
 		t.Fatalf("member keys: %q %q", key, removed)
 	}
+	if ids, err := s.RemovedMembers(); err != nil || len(ids) != 1 || ids[0] != 0x1234 {
+		t.Fatalf("RemovedMembers = %x, %v", ids, err)
+	}
 }
 
 func TestSize(t *testing.T) {

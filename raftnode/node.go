@@ -40,7 +40,9 @@ type Config struct {
 	WALDir         string
 	SnapDir        string
 
-	// For a new member: the WAL metadata to create it with and the initial peers.
+	// For a new member: the WAL metadata to create it with and the initial peers. A
+	// member joining an existing cluster has no peers: it learns the membership from the
+	// leader's log.
 	Metadata []byte
 	Peers    []raft.Peer
 
@@ -112,7 +114,11 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		n.wal = w
 		n.storage = raft.NewMemoryStorage()
 		rc.Storage = n.storage
-		n.raft = raft.StartNode(rc, cfg.Peers)
+		if len(cfg.Peers) == 0 {
+			n.raft = raft.RestartNode(rc)
+		} else {
+			n.raft = raft.StartNode(rc, cfg.Peers)
+		}
 	} else {
 		ms, err := p.restore()
 		if err != nil {
@@ -236,6 +242,16 @@ func (n *Node) ReadStates() <-chan raft.ReadState { return n.readStatec }
 // Propose appends data to the log through the leader.
 func (n *Node) Propose(ctx context.Context, data []byte) error { return n.raft.Propose(ctx, data) }
 
+// ProposeConfChange proposes a membership change through the leader.
+func (n *Node) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	return n.raft.ProposeConfChange(ctx, cc)
+}
+
+// TransferLeadership asks raft to hand leadership from lead to transferee.
+func (n *Node) TransferLeadership(ctx context.Context, lead, transferee uint64) {
+	n.raft.TransferLeadership(ctx, lead, transferee)
+}
+
 // ReadIndex asks for the index a linearizable read identified by rctx must wait for.
 func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
 	return n.raft.ReadIndex(ctx, rctx)
@@ -277,12 +293,14 @@ func (n *Node) Err() error { return n.err }
 
 // Snapshot records that the state machine (already durable up to applied) may stand in
 // for the log up to applied: it writes a snapshot, trims the in-memory log and releases
-// WAL segments the snapshot makes unnecessary.
+// WAL segments the snapshot makes unnecessary. data is the caller's state that the log
+// up to applied no longer rebuilds on restart (the server's membership); it comes back
+// in Persisted.Snapshot.
 //
 // It must be called from the goroutine that applies entries (and conf changes), so raft's
 // current configuration is the one as of applied.
-func (n *Node) Snapshot(applied uint64) error {
-	s, err := n.storage.CreateSnapshot(applied, confState(n.raft.Status().Config), nil)
+func (n *Node) Snapshot(applied uint64, data []byte) error {
+	s, err := n.storage.CreateSnapshot(applied, confState(n.raft.Status().Config), data)
 	if err != nil {
 		if errors.Is(err, raft.ErrSnapOutOfDate) {
 			return nil

@@ -132,7 +132,7 @@ func TestSnapshotReleasesLogAndRestartsFromIt(t *testing.T) {
 	}
 	applyUntil(t, n, "e19")
 	applied := n.CommittedIndex()
-	if err := n.Snapshot(applied); err != nil {
+	if err := n.Snapshot(applied, nil); err != nil {
 		t.Fatal(err)
 	}
 	n.Stop()

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-kv/cairn/proto/peerpb"
@@ -31,7 +32,9 @@ const (
 	maxEnvelopeBytes = 1 << 20
 	// peerWriteTimeout ends a stream whose write does not finish, e.g. a partitioned
 	// peer whose flow-control window is full.
-	peerWriteTimeout    = 5 * time.Second
+	peerWriteTimeout = 5 * time.Second
+	// peerIdleProbe is how long a stream may stay silent before an empty envelope goes.
+	peerIdleProbe       = time.Second
 	minReconnectBackoff = 100 * time.Millisecond
 	maxReconnectBackoff = 2 * time.Second
 
@@ -70,8 +73,17 @@ type PeerTransport struct {
 	handler     func(ctx context.Context, m *raftpb.Message) error
 	unreachable func(id uint64)
 
-	proposals chan forwardedProposal
+	proposals   chan forwardedProposal
+	members     func() *peerpb.MembersResponse
+	isRemoved   func(id uint64) bool // is id a member removed from the cluster
+	onRemoved   func()               // a peer told us we were removed
+	removedOnce sync.Once
 }
+
+// errRemovedText is how a receiver refuses a stream from a member that was removed
+// from the cluster; the sender then learns it was removed even if it never applied
+// its own removal (the leader stops talking to it as soon as it commits it).
+const errRemovedText = "peer: the sending member was removed from the cluster"
 
 // forwardedProposal is a MsgProp received from a peer, waiting for raft.
 type forwardedProposal struct {
@@ -146,6 +158,22 @@ func (t *PeerTransport) SetHandler(h func(ctx context.Context, m *raftpb.Message
 	t.mu.Unlock()
 }
 
+// SetMembersSource sets what the Members RPC answers (the server's applied membership);
+// until then it answers Unavailable.
+func (t *PeerTransport) SetMembersSource(f func() *peerpb.MembersResponse) {
+	t.mu.Lock()
+	t.members = f
+	t.mu.Unlock()
+}
+
+// SetRemovedHandlers sets how to tell removed members (refused when they connect) and
+// what to do when a peer refuses this member as removed (called once).
+func (t *PeerTransport) SetRemovedHandlers(isRemoved func(id uint64) bool, onRemoved func()) {
+	t.mu.Lock()
+	t.isRemoved, t.onRemoved = isRemoved, onRemoved
+	t.mu.Unlock()
+}
+
 // AddPeer starts sending to member id at urls (like "http://127.0.0.1:2380"). Adding a
 // known peer again only updates its URLs; the local member is ignored.
 func (t *PeerTransport) AddPeer(id uint64, urls []string) {
@@ -165,6 +193,22 @@ func (t *PeerTransport) AddPeer(id uint64, urls []string) {
 	t.peers[id] = p
 	go p.run()
 	t.lg.Info("added peer", zap.String("peer-id", idString(id)), zap.Strings("peer-urls", urls))
+}
+
+// ActiveSince is since when messages to member id have been going through without a
+// break; the zero time if they are not, or id is not a peer.
+func (t *PeerTransport) ActiveSince(id uint64) time.Time {
+	t.mu.RLock()
+	p := t.peers[id]
+	t.mu.RUnlock()
+	if p == nil {
+		return time.Time{}
+	}
+	ns := p.activeSince.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // RemovePeer stops sending to member id and drops what is queued for it.
@@ -232,6 +276,19 @@ func (t *PeerTransport) Stop() {
 	}
 }
 
+func (t *PeerTransport) removed(by uint64) {
+	t.mu.RLock()
+	f := t.onRemoved
+	t.mu.RUnlock()
+	if f == nil {
+		return
+	}
+	t.removedOnce.Do(func() {
+		t.lg.Warn("a peer refused this member as removed from the cluster", zap.String("remote-peer-id", idString(by)))
+		go f()
+	})
+}
+
 func (t *PeerTransport) reportUnreachable(id uint64) {
 	t.mu.RLock()
 	unreachable, stopped := t.unreachable, t.stopped
@@ -254,6 +311,10 @@ type peer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	donec  chan struct{}
+
+	// activeSince is when the current stream first delivered (unix ns), 0 while
+	// there is no working stream.
+	activeSince atomic.Int64
 
 	mu    sync.Mutex
 	urls  []string
@@ -287,7 +348,7 @@ func (p *peer) setURLs(urls []string) {
 	p.next = 0
 	keep := make(map[string]bool)
 	for _, u := range urls {
-		keep[dialTarget(u)] = true
+		keep[DialTarget(u)] = true
 	}
 	for target, cc := range p.conns {
 		if !keep[target] {
@@ -309,8 +370,8 @@ func (p *peer) stop() {
 	p.mu.Unlock()
 }
 
-// dialTarget turns a peer URL into a gRPC target: "http://127.0.0.1:2380" → "127.0.0.1:2380".
-func dialTarget(u string) string {
+// DialTarget turns a peer URL into a gRPC target: "http://127.0.0.1:2380" → "127.0.0.1:2380".
+func DialTarget(u string) string {
 	if !strings.Contains(u, "://") {
 		return u
 	}
@@ -328,7 +389,7 @@ func (p *peer) conn() (*grpc.ClientConn, string, error) {
 	if len(p.urls) == 0 {
 		return nil, "", errors.New("peer: no URLs")
 	}
-	target := dialTarget(p.urls[p.next%len(p.urls)])
+	target := DialTarget(p.urls[p.next%len(p.urls)])
 	if cc, ok := p.conns[target]; ok {
 		return cc, target, nil
 	}
@@ -365,8 +426,12 @@ func (p *peer) run() {
 	healthy := true // log the first failure loudly, then quietly until a stream works again
 	for {
 		sent, err := p.stream()
+		p.activeSince.Store(0)
 		if p.ctx.Err() != nil {
 			return
+		}
+		if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied && st.Message() == errRemovedText {
+			p.t.removed(p.id)
 		}
 		if sent {
 			delay = minReconnectBackoff
@@ -415,19 +480,28 @@ func (p *peer) stream() (sent bool, err error) {
 	p.lg.Debug("peer stream opened", zap.String("target", target))
 
 	env := &peerpb.Envelope{ClusterId: p.t.clusterID, From: p.t.localID, To: p.id}
+	// An idle stream carries an empty envelope now and then (the first one at once), so
+	// a broken link shows even between members raft has nothing to say to, and
+	// ActiveSince means something for them too.
+	idle := time.NewTimer(0)
+	defer idle.Stop()
 	for {
 		var first *raftpb.Message
 		select {
 		case first = <-p.queue:
+		case <-idle.C:
 		case err := <-recvErr:
 			return sent, err
 		case <-p.ctx.Done():
 			_ = st.CloseSend()
 			return sent, p.ctx.Err()
 		}
-		env.Messages = p.drain(first, env.Messages[:0])
-		if len(env.Messages) == 0 {
-			continue
+		env.Messages = env.Messages[:0]
+		if first != nil {
+			env.Messages = p.drain(first, env.Messages)
+			if len(env.Messages) == 0 {
+				continue
+			}
 		}
 		size := 0
 		for _, b := range env.Messages {
@@ -446,7 +520,11 @@ func (p *peer) stream() (sent bool, err error) {
 			}
 			return sent, err
 		}
+		if !sent {
+			p.activeSince.CompareAndSwap(0, time.Now().UnixNano())
+		}
 		sent = true
+		idle.Reset(peerIdleProbe)
 		peerSentBytes.WithLabelValues(p.label).Add(float64(size))
 	}
 }
@@ -479,6 +557,16 @@ func (p *peer) drain(first *raftpb.Message, buf [][]byte) [][]byte {
 type peerService struct {
 	peerpb.UnimplementedPeerServer
 	t *PeerTransport
+}
+
+func (s *peerService) Members(context.Context, *peerpb.MembersRequest) (*peerpb.MembersResponse, error) {
+	s.t.mu.RLock()
+	f := s.t.members
+	s.t.mu.RUnlock()
+	if f == nil || s.t.ctx.Err() != nil {
+		return nil, status.Error(codes.Unavailable, "peer: membership not available yet")
+	}
+	return f(), nil
 }
 
 func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb.Empty]) error {
@@ -544,8 +632,12 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 				idString(t.localID), idString(env.GetTo()))
 		}
 		t.mu.RLock()
-		h := t.handler
+		h, isRemoved := t.handler, t.isRemoved
 		t.mu.RUnlock()
+		if isRemoved != nil && isRemoved(env.GetFrom()) {
+			t.lg.Warn("rejected peer stream: the sender was removed from the cluster", zap.String("remote-peer-id", idString(env.GetFrom())))
+			return status.Error(codes.PermissionDenied, errRemovedText)
+		}
 		if h == nil {
 			return status.Error(codes.Unavailable, "peer: not ready to receive raft messages")
 		}

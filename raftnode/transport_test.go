@@ -381,3 +381,68 @@ func TestPeerTransportForwardedProposalDoesNotStallStream(t *testing.T) {
 		t.Fatal("the forwarded proposal never reached the handler")
 	}
 }
+
+// A peer raft has nothing to send to still counts as reachable once the link works (the
+// idle probe), and stops counting when it goes away.
+func TestPeerTransportActiveSinceWithoutTraffic(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
+	defer recv.Stop()
+	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
+	srv := grpc.NewServer()
+	recv.Register(srv)
+	go func() { _ = srv.Serve(l) }()
+
+	send := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID)
+	defer send.Stop()
+	send.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
+	if !send.ActiveSince(2).IsZero() {
+		t.Fatal("an unknown peer is active")
+	}
+	send.AddPeer(2, []string{"http://" + l.Addr().String()})
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("an idle but working link never counted as active", func() bool { return !send.ActiveSince(2).IsZero() })
+	srv.Stop()
+	waitFor("a peer that went away still counts as active", func() bool { return send.ActiveSince(2).IsZero() })
+}
+
+// A member the others removed learns it from the first peer that refuses it, even
+// though it never applied its own removal.
+func TestPeerTransportRemovedMemberIsTold(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
+	defer recv.Stop()
+	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
+	recv.SetRemovedHandlers(func(id uint64) bool { return id == 1 }, func() {})
+	srv := grpc.NewServer()
+	recv.Register(srv)
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+
+	send := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID)
+	defer send.Stop()
+	send.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
+	told := make(chan struct{}, 4)
+	send.SetRemovedHandlers(func(uint64) bool { return false }, func() { told <- struct{}{} })
+	send.AddPeer(2, []string{"http://" + l.Addr().String()})
+	select {
+	case <-told:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the removed member was never told")
+	}
+}

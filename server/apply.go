@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
@@ -61,9 +60,25 @@ func (s *Server) applyEntry(e *raftpb.Entry) error {
 	return fmt.Errorf("server: unknown entry type %v at %d", e.GetType(), e.GetIndex())
 }
 
+// replayNormal handles an entry the store already has: only the in-memory membership,
+// rebuilt from the snapshot's, still needs the attributes members published.
+func (s *Server) replayNormal(e *raftpb.Entry) error {
+	if !s.replayMembership || len(e.Data) == 0 {
+		return nil
+	}
+	var r pb.InternalRaftRequest
+	if err := proto.Unmarshal(e.Data, &r); err != nil {
+		return fmt.Errorf("server: decode request at %d: %w", e.GetIndex(), err)
+	}
+	if a := r.MemberAttributes; a != nil {
+		s.members.setAttributes(a.MemberId, a.Name, a.ClientUrls)
+	}
+	return nil
+}
+
 func (s *Server) applyNormal(e *raftpb.Entry) error {
 	if e.GetIndex() <= s.storeIndex {
-		return nil
+		return s.replayNormal(e)
 	}
 	if len(e.Data) == 0 { // a new leader's empty entry
 		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
@@ -114,42 +129,6 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 	return nil
 }
 
-func (s *Server) applyConfChange(e *raftpb.Entry, cc *raftpb.ConfChange) error {
-	s.node.ApplyConfChange(cc)
-	// The transport follows every change, replayed ones included: it starts empty.
-	var m member
-	switch cc.GetType() {
-	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-		if err := json.Unmarshal(cc.Context, &m); err != nil {
-			return fmt.Errorf("server: decode member in conf change at %d: %w", e.GetIndex(), err)
-		}
-		if m.ID != s.id {
-			s.peers.AddPeer(m.ID, m.PeerURLs)
-		}
-	case raftpb.ConfChangeRemoveNode:
-		s.peers.RemovePeer(cc.GetNodeId())
-	}
-	if e.GetIndex() <= s.storeIndex {
-		return nil // the store and s.members already have this change
-	}
-	switch cc.GetType() {
-	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-		m.IsLearner = cc.GetType() == raftpb.ConfChangeAddLearnerNode
-		if m.ID == s.id {
-			m.ClientURLs = urlStrings(s.cfg.AdvertiseClientURLs)
-		}
-		s.members.add(&m)
-		raw, _ := json.Marshal(&m)
-		s.store.PutMember(m.ID, raw, e.GetIndex(), e.GetTerm())
-	case raftpb.ConfChangeRemoveNode:
-		s.members.remove(cc.GetNodeId())
-		s.store.DeleteMember(cc.GetNodeId(), e.GetIndex(), e.GetTerm())
-	default:
-		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
-	}
-	return nil
-}
-
 // maybeSnapshot takes a raft snapshot every SnapshotCount applied entries. The store is
 // committed first, so the snapshot never stands for state that is not on disk.
 func (s *Server) maybeSnapshot(applied uint64) {
@@ -160,7 +139,7 @@ func (s *Server) maybeSnapshot(applied uint64) {
 		s.lg.Error("failed to commit backend before snapshot", zap.Error(err))
 		return
 	}
-	if err := s.node.Snapshot(applied); err != nil {
+	if err := s.node.Snapshot(applied, s.members.marshalSnapshot()); err != nil {
 		s.lg.Error("failed to snapshot", zap.Error(err))
 		return
 	}

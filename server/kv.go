@@ -102,13 +102,19 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (applyR
 	if len(data) > int(s.cfg.MaxRequestBytes) {
 		return applyResult{}, ErrRequestTooLarge
 	}
-	resc := s.proposals.register(r.Id)
+	return s.proposeAndWait(ctx, r.Id, func(cctx context.Context) error { return s.node.Propose(cctx, data) })
+}
+
+// proposeAndWait hands a proposal to raft (propose) and waits, bounded by the request
+// timeout, for the apply loop to report the result of proposal id.
+func (s *Server) proposeAndWait(ctx context.Context, id uint64, propose func(context.Context) error) (applyResult, error) {
+	resc := s.proposals.register(id)
 	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
 	s.metrics.proposalsPending.Inc()
 	defer s.metrics.proposalsPending.Dec()
-	if err := s.node.Propose(cctx, data); err != nil {
-		s.proposals.cancel(r.Id)
+	if err := propose(cctx); err != nil {
+		s.proposals.cancel(id)
 		s.metrics.proposalsFailed.Inc()
 		return applyResult{}, s.proposeError(ctx, cctx, err)
 	}
@@ -119,7 +125,7 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (applyR
 		}
 		return res, nil
 	case <-cctx.Done():
-		s.proposals.cancel(r.Id)
+		s.proposals.cancel(id)
 		s.metrics.proposalsFailed.Inc()
 		return applyResult{}, s.proposeError(ctx, cctx, cctx.Err())
 	case <-s.stopping:

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // memberID derives a member's id from its peer URLs and the cluster token, as etcd
@@ -88,13 +89,166 @@ func parseWALMetadata(b []byte) (walMetadata, error) {
 	return m, nil
 }
 
-// membership is the set of members, changed only by applied conf changes.
+// membership is the set of members, changed only by applied conf changes, and the ids
+// of removed members, which may never come back.
 type membership struct {
 	mu      sync.RWMutex
 	members map[uint64]*member
+	removed map[uint64]bool
 }
 
-func newMembership() *membership { return &membership{members: map[uint64]*member{}} }
+func newMembership() *membership {
+	return &membership{members: map[uint64]*member{}, removed: map[uint64]bool{}}
+}
+
+// get returns a copy of member id, nil if it is not a member.
+func (ms *membership) get(id uint64) *member {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	m, ok := ms.members[id]
+	if !ok {
+		return nil
+	}
+	c := *m
+	return &c
+}
+
+func (ms *membership) isRemoved(id uint64) bool {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	return ms.removed[id]
+}
+
+func (ms *membership) markRemoved(id uint64) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	delete(ms.members, id)
+	ms.removed[id] = true
+}
+
+// peerURLTaken says whether a member other than except uses one of urls.
+func (ms *membership) peerURLTaken(urls []string, except uint64) bool {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	for id, m := range ms.members {
+		if id == except {
+			continue
+		}
+		for _, u := range m.PeerURLs {
+			for _, v := range urls {
+				if u == v {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// setPeerURLs changes a member's peer URLs; false if it is not a member.
+func (ms *membership) setPeerURLs(id uint64, urls []string) bool {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m, ok := ms.members[id]
+	if ok {
+		m.PeerURLs = append([]string(nil), urls...)
+	}
+	return ok
+}
+
+// counts returns the number of voters, of voters that published their attributes
+// (etcd's "started" members) not counting except, and of learners.
+func (ms *membership) counts(except uint64) (voters, started, learners int) {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	for id, m := range ms.members {
+		if m.IsLearner {
+			learners++
+			continue
+		}
+		voters++
+		if id != except && m.Name != "" {
+			started++
+		}
+	}
+	return voters, started, learners
+}
+
+// validate checks a conf change against the membership as of its place in the log, so
+// every member decides the same (m is the member a change carries, nil for removals).
+func (ms *membership) validate(typ raftpb.ConfChangeType, id uint64, m *member) error {
+	if ms.isRemoved(id) {
+		return ErrIDRemoved
+	}
+	cur := ms.get(id)
+	switch typ {
+	case raftpb.ConfChangeAddNode:
+		if cur != nil && !cur.IsLearner {
+			return ErrIDExists
+		}
+		if cur == nil && ms.peerURLTaken(m.PeerURLs, id) {
+			return ErrPeerURLExists
+		}
+	case raftpb.ConfChangeAddLearnerNode:
+		if cur != nil {
+			return ErrIDExists
+		}
+		if ms.peerURLTaken(m.PeerURLs, id) {
+			return ErrPeerURLExists
+		}
+	case raftpb.ConfChangeRemoveNode:
+		if cur == nil {
+			return ErrIDNotFound
+		}
+	case raftpb.ConfChangeUpdateNode:
+		if cur == nil {
+			return ErrIDNotFound
+		}
+		if ms.peerURLTaken(m.PeerURLs, id) {
+			return ErrPeerURLExists
+		}
+	}
+	return nil
+}
+
+// membershipSnapshot is the membership as a raft snapshot carries it: on restart, the
+// conf changes after the snapshot are validated against it again, as when first applied.
+type membershipSnapshot struct {
+	Members []*member `json:"members"`
+	Removed []uint64  `json:"removed,omitempty"`
+}
+
+func (ms *membership) marshalSnapshot() []byte {
+	snap := membershipSnapshot{Members: ms.all()}
+	ms.mu.RLock()
+	for id := range ms.removed {
+		snap.Removed = append(snap.Removed, id)
+	}
+	ms.mu.RUnlock()
+	sort.Slice(snap.Members, func(i, j int) bool { return snap.Members[i].ID < snap.Members[j].ID })
+	sort.Slice(snap.Removed, func(i, j int) bool { return snap.Removed[i] < snap.Removed[j] })
+	b, _ := json.Marshal(&snap)
+	return b
+}
+
+// restoreSnapshot replaces the membership with the one a snapshot carried.
+func (ms *membership) restoreSnapshot(b []byte) error {
+	var snap membershipSnapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return fmt.Errorf("server: decode membership in snapshot: %w", err)
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.members = map[uint64]*member{}
+	ms.removed = map[uint64]bool{}
+	for _, m := range snap.Members {
+		ms.members[m.ID] = m
+	}
+	for _, id := range snap.Removed {
+		ms.removed[id] = true
+	}
+	return nil
+}
 
 // all returns copies of every member.
 func (ms *membership) all() []*member {

@@ -42,6 +42,12 @@ type Server struct {
 
 	// Owned by the apply loop.
 	snapIndex uint64
+	// replayMembership says the in-memory membership starts from the snapshot's (or
+	// empty, with the whole log to replay), so replayed conf changes are validated and
+	// applied to it again; otherwise it was loaded from the store.
+	replayMembership bool
+	// stopErr is why the member stopped on its own, if it did (e.g. ErrMemberRemoved).
+	stopErr atomic.Pointer[error]
 	// storeIndex is the store's consistent index at start: raft hands out again the
 	// entries after its newest snapshot, and those up to here are already in the store.
 	storeIndex uint64
@@ -99,7 +105,19 @@ func New(cfg Config) (*Server, error) {
 		SnapDir:        cfg.SnapPath(),
 	}
 	applied, _ := store.ConsistentIndex()
-	if persisted == nil {
+	var peers []*member // whom the transport talks to before the log is applied
+	switch {
+	case persisted == nil && cfg.InitialClusterState == "existing":
+		s.clusterID, s.id, peers, err = joinExisting(lg, &cfg)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		// No raft peers: the membership comes with the leader's log (or snapshot).
+		rcfg.Metadata = walMetadata{MemberID: s.id, ClusterID: s.clusterID}.marshal()
+		s.replayMembership = true
+		applied = 0
+	case persisted == nil:
 		ms, err := initialMembers(&cfg)
 		if err != nil {
 			store.Close()
@@ -119,12 +137,12 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("server: --initial-cluster has no member named %q", cfg.Name)
 		}
 		s.clusterID = clusterID(ids)
-		for _, m := range ms {
-			s.members.add(m)
-		}
+		// The membership itself comes from applying the bootstrap conf changes.
+		peers = ms
+		s.replayMembership = true
 		rcfg.Metadata = walMetadata{MemberID: s.id, ClusterID: s.clusterID}.marshal()
 		applied = 0
-	} else {
+	default:
 		md, err := parseWALMetadata(persisted.Metadata)
 		if err != nil {
 			persisted.WAL.Close()
@@ -133,15 +151,18 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.id, s.clusterID = md.MemberID, md.ClusterID
 		s.snapIndex = persisted.Snapshot.GetMetadata().GetIndex()
-		if err := s.restoreMembers(); err != nil {
+		if err := s.restoreMembers(persisted); err != nil {
 			persisted.WAL.Close()
 			store.Close()
 			return nil, err
 		}
+		peers = s.members.all()
 	}
 	rcfg.ID = s.id
 	s.peers = raftnode.NewPeerTransport(lg, s.id, s.clusterID)
-	s.addPeers(s.members.all())
+	s.addPeers(peers)
+	s.peers.SetMembersSource(s.membersResponse)
+	s.peers.SetRemovedHandlers(s.members.isRemoved, func() { s.stopRemoved() })
 	rcfg.Transport = s.peers
 	s.storeIndex = applied
 	if err := s.restoreLeases(); err != nil {
@@ -179,8 +200,26 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// restoreMembers reloads the membership that applied conf changes stored.
-func (s *Server) restoreMembers() error {
+// restoreMembers rebuilds the membership on restart: from the newest snapshot's copy (the
+// conf changes after it are replayed and validated again), from nothing when there is no
+// snapshot (the whole log is replayed), and from the store for a snapshot that carries
+// none.
+func (s *Server) restoreMembers(p *raftnode.Persisted) error {
+	switch {
+	case p.Snapshot == nil:
+		s.replayMembership = true
+		return nil
+	case len(p.Snapshot.GetData()) > 0:
+		s.replayMembership = true
+		return s.members.restoreSnapshot(p.Snapshot.GetData())
+	}
+	removed, err := s.store.RemovedMembers()
+	if err != nil {
+		return fmt.Errorf("server: load removed members: %w", err)
+	}
+	for _, id := range removed {
+		s.members.markRemoved(id)
+	}
 	ms, err := s.store.Members()
 	if err != nil {
 		return fmt.Errorf("server: load members: %w", err)
@@ -206,6 +245,14 @@ func (s *Server) ReadyNotify() <-chan struct{} { return s.readyc }
 
 // StopNotify is closed once the member has stopped, by Stop or by a fatal error.
 func (s *Server) StopNotify() <-chan struct{} { return s.donec }
+
+// StopReason is why the member stopped on its own (nil after Stop or while running).
+func (s *Server) StopReason() error {
+	if p := s.stopErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Registry holds the member's metrics for /metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }

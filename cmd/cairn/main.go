@@ -251,6 +251,9 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		case <-ctx.Done():
 		case <-srv.StopNotify():
 			runErr = errors.New("member stopped")
+			if why := srv.StopReason(); why != nil {
+				runErr = why
+			}
 		case runErr = <-errc:
 		}
 	case <-ctx.Done():

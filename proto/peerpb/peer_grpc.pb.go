@@ -22,7 +22,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Send_FullMethodName = "/cairn.peerpb.Peer/Send"
+	Peer_Send_FullMethodName    = "/cairn.peerpb.Peer/Send"
+	Peer_Members_FullMethodName = "/cairn.peerpb.Peer/Members"
 )
 
 // PeerClient is the client API for Peer service.
@@ -33,6 +34,8 @@ type PeerClient interface {
 	// stays open. The receiver answers only when it ends the stream: with an error when
 	// it refuses the sender (FailedPrecondition) or is stopping (Unavailable).
 	Send(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Envelope, Empty], error)
+	// Members answers with the cluster id and the members as this member has applied them.
+	Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error)
 }
 
 type peerClient struct {
@@ -56,6 +59,16 @@ func (c *peerClient) Send(ctx context.Context, opts ...grpc.CallOption) (grpc.Cl
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_SendClient = grpc.ClientStreamingClient[Envelope, Empty]
 
+func (c *peerClient) Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MembersResponse)
+	err := c.cc.Invoke(ctx, Peer_Members_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -64,6 +77,8 @@ type PeerServer interface {
 	// stays open. The receiver answers only when it ends the stream: with an error when
 	// it refuses the sender (FailedPrecondition) or is stopping (Unavailable).
 	Send(grpc.ClientStreamingServer[Envelope, Empty]) error
+	// Members answers with the cluster id and the members as this member has applied them.
+	Members(context.Context, *MembersRequest) (*MembersResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -76,6 +91,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) Send(grpc.ClientStreamingServer[Envelope, Empty]) error {
 	return status.Error(codes.Unimplemented, "method Send not implemented")
+}
+func (UnimplementedPeerServer) Members(context.Context, *MembersRequest) (*MembersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Members not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -105,13 +123,36 @@ func _Peer_Send_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_SendServer = grpc.ClientStreamingServer[Envelope, Empty]
 
+func _Peer_Members_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Members(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Members_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Members(ctx, req.(*MembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var Peer_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "cairn.peerpb.Peer",
 	HandlerType: (*PeerServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Members",
+			Handler:    _Peer_Members_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Send",

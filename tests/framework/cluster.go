@@ -39,6 +39,8 @@ type Cluster struct {
 	// InitialCluster is the --initial-cluster value.
 	InitialCluster string
 
+	opts Options
+
 	mu     sync.Mutex
 	client *clientv3.Client
 }
@@ -101,7 +103,7 @@ func newCluster(t testing.TB, n int, opts Options) *Cluster {
 	clusterSeq.n++
 	seq := clusterSeq.n
 	clusterSeq.Unlock()
-	c := &Cluster{t: t, Token: fmt.Sprintf("cairn-e2e-cluster-%d", seq)}
+	c := &Cluster{t: t, Token: fmt.Sprintf("cairn-e2e-cluster-%d", seq), opts: opts}
 	var peers []string
 	for i := 1; i <= n; i++ {
 		o := opts
@@ -129,6 +131,38 @@ func newCluster(t testing.TB, n int, opts Options) *Cluster {
 		m.mu.Unlock()
 	}
 	return c
+}
+
+// NewJoiningMember prepares (without starting) a member that joins the running cluster
+// once added to it (etcdctl member add / clientv3 MemberAdd with its PeerURL): it starts
+// with --initial-cluster-state existing and an --initial-cluster of the members that are
+// running plus itself, as `etcdctl member add` tells an operator to. It is appended to
+// c.Members.
+func (c *Cluster) NewJoiningMember(name string) *Member {
+	c.t.Helper()
+	o := c.opts
+	o.Name = name
+	m := NewMember(c.t, o)
+	var peers []string
+	for _, r := range c.Running() {
+		peers = append(peers, r.Name+"="+r.PeerURL)
+	}
+	peers = append(peers, m.Name+"="+m.PeerURL)
+	flags := []string{"--initial-cluster=" + strings.Join(peers, ","), "--initial-cluster-token=" + c.Token,
+		"--initial-cluster-state=existing"}
+	if !hasFlag(c.opts.Flags, "--heartbeat-interval") {
+		flags = append(flags, fmt.Sprintf("--heartbeat-interval=%d", ClusterHeartbeatMs))
+	}
+	if !hasFlag(c.opts.Flags, "--election-timeout") {
+		flags = append(flags, fmt.Sprintf("--election-timeout=%d", ClusterElectionMs))
+	}
+	o.OmitFlags = append(append([]string(nil), c.opts.OmitFlags...), "--initial-cluster", "--initial-cluster-token", "--initial-cluster-state")
+	o.Flags = append(flags, c.opts.Flags...)
+	m.mu.Lock()
+	m.opts = o
+	m.mu.Unlock()
+	c.Members = append(c.Members, m)
+	return m
 }
 
 // start starts every member and waits (concurrently) until each is ready.

@@ -1,0 +1,102 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/cairn-kv/cairn/proto/peerpb"
+	"github.com/cairn-kv/cairn/raftnode"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// joinTimeout bounds asking the existing members for the cluster's membership.
+const joinTimeout = 10 * time.Second
+
+// membersResponse is what this member answers a joining member's Members RPC.
+func (s *Server) membersResponse() *peerpb.MembersResponse {
+	resp := &peerpb.MembersResponse{ClusterId: s.clusterID, MemberId: s.id}
+	for _, m := range s.members.list() {
+		resp.Members = append(resp.Members, &peerpb.Member{
+			Id: m.ID, Name: m.Name, PeerUrls: m.PeerURLs, ClientUrls: m.ClientURLs, IsLearner: m.IsLearner,
+		})
+	}
+	return resp
+}
+
+// joinExisting asks the other members listed in --initial-cluster for the cluster this
+// member was added to (etcdctl member add), and finds itself in it by its advertised peer
+// URLs, as etcd does for --initial-cluster-state existing. It returns the cluster id,
+// this member's id and the members to talk to.
+func joinExisting(lg *zap.Logger, cfg *Config) (clusterID, id uint64, ms []*member, err error) {
+	own := urlStrings(cfg.AdvertisePeerURLs)
+	sort.Strings(own)
+	var targets []string
+	for name, urls := range cfg.InitialCluster {
+		if name == cfg.Name {
+			continue
+		}
+		for _, u := range urlStrings(urls) {
+			targets = append(targets, u)
+		}
+	}
+	if len(targets) == 0 {
+		return 0, 0, nil, errors.New("server: --initial-cluster-state existing needs the other members in --initial-cluster")
+	}
+	sort.Strings(targets)
+	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+	defer cancel()
+	var errs []error
+	for ctx.Err() == nil {
+		for _, target := range targets {
+			resp, err := fetchMembers(ctx, target)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", target, err))
+				continue
+			}
+			for _, pm := range resp.GetMembers() {
+				urls := slices.Clone(pm.GetPeerUrls())
+				sort.Strings(urls)
+				m := &member{ID: pm.GetId(), Name: pm.GetName(), PeerURLs: pm.GetPeerUrls(), ClientURLs: pm.GetClientUrls(), IsLearner: pm.GetIsLearner()}
+				ms = append(ms, m)
+				if slices.Equal(urls, own) {
+					id = m.ID
+				}
+			}
+			if id == 0 {
+				return 0, 0, nil, fmt.Errorf("server: the cluster at %s has no member with peer URLs %v (add it first: etcdctl member add %s --peer-urls=...)", target, own, cfg.Name)
+			}
+			lg.Info("joining existing cluster", zap.String("cluster-id", fmt.Sprintf("%x", resp.GetClusterId())),
+				zap.String("local-member-id", fmt.Sprintf("%x", id)), zap.Int("members", len(ms)))
+			return resp.GetClusterId(), id, ms, nil
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	return 0, 0, nil, fmt.Errorf("server: cannot fetch the cluster's members to join it: %w", errors.Join(lastErrors(errs, 3)...))
+}
+
+func lastErrors(errs []error, n int) []error {
+	if len(errs) > n {
+		return errs[len(errs)-n:]
+	}
+	return errs
+}
+
+func fetchMembers(ctx context.Context, peerURL string) (*peerpb.MembersResponse, error) {
+	cc, err := grpc.NewClient(raftnode.DialTarget(peerURL), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return peerpb.NewPeerClient(cc).Members(cctx, &peerpb.MembersRequest{}, grpc.WaitForReady(true))
+}

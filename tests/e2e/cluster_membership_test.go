@@ -1,0 +1,259 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-kv/cairn/tests/framework"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Bounds of the membership tests.
+const (
+	// mbCatchUpBound bounds how long a new member may take to catch up
+	// (promotion refused until then) or a removed member to stop.
+	mbCatchUpBound = 30 * time.Second
+	mbCallTimeout  = 5 * time.Second
+)
+
+func mbCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), mbCallTimeout)
+}
+
+// mbMemberID is the id of the member named name in a member list.
+func mbMemberID(t *testing.T, cli *clientv3.Client, name string) uint64 {
+	t.Helper()
+	ctx, cancel := mbCtx()
+	defer cancel()
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatalf("MemberList: %v", err)
+	}
+	for _, m := range ml.Members {
+		if m.Name == name {
+			return m.ID
+		}
+	}
+	t.Fatalf("no member named %s in %v", name, ml.Members)
+	return 0
+}
+
+// mbWaitMembers waits (bounded) until the member list has exactly the names
+// in want, all published, with the learner flags of want.
+func mbWaitMembers(t *testing.T, cli *clientv3.Client, want map[string]bool) {
+	t.Helper()
+	deadline := time.Now().Add(mbCatchUpBound)
+	var last string
+	for i := 0; i < 300; i++ {
+		ctx, cancel := mbCtx()
+		ml, err := cli.MemberList(ctx)
+		cancel()
+		if err == nil {
+			got := map[string]bool{}
+			var parts []string
+			for _, m := range ml.Members {
+				got[m.Name] = m.IsLearner
+				parts = append(parts, fmt.Sprintf("%s(learner=%v,clientURLs=%v)", m.Name, m.IsLearner, m.ClientURLs))
+			}
+			last = strings.Join(parts, " ")
+			if len(got) == len(want) && len(ml.Members) == len(want) {
+				ok := true
+				for n, l := range want {
+					if gl, found := got[n]; !found || gl != l {
+						ok = false
+					}
+				}
+				if ok {
+					return
+				}
+			}
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("member list never became %v; last: %s", want, last)
+}
+
+// mbPromote promotes a learner through the current leader, retrying
+// (bounded) while it is refused for not having caught up yet.
+func mbPromote(t *testing.T, c *framework.Cluster, id uint64) {
+	t.Helper()
+	deadline := time.Now().Add(mbCatchUpBound)
+	var last error
+	for i := 0; i < 300; i++ {
+		lead := c.Leader()
+		ctx, cancel := mbCtx()
+		_, err := lead.Client().MemberPromote(ctx, id)
+		cancel()
+		if err == nil {
+			return
+		}
+		last = err
+		if !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) && !errors.Is(err, rpctypes.ErrNotLeader) &&
+			!strings.Contains(err.Error(), "not leader") && !strings.Contains(err.Error(), "in sync with leader") {
+			t.Fatalf("MemberPromote(%x): %v", id, err)
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("learner %x not promoted within %v: %v", id, mbCatchUpBound, last)
+}
+
+func mbExpectErr(t *testing.T, what string, err error, want error) {
+	t.Helper()
+	if err == nil || err.Error() != want.Error() {
+		t.Fatalf("%s: got %v, want %v", what, err, want)
+	}
+}
+
+// Add a learner under write load, let it catch up, promote it, remove an
+// original member (which stops itself), move an existing member to a new peer
+// URL and move the leadership: no acknowledged write is lost and every member
+// ends with the same HashKV.
+func TestClusterMembershipChanges(t *testing.T) {
+	c := startCluster(t, 3)
+	cli := c.Client()
+	ws := startWriteStream(cli, "/mb/", 2, 100000)
+	ws.waitCount(t, 50, 10*time.Second, "before membership changes")
+
+	// Refusals, with etcd's errors. A member is only added once every voter
+	// has been reachable for 5 s: "unhealthy cluster" before that.
+	m1ID := mbMemberID(t, cli, "m1")
+	var err error
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; i < 100; i++ {
+		ctx, cancel := mbCtx()
+		_, err = cli.MemberAddAsLearner(ctx, []string{c.Members[0].PeerURL})
+		cancel()
+		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mbExpectErr(t, "MemberAdd with a taken peer URL", err, rpctypes.ErrPeerURLExist)
+	ctx, cancel := mbCtx()
+	_, err = cli.MemberRemove(ctx, 0x1234)
+	cancel()
+	mbExpectErr(t, "MemberRemove of an unknown id", err, rpctypes.ErrMemberNotFound)
+	ctx, cancel = mbCtx()
+	_, err = c.Leader().Client().MemberPromote(ctx, m1ID)
+	cancel()
+	mbExpectErr(t, "MemberPromote of a voter", err, rpctypes.ErrMemberNotLearner)
+
+	// A learner joins and catches up while writes flow.
+	m4 := c.NewJoiningMember("m4")
+	ctx, cancel = mbCtx()
+	added, err := cli.MemberAddAsLearner(ctx, []string{m4.PeerURL})
+	cancel()
+	if err != nil {
+		t.Fatalf("MemberAddAsLearner: %v", err)
+	}
+	if !added.Member.IsLearner || len(added.Members) != 4 {
+		t.Fatalf("MemberAddAsLearner answered %v", added)
+	}
+	ctx, cancel = mbCtx()
+	_, err = cli.MemberAddAsLearner(ctx, []string{fmt.Sprintf("http://127.0.0.1:%d", framework.FreePort(t))})
+	cancel()
+	mbExpectErr(t, "a second learner", err, rpctypes.ErrTooManyLearners)
+	ctx, cancel = mbCtx()
+	_, err = c.Leader().Client().MemberPromote(ctx, added.Member.ID)
+	cancel()
+	mbExpectErr(t, "promoting a learner that never started", err, rpctypes.ErrMemberLearnerNotReady)
+
+	if err := m4.Start(); err != nil {
+		t.Fatalf("start m4: %v", err)
+	}
+	if err := m4.WaitReady(mbCatchUpBound); err != nil {
+		t.Fatalf("m4 not ready: %v", err)
+	}
+	st, err := m4.Status()
+	if err != nil || !st.IsLearner {
+		t.Fatalf("m4 Status = %+v, %v; want a learner", st, err)
+	}
+	mbWaitMembers(t, cli, map[string]bool{"m1": false, "m2": false, "m3": false, "m4": true})
+	mbPromote(t, c, added.Member.ID)
+	mbWaitMembers(t, cli, map[string]bool{"m1": false, "m2": false, "m3": false, "m4": false})
+	t.Logf("m4 promoted with %d writes acknowledged", ws.count())
+
+	// Removing m1 (whatever its role) stops it; the rest carries on.
+	m1 := c.Members[0]
+	ctx, cancel = mbCtx()
+	_, err = c.Members[1].Client().MemberRemove(ctx, m1ID)
+	cancel()
+	if err != nil {
+		t.Fatalf("MemberRemove(m1): %v", err)
+	}
+	if _, exited := m1.WaitExit(mbCatchUpBound); !exited {
+		t.Fatalf("m1 still running %v after its removal; log tail:\n%s", mbCatchUpBound, m1.LogTail(20))
+	}
+	if !m1.IsEtcd && !m1.LogContains("the member has been permanently removed from the cluster") {
+		t.Fatalf("m1 stopped without saying it was removed; log tail:\n%s", m1.LogTail(20))
+	}
+	cli2 := c.Members[1].NewClient()
+	mbWaitMembers(t, cli2, map[string]bool{"m2": false, "m3": false, "m4": false})
+	ctx, cancel = mbCtx()
+	_, err = cli2.MemberRemove(ctx, m1ID)
+	cancel()
+	mbExpectErr(t, "removing a removed member", err, rpctypes.ErrMemberNotFound)
+	ws.waitCount(t, ws.count()+50, 15*time.Second, "after removing m1")
+
+	// m2 moves to another peer port.
+	m2 := c.Members[1]
+	m2ID := mbMemberID(t, cli2, "m2")
+	newURL := fmt.Sprintf("http://127.0.0.1:%d", framework.FreePort(t))
+	ctx, cancel = mbCtx()
+	_, err = c.Members[2].Client().MemberUpdate(ctx, m2ID, []string{newURL})
+	cancel()
+	if err != nil {
+		t.Fatalf("MemberUpdate(m2): %v", err)
+	}
+	m2.Stop()
+	m2.PeerURL = newURL
+	if err := m2.Start(); err != nil {
+		t.Fatalf("restart m2 on %s: %v", newURL, err)
+	}
+	if err := m2.WaitReady(mbCatchUpBound); err != nil {
+		t.Fatalf("m2 not ready on its new peer URL: %v", err)
+	}
+	ws.waitCount(t, ws.count()+50, 15*time.Second, "after moving m2")
+
+	// Leadership moves to a chosen follower; a follower cannot move it.
+	lead := c.Leader()
+	var target *framework.Member
+	for _, m := range c.Running() {
+		if m != lead {
+			target = m
+		}
+	}
+	targetID := mbMemberID(t, cli2, target.Name)
+	ctx, cancel = mbCtx()
+	_, err = target.Client().MoveLeader(ctx, targetID)
+	cancel()
+	mbExpectErr(t, "MoveLeader on a follower", err, rpctypes.ErrNotLeader)
+	if out, stderr, err := lead.Etcdctl("move-leader", fmt.Sprintf("%x", targetID)); err != nil {
+		t.Fatalf("etcdctl move-leader: %v\n%s%s", err, out, stderr)
+	}
+	if got := c.Leader(); got != target {
+		t.Fatalf("leader after move-leader is %s, want %s", got.Name, target.Name)
+	}
+
+	acked := ws.halt(t)
+	t.Logf("%d writes acknowledged across the membership changes (errors: %v)", len(acked), ws.errors())
+	clRequireAcked(t, m4, "/mb/", acked, mbValueOf)
+	clRequireAcked(t, m2, "/mb/", acked, mbValueOf)
+	c.RequireHashKVEqual(t, 0)
+}
+
+// mbValueOf is the value the write stream puts under key.
+func mbValueOf(key string) string { return "val-" + key }
