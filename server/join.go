@@ -41,9 +41,7 @@ func joinExisting(lg *zap.Logger, cfg *Config) (clusterID, id uint64, ms []*memb
 		if name == cfg.Name {
 			continue
 		}
-		for _, u := range urlStrings(urls) {
-			targets = append(targets, u)
-		}
+		targets = append(targets, urlStrings(urls)...)
 	}
 	if len(targets) == 0 {
 		return 0, 0, nil, errors.New("server: --initial-cluster-state existing needs the other members in --initial-cluster")

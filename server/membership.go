@@ -268,12 +268,6 @@ func (ms *membership) add(m *member) {
 	ms.members[m.ID] = m
 }
 
-func (ms *membership) remove(id uint64) {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	delete(ms.members, id)
-}
-
 // setAttributes records a member's published name and client URLs and returns a copy
 // of the member, nil if it is not a member.
 func (ms *membership) setAttributes(id uint64, name string, clientURLs []string) *member {
