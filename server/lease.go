@@ -81,18 +81,27 @@ func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 	return proposeFor[*pb.LeaseRevokeResponse](ctx, s, &pb.InternalRaftRequest{LeaseRevoke: r})
 }
 
-// LeaseRenew is one keep-alive. Only the leader's lessor tracks expiry; until a leader
-// takes over (or this member is not it) the renewal waits, as etcd's does.
+// LeaseRenew is one keep-alive. Only the leader's lessor tracks expiry: a follower
+// forwards the renewal to the leader (lease_forward.go); until a leader is known and
+// answers (or, on a new leader, until its lessor is promoted) the renewal waits, as
+// etcd's does.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
 	for {
-		if err := s.clearLeaseCheckpoint(cctx, lease.LeaseID(id)); err != nil {
-			return -1, s.proposeError(ctx, cctx, err)
-		}
-		ttl, err := s.lessor.Renew(lease.LeaseID(id))
-		if !errors.Is(err, lease.ErrNotPrimary) {
-			return ttl, err
+		if leader := s.node.Leader(); leader != 0 && leader != s.id {
+			ttl, err := s.forwardLeaseRenew(cctx, leader, id)
+			if !errors.Is(err, errLeaseForwardRetry) {
+				return ttl, err
+			}
+		} else {
+			if err := s.clearLeaseCheckpoint(cctx, lease.LeaseID(id)); err != nil {
+				return -1, s.proposeError(ctx, cctx, err)
+			}
+			ttl, err := s.lessor.Renew(lease.LeaseID(id))
+			if !errors.Is(err, lease.ErrNotPrimary) {
+				return ttl, err
+			}
 		}
 		select {
 		case <-time.After(leaseExpiryTick):
@@ -123,7 +132,17 @@ func (s *Server) clearLeaseCheckpoint(ctx context.Context, id lease.LeaseID) err
 }
 
 // LeaseTimeToLive reports a lease's remaining and granted TTL, and its keys if asked.
+// Only the leader's lessor knows the remaining TTL, so a follower asks the leader.
 func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if s.node.Leader() != s.id {
+		return s.forwardLeaseTimeToLive(ctx, r)
+	}
+	return s.leaseTimeToLiveLocal(ctx, r)
+}
+
+// leaseTimeToLiveLocal answers LeaseTimeToLive from this member's lessor: the leader's
+// answer.
+func (s *Server) leaseTimeToLiveLocal(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	if err := s.linearizableRead(ctx); err != nil {
 		return nil, err
 	}

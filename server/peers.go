@@ -6,13 +6,18 @@ import (
 	"time"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"github.com/cairn-kv/cairn/proto/peerpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
 
-// RegisterPeerService serves the raft peer protocol on the member's peer-URL gRPC
-// server (cmd/cairn listens on --listen-peer-urls).
-func (s *Server) RegisterPeerService(gs *grpc.Server) { s.peers.Register(gs) }
+// RegisterPeerService serves the raft peer protocol, and the lease requests followers
+// forward to the leader, on the member's peer-URL gRPC server (cmd/cairn listens on
+// --listen-peer-urls).
+func (s *Server) RegisterPeerService(gs *grpc.Server) {
+	s.peers.Register(gs)
+	peerpb.RegisterLeaseForwardServer(gs, &leaseForwardService{s: s})
+}
 
 // addPeers tells the transport where every other member is.
 func (s *Server) addPeers(ms []*member) {

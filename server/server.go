@@ -39,6 +39,7 @@ type Server struct {
 	appliedW  *appliedWaiters
 	reads     *readIndexBatcher
 	ids       *idGenerator
+	leaseFwd  *leaseForwarder // connections to the leader for forwarded lease requests
 
 	// Owned by the apply loop.
 	snapIndex uint64
@@ -92,6 +93,7 @@ func New(cfg Config) (*Server, error) {
 		store:     store,
 		lessor:    lease.New(lease.Config{MinTTL: minLeaseTTL(cfg)}),
 		proposals: newProposalWaiters(),
+		leaseFwd:  newLeaseForwarder(),
 		readyc:    make(chan struct{}),
 		stopping:  make(chan struct{}),
 		donec:     make(chan struct{}),

@@ -1,0 +1,336 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cairn-kv/cairn/lease"
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"github.com/cairn-kv/cairn/proto/peerpb"
+	"github.com/cairn-kv/cairn/raftnode"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// Only the leader's lessor knows when a lease expires (followers keep no expiry at
+// all), so a follower cannot renew a lease or say how long it has left. It forwards
+// both requests to the leader over the peer listener (peerpb.LeaseForward) and answers
+// with what the leader said, as etcd does, so clients get the same answers whichever
+// member they talk to.
+
+const (
+	// minLeaseForwardAttempt is the least time one forwarded request may take before the
+	// follower gives up on it and tries again (it is never more than what is left of the
+	// request's own deadline). Two election timeouts are used when longer: a leader that
+	// stopped answering is replaced within that time.
+	minLeaseForwardAttempt = time.Second
+
+	leaseForwardMinBackoff = 100 * time.Millisecond
+	leaseForwardMaxBackoff = time.Second
+)
+
+// errLeaseForwardRetry marks a forwarding attempt that another attempt may get past:
+// the member asked is not (or no longer) the leader, is unreachable or is stopping.
+var errLeaseForwardRetry = errors.New("server: retry lease request with the current leader")
+
+// leaseForwarder keeps one client connection per leader peer URL for forwarded lease
+// requests. Keep-alives arrive every third of a lease's TTL from every client, so a
+// connection per request would cost a dial each time.
+type leaseForwarder struct {
+	mu       sync.Mutex
+	stopped  bool
+	watching bool
+	conns    map[string]*grpc.ClientConn // by dial target (host:port)
+	// next is, per leader id, how many attempts failed: the leader's peer URL to try is
+	// PeerURLs[next % len], so a member with several URLs is reached through another one
+	// when the first does not answer.
+	next map[uint64]int
+}
+
+func newLeaseForwarder() *leaseForwarder {
+	return &leaseForwarder{conns: map[string]*grpc.ClientConn{}, next: map[uint64]int{}}
+}
+
+// conn returns the cached connection to peer URL u (dialling it on first use) and
+// closes cached connections to URLs no member has any more. The first dial also
+// arranges for every connection to be closed when the member stops.
+func (f *leaseForwarder) conn(s *Server, u string, known []string) (*grpc.ClientConn, error) {
+	target := raftnode.DialTarget(u)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return nil, ErrStopped
+	}
+	if cc, ok := f.conns[target]; ok {
+		return cc, nil
+	}
+	for t, cc := range f.conns {
+		if !slices.Contains(known, t) {
+			_ = cc.Close() // a removed member or a changed URL: nothing will use it again
+			delete(f.conns, t)
+		}
+	}
+	// TODO: TLS for https peer URLs (--peer-cert-file etc.), as raftnode's transport;
+	// peers are plaintext for now.
+	cc, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			// Reconnect soon: a restarted leader must be reachable again within an
+			// election or two, not after grpc's default back-off of up to two minutes.
+			Backoff: backoff.Config{
+				BaseDelay:  leaseForwardMinBackoff,
+				Multiplier: 2,
+				Jitter:     0.2,
+				MaxDelay:   leaseForwardMaxBackoff,
+			},
+			MinConnectTimeout: minLeaseForwardAttempt,
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("server: dial peer %s: %w", u, err)
+	}
+	f.conns[target] = cc
+	if !f.watching {
+		f.watching = true
+		go f.closeOnStop(s)
+	}
+	return cc, nil
+}
+
+// closeOnStop closes every cached connection once the member stops; in-flight
+// forwarded requests end with it (their callers see the member stopping).
+func (f *leaseForwarder) closeOnStop(s *Server) {
+	<-s.stopping
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = true
+	for t, cc := range f.conns {
+		_ = cc.Close()
+		delete(f.conns, t)
+	}
+}
+
+// pick returns the peer URL of leader to try now.
+func (f *leaseForwarder) pick(leader uint64, urls []string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return urls[f.next[leader]%len(urls)]
+}
+
+// failed moves on to leader's next peer URL; successes keep the one that works.
+func (f *leaseForwarder) failed(leader uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.next[leader]++
+}
+
+// leaderClient returns a LeaseForward client for the leader's peer URL to try now.
+func (s *Server) leaderClient(leader uint64) (peerpb.LeaseForwardClient, string, error) {
+	var urls, known []string
+	for _, m := range s.members.all() {
+		if m.ID == leader {
+			urls = m.PeerURLs
+		}
+		for _, u := range m.PeerURLs {
+			known = append(known, raftnode.DialTarget(u))
+		}
+	}
+	if len(urls) == 0 {
+		// The leader's membership is not applied here yet: wait for it like for a leader.
+		return nil, "", fmt.Errorf("leader %x has no known peer URL: %w", leader, errLeaseForwardRetry)
+	}
+	u := s.leaseFwd.pick(leader, urls)
+	cc, err := s.leaseFwd.conn(s, u, known)
+	if err != nil {
+		return nil, u, err
+	}
+	return peerpb.NewLeaseForwardClient(cc), u, nil
+}
+
+// leaseForwardAttempt bounds one forwarded request.
+func (s *Server) leaseForwardAttempt() time.Duration {
+	return max(2*s.cfg.ElectionTimeout, minLeaseForwardAttempt)
+}
+
+// forwardLeaseRenew sends one keep-alive of lease id to leader. An error wrapping
+// errLeaseForwardRetry means the caller should try again (with whoever leads then)
+// until its deadline; lease.ErrLeaseNotFound means the leader has no such lease.
+func (s *Server) forwardLeaseRenew(ctx context.Context, leader uint64, id int64) (int64, error) {
+	cli, u, err := s.leaderClient(leader)
+	if err != nil {
+		return -1, fmt.Errorf("server: forward lease renew to %x: %w", leader, err)
+	}
+	actx, cancel := context.WithTimeout(ctx, s.leaseForwardAttempt())
+	defer cancel()
+	resp, err := cli.Renew(actx, &peerpb.LeaseRenewRequest{
+		ClusterId: s.clusterID,
+		From:      s.id,
+		Request:   &pb.LeaseKeepAliveRequest{ID: id},
+	})
+	if err != nil {
+		return -1, s.leaseForwardError("renew", leader, u, err)
+	}
+	return resp.GetResponse().GetTTL(), nil
+}
+
+// forwardLeaseTimeToLive asks the leader for a lease's time to live, retrying with
+// whoever leads until the request's deadline (requestTimeout, as for any request
+// waiting on raft). If this member becomes the leader meanwhile it answers itself.
+func (s *Server) forwardLeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
+	defer cancel()
+	for {
+		leader := s.node.Leader()
+		if leader == s.id {
+			// The caller's ctx: the local read has its own bound and errors, as before.
+			return s.leaseTimeToLiveLocal(ctx, r)
+		}
+		if leader != 0 {
+			resp, err := s.forwardLeaseTimeToLiveOnce(cctx, leader, r)
+			if !errors.Is(err, errLeaseForwardRetry) {
+				return resp, err
+			}
+		}
+		select {
+		case <-time.After(leaseExpiryTick):
+		case <-cctx.Done():
+			return nil, s.proposeError(ctx, cctx, cctx.Err())
+		case <-s.stopping:
+			return nil, ErrStopped
+		}
+	}
+}
+
+func (s *Server) forwardLeaseTimeToLiveOnce(ctx context.Context, leader uint64, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	cli, u, err := s.leaderClient(leader)
+	if err != nil {
+		return nil, fmt.Errorf("server: forward lease time-to-live to %x: %w", leader, err)
+	}
+	actx, cancel := context.WithTimeout(ctx, s.leaseForwardAttempt())
+	defer cancel()
+	resp, err := cli.TimeToLive(actx, &peerpb.LeaseTimeToLiveRequest{ClusterId: s.clusterID, From: s.id, Request: r})
+	if err != nil {
+		return nil, s.leaseForwardError("time-to-live", leader, u, err)
+	}
+	if resp.GetResponse() == nil {
+		return nil, fmt.Errorf("server: forward lease time-to-live to %x: empty response", leader)
+	}
+	return resp.GetResponse(), nil
+}
+
+// leaseForwardError turns the status a forwarded request failed with into the error
+// the follower answers with: the leader's lease-not-found as lease.ErrLeaseNotFound;
+// what another attempt may get past (not the leader, unreachable, stopping, attempt
+// timed out) as errLeaseForwardRetry; anything else wraps an error with the leader's
+// message, which api maps to etcd's gRPC error by its text.
+func (s *Server) leaseForwardError(what string, leader uint64, u string, err error) error {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.NotFound:
+		return lease.ErrLeaseNotFound
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		s.leaseFwd.failed(leader)
+		s.lg.Debug("forwarded lease request failed; retrying",
+			zap.String("request", what),
+			zap.String("leader-member-id", fmt.Sprintf("%x", leader)),
+			zap.String("leader-peer-url", u),
+			zap.Error(err))
+		return fmt.Errorf("server: forward lease %s to %x: %s: %w", what, leader, st.Message(), errLeaseForwardRetry)
+	case codes.Unknown:
+		return fmt.Errorf("server: forward lease %s to %x: %w", what, leader, errors.New(st.Message()))
+	default:
+		return fmt.Errorf("server: forward lease %s to %x: %w", what, leader, err)
+	}
+}
+
+// leaseForwardService is the leader's side of peerpb.LeaseForward.
+type leaseForwardService struct {
+	peerpb.UnimplementedLeaseForwardServer
+	s *Server
+}
+
+// checkLeader refuses a request from another cluster, and answers Unavailable (the
+// sender retries) unless this member leads with a primary lessor: a follower's lessor,
+// or a new leader's before it was promoted, has no expiries to renew or report.
+func (h *leaseForwardService) checkLeader(clusterID, from uint64) error {
+	s := h.s
+	if clusterID != s.clusterID {
+		s.lg.Warn("refused a forwarded lease request from another cluster",
+			zap.String("remote-peer-id", fmt.Sprintf("%x", from)),
+			zap.String("remote-cluster-id", fmt.Sprintf("%x", clusterID)),
+			zap.String("local-cluster-id", fmt.Sprintf("%x", s.clusterID)))
+		return status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch: request from cluster %x, this is %x", clusterID, s.clusterID)
+	}
+	select {
+	case <-s.stopping:
+		return status.Error(codes.Unavailable, ErrStopped.Error())
+	default:
+	}
+	if s.node.Leader() != s.id || !s.lessor.IsPrimary() {
+		return status.Error(codes.Unavailable, ErrNotLeader.Error())
+	}
+	return nil
+}
+
+// Renew is LeaseRenew's leader path, once: a cleared checkpoint, then the lessor's
+// renewal. The response carries no header: the follower stamps its own.
+func (h *leaseForwardService) Renew(ctx context.Context, r *peerpb.LeaseRenewRequest) (*peerpb.LeaseRenewResponse, error) {
+	if err := h.checkLeader(r.GetClusterId(), r.GetFrom()); err != nil {
+		return nil, err
+	}
+	s := h.s
+	id := r.GetRequest().GetID()
+	if err := s.clearLeaseCheckpoint(ctx, lease.LeaseID(id)); err != nil {
+		return nil, leaseForwardStatus(err)
+	}
+	ttl, err := s.lessor.Renew(lease.LeaseID(id))
+	if err != nil {
+		return nil, leaseForwardStatus(err)
+	}
+	return &peerpb.LeaseRenewResponse{Response: &pb.LeaseKeepAliveResponse{ID: id, TTL: ttl}}, nil
+}
+
+// TimeToLive is LeaseTimeToLive's leader path.
+func (h *leaseForwardService) TimeToLive(ctx context.Context, r *peerpb.LeaseTimeToLiveRequest) (*peerpb.LeaseTimeToLiveResponse, error) {
+	if err := h.checkLeader(r.GetClusterId(), r.GetFrom()); err != nil {
+		return nil, err
+	}
+	s := h.s
+	if r.GetRequest() == nil {
+		return nil, status.Error(codes.InvalidArgument, "peer: lease time-to-live request without a request")
+	}
+	resp, err := s.leaseTimeToLiveLocal(ctx, r.GetRequest())
+	if err != nil {
+		return nil, leaseForwardStatus(err)
+	}
+	// Demoted while answering: the remaining TTL may have come from a lessor without
+	// expiries. Let the sender ask the next leader.
+	if !s.lessor.IsPrimary() {
+		return nil, status.Error(codes.Unavailable, ErrNotLeader.Error())
+	}
+	return &peerpb.LeaseTimeToLiveResponse{Response: resp}, nil
+}
+
+// leaseForwardStatus is the status the leader answers a forwarded lease request with.
+func leaseForwardStatus(err error) error {
+	switch {
+	case errors.Is(err, lease.ErrLeaseNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, lease.ErrNotPrimary):
+		return status.Error(codes.Unavailable, ErrNotLeader.Error())
+	case errors.Is(err, ErrStopped), errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader),
+		errors.Is(err, ErrLeaderChanged), errors.Is(err, ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return status.Error(codes.Unavailable, err.Error())
+	default:
+		return status.Error(codes.Unknown, err.Error())
+	}
+}
