@@ -88,6 +88,19 @@ func StartCluster(t testing.TB, n int, opts Options) *Cluster {
 	return nil
 }
 
+// raftTimingFlags are the cluster's --heartbeat-interval and --election-timeout,
+// unless flags set them.
+func raftTimingFlags(flags []string) []string {
+	var out []string
+	if !hasFlag(flags, "--heartbeat-interval") {
+		out = append(out, fmt.Sprintf("--heartbeat-interval=%d", ClusterHeartbeatMs))
+	}
+	if !hasFlag(flags, "--election-timeout") {
+		out = append(out, fmt.Sprintf("--election-timeout=%d", ClusterElectionMs))
+	}
+	return out
+}
+
 func hasFlag(flags []string, name string) bool {
 	for _, f := range flags {
 		if f == name || strings.HasPrefix(f, name+"=") {
@@ -115,12 +128,7 @@ func newCluster(t testing.TB, n int, opts Options) *Cluster {
 	c.InitialCluster = strings.Join(peers, ",")
 	var extra []string
 	extra = append(extra, "--initial-cluster="+c.InitialCluster, "--initial-cluster-token="+c.Token)
-	if !hasFlag(opts.Flags, "--heartbeat-interval") {
-		extra = append(extra, fmt.Sprintf("--heartbeat-interval=%d", ClusterHeartbeatMs))
-	}
-	if !hasFlag(opts.Flags, "--election-timeout") {
-		extra = append(extra, fmt.Sprintf("--election-timeout=%d", ClusterElectionMs))
-	}
+	extra = append(extra, raftTimingFlags(opts.Flags)...)
 	for _, m := range c.Members {
 		o := m.opts
 		o.OmitFlags = append(append([]string(nil), opts.OmitFlags...), "--initial-cluster", "--initial-cluster-token")
@@ -150,12 +158,7 @@ func (c *Cluster) NewJoiningMember(name string) *Member {
 	peers = append(peers, m.Name+"="+m.PeerURL)
 	flags := []string{"--initial-cluster=" + strings.Join(peers, ","), "--initial-cluster-token=" + c.Token,
 		"--initial-cluster-state=existing"}
-	if !hasFlag(c.opts.Flags, "--heartbeat-interval") {
-		flags = append(flags, fmt.Sprintf("--heartbeat-interval=%d", ClusterHeartbeatMs))
-	}
-	if !hasFlag(c.opts.Flags, "--election-timeout") {
-		flags = append(flags, fmt.Sprintf("--election-timeout=%d", ClusterElectionMs))
-	}
+	flags = append(flags, raftTimingFlags(c.opts.Flags)...)
 	o.OmitFlags = append(append([]string(nil), c.opts.OmitFlags...), "--initial-cluster", "--initial-cluster-token", "--initial-cluster-state")
 	o.Flags = append(flags, c.opts.Flags...)
 	m.mu.Lock()
