@@ -393,24 +393,33 @@ func (p *peer) conn() (*grpc.ClientConn, string, error) {
 	if cc, ok := p.conns[target]; ok {
 		return cc, target, nil
 	}
+	cc, err := DialPeer(target, maxReconnectBackoff, 5*time.Second)
+	if err != nil {
+		return nil, target, err
+	}
+	p.conns[target] = cc
+	return cc, target, nil
+}
+
+// DialPeer opens a client connection to another member's peer listener (target is
+// host:port, see DialTarget). Every member-to-member connection is made here: the raft
+// transport's and the server's own requests to peers. gRPC reconnects with a backoff
+// from 100 ms up to maxBackoff (its default of minutes would keep a restarted member
+// unreachable far beyond an election).
+func DialPeer(target string, maxBackoff, minConnectTimeout time.Duration) (*grpc.ClientConn, error) {
 	// TODO: TLS for https peer URLs (--peer-cert-file etc.); peers are plaintext for now.
-	cc, err := grpc.NewClient(target,
+	return grpc.NewClient(target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
 				BaseDelay:  minReconnectBackoff,
 				Multiplier: 2,
 				Jitter:     0.2,
-				MaxDelay:   maxReconnectBackoff,
+				MaxDelay:   maxBackoff,
 			},
-			MinConnectTimeout: 5 * time.Second,
+			MinConnectTimeout: minConnectTimeout,
 		}),
 	)
-	if err != nil {
-		return nil, target, err
-	}
-	p.conns[target] = cc
-	return cc, target, nil
 }
 
 // rotate makes the next connection attempt use the peer's next URL.

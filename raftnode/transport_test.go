@@ -336,10 +336,6 @@ func TestPeerTransportSendNeverBlocks(t *testing.T) {
 // ends). A proposal a follower forwarded must not stall the stream it came on: the
 // heartbeats behind it are what gives the member its leader back.
 func TestPeerTransportForwardedProposalDoesNotStallStream(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
 	defer recv.Stop()
 	heartbeats := make(chan struct{}, 16)
@@ -354,15 +350,10 @@ func TestPeerTransportForwardedProposalDoesNotStallStream(t *testing.T) {
 		heartbeats <- struct{}{}
 		return nil
 	}, func(uint64) {})
-	srv := grpc.NewServer()
-	recv.Register(srv)
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Stop()
+	_, url := servePeerTransport(t, recv)
 
-	send := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID)
-	defer send.Stop()
-	send.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
-	send.AddPeer(2, []string{"http://" + l.Addr().String()})
+	send := newTestSender(t)
+	send.AddPeer(2, []string{url})
 	send.Send([]*raftpb.Message{
 		{Type: raftpb.MsgProp.Enum(), From: proto.Uint64(1), To: proto.Uint64(2), Entries: []*raftpb.Entry{{Data: []byte("x")}}},
 		{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(2)},
@@ -385,24 +376,16 @@ func TestPeerTransportForwardedProposalDoesNotStallStream(t *testing.T) {
 // A peer raft has nothing to send to still counts as reachable once the link works (the
 // idle probe), and stops counting when it goes away.
 func TestPeerTransportActiveSinceWithoutTraffic(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
 	defer recv.Stop()
 	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
-	srv := grpc.NewServer()
-	recv.Register(srv)
-	go func() { _ = srv.Serve(l) }()
+	srv, url := servePeerTransport(t, recv)
 
-	send := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID)
-	defer send.Stop()
-	send.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
+	send := newTestSender(t)
 	if !send.ActiveSince(2).IsZero() {
 		t.Fatal("an unknown peer is active")
 	}
-	send.AddPeer(2, []string{"http://" + l.Addr().String()})
+	send.AddPeer(2, []string{url})
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -421,28 +404,42 @@ func TestPeerTransportActiveSinceWithoutTraffic(t *testing.T) {
 // A member the others removed learns it from the first peer that refuses it, even
 // though it never applied its own removal.
 func TestPeerTransportRemovedMemberIsTold(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
 	defer recv.Stop()
 	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
 	recv.SetRemovedHandlers(func(id uint64) bool { return id == 1 }, func() {})
-	srv := grpc.NewServer()
-	recv.Register(srv)
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Stop()
+	_, url := servePeerTransport(t, recv)
 
-	send := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID)
-	defer send.Stop()
-	send.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
+	send := newTestSender(t)
 	told := make(chan struct{}, 4)
 	send.SetRemovedHandlers(func(uint64) bool { return false }, func() { told <- struct{}{} })
-	send.AddPeer(2, []string{"http://" + l.Addr().String()})
+	send.AddPeer(2, []string{url})
 	select {
 	case <-told:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the removed member was never told")
 	}
+}
+
+// servePeerTransport serves tr's peer service on a free 127.0.0.1 port until the test
+// ends, and returns the server and the peer URL.
+func servePeerTransport(t *testing.T, tr *PeerTransport) (*grpc.Server, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	tr.Register(srv)
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+	return srv, "http://" + l.Addr().String()
+}
+
+// newTestSender is member 1's transport, which ignores what it receives.
+func newTestSender(t *testing.T) *PeerTransport {
+	send := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID)
+	t.Cleanup(send.Stop)
+	send.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
+	return send
 }

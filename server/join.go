@@ -12,7 +12,6 @@ import (
 	"github.com/cairn-kv/cairn/raftnode"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // joinTimeout bounds asking the existing members for the cluster's membership.
@@ -89,7 +88,7 @@ func lastErrors(errs []error, n int) []error {
 }
 
 func fetchMembers(ctx context.Context, peerURL string) (*peerpb.MembersResponse, error) {
-	cc, err := grpc.NewClient(raftnode.DialTarget(peerURL), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := raftnode.DialPeer(raftnode.DialTarget(peerURL), time.Second, 2*time.Second)
 	if err != nil {
 		return nil, err
 	}

@@ -14,9 +14,7 @@ import (
 	"github.com/cairn-kv/cairn/raftnode"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -33,7 +31,7 @@ const (
 	// stopped answering is replaced within that time.
 	minLeaseForwardAttempt = time.Second
 
-	leaseForwardMinBackoff = 100 * time.Millisecond
+	// leaseForwardMaxBackoff caps reconnecting to a leader that went away.
 	leaseForwardMaxBackoff = time.Second
 )
 
@@ -78,22 +76,7 @@ func (f *leaseForwarder) conn(s *Server, u string, known []string) (*grpc.Client
 			delete(f.conns, t)
 		}
 	}
-	// TODO: TLS for https peer URLs (--peer-cert-file etc.), as raftnode's transport;
-	// peers are plaintext for now.
-	cc, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			// Reconnect soon: a restarted leader must be reachable again within an
-			// election or two, not after grpc's default back-off of up to two minutes.
-			Backoff: backoff.Config{
-				BaseDelay:  leaseForwardMinBackoff,
-				Multiplier: 2,
-				Jitter:     0.2,
-				MaxDelay:   leaseForwardMaxBackoff,
-			},
-			MinConnectTimeout: minLeaseForwardAttempt,
-		}),
-	)
+	cc, err := raftnode.DialPeer(target, leaseForwardMaxBackoff, minLeaseForwardAttempt)
 	if err != nil {
 		return nil, fmt.Errorf("server: dial peer %s: %w", u, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
 	"go.uber.org/zap"
@@ -162,7 +163,7 @@ func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) 
 
 func (s *Server) learnerReady(id uint64) error {
 	st := s.node.Status()
-	if st.RaftState.String() != "StateLeader" {
+	if st.RaftState != raft.StateLeader {
 		return ErrNotLeader
 	}
 	lp, ok := st.Progress[s.id]
