@@ -193,6 +193,11 @@ func (ms *membership) validate(typ raftpb.ConfChangeType, id uint64, m *member) 
 		if cur != nil {
 			return ErrIDExists
 		}
+		// Checked here too, not only when proposed: two adds sent to different members
+		// can both pass their member's check before either is applied.
+		if _, _, learners := ms.counts(0); learners >= maxLearners {
+			return ErrTooManyLearners
+		}
 		if ms.peerURLTaken(m.PeerURLs, id) {
 			return ErrPeerURLExists
 		}

@@ -110,6 +110,24 @@ func mbPromote(t *testing.T, c *framework.Cluster, id uint64) {
 	t.Fatalf("learner %x not promoted within %v: %v", id, mbCatchUpBound, last)
 }
 
+// mbWhileUnhealthy calls f until it fails with something else than "unhealthy
+// cluster" (bounded): members refuse additions until each has reached every voter
+// for 5 s, and each member gets there at its own time.
+func mbWhileUnhealthy(f func(ctx context.Context) error) error {
+	var err error
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; i < 100; i++ {
+		ctx, cancel := mbCtx()
+		err = f(ctx)
+		cancel()
+		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
 func mbExpectErr(t *testing.T, what string, err error, want error) {
 	t.Helper()
 	if err == nil || err.Error() != want.Error() {
@@ -130,17 +148,10 @@ func TestClusterMembershipChanges(t *testing.T) {
 	// Refusals, with etcd's errors. A member is only added once every voter
 	// has been reachable for 5 s: "unhealthy cluster" before that.
 	m1ID := mbMemberID(t, cli, "m1")
-	var err error
-	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; i < 100; i++ {
-		ctx, cancel := mbCtx()
-		_, err = cli.MemberAddAsLearner(ctx, []string{c.Members[0].PeerURL})
-		cancel()
-		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	err := mbWhileUnhealthy(func(ctx context.Context) error {
+		_, err := cli.MemberAddAsLearner(ctx, []string{c.Members[0].PeerURL})
+		return err
+	})
 	mbExpectErr(t, "MemberAdd with a taken peer URL", err, rpctypes.ErrPeerURLExist)
 	ctx, cancel := mbCtx()
 	_, err = cli.MemberRemove(ctx, 0x1234)
@@ -153,18 +164,21 @@ func TestClusterMembershipChanges(t *testing.T) {
 
 	// A learner joins and catches up while writes flow.
 	m4 := c.NewJoiningMember("m4")
-	ctx, cancel = mbCtx()
-	added, err := cli.MemberAddAsLearner(ctx, []string{m4.PeerURL})
-	cancel()
+	var added *clientv3.MemberAddResponse
+	err = mbWhileUnhealthy(func(ctx context.Context) (err error) {
+		added, err = cli.MemberAddAsLearner(ctx, []string{m4.PeerURL})
+		return err
+	})
 	if err != nil {
 		t.Fatalf("MemberAddAsLearner: %v", err)
 	}
 	if !added.Member.IsLearner || len(added.Members) != 4 {
 		t.Fatalf("MemberAddAsLearner answered %v", added)
 	}
-	ctx, cancel = mbCtx()
-	_, err = cli.MemberAddAsLearner(ctx, []string{fmt.Sprintf("http://127.0.0.1:%d", framework.FreePort(t))})
-	cancel()
+	err = mbWhileUnhealthy(func(ctx context.Context) error {
+		_, err := cli.MemberAddAsLearner(ctx, []string{fmt.Sprintf("http://127.0.0.1:%d", framework.FreePort(t))})
+		return err
+	})
 	mbExpectErr(t, "a second learner", err, rpctypes.ErrTooManyLearners)
 	ctx, cancel = mbCtx()
 	_, err = c.Leader().Client().MemberPromote(ctx, added.Member.ID)

@@ -1,0 +1,47 @@
+package server
+
+import (
+	"errors"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Conf changes are validated when applied, so that two changes proposed through
+// different members, each valid where it was proposed, cannot both take effect.
+func TestMembershipValidateAtApply(t *testing.T) {
+	ms := newMembership()
+	ms.add(&member{ID: 1, Name: "m1", PeerURLs: []string{"http://a:1"}})
+	ms.add(&member{ID: 2, PeerURLs: []string{"http://b:1"}, IsLearner: true})
+	cases := []struct {
+		what string
+		typ  raftpb.ConfChangeType
+		id   uint64
+		m    *member
+		want error
+	}{
+		{"second learner", raftpb.ConfChangeAddLearnerNode, 3, &member{ID: 3, PeerURLs: []string{"http://c:1"}}, ErrTooManyLearners},
+		{"taken peer URL", raftpb.ConfChangeAddNode, 3, &member{ID: 3, PeerURLs: []string{"http://a:1"}}, ErrPeerURLExists},
+		{"existing voter", raftpb.ConfChangeAddNode, 1, &member{ID: 1, PeerURLs: []string{"http://a:1"}}, ErrIDExists},
+		{"promote learner", raftpb.ConfChangeAddNode, 2, &member{ID: 2, PeerURLs: []string{"http://b:1"}}, nil},
+		{"remove unknown", raftpb.ConfChangeRemoveNode, 9, nil, ErrIDNotFound},
+		{"update to a taken URL", raftpb.ConfChangeUpdateNode, 2, &member{ID: 2, PeerURLs: []string{"http://a:1"}}, ErrPeerURLExists},
+	}
+	for _, c := range cases {
+		if err := ms.validate(c.typ, c.id, c.m); !errors.Is(err, c.want) {
+			t.Errorf("%s: validate = %v, want %v", c.what, err, c.want)
+		}
+	}
+	ms.markRemoved(1)
+	if err := ms.validate(raftpb.ConfChangeAddNode, 1, &member{ID: 1}); !errors.Is(err, ErrIDRemoved) {
+		t.Errorf("re-adding a removed id: %v, want %v", err, ErrIDRemoved)
+	}
+	// The membership a snapshot carries decides the same after a restart.
+	restored := newMembership()
+	if err := restored.restoreSnapshot(ms.marshalSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	if !restored.isRemoved(1) || restored.get(2) == nil || !restored.get(2).IsLearner {
+		t.Fatalf("restored membership: %+v removed=%v", restored.all(), restored.isRemoved(1))
+	}
+}
