@@ -42,6 +42,7 @@ func (s *Store) Compact(rev int64) (done <-chan struct{}, err error) {
 // holds wmu.
 func (s *Store) startCompaction(rev int64, keep map[revision]struct{}) <-chan struct{} {
 	done := make(chan struct{})
+	gen := s.generation
 	prev := s.lastCompaction
 	s.lastCompaction = done
 	s.compact.Add(1)
@@ -55,7 +56,7 @@ func (s *Store) startCompaction(rev int64, keep map[revision]struct{}) <-chan st
 				return
 			}
 		}
-		if err := s.runCompaction(rev, keep); err != nil {
+		if err := s.runCompaction(rev, keep, gen); err != nil {
 			s.lg.Warn("compaction stopped", zap.Int64("compact-revision", rev), zap.Error(err))
 		}
 	}()
@@ -64,8 +65,8 @@ func (s *Store) startCompaction(rev int64, keep map[revision]struct{}) <-chan st
 
 // runCompaction deletes the revisions at or below rev that are not in keep, at most
 // compactBatchLimit keys per committed bbolt transaction, then marks the compaction
-// finished.
-func (s *Store) runCompaction(rev int64, keep map[revision]struct{}) error {
+// finished. It stops once the store's contents are replaced (generation changes).
+func (s *Store) runCompaction(rev int64, keep map[revision]struct{}, gen uint64) error {
 	start := time.Now()
 	from := revision{}.bytes(false)
 	end := revision{main: rev + 1}.bytes(false)
@@ -80,6 +81,10 @@ func (s *Store) runCompaction(rev int64, keep map[revision]struct{}) error {
 		if s.closed {
 			s.wmu.Unlock()
 			return fmt.Errorf("store closed after %d keys", total)
+		}
+		if s.generation != gen {
+			s.wmu.Unlock()
+			return fmt.Errorf("store contents replaced by a snapshot after %d keys", total)
 		}
 		var (
 			del  [][]byte

@@ -41,9 +41,12 @@ const (
 // index change. A write transaction adds its revisions to the index as it goes, at
 // currentRev+1, which no reader looks at until End publishes the new currentRev.
 type Store struct {
-	lg  *zap.Logger
-	cfg Config
-	b   *backend
+	lg   *zap.Logger
+	cfg  Config
+	path string
+	// b is the backend; Restore replaces it holding wmu and mu, so a reader that holds
+	// neither takes it under mu (see backend()).
+	b *backend
 
 	wmu sync.Mutex
 
@@ -67,6 +70,7 @@ type Store struct {
 	donec          chan struct{} // the commit loop has exited
 	compact        sync.WaitGroup
 	lastCompaction chan struct{} // done channel of the latest compaction; guarded by wmu
+	generation     uint64        // counts Restores; guarded by wmu
 	closed         bool
 }
 
@@ -87,46 +91,75 @@ func Open(lg *zap.Logger, path string, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		lg:         lg,
-		cfg:        cfg,
-		b:          b,
-		idx:        newTreeIndex(),
-		compactRev: -1,
-		stopc:      make(chan struct{}),
-		donec:      make(chan struct{}),
+		lg:    lg,
+		cfg:   cfg,
+		path:  path,
+		b:     b,
+		stopc: make(chan struct{}),
+		donec: make(chan struct{}),
 	}
-	s.currentRev.Store(1)
-	scheduled, finished, err := s.restore()
+	scheduled, finished, err := s.load()
 	if err != nil {
 		b.close()
 		return nil, fmt.Errorf("mvcc: restore %s: %w", path, err)
 	}
-	s.committedRev.Store(s.currentRev.Load())
 	s.hub = newWatchHub(s)
 	go s.commitLoop()
 	go s.hub.syncLoop()
-	if scheduled > finished {
-		s.lg.Info("resuming unfinished compaction",
-			zap.Int64("scheduled-compact-revision", scheduled),
-			zap.Int64("finished-compact-revision", finished))
-		s.wmu.Lock()
-		keep := s.idx.compact(scheduled)
-		s.startCompaction(scheduled, keep)
-		s.wmu.Unlock()
-	}
+	s.wmu.Lock()
+	s.resumeCompaction(scheduled, finished)
+	s.wmu.Unlock()
 	return s, nil
+}
+
+// resumeCompaction restarts a compaction the backend has scheduled but not finished.
+// Caller holds wmu.
+func (s *Store) resumeCompaction(scheduled, finished int64) {
+	if scheduled <= finished {
+		return
+	}
+	s.lg.Info("resuming unfinished compaction",
+		zap.Int64("scheduled-compact-revision", scheduled),
+		zap.Int64("finished-compact-revision", finished))
+	s.mu.Lock()
+	keep := s.idx.compact(scheduled)
+	s.mu.Unlock()
+	s.startCompaction(scheduled, keep)
+}
+
+// load resets the in-memory state (index, revisions, consistent index) to the backend's.
+// Caller holds wmu and mu, or is Open.
+func (s *Store) load() (scheduled, finished int64, err error) {
+	s.idx = newTreeIndex()
+	s.compactRev = -1
+	s.currentRev.Store(1)
+	s.ciMu.Lock()
+	s.ci, s.term, s.ciDirty = 0, 0, false
+	s.ciMu.Unlock()
+	scheduled, finished, err = s.restore()
+	s.committedRev.Store(s.currentRev.Load())
+	return scheduled, finished, err
+}
+
+// backend is the current backend, for readers that hold neither wmu nor mu.
+func (s *Store) backend() *backend {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.b
 }
 
 // restore loads the meta values and rebuilds the index from the "key" bucket.
 func (s *Store) restore() (scheduled, finished int64, err error) {
 	tx := s.b.tx
 	meta := tx.Bucket(bucketMeta)
+	s.ciMu.Lock()
 	if v := meta.Get(metaConsistentIndex); len(v) == 8 {
 		s.ci = binary.BigEndian.Uint64(v)
 	}
 	if v := meta.Get(metaTerm); len(v) == 8 {
 		s.term = binary.BigEndian.Uint64(v)
 	}
+	s.ciMu.Unlock()
 	scheduled, finished = -1, -1
 	if v := meta.Get(metaScheduledCompact); len(v) >= revBytesLen {
 		scheduled = bytesToRev(v).main
@@ -292,5 +325,6 @@ func (s *Store) Commit() error {
 
 // Size returns the database file size and the part of it in use, as of the last commit.
 func (s *Store) Size() (total, inUse int64) {
-	return s.b.size.Load(), s.b.sizeInUse.Load()
+	b := s.backend()
+	return b.size.Load(), b.sizeInUse.Load()
 }

@@ -64,6 +64,24 @@ func (g *watcherGroup) match(key []byte, f func(w *watcher)) {
 	ivStab(g.ranges, key, f)
 }
 
+// all returns every watcher in the group.
+func (g *watcherGroup) all() []*watcher {
+	out := make([]*watcher, 0, g.n)
+	for _, ws := range g.keys {
+		out = append(out, ws...)
+	}
+	var walk func(n *ivNode)
+	walk = func(n *ivNode) {
+		for n != nil {
+			walk(n.left)
+			out = append(out, n.w)
+			n = n.right
+		}
+	}
+	walk(g.ranges)
+	return out
+}
+
 // ivNode is a treap node holding one range watcher ([key, end), or [key, ∞) for from-key).
 type ivNode struct {
 	w           *watcher

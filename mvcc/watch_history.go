@@ -23,7 +23,7 @@ func (s *Store) readHistory(minRev, maxRev int64, maxRevs, maxEvents int) (evs [
 	from := minRev
 	if committed := s.committedRev.Load(); from <= committed {
 		sc.to = min(maxRev, committed)
-		tx, err := s.b.db.Begin(false)
+		tx, err := s.backend().db.Begin(false)
 		if err != nil {
 			return nil, 0, fmt.Errorf("mvcc: begin history read: %w", err)
 		}

@@ -176,6 +176,21 @@ func (h *watchHub) notify(rev int64, events []*mvccpb.Event, prevs []*mvccpb.Key
 	}
 }
 
+// resync follows a Restore: the store now ends at rev, and the revisions after the last
+// one notify handed out were never sent, so every synced watcher catches up from the
+// backend like a slow one. Caller holds wmu.
+func (h *watchHub) resync(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.synced.all() {
+		h.synced.delete(w)
+		w.minRev = max(w.minRev, h.rev+1)
+		h.addUnsynced(w)
+	}
+	h.rev = rev
+	h.kick()
+}
+
 // send queues r on the stream unless its channel is full. Caller holds h.mu.
 func (ws *WatchStream) send(r WatchResponse) bool {
 	select {

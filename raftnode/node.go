@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -18,9 +20,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// snapshotCatchUpEntries is how many entries stay in memory behind a snapshot so a
-// slightly lagging follower can catch up from the log instead of a whole snapshot.
-const snapshotCatchUpEntries = 5000
+// DefaultSnapshotCatchUpEntries is how many entries stay in memory behind a snapshot so
+// a slightly lagging follower can catch up from the log instead of a whole snapshot
+// (etcd's default for --snapshot-catchup-entries).
+const DefaultSnapshotCatchUpEntries = 5000
 
 // snapshotsKept is how many snapshot files survive a purge.
 const snapshotsKept = 5
@@ -39,6 +42,9 @@ type Config struct {
 	HeartbeatTicks int
 	WALDir         string
 	SnapDir        string
+	// SnapshotCatchUpEntries is how many entries the log keeps behind each snapshot
+	// (DefaultSnapshotCatchUpEntries when 0).
+	SnapshotCatchUpEntries uint64
 
 	// For a new member: the WAL metadata to create it with and the initial peers. A
 	// member joining an existing cluster has no peers: it learns the membership from the
@@ -54,8 +60,13 @@ type Config struct {
 // after the newest snapshot: the apply loop must skip what its state machine already
 // has, but still give every conf change to ApplyConfChange, which rebuilds raft's
 // membership from them.
+//
+// Snapshot, when set, is a snapshot received from the leader, durable in the WAL and
+// snapshot directory, to install before the entries (which follow it): its db file is
+// SnapshotDB(index). raft's membership already is the snapshot's.
 type Apply struct {
-	Entries []*raftpb.Entry
+	Snapshot *raftpb.Snapshot
+	Entries  []*raftpb.Entry
 }
 
 // Node runs the raft Ready loop for one member.
@@ -66,6 +77,7 @@ type Node struct {
 	snapshotter *snap.Snapshotter
 	transport   Transport
 	tick        time.Duration
+	catchUp     uint64
 
 	walMu sync.Mutex // the WAL has one writer at a time: the Ready loop or Snapshot
 	wal   *wal.WAL
@@ -84,13 +96,15 @@ type Node struct {
 }
 
 // Start creates (p == nil) or restarts (p from LoadPersisted) the raft node and runs its
-// Ready loop until Stop.
+// Ready loop until Stop. A restarting caller must have installed p.SnapshotDB first if
+// its store needed it: Start removes received db files.
 func Start(cfg Config, p *Persisted) (*Node, error) {
 	n := &Node{
 		lg:          cfg.Logger,
 		snapshotter: snap.New(cfg.Logger, cfg.SnapDir),
 		transport:   cfg.Transport,
 		tick:        cfg.TickInterval,
+		catchUp:     cfg.SnapshotCatchUpEntries,
 		applyc:      make(chan Apply, 64),
 		readStatec:  make(chan raft.ReadState, 1),
 		stopc:       make(chan struct{}),
@@ -105,6 +119,9 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		CheckQuorum:     true,
 		PreVote:         true,
 		Logger:          newRaftLogger(cfg.Logger),
+	}
+	if n.catchUp == 0 {
+		n.catchUp = DefaultSnapshotCatchUpEntries
 	}
 	if p == nil {
 		w, err := wal.Create(cfg.Logger, cfg.WALDir, cfg.Metadata)
@@ -129,6 +146,11 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		rc.Storage = ms
 		n.committed.Store(p.HardState.GetCommit())
 		n.raft = raft.RestartNode(rc)
+	}
+	// Received db files are used up: the caller installed the one the newest snapshot
+	// needed (Persisted.SnapshotDB), and raft asks the leader again for anything newer.
+	if err := n.snapshotter.PurgeDBs(math.MaxUint64); err != nil {
+		n.lg.Warn("failed to purge received snapshot db files", zap.Error(err))
 	}
 	go n.run()
 	n.campaignIfAlone(cfg.ID)
@@ -190,10 +212,20 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if n.transport != nil && len(rd.Messages) > 0 {
 		n.transport.Send(rd.Messages)
 	}
+	var ap Apply
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		// A snapshot from the leader would stand for state this member's store does not
-		// have (the db file is not transferred yet): stopping is safer than diverging.
-		return fmt.Errorf("raftnode: received a snapshot at index %d from the leader; installing leader snapshots is not supported yet (the member fell too far behind)", rd.Snapshot.GetMetadata().GetIndex())
+		// The db file came first (ReceiveSnapshot saves it before raft sees the
+		// message); without it the snapshot would stand for state nobody has.
+		index := rd.Snapshot.GetMetadata().GetIndex()
+		if _, err := n.snapshotter.DBPath(index); err != nil {
+			return fmt.Errorf("raftnode: install snapshot %d: %w", index, err)
+		}
+		// Durable before the log after it: a restart then finds the snapshot mark (and
+		// the db file, which stays until the store took it) before those entries.
+		if err := n.saveSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+		ap.Snapshot = rd.Snapshot
 	}
 	n.walMu.Lock()
 	err := n.wal.Save(rd.HardState, rd.Entries)
@@ -201,19 +233,51 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if err != nil {
 		return fmt.Errorf("raftnode: save to wal: %w", err)
 	}
+	if ap.Snapshot != nil {
+		if err := n.storage.ApplySnapshot(ap.Snapshot); err != nil {
+			return fmt.Errorf("raftnode: apply snapshot to storage: %w", err)
+		}
+		n.committed.Store(max(n.committed.Load(), ap.Snapshot.GetMetadata().GetIndex()))
+		n.lg.Info("installed snapshot from the leader",
+			zap.Uint64("snapshot-index", ap.Snapshot.GetMetadata().GetIndex()),
+			zap.Uint64("snapshot-term", ap.Snapshot.GetMetadata().GetTerm()))
+	}
 	if err := n.storage.Append(rd.Entries); err != nil {
 		return fmt.Errorf("raftnode: append to storage: %w", err)
 	}
 	if len(rd.CommittedEntries) > 0 {
 		n.committed.Store(rd.CommittedEntries[len(rd.CommittedEntries)-1].GetIndex())
+		ap.Entries = rd.CommittedEntries
+	}
+	if ap.Snapshot != nil || len(ap.Entries) > 0 {
 		select {
-		case n.applyc <- Apply{Entries: rd.CommittedEntries}:
+		case n.applyc <- ap:
 		case <-n.stopc:
 			return errStopped
 		}
 	}
 	return nil
 }
+
+// ReceiveSnapshot takes a snapshot message from the leader with its db (see
+// SnapshotReceiver): the db is saved first, so the snapshot raft then hands to the
+// Ready loop always has it.
+func (n *Node) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, r io.Reader) error {
+	index := m.GetSnapshot().GetMetadata().GetIndex()
+	if _, err := n.snapshotter.SaveDB(index, r); err != nil {
+		return err
+	}
+	if err := n.raft.Step(ctx, m); err != nil {
+		return fmt.Errorf("raftnode: step snapshot %d: %w", index, err)
+	}
+	return nil
+}
+
+// SnapshotDB is the db file received with the snapshot at index.
+func (n *Node) SnapshotDB(index uint64) (string, error) { return n.snapshotter.DBPath(index) }
+
+// PurgeSnapshotDBs removes db files of snapshots at or below index (see snap.PurgeDBs).
+func (n *Node) PurgeSnapshotDBs(index uint64) error { return n.snapshotter.PurgeDBs(index) }
 
 var errStopped = errors.New("raftnode: stopped")
 
@@ -310,8 +374,8 @@ func (n *Node) Snapshot(applied uint64, data []byte) error {
 	if err := n.saveSnapshot(s); err != nil {
 		return err
 	}
-	if applied > snapshotCatchUpEntries {
-		if err := n.storage.Compact(applied - snapshotCatchUpEntries); err != nil && !errors.Is(err, raft.ErrCompacted) {
+	if applied > n.catchUp {
+		if err := n.storage.Compact(applied - n.catchUp); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return fmt.Errorf("raftnode: compact log: %w", err)
 		}
 	}
@@ -326,6 +390,25 @@ func (n *Node) Snapshot(applied uint64, data []byte) error {
 	}
 	n.lg.Info("saved snapshot", zap.Uint64("snapshot-index", applied))
 	return nil
+}
+
+// SnapshotAt describes the state machine as of applied, for a snapshot sent to a
+// follower: applied's term, raft's current membership and data (the caller's state the
+// db does not hold). Like Snapshot, it must be called from the goroutine that applies
+// entries, so the membership is the one as of applied.
+func (n *Node) SnapshotAt(applied uint64, data []byte) (*raftpb.Snapshot, error) {
+	term, err := n.storage.Term(applied)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: term of applied index %d: %w", applied, err)
+	}
+	return &raftpb.Snapshot{
+		Data: data,
+		Metadata: &raftpb.SnapshotMetadata{
+			ConfState: confState(n.raft.Status().Config),
+			Index:     proto.Uint64(applied),
+			Term:      proto.Uint64(term),
+		},
+	}, nil
 }
 
 // saveSnapshot writes the WAL mark before the snapshot file: a crash in between leaves a

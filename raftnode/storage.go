@@ -17,6 +17,10 @@ type Persisted struct {
 	WAL       *wal.WAL
 	Metadata  []byte
 	Snapshot  *raftpb.Snapshot // nil when there is none
+	// SnapshotDB is the db file received with Snapshot from the leader, "" if there is
+	// none. The store must take it (mvcc.Store.Restore) when its applied index is below
+	// the snapshot's: the member crashed between saving the snapshot and installing it.
+	SnapshotDB string
 	HardState *raftpb.HardState
 	Entries   []*raftpb.Entry
 }
@@ -35,6 +39,9 @@ func LoadPersisted(lg *zap.Logger, walDir, snapDir string) (*Persisted, error) {
 		return nil, fmt.Errorf("raftnode: load snapshot: %w", err)
 	default:
 		p.Snapshot = s
+		if path, err := snap.New(lg, snapDir).DBPath(s.GetMetadata().GetIndex()); err == nil {
+			p.SnapshotDB = path
+		}
 	}
 	mark := wal.Snapshot{Index: p.Snapshot.GetMetadata().GetIndex(), Term: p.Snapshot.GetMetadata().GetTerm()}
 	w, err := wal.Open(lg, walDir, mark)

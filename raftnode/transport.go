@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cairn-kv/cairn/proto/peerpb"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -54,7 +55,8 @@ const (
 //
 // Each peer has a bounded queue and one goroutine that keeps one long-lived stream open
 // to it, writing everything queued since its last write as one envelope. Send never
-// blocks. Receiving is the peer gRPC service Register installs: it checks the cluster
+// blocks. A snapshot (MsgSnap) goes with the db it stands for on a stream and
+// connection of its own (snapshot_transport.go). Receiving is the peer gRPC service Register installs: it checks the cluster
 // and member ids of each envelope and hands the messages to the handler (node.Step).
 // Proposals forwarded by followers take a separate queue: raft holds a proposal while it
 // has no leader, and that must not stall the stream that also carries heartbeats and
@@ -72,6 +74,10 @@ type PeerTransport struct {
 	peers       map[uint64]*peer
 	handler     func(ctx context.Context, m *raftpb.Message) error
 	unreachable func(id uint64)
+
+	snapSource  SnapshotSource
+	snapReceive SnapshotReceiver
+	snapReport  func(id uint64, st raft.SnapshotStatus)
 
 	proposals   chan forwardedProposal
 	members     func() *peerpb.MembersResponse
@@ -234,6 +240,10 @@ func (t *PeerTransport) Send(msgs []*raftpb.Message) {
 		to := m.GetTo()
 		p := t.peers[to]
 		if p == nil {
+			continue
+		}
+		if m.GetType() == raftpb.MsgSnap {
+			go t.sendSnapshot(p, m)
 			continue
 		}
 		select {
@@ -624,29 +634,12 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 			return r.err
 		}
 		env := r.env
-		if env.GetClusterId() != t.clusterID {
-			t.lg.Warn("rejected peer stream: cluster ID mismatch",
-				zap.String("remote-peer-id", idString(env.GetFrom())),
-				zap.String("remote-cluster-id", idString(env.GetClusterId())),
-				zap.String("local-cluster-id", idString(t.clusterID)))
-			return status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch (local %s, remote %s)",
-				idString(t.clusterID), idString(env.GetClusterId()))
-		}
-		if env.GetTo() != t.localID {
-			t.lg.Warn("rejected peer stream: member ID mismatch",
-				zap.String("remote-peer-id", idString(env.GetFrom())),
-				zap.String("to", idString(env.GetTo())),
-				zap.String("local-member-id", idString(t.localID)))
-			return status.Errorf(codes.FailedPrecondition, "peer: member ID mismatch (local %s, message for %s)",
-				idString(t.localID), idString(env.GetTo()))
+		if err := t.checkSender(env.GetClusterId(), env.GetFrom(), env.GetTo()); err != nil {
+			return err
 		}
 		t.mu.RLock()
-		h, isRemoved := t.handler, t.isRemoved
+		h := t.handler
 		t.mu.RUnlock()
-		if isRemoved != nil && isRemoved(env.GetFrom()) {
-			t.lg.Warn("rejected peer stream: the sender was removed from the cluster", zap.String("remote-peer-id", idString(env.GetFrom())))
-			return status.Error(codes.PermissionDenied, errRemovedText)
-		}
 		if h == nil {
 			return status.Error(codes.Unavailable, "peer: not ready to receive raft messages")
 		}
@@ -672,4 +665,33 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 			}
 		}
 	}
+}
+
+// checkSender refuses a stream from another cluster, meant for another member, or from a
+// member removed from the cluster.
+func (t *PeerTransport) checkSender(clusterID, from, to uint64) error {
+	if clusterID != t.clusterID {
+		t.lg.Warn("rejected peer stream: cluster ID mismatch",
+			zap.String("remote-peer-id", idString(from)),
+			zap.String("remote-cluster-id", idString(clusterID)),
+			zap.String("local-cluster-id", idString(t.clusterID)))
+		return status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch (local %s, remote %s)",
+			idString(t.clusterID), idString(clusterID))
+	}
+	if to != t.localID {
+		t.lg.Warn("rejected peer stream: member ID mismatch",
+			zap.String("remote-peer-id", idString(from)),
+			zap.String("to", idString(to)),
+			zap.String("local-member-id", idString(t.localID)))
+		return status.Errorf(codes.FailedPrecondition, "peer: member ID mismatch (local %s, message for %s)",
+			idString(t.localID), idString(to))
+	}
+	t.mu.RLock()
+	isRemoved := t.isRemoved
+	t.mu.RUnlock()
+	if isRemoved != nil && isRemoved(from) {
+		t.lg.Warn("rejected peer stream: the sender was removed from the cluster", zap.String("remote-peer-id", idString(from)))
+		return status.Error(codes.PermissionDenied, errRemovedText)
+	}
+	return nil
 }

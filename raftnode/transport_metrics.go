@@ -16,9 +16,38 @@ var (
 		Namespace: "etcd", Subsystem: "network", Name: "peer_sent_failures_total",
 		Help: "The total number of send failures from peers.",
 	}, []string{"To"})
+
+	snapshotSendSuccess = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "etcd", Subsystem: "network", Name: "snapshot_send_success",
+		Help: "Total number of successful snapshot sends",
+	}, []string{"To"})
+	snapshotSendFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "etcd", Subsystem: "network", Name: "snapshot_send_failures",
+		Help: "Total number of snapshot send failures",
+	}, []string{"To"})
+	snapshotSendSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "etcd", Subsystem: "network", Name: "snapshot_send_total_duration_seconds",
+		Help:    "Total latency distributions of v3 snapshot sends",
+		Buckets: prometheus.ExponentialBuckets(0.1, 2, 10),
+	}, []string{"To"})
+	snapshotReceiveSuccess = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "etcd", Subsystem: "network", Name: "snapshot_receive_success",
+		Help: "Total number of successful snapshot receives",
+	}, []string{"From"})
+	snapshotReceiveFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "etcd", Subsystem: "network", Name: "snapshot_receive_failures",
+		Help: "Total number of snapshot receive failures",
+	}, []string{"From"})
+	snapshotReceiveSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "etcd", Subsystem: "network", Name: "snapshot_receive_total_duration_seconds",
+		Help:    "Total latency distributions of v3 snapshot receives",
+		Buckets: prometheus.ExponentialBuckets(0.1, 2, 10),
+	}, []string{"From"})
 )
 
 // Collectors are the peer transport's metrics, for registering with a registry.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{peerSentBytes, peerReceivedBytes, peerSentFailures}
+	return []prometheus.Collector{peerSentBytes, peerReceivedBytes, peerSentFailures,
+		snapshotSendSuccess, snapshotSendFailures, snapshotSendSeconds,
+		snapshotReceiveSuccess, snapshotReceiveFailures, snapshotReceiveSeconds}
 }

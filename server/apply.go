@@ -4,35 +4,68 @@ import (
 	"fmt"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"github.com/cairn-kv/cairn/raftnode"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 )
 
 // applyLoop applies committed entries in log order, the only writer of the store.
+// It also makes the snapshots sent to followers, between batches.
 func (s *Server) applyLoop() {
 	defer close(s.donec)
-	for ap := range s.node.Apply() {
-		for _, e := range ap.Entries {
-			if err := s.applyEntry(e); err != nil {
-				s.lg.Error("failed to apply entry; stopping member", zap.Uint64("index", e.GetIndex()), zap.Error(err))
+	for {
+		select {
+		case ap, ok := <-s.node.Apply():
+			if !ok {
+				if err := s.node.Err(); err != nil {
+					s.lg.Error("raft stopped", zap.Error(err))
+					go s.Stop()
+				}
+				return
+			}
+			if err := s.applyBatch(ap); err != nil {
+				s.lg.Error("failed to apply; stopping member", zap.Error(err))
 				go s.Stop()
 				return
 			}
+		case req := <-s.snapshotRequests:
+			s.serveSnapshotRequest(req)
 		}
-		last := ap.Entries[len(ap.Entries)-1].GetIndex()
-		if last <= s.storeIndex {
-			continue // replayed entries the store already had
+	}
+}
+
+func (s *Server) applyBatch(ap raftnode.Apply) error {
+	if ap.Snapshot != nil {
+		if err := s.installSnapshot(ap.Snapshot); err != nil {
+			return err
 		}
-		s.applied.Store(last)
-		s.appliedW.trigger(last)
+	}
+	for _, e := range ap.Entries {
+		if err := s.applyEntry(e); err != nil {
+			return fmt.Errorf("entry %d: %w", e.GetIndex(), err)
+		}
+	}
+	if len(ap.Entries) == 0 {
 		s.maybeReady()
-		s.maybeSnapshot(last)
+		return nil
 	}
-	if err := s.node.Err(); err != nil {
-		s.lg.Error("raft stopped", zap.Error(err))
-		go s.Stop()
+	last := ap.Entries[len(ap.Entries)-1].GetIndex()
+	if last <= s.storeIndex {
+		// Entries the store already had: replayed after a restart, or covered by the db
+		// that came with a snapshot.
+		if last > s.applied.Load() {
+			s.applied.Store(last)
+			s.appliedW.trigger(last)
+		}
+		s.maybeReady()
+		return nil
 	}
+	s.applied.Store(last)
+	s.appliedW.trigger(last)
+	s.maybeReady()
+	s.maybeSnapshot(last)
+	return nil
 }
 
 func (s *Server) applyEntry(e *raftpb.Entry) error {

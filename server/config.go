@@ -24,9 +24,12 @@ type Config struct {
 	InitialClusterState string               // "new" or "existing"
 	InitialClusterToken string
 
-	SnapshotCount     uint64
-	HeartbeatInterval time.Duration
-	ElectionTimeout   time.Duration
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many entries the log keeps behind each snapshot, for
+	// followers that lag a little (etcd's --snapshot-catchup-entries); 0 means 5000.
+	SnapshotCatchUpEntries uint64
+	HeartbeatInterval      time.Duration
+	ElectionTimeout        time.Duration
 
 	QuotaBackendBytes int64
 	MaxRequestBytes   uint

@@ -41,6 +41,10 @@ type Server struct {
 	ids       *idGenerator
 	leaseFwd  *leaseForwarder // connections to the leader for forwarded lease requests
 
+	// snapshotRequests carries the transport's requests for a snapshot to send to a
+	// follower to the apply loop.
+	snapshotRequests chan snapshotRequest
+
 	// Owned by the apply loop.
 	snapIndex uint64
 	// replayMembership says the in-memory membership starts from the snapshot's (or
@@ -87,24 +91,31 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: open backend: %w", err)
 	}
 	s := &Server{
-		cfg:       cfg,
-		lg:        lg,
-		members:   newMembership(),
-		store:     store,
-		lessor:    lease.New(lease.Config{MinTTL: minLeaseTTL(cfg)}),
-		proposals: newProposalWaiters(),
-		leaseFwd:  newLeaseForwarder(),
-		readyc:    make(chan struct{}),
-		stopping:  make(chan struct{}),
-		donec:     make(chan struct{}),
+		cfg:              cfg,
+		lg:               lg,
+		members:          newMembership(),
+		store:            store,
+		lessor:           lease.New(lease.Config{MinTTL: minLeaseTTL(cfg)}),
+		proposals:        newProposalWaiters(),
+		leaseFwd:         newLeaseForwarder(),
+		snapshotRequests: make(chan snapshotRequest),
+		readyc:           make(chan struct{}),
+		stopping:         make(chan struct{}),
+		donec:            make(chan struct{}),
 	}
 	rcfg := raftnode.Config{
-		Logger:         lg,
-		TickInterval:   cfg.HeartbeatInterval,
-		HeartbeatTicks: 1,
-		ElectionTicks:  int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
-		WALDir:         cfg.WALPath(),
-		SnapDir:        cfg.SnapPath(),
+		Logger:                 lg,
+		TickInterval:           cfg.HeartbeatInterval,
+		HeartbeatTicks:         1,
+		ElectionTicks:          int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
+		WALDir:                 cfg.WALPath(),
+		SnapDir:                cfg.SnapPath(),
+		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
+	}
+	if err := recoverSnapshotDB(lg, store, persisted); err != nil {
+		persisted.WAL.Close()
+		store.Close()
+		return nil, err
 	}
 	applied, _ := store.ConsistentIndex()
 	var peers []*member // whom the transport talks to before the log is applied
@@ -190,6 +201,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.peers.SetHandler(s.node.Step, s.node.ReportUnreachable)
+	s.peers.SetSnapshotHandlers(s.makeSnapshot, s.node.ReceiveSnapshot, s.node.ReportSnapshot)
 	s.reads = newReadIndexBatcher(s)
 	go s.reads.run()
 	go s.applyLoop()

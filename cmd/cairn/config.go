@@ -27,6 +27,7 @@ const (
 	defaultInitialAdvertisePeerURLs = "http://localhost:2380"
 	defaultClusterToken             = "etcd-cluster"
 	defaultSnapshotCount            = 10000
+	defaultSnapshotCatchUpEntries   = 5000
 	defaultHeartbeatMs              = 100
 	defaultElectionMs               = 1000
 	defaultMaxRequestBytes          = 1572864
@@ -46,30 +47,33 @@ var gitSHA = "Not provided (use ./build instead of go build)"
 
 // config is the parsed command line / environment / config file.
 type config struct {
-	Name                  string
-	DataDir               string
-	WALDir                string
-	ListenClientURLs      []url.URL
-	AdvertiseClientURLs   []url.URL
-	ListenPeerURLs        []url.URL
-	AdvertisePeerURLs     []url.URL
-	ListenMetricsURLs     []url.URL
-	InitialCluster        string
-	InitialClusterState   string
-	InitialClusterToken   string
-	SnapshotCount         uint64
-	HeartbeatMs           uint
-	ElectionMs            uint
-	QuotaBackendBytes     int64
-	MaxRequestBytes       uint
-	MaxTxnOps             uint
-	LogLevel              string
-	Logger                string
-	LogOutputs            []string
-	GRPCKeepAliveMinTime  time.Duration
-	GRPCKeepAliveInterval time.Duration
-	GRPCKeepAliveTimeout  time.Duration
-	EnablePprof           bool
+	Name                string
+	DataDir             string
+	WALDir              string
+	ListenClientURLs    []url.URL
+	AdvertiseClientURLs []url.URL
+	ListenPeerURLs      []url.URL
+	AdvertisePeerURLs   []url.URL
+	ListenMetricsURLs   []url.URL
+	InitialCluster      string
+	InitialClusterState string
+	InitialClusterToken string
+	SnapshotCount       uint64
+	// SnapshotCatchUpEntries is etcd 3.6's --snapshot-catchup-entries (also spelled
+	// --experimental-snapshot-catchup-entries, deprecated).
+	SnapshotCatchUpEntries uint64
+	HeartbeatMs            uint
+	ElectionMs             uint
+	QuotaBackendBytes      int64
+	MaxRequestBytes        uint
+	MaxTxnOps              uint
+	LogLevel               string
+	Logger                 string
+	LogOutputs             []string
+	GRPCKeepAliveMinTime   time.Duration
+	GRPCKeepAliveInterval  time.Duration
+	GRPCKeepAliveTimeout   time.Duration
+	EnablePprof            bool
 	// WatchProgressNotifyInterval is etcd 3.6's --watch-progress-notify-interval (also
 	// spelled --experimental-watch-progress-notify-interval, deprecated); 0 = 10 minutes.
 	WatchProgressNotifyInterval time.Duration
@@ -97,24 +101,25 @@ func (c *config) warn(msg string, kv ...string) { c.notes = append(c.notes, note
 
 func newConfig() *config {
 	c := &config{
-		Name:                  defaultName,
-		ListenClientURLs:      mustURLs(defaultListenClientURLs),
-		AdvertiseClientURLs:   mustURLs(defaultAdvertiseClientURLs),
-		ListenPeerURLs:        mustURLs(defaultListenPeerURLs),
-		AdvertisePeerURLs:     mustURLs(defaultInitialAdvertisePeerURLs),
-		InitialClusterState:   "new",
-		InitialClusterToken:   defaultClusterToken,
-		SnapshotCount:         defaultSnapshotCount,
-		HeartbeatMs:           defaultHeartbeatMs,
-		ElectionMs:            defaultElectionMs,
-		MaxRequestBytes:       defaultMaxRequestBytes,
-		MaxTxnOps:             defaultMaxTxnOps,
-		LogLevel:              defaultLogLevel,
-		Logger:                "zap",
-		LogOutputs:            []string{defaultLogOutput},
-		GRPCKeepAliveMinTime:  defaultGRPCKeepAliveMinTime,
-		GRPCKeepAliveInterval: defaultGRPCKeepAliveInterval,
-		GRPCKeepAliveTimeout:  defaultGRPCKeepAliveTimeout,
+		Name:                   defaultName,
+		ListenClientURLs:       mustURLs(defaultListenClientURLs),
+		AdvertiseClientURLs:    mustURLs(defaultAdvertiseClientURLs),
+		ListenPeerURLs:         mustURLs(defaultListenPeerURLs),
+		AdvertisePeerURLs:      mustURLs(defaultInitialAdvertisePeerURLs),
+		InitialClusterState:    "new",
+		InitialClusterToken:    defaultClusterToken,
+		SnapshotCount:          defaultSnapshotCount,
+		SnapshotCatchUpEntries: defaultSnapshotCatchUpEntries,
+		HeartbeatMs:            defaultHeartbeatMs,
+		ElectionMs:             defaultElectionMs,
+		MaxRequestBytes:        defaultMaxRequestBytes,
+		MaxTxnOps:              defaultMaxTxnOps,
+		LogLevel:               defaultLogLevel,
+		Logger:                 "zap",
+		LogOutputs:             []string{defaultLogOutput},
+		GRPCKeepAliveMinTime:   defaultGRPCKeepAliveMinTime,
+		GRPCKeepAliveInterval:  defaultGRPCKeepAliveInterval,
+		GRPCKeepAliveTimeout:   defaultGRPCKeepAliveTimeout,
 	}
 	c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
 	return c
@@ -276,6 +281,8 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.Var(selectiveValue{&c.InitialClusterState, []string{"new", "existing"}}, "initial-cluster-state", "Initial cluster state ('new' or 'existing').")
 	fs.StringVar(&c.InitialClusterToken, "initial-cluster-token", c.InitialClusterToken, "Initial cluster token for the etcd cluster during bootstrap.")
 	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", c.SnapshotCount, "Number of committed transactions to trigger a snapshot to disk.")
+	fs.Uint64Var(&c.SnapshotCatchUpEntries, "snapshot-catchup-entries", c.SnapshotCatchUpEntries, "Number of entries for a slow follower to catch up after compacting the raft storage entries.")
+	fs.Uint64Var(&c.SnapshotCatchUpEntries, "experimental-snapshot-catchup-entries", c.SnapshotCatchUpEntries, "Number of entries for a slow follower to catch up after compacting the raft storage entries. Deprecated in v3.6: use --snapshot-catchup-entries.")
 	fs.UintVar(&c.HeartbeatMs, "heartbeat-interval", c.HeartbeatMs, "Time (in milliseconds) of a heartbeat interval.")
 	fs.UintVar(&c.ElectionMs, "election-timeout", c.ElectionMs, "Time (in milliseconds) for an election to timeout.")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when backend size exceeds the given quota. 0 means use the default quota.")
@@ -562,6 +569,12 @@ func (c *config) setFileKey(k string, v any) error {
 			return fmt.Errorf("invalid value %v", v)
 		}
 		c.SnapshotCount = uint64(n)
+	case "snapshot-catchup-entries", "experimental-snapshot-catchup-entries":
+		n, err := asInt(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.SnapshotCatchUpEntries = uint64(n)
 	case "heartbeat-interval", "election-timeout", "max-request-bytes", "max-txn-ops":
 		n, err := asInt(v)
 		if err != nil || n < 0 {

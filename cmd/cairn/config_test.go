@@ -53,6 +53,7 @@ func TestDefaults(t *testing.T) {
 		"initial-cluster-state": {c.InitialClusterState, "new"},
 		"initial-cluster-token": {c.InitialClusterToken, "etcd-cluster"},
 		"snapshot-count":        {c.SnapshotCount, uint64(10000)},
+		"snapshot-catchup":      {c.SnapshotCatchUpEntries, uint64(5000)},
 		"heartbeat-interval":    {c.HeartbeatMs, uint(100)},
 		"election-timeout":      {c.ElectionMs, uint(1000)},
 		"quota-backend-bytes":   {c.QuotaBackendBytes, int64(0)},
@@ -87,14 +88,14 @@ func TestFlags(t *testing.T) {
 		"--listen-peer-urls=http://10.0.0.1:2380", "--initial-advertise-peer-urls=http://10.0.0.1:2380",
 		"--initial-cluster=m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380,m3=http://10.0.0.3:2380",
 		"--initial-cluster-state=existing", "--initial-cluster-token=tok",
-		"--snapshot-count=5", "--heartbeat-interval=50", "--election-timeout=500",
+		"--snapshot-count=5", "--snapshot-catchup-entries=7", "--heartbeat-interval=50", "--election-timeout=500",
 		"--quota-backend-bytes=8589934592", "--max-request-bytes=10485760", "--max-txn-ops=1000",
 		"--log-level=debug", "--log-outputs=stdout", "--listen-metrics-urls=http://127.0.0.1:2381",
 		"--grpc-keepalive-min-time=1s", "--grpc-keepalive-interval=1m", "--grpc-keepalive-timeout=3s",
 		"-enable-pprof",
 	})
 	if c.Name != "m1" || c.DataDir != "/var/lib/x" || c.WALDir != "/wal" || c.InitialClusterState != "existing" ||
-		c.InitialClusterToken != "tok" || c.SnapshotCount != 5 || c.HeartbeatMs != 50 || c.ElectionMs != 500 ||
+		c.InitialClusterToken != "tok" || c.SnapshotCount != 5 || c.SnapshotCatchUpEntries != 7 || c.HeartbeatMs != 50 || c.ElectionMs != 500 ||
 		c.QuotaBackendBytes != 8<<30 || c.MaxRequestBytes != 10<<20 || c.MaxTxnOps != 1000 || c.LogLevel != "debug" ||
 		c.LogOutputs[0] != "stdout" || c.GRPCKeepAliveMinTime != time.Second || c.GRPCKeepAliveInterval != time.Minute ||
 		c.GRPCKeepAliveTimeout != 3*time.Second || !c.EnablePprof {
@@ -172,6 +173,7 @@ initial-advertise-peer-urls: http://127.0.0.1:2380
 initial-cluster-state: existing
 initial-cluster-token: ftok
 snapshot-count: 20000
+experimental-snapshot-catchup-entries: 300
 heartbeat-interval: 200
 election-timeout: 2000
 quota-backend-bytes: 4294967296
@@ -192,7 +194,7 @@ auto-compaction-retention: "1"
 	// flags and environment are ignored when a config file is given
 	c := mustParse(t, []string{"--config-file", p, "--name=ignored", "--snapshot-count=1"}, "ETCD_MAX_TXN_OPS=1")
 	if c.Name != "filenode" || c.DataDir != "/data/etcd" || c.WALDir != "/data/wal" || c.InitialClusterState != "existing" ||
-		c.InitialClusterToken != "ftok" || c.SnapshotCount != 20000 || c.HeartbeatMs != 200 || c.ElectionMs != 2000 ||
+		c.InitialClusterToken != "ftok" || c.SnapshotCount != 20000 || c.SnapshotCatchUpEntries != 300 || c.HeartbeatMs != 200 || c.ElectionMs != 2000 ||
 		c.QuotaBackendBytes != 4<<30 || c.MaxRequestBytes != 2<<20 || c.MaxTxnOps != 256 || c.LogLevel != "warn" ||
 		c.LogOutputs[0] != "stdout" || !c.EnablePprof || c.GRPCKeepAliveMinTime != time.Second ||
 		c.GRPCKeepAliveInterval != time.Hour || c.GRPCKeepAliveTimeout != 20*time.Second {

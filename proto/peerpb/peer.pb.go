@@ -310,6 +310,98 @@ func (x *MembersResponse) GetMembers() []*Member {
 	return nil
 }
 
+// SnapshotChunk is one write on a snapshot stream. The first chunk carries the header
+// (cluster_id, from, to) and the raft message; every chunk may carry a piece of the db
+// file; the last one carries the SHA-256 of all pieces. The receiver installs nothing
+// unless the checksum matches.
+type SnapshotChunk struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId uint64                 `protobuf:"varint,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	From      uint64                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
+	To        uint64                 `protobuf:"varint,3,opt,name=to,proto3" json:"to,omitempty"`
+	// message is the marshalled go.etcd.io/raft/v3/raftpb.Message (MsgSnap) the db
+	// belongs to: the leader's raft snapshot (index, term, conf state, membership).
+	Message []byte `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// data is the next piece of the leader's bbolt db file.
+	Data []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	// sha256 ends the stream: the checksum of all data pieces in order.
+	Sha256        []byte `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_peerpb_peer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_peerpb_peer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SnapshotChunk) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 var File_peerpb_peer_proto protoreflect.FileDescriptor
 
 const file_peerpb_peer_proto_rawDesc = "" +
@@ -335,9 +427,18 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x1b\n" +
 	"\tmember_id\x18\x02 \x01(\x04R\bmemberId\x12.\n" +
-	"\amembers\x18\x03 \x03(\v2\x14.cairn.peerpb.MemberR\amembers2\x85\x01\n" +
+	"\amembers\x18\x03 \x03(\v2\x14.cairn.peerpb.MemberR\amembers\"\x98\x01\n" +
+	"\rSnapshotChunk\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\x04R\x02to\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\fR\amessage\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\fR\x06sha2562\xc9\x01\n" +
 	"\x04Peer\x125\n" +
-	"\x04Send\x12\x16.cairn.peerpb.Envelope\x1a\x13.cairn.peerpb.Empty(\x01\x12F\n" +
+	"\x04Send\x12\x16.cairn.peerpb.Envelope\x1a\x13.cairn.peerpb.Empty(\x01\x12B\n" +
+	"\fSendSnapshot\x12\x1b.cairn.peerpb.SnapshotChunk\x1a\x13.cairn.peerpb.Empty(\x01\x12F\n" +
 	"\aMembers\x12\x1c.cairn.peerpb.MembersRequest\x1a\x1d.cairn.peerpb.MembersResponseB(Z&github.com/cairn-kv/cairn/proto/peerpbb\x06proto3"
 
 var (
@@ -352,22 +453,25 @@ func file_peerpb_peer_proto_rawDescGZIP() []byte {
 	return file_peerpb_peer_proto_rawDescData
 }
 
-var file_peerpb_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_peerpb_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_peerpb_peer_proto_goTypes = []any{
 	(*Envelope)(nil),        // 0: cairn.peerpb.Envelope
 	(*Empty)(nil),           // 1: cairn.peerpb.Empty
 	(*MembersRequest)(nil),  // 2: cairn.peerpb.MembersRequest
 	(*Member)(nil),          // 3: cairn.peerpb.Member
 	(*MembersResponse)(nil), // 4: cairn.peerpb.MembersResponse
+	(*SnapshotChunk)(nil),   // 5: cairn.peerpb.SnapshotChunk
 }
 var file_peerpb_peer_proto_depIdxs = []int32{
 	3, // 0: cairn.peerpb.MembersResponse.members:type_name -> cairn.peerpb.Member
 	0, // 1: cairn.peerpb.Peer.Send:input_type -> cairn.peerpb.Envelope
-	2, // 2: cairn.peerpb.Peer.Members:input_type -> cairn.peerpb.MembersRequest
-	1, // 3: cairn.peerpb.Peer.Send:output_type -> cairn.peerpb.Empty
-	4, // 4: cairn.peerpb.Peer.Members:output_type -> cairn.peerpb.MembersResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
+	5, // 2: cairn.peerpb.Peer.SendSnapshot:input_type -> cairn.peerpb.SnapshotChunk
+	2, // 3: cairn.peerpb.Peer.Members:input_type -> cairn.peerpb.MembersRequest
+	1, // 4: cairn.peerpb.Peer.Send:output_type -> cairn.peerpb.Empty
+	1, // 5: cairn.peerpb.Peer.SendSnapshot:output_type -> cairn.peerpb.Empty
+	4, // 6: cairn.peerpb.Peer.Members:output_type -> cairn.peerpb.MembersResponse
+	4, // [4:7] is the sub-list for method output_type
+	1, // [1:4] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -384,7 +488,7 @@ func file_peerpb_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peerpb_peer_proto_rawDesc), len(file_peerpb_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,8 +22,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Send_FullMethodName    = "/cairn.peerpb.Peer/Send"
-	Peer_Members_FullMethodName = "/cairn.peerpb.Peer/Members"
+	Peer_Send_FullMethodName         = "/cairn.peerpb.Peer/Send"
+	Peer_SendSnapshot_FullMethodName = "/cairn.peerpb.Peer/SendSnapshot"
+	Peer_Members_FullMethodName      = "/cairn.peerpb.Peer/Members"
 )
 
 // PeerClient is the client API for Peer service.
@@ -34,6 +35,10 @@ type PeerClient interface {
 	// stays open. The receiver answers only when it ends the stream: with an error when
 	// it refuses the sender (FailedPrecondition) or is stopping (Unavailable).
 	Send(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Envelope, Empty], error)
+	// SendSnapshot carries one raft snapshot with the db file it stands for, on a stream
+	// (and connection) of its own so a large db never delays heartbeats. The receiver
+	// answers once the db file is saved and the message stepped into raft.
+	SendSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, Empty], error)
 	// Members answers with the cluster id and the members as this member has applied them.
 	Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error)
 }
@@ -59,6 +64,19 @@ func (c *peerClient) Send(ctx context.Context, opts ...grpc.CallOption) (grpc.Cl
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_SendClient = grpc.ClientStreamingClient[Envelope, Empty]
 
+func (c *peerClient) SendSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, Empty], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[1], Peer_SendSnapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotChunk, Empty]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_SendSnapshotClient = grpc.ClientStreamingClient[SnapshotChunk, Empty]
+
 func (c *peerClient) Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MembersResponse)
@@ -77,6 +95,10 @@ type PeerServer interface {
 	// stays open. The receiver answers only when it ends the stream: with an error when
 	// it refuses the sender (FailedPrecondition) or is stopping (Unavailable).
 	Send(grpc.ClientStreamingServer[Envelope, Empty]) error
+	// SendSnapshot carries one raft snapshot with the db file it stands for, on a stream
+	// (and connection) of its own so a large db never delays heartbeats. The receiver
+	// answers once the db file is saved and the message stepped into raft.
+	SendSnapshot(grpc.ClientStreamingServer[SnapshotChunk, Empty]) error
 	// Members answers with the cluster id and the members as this member has applied them.
 	Members(context.Context, *MembersRequest) (*MembersResponse, error)
 	mustEmbedUnimplementedPeerServer()
@@ -91,6 +113,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) Send(grpc.ClientStreamingServer[Envelope, Empty]) error {
 	return status.Error(codes.Unimplemented, "method Send not implemented")
+}
+func (UnimplementedPeerServer) SendSnapshot(grpc.ClientStreamingServer[SnapshotChunk, Empty]) error {
+	return status.Error(codes.Unimplemented, "method SendSnapshot not implemented")
 }
 func (UnimplementedPeerServer) Members(context.Context, *MembersRequest) (*MembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Members not implemented")
@@ -122,6 +147,13 @@ func _Peer_Send_Handler(srv interface{}, stream grpc.ServerStream) error {
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_SendServer = grpc.ClientStreamingServer[Envelope, Empty]
+
+func _Peer_SendSnapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).SendSnapshot(&grpc.GenericServerStream[SnapshotChunk, Empty]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_SendSnapshotServer = grpc.ClientStreamingServer[SnapshotChunk, Empty]
 
 func _Peer_Members_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(MembersRequest)
@@ -157,6 +189,11 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Send",
 			Handler:       _Peer_Send_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "SendSnapshot",
+			Handler:       _Peer_SendSnapshot_Handler,
 			ClientStreams: true,
 		},
 	},

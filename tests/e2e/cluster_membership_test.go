@@ -135,12 +135,13 @@ func mbExpectErr(t *testing.T, what string, err error, want error) {
 	}
 }
 
-// Add a learner under write load, let it catch up, promote it, remove an
+// Add a learner under write load, let it catch up from a snapshot, promote it, remove an
 // original member (which stops itself), move an existing member to a new peer
 // URL and move the leadership: no acknowledged write is lost and every member
 // ends with the same HashKV.
 func TestClusterMembershipChanges(t *testing.T) {
-	c := startCluster(t, 3)
+	// Small snapshots, so the learner can only catch up from one.
+	c := framework.StartCluster(t, 3, framework.Options{Flags: snapshotFlags})
 	cli := c.Client()
 	ws := startWriteStream(cli, "/mb/", 2, 100000)
 	ws.waitCount(t, 50, 10*time.Second, "before membership changes")
@@ -185,6 +186,8 @@ func TestClusterMembershipChanges(t *testing.T) {
 	cancel()
 	mbExpectErr(t, "promoting a learner that never started", err, rpctypes.ErrMemberLearnerNotReady)
 
+	// The leader's log moves well past its last snapshot's retained entries.
+	ws.waitCount(t, ws.count()+300, 20*time.Second, "before starting m4")
 	if err := m4.Start(); err != nil {
 		t.Fatalf("start m4: %v", err)
 	}
@@ -194,6 +197,9 @@ func TestClusterMembershipChanges(t *testing.T) {
 	st, err := m4.Status()
 	if err != nil || !st.IsLearner {
 		t.Fatalf("m4 Status = %+v, %v; want a learner", st, err)
+	}
+	if got := metricSum(t, m4, "etcd_network_snapshot_receive_success"); got < 1 {
+		t.Fatalf("m4 caught up without a snapshot (etcd_network_snapshot_receive_success %v)", got)
 	}
 	mbWaitMembers(t, cli, map[string]bool{"m1": false, "m2": false, "m3": false, "m4": true})
 	mbPromote(t, c, added.Member.ID)
