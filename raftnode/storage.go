@@ -14,15 +14,15 @@ import (
 // Persisted is what a member found on disk: its WAL opened after the newest snapshot,
 // with the hard state and entries read back, ready to restart raft from.
 type Persisted struct {
-	WAL       *wal.WAL
-	Metadata  []byte
-	Snapshot  *raftpb.Snapshot // nil when there is none
+	WAL      *wal.WAL
+	Metadata []byte
+	Snapshot *raftpb.Snapshot // nil when there is none
 	// SnapshotDB is the db file received with Snapshot from the leader, "" if there is
 	// none. The store must take it (mvcc.Store.Restore) when its applied index is below
 	// the snapshot's: the member crashed between saving the snapshot and installing it.
 	SnapshotDB string
-	HardState *raftpb.HardState
-	Entries   []*raftpb.Entry
+	HardState  *raftpb.HardState
+	Entries    []*raftpb.Entry
 }
 
 // LoadPersisted opens an existing member's WAL and newest snapshot. It returns (nil, nil)
