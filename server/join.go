@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"sort"
 	"time"
@@ -68,6 +69,9 @@ func joinExisting(lg *zap.Logger, cfg *Config) (clusterID, id uint64, ms []*memb
 			if id == 0 {
 				return 0, 0, nil, fmt.Errorf("server: the cluster at %s has no member with peer URLs %v (add it first: etcdctl member add %s --peer-urls=...)", target, own, cfg.Name)
 			}
+			if err := validateJoin(cfg.InitialCluster, ms); err != nil {
+				return 0, 0, nil, fmt.Errorf("server: error validating peerURLs of the cluster at %s against --initial-cluster: %w", target, err)
+			}
 			lg.Info("joining existing cluster", zap.String("cluster-id", fmt.Sprintf("%x", resp.GetClusterId())),
 				zap.String("local-member-id", fmt.Sprintf("%x", id)), zap.Int("members", len(ms)))
 			return resp.GetClusterId(), id, ms, nil
@@ -78,6 +82,32 @@ func joinExisting(lg *zap.Logger, cfg *Config) (clusterID, id uint64, ms []*memb
 		}
 	}
 	return 0, 0, nil, fmt.Errorf("server: cannot fetch the cluster's members to join it: %w", errors.Join(lastErrors(errs, 3)...))
+}
+
+// validateJoin checks, as etcd does, that --initial-cluster names exactly the cluster's
+// members: a member joining the wrong cluster (or one that changed since the member was
+// added) is refused rather than left to disrupt it.
+func validateJoin(local map[string][]url.URL, remote []*member) error {
+	if len(local) != len(remote) {
+		return fmt.Errorf("member count is unequal (--initial-cluster has %d, the cluster %d)", len(local), len(remote))
+	}
+	for _, m := range remote {
+		want := slices.Clone(m.PeerURLs)
+		sort.Strings(want)
+		found := false
+		for _, urls := range local {
+			have := urlStrings(urls)
+			sort.Strings(have)
+			if slices.Equal(have, want) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("PeerURLs: no match found for existing member (%x, %v)", m.ID, m.PeerURLs)
+		}
+	}
+	return nil
 }
 
 func lastErrors(errs []error, n int) []error {

@@ -2,6 +2,8 @@ package server
 
 import (
 	"errors"
+	"net/url"
+	"strings"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -43,5 +45,36 @@ func TestMembershipValidateAtApply(t *testing.T) {
 	}
 	if !restored.isRemoved(1) || restored.get(2) == nil || !restored.get(2).IsLearner {
 		t.Fatalf("restored membership: %+v removed=%v", restored.all(), restored.isRemoved(1))
+	}
+}
+
+func TestValidateJoin(t *testing.T) {
+	u := func(s ...string) []url.URL {
+		var out []url.URL
+		for _, x := range s {
+			p, err := url.Parse(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, *p)
+		}
+		return out
+	}
+	remote := []*member{
+		{ID: 1, PeerURLs: []string{"http://a:2380"}},
+		{ID: 2, PeerURLs: []string{"http://b:2380", "http://b2:2380"}},
+		{ID: 3, PeerURLs: []string{"http://c:2380"}},
+	}
+	ok := map[string][]url.URL{"a": u("http://a:2380"), "b": u("http://b2:2380", "http://b:2380"), "c": u("http://c:2380")}
+	if err := validateJoin(ok, remote); err != nil {
+		t.Fatalf("matching --initial-cluster refused: %v", err)
+	}
+	for name, local := range map[string]map[string][]url.URL{
+		"member count is unequal": {"a": u("http://a:2380"), "c": u("http://c:2380")},
+		"no match found for existing member (2": {"a": u("http://a:2380"), "b": u("http://b:2380"), "c": u("http://c:2380")},
+	} {
+		if err := validateJoin(local, remote); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("validateJoin = %v, want an error containing %q", err, name)
+		}
 	}
 }

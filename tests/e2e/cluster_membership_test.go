@@ -277,3 +277,35 @@ func TestClusterMembershipChanges(t *testing.T) {
 
 // mbValueOf is the value the write stream puts under key.
 func mbValueOf(key string) string { return "val-" + key }
+
+// A member joining with an --initial-cluster that does not name the cluster's
+// members (here: one of them is missing) is refused with etcd's error, before
+// it ever talks raft to the cluster, which keeps its 3 members.
+func TestClusterJoinRefusedWithWrongInitialCluster(t *testing.T) {
+	c := startCluster(t, 3)
+	cli := c.Client()
+	bad := framework.NewMember(t, framework.Options{Name: "m4"})
+	err := mbWhileUnhealthy(func(ctx context.Context) error {
+		_, err := cli.MemberAddAsLearner(ctx, []string{bad.PeerURL})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("MemberAddAsLearner: %v", err)
+	}
+	bad = framework.NewMember(t, framework.Options{Name: "m4", Flags: []string{
+		"--initial-advertise-peer-urls=" + bad.PeerURL, "--listen-peer-urls=" + bad.PeerURL,
+		"--initial-cluster=m1=" + c.Members[0].PeerURL + ",m2=" + c.Members[1].PeerURL + ",m4=" + bad.PeerURL,
+		"--initial-cluster-state=existing", "--initial-cluster-token=" + c.Token,
+	}})
+	if err := bad.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	exitErr, exited := bad.WaitExit(mbCatchUpBound)
+	if !exited || exitErr == nil {
+		t.Fatalf("m4 with a wrong --initial-cluster still running or exited cleanly (%v); log tail:\n%s", exitErr, bad.LogTail(20))
+	}
+	if !bad.LogContains("member count is unequal") {
+		t.Fatalf("m4 exited without etcd's reason; log tail:\n%s", bad.LogTail(20))
+	}
+	mbWaitMembers(t, cli, map[string]bool{"m1": false, "m2": false, "m3": false, "": true})
+}
