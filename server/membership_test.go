@@ -70,7 +70,7 @@ func TestValidateJoin(t *testing.T) {
 		t.Fatalf("matching --initial-cluster refused: %v", err)
 	}
 	for name, local := range map[string]map[string][]url.URL{
-		"member count is unequal": {"a": u("http://a:2380"), "c": u("http://c:2380")},
+		"member count is unequal":               {"a": u("http://a:2380"), "c": u("http://c:2380")},
 		"no match found for existing member (2": {"a": u("http://a:2380"), "b": u("http://b:2380"), "c": u("http://c:2380")},
 	} {
 		if err := validateJoin(local, remote); err == nil || !strings.Contains(err.Error(), name) {
