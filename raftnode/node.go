@@ -72,6 +72,7 @@ type Apply struct {
 // Node runs the raft Ready loop for one member.
 type Node struct {
 	lg          *zap.Logger
+	id          uint64
 	raft        raft.Node
 	storage     *raft.MemoryStorage
 	snapshotter *snap.Snapshotter
@@ -101,6 +102,7 @@ type Node struct {
 func Start(cfg Config, p *Persisted) (*Node, error) {
 	n := &Node{
 		lg:          cfg.Logger,
+		id:          cfg.ID,
 		snapshotter: snap.New(cfg.Logger, cfg.SnapDir),
 		transport:   cfg.Transport,
 		tick:        cfg.TickInterval,
@@ -208,9 +210,12 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if len(rd.ReadStates) > 0 {
 		n.publishReadState(rd.ReadStates[len(rd.ReadStates)-1])
 	}
-	// The leader may send while it writes its own log: a quorum still needs its fsync.
-	if n.transport != nil && len(rd.Messages) > 0 {
-		n.transport.Send(rd.Messages)
+	// The leader may send while it writes its own log (raft thesis 10.2.1): a quorum still
+	// needs the followers' fsyncs. A follower's messages acknowledge what this Ready
+	// persists (MsgAppResp, votes), so they go only once it is durable.
+	leading := n.lead.Load() == n.id
+	if leading {
+		n.send(rd.Messages)
 	}
 	var ap Apply
 	if !raft.IsEmptySnap(rd.Snapshot) {
@@ -244,6 +249,9 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	if err := n.storage.Append(rd.Entries); err != nil {
 		return fmt.Errorf("raftnode: append to storage: %w", err)
+	}
+	if !leading {
+		n.send(rd.Messages)
 	}
 	if len(rd.CommittedEntries) > 0 {
 		n.committed.Store(rd.CommittedEntries[len(rd.CommittedEntries)-1].GetIndex())
@@ -280,6 +288,12 @@ func (n *Node) SnapshotDB(index uint64) (string, error) { return n.snapshotter.D
 func (n *Node) PurgeSnapshotDBs(index uint64) error { return n.snapshotter.PurgeDBs(index) }
 
 var errStopped = errors.New("raftnode: stopped")
+
+func (n *Node) send(msgs []*raftpb.Message) {
+	if n.transport != nil && len(msgs) > 0 {
+		n.transport.Send(msgs)
+	}
+}
 
 // publishReadState keeps only the newest read state: a reader waiting for an older one
 // is satisfied by a newer index too, and the Ready loop must never block on readers.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,5 +159,59 @@ func TestSnapshotReleasesLogAndRestartsFromIt(t *testing.T) {
 	propose(t, n, "after")
 	if got := applyUntil(t, n, "after"); len(got) != 1 {
 		t.Fatalf("after restart from a snapshot at the end of the log applied %v, want only the new entry", got)
+	}
+}
+
+// spyTransport checks, when a follower's acknowledgement is sent, that what it
+// acknowledges is already persisted (storage is appended to only after the WAL's fsync).
+type spyTransport struct {
+	node atomic.Pointer[Node]
+	acks chan string
+}
+
+func (s *spyTransport) Send(msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		if m.GetType() != raftpb.MsgAppResp || m.GetReject() {
+			continue
+		}
+		last, _ := s.node.Load().storage.LastIndex()
+		s.acks <- fmt.Sprintf("ack %d persisted up to %d", m.GetIndex(), last)
+	}
+}
+
+// A follower acknowledges appended entries only after they are durable: the leader
+// counts the acknowledgement towards the quorum that commits them.
+func TestFollowerAcksOnlyPersistedEntries(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.ID = 2
+	cfg.ElectionTicks = 1000 // never campaigns during the test
+	cfg.Peers = []raft.Peer{{ID: 1}, {ID: 2}}
+	spy := &spyTransport{acks: make(chan string, 16)}
+	cfg.Transport = spy
+	n, err := Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy.node.Store(n)
+	defer n.Stop()
+	go func() {
+		for range n.Apply() {
+		}
+	}()
+	typ := raftpb.MsgApp
+	ent := raftpb.EntryNormal
+	m := &raftpb.Message{Type: &typ, From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(2),
+		LogTerm: proto.Uint64(1), Index: proto.Uint64(2), Commit: proto.Uint64(2),
+		Entries: []*raftpb.Entry{{Type: &ent, Term: proto.Uint64(2), Index: proto.Uint64(3), Data: []byte("x")}}}
+	if err := n.Step(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-spy.acks:
+		if got != "ack 3 persisted up to 3" {
+			t.Fatalf("follower sent %q before persisting", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no acknowledgement")
 	}
 }

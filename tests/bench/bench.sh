@@ -6,6 +6,9 @@
 #   ROUNDS=3          rounds per target
 #   BENCH_SCALE=1     multiplies request counts (0.1 for a quick smoke run); client, watcher
 #                     and lease counts stay fixed
+#   BENCH_SIZES="1 3" cluster sizes: every workload on a single member, then the write and
+#                     read workloads on a 3-member cluster (workload names "3m-...", clients
+#                     connected to all members)
 #   BIN_DIR=<repo>/bin  where cairn, cairnctl and etcd are
 set -euo pipefail
 
@@ -16,10 +19,11 @@ rounds="${ROUNDS:-3}"
 scale="${BENCH_SCALE:-1}"
 work="$(mktemp -d)"
 results="$work/results.json"
-pid=""
+sizes="${BENCH_SIZES:-1 3}"
+pids=()
 
 cleanup() {
-	if [[ -n "$pid" ]]; then kill -9 "$pid" 2>/dev/null || true; fi
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -28,35 +32,53 @@ n() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s); if (v < 1) v = 1; pri
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start TARGET: one member with etcd's default flags on free loopback ports.
+# start TARGET SIZE: a cluster of SIZE members with etcd's default flags on free loopback
+# ports; endpoint is every member's client address, comma-separated.
 start() {
-	local target="$1" exe cport pport dir
+	local target="$1" size="$2" exe i cluster="" token
 	case "$target" in cairn) exe="$bin/cairn" ;; etcd) exe="$bin/etcd" ;; esac
-	cport="$(free_port)"
-	pport="$(free_port)"
-	dir="$work/$target-data"
-	rm -rf "$dir"
-	endpoint="127.0.0.1:$cport"
-	"$exe" --name bench --data-dir "$dir" \
-		--listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
-		--listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-		--initial-cluster "bench=http://127.0.0.1:$pport" --log-level error >"$work/$target.log" 2>&1 &
-	pid=$!
-	for _ in $(seq 1 100); do
-		if curl -sf "http://$endpoint/health" >/dev/null 2>&1; then return 0; fi
-		sleep 0.1
+	local cports=() pports=()
+	for i in $(seq 1 "$size"); do
+		cports+=("$(free_port)")
+		pports+=("$(free_port)")
+		cluster+="${cluster:+,}b$i=http://127.0.0.1:${pports[$((i - 1))]}"
 	done
-	echo "bench: $target did not become healthy; log:" >&2
-	cat "$work/$target.log" >&2
-	exit 1
+	token="bench-$target-$size-$RANDOM"
+	endpoint=""
+	for i in $(seq 1 "$size"); do
+		local cport="${cports[$((i - 1))]}" pport="${pports[$((i - 1))]}" dir="$work/$target-data-$i"
+		rm -rf "$dir"
+		endpoint+="${endpoint:+,}127.0.0.1:$cport"
+		"$exe" --name "b$i" --data-dir "$dir" \
+			--listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+			--listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+			--initial-cluster "$cluster" --initial-cluster-token "$token" \
+			--log-level error >"$work/$target-$i.log" 2>&1 &
+		pids+=($!)
+	done
+	for ep in ${endpoint//,/ }; do
+		local ok=""
+		for _ in $(seq 1 150); do
+			if curl -sf "http://$ep/health" >/dev/null 2>&1; then ok=1; break; fi
+			sleep 0.1
+		done
+		if [[ -z "$ok" ]]; then
+			echo "bench: $target member at $ep did not become healthy; logs:" >&2
+			cat "$work/$target"-*.log >&2
+			exit 1
+		fi
+	done
 }
 
 stop() {
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	pid=""
+	local p
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do
+		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	pids=()
 }
 
 # run TARGET ROUND WORKLOAD ARGS...
@@ -70,25 +92,32 @@ run() {
 		echo "bench: $workload on $target exited $?; see the report" >&2
 }
 
-for round in $(seq 1 "$rounds"); do
-	for target in cairn etcd; do
-		echo "bench: round $round/$rounds $target" >&2
-		start "$target"
-		run "$target" "$round" put-1 put --clients 1 --conns 1 --key-size 8 --val-size 256 --total "$(n 5000)"
-		run "$target" "$round" put-100 put --clients 100 --conns 10 --key-size 8 --val-size 256 \
-			--key-space-size 10000 --sequential-keys --total "$(n 20000)"
-		run "$target" "$round" range-l range --clients 100 --conns 10 --consistency l --total "$(n 50000)"
-		run "$target" "$round" range-s range --clients 100 --conns 10 --consistency s --total "$(n 50000)"
-		run "$target" "$round" txn-put txn-put --clients 100 --conns 10 --key-size 8 --val-size 256 \
-			--key-space-size 10000 --total "$(n 10000)"
-		# watch: 1000 watchers on 10 streams over one connection, all on one key; QPS is events
-		# delivered per second, latency is put sent -> event received. Only the puts scale.
-		run "$target" "$round" watch watch --watchers 1000 --streams 10 --conns 1 --put-clients 1 \
-			--key-size 8 --val-size 256 --total "$(n 2000)"
-		run "$target" "$round" lease lease-keepalive --leases 100 --clients 10 --conns 1 --total "$(n 20000)"
-		stop
+for size in $sizes; do
+	prefix=""
+	if [[ "$size" != 1 ]]; then prefix="${size}m-"; fi
+	for round in $(seq 1 "$rounds"); do
+		for target in cairn etcd; do
+			echo "bench: $size member(s), round $round/$rounds $target" >&2
+			start "$target" "$size"
+			run "$target" "$round" "${prefix}put-1" put --clients 1 --conns 1 --key-size 8 --val-size 256 --total "$(n 5000)"
+			run "$target" "$round" "${prefix}put-100" put --clients 100 --conns 10 --key-size 8 --val-size 256 \
+				--key-space-size 10000 --sequential-keys --total "$(n 20000)"
+			run "$target" "$round" "${prefix}range-l" range --clients 100 --conns 10 --consistency l --total "$(n 50000)"
+			run "$target" "$round" "${prefix}range-s" range --clients 100 --conns 10 --consistency s --total "$(n 50000)"
+			run "$target" "$round" "${prefix}txn-put" txn-put --clients 100 --conns 10 --key-size 8 --val-size 256 \
+				--key-space-size 10000 --total "$(n 10000)"
+			if [[ "$size" == 1 ]]; then
+				# watch: 1000 watchers on 10 streams over one connection, all on one key; QPS is
+				# events delivered per second, latency is put sent -> event received. Only the
+				# puts scale.
+				run "$target" "$round" watch watch --watchers 1000 --streams 10 --conns 1 --put-clients 1 \
+					--key-size 8 --val-size 256 --total "$(n 2000)"
+				run "$target" "$round" lease lease-keepalive --leases 100 --clients 10 --conns 1 --total "$(n 20000)"
+			fi
+			stop
+		done
 	done
 done
 
-echo "single member, $rounds rounds, scale $scale (Cairn/etcd; >1 is better for QPS, <1 for latency)"
+echo "cluster sizes: $sizes, $rounds rounds, scale $scale (Cairn/etcd; >1 is better for QPS, <1 for latency)"
 "$bin/cairnctl" bench report "$results"
