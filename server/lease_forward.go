@@ -117,6 +117,15 @@ func (f *leaseForwarder) failed(leader uint64) {
 
 // leaderClient returns a LeaseForward client for the leader's peer URL to try now.
 func (s *Server) leaderClient(leader uint64) (peerpb.LeaseForwardClient, string, error) {
+	cc, u, err := s.leaderConn(leader)
+	if err != nil {
+		return nil, u, err
+	}
+	return peerpb.NewLeaseForwardClient(cc), u, nil
+}
+
+// leaderConn returns the connection to the leader's peer URL to try now, and the URL.
+func (s *Server) leaderConn(leader uint64) (*grpc.ClientConn, string, error) {
 	var urls, known []string
 	for _, m := range s.members.all() {
 		if m.ID == leader {
@@ -132,10 +141,7 @@ func (s *Server) leaderClient(leader uint64) (peerpb.LeaseForwardClient, string,
 	}
 	u := s.leaseFwd.pick(leader, urls)
 	cc, err := s.leaseFwd.conn(s, u, known)
-	if err != nil {
-		return nil, u, err
-	}
-	return peerpb.NewLeaseForwardClient(cc), u, nil
+	return cc, u, err
 }
 
 // leaseForwardAttempt bounds one forwarded request.

@@ -17,6 +17,7 @@ import (
 func (s *Server) RegisterPeerService(gs *grpc.Server) {
 	s.peers.Register(gs)
 	peerpb.RegisterLeaseForwardServer(gs, &leaseForwardService{s: s})
+	peerpb.RegisterMemberForwardServer(gs, &memberForwardService{s: s})
 }
 
 // addPeers tells the transport where every other member is.

@@ -139,8 +139,16 @@ func (s *Server) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*
 }
 
 // MemberPromote makes a learner a voter once it has caught up with the leader's log.
-// Only the leader can tell how far the learner is; a follower answers "not leader".
+// Only the leader can tell how far the learner is: a follower forwards the request.
 func (s *Server) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if s.node.Leader() != s.id {
+		return s.forwardMemberPromote(ctx, r)
+	}
+	return s.memberPromoteLocal(ctx, r)
+}
+
+// memberPromoteLocal is MemberPromote on the leader.
+func (s *Server) memberPromoteLocal(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
 	cur := s.members.get(r.ID)
 	if cur == nil {
 		return nil, ErrIDNotFound
