@@ -130,6 +130,20 @@ func (f *fakeBackend) Alarms() []*pb.AlarmMember {
 	return f.alarms
 }
 
+func (f *fakeBackend) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	resp := &pb.AlarmResponse{}
+	if r.Action != pb.AlarmRequest_GET {
+		resp.Alarms = []*pb.AlarmMember{{MemberID: r.MemberID, Alarm: r.Alarm}}
+		return resp, nil
+	}
+	for _, a := range f.Alarms() {
+		if r.Alarm == pb.AlarmType_NONE || a.Alarm == r.Alarm {
+			resp.Alarms = append(resp.Alarms, a)
+		}
+	}
+	return resp, nil
+}
+
 func (f *fakeBackend) Leader() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()

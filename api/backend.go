@@ -22,7 +22,9 @@ type Backend interface {
 	MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error)
 	MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error)
 	HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error)
-	Alarms() []*pb.AlarmMember  // active alarms
+	Alarms() []*pb.AlarmMember // active alarms
+	// Alarm lists (GET), raises (ACTIVATE) or clears (DEACTIVATE) alarms.
+	Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error)
 	Leader() uint64             // 0 when there is no leader
 	Header() *pb.ResponseHeader // cluster_id, member_id, raft_term, current revision
 	ClusterVersion() string     // e.g. "3.6.0"

@@ -9,12 +9,10 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/v3electionpb"
@@ -340,17 +338,11 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	return resp, nil
 }
 
-// Alarm serves GET from the member's active alarms (filtered by type unless NONE, as
-// etcd's alarm store does). Raising or clearing alarms is not served yet.
+// Alarm lists, raises or clears alarms (etcdctl alarm list / disarm).
 func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	if r.GetAction() != pb.AlarmRequest_GET {
-		return nil, status.Errorf(codes.Unimplemented, "method Alarm %s not implemented", r.GetAction())
-	}
-	resp := &pb.AlarmResponse{}
-	for _, a := range s.b.Alarms() {
-		if r.GetAlarm() == pb.AlarmType_NONE || a.GetAlarm() == r.GetAlarm() {
-			resp.Alarms = append(resp.Alarms, a)
-		}
+	resp, err := s.b.Alarm(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
 	}
 	fillHeader(s.b, &resp.Header)
 	return resp, nil

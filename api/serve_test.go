@@ -142,9 +142,9 @@ func TestServeClientGRPCAndHTTPOnOnePort(t *testing.T) {
 	if err != nil || len(st.Errors) != 1 || st.Errors[0] != "memberID:42 alarm:NOSPACE " {
 		t.Fatalf("Status with alarm = %v, %v", st, err)
 	}
-	_, err = mc.Alarm(ctx, &pb.AlarmRequest{Action: pb.AlarmRequest_DEACTIVATE})
-	if status.Code(err) != codes.Unimplemented {
-		t.Fatalf("Alarm DEACTIVATE = %v; want Unimplemented", err)
+	ar, err = mc.Alarm(ctx, &pb.AlarmRequest{Action: pb.AlarmRequest_DEACTIVATE, MemberID: 42, Alarm: pb.AlarmType_NOSPACE})
+	if err != nil || len(ar.Alarms) != 1 || ar.Alarms[0].MemberID != 42 || ar.Header.GetMemberId() != 42 {
+		t.Fatalf("Alarm DEACTIVATE = %v, %v; want the backend's answer with a header", ar, err)
 	}
 	if _, err := mc.HashKV(ctx, &pb.HashKVRequest{}); err != nil {
 		t.Fatalf("HashKV: %v", err)

@@ -6,4 +6,4 @@
 package proto
 
 //go:generate sh -c "protoc -I . --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative mvccpb/kv.proto authpb/auth.proto etcdserverpb/rpc.proto etcdserverpb/raft_internal.proto v3lockpb/v3lock.proto v3electionpb/v3election.proto peerpb/peer.proto"
-//go:generate sh -c "protoc -I . --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative peerpb/lease.proto peerpb/member.proto"
+//go:generate sh -c "protoc -I . --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative peerpb/lease.proto peerpb/member.proto peerpb/hash.proto"

@@ -121,8 +121,15 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 	if err := proto.Unmarshal(e.Data, &r); err != nil {
 		return fmt.Errorf("server: decode request at %d: %w", e.Index, err)
 	}
+	if err := s.refusedByAlarm(&r); err != nil {
+		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
+		s.proposals.trigger(r.Id, applyResult{err: err})
+		return nil
+	}
 	var res applyResult
 	switch {
+	case r.Alarm != nil:
+		res = s.applyAlarm(r.Alarm, e.GetIndex(), e.GetTerm())
 	case r.Put != nil, r.DeleteRange != nil, r.Txn != nil:
 		v := s.newWriteView()
 		switch {

@@ -43,6 +43,14 @@ type Config struct {
 
 	EnablePprof bool
 
+	// InitialCorruptCheck makes the caller compare this member's HashKV with its peers'
+	// before serving (CheckInitialHashKV); CompactHashCheck makes the leader compare the
+	// members' hashes at the latest compaction every CompactHashCheckTime (default 1m)
+	// and raise the CORRUPT alarm on a mismatch.
+	InitialCorruptCheck  bool
+	CompactHashCheck     bool
+	CompactHashCheckTime time.Duration
+
 	// LeaseCheckpointInterval is how often the leader records each lease's remaining TTL
 	// through raft (etcd's LeaseCheckpoint feature), so a leader change or a restart
 	// resumes a lease from its checkpointed remaining TTL instead of a full TTL.
@@ -65,6 +73,7 @@ const (
 	// DefaultLeaseCheckpointInterval is etcd's lease checkpoint interval. (etcd 3.6
 	// checkpoints only behind --feature-gates=LeaseCheckpoint=true; Cairn always does.)
 	DefaultLeaseCheckpointInterval = 5 * time.Minute
+	DefaultCompactHashCheckTime    = time.Minute
 )
 
 // MemberDir is where a member keeps its state: <data-dir>/member, as etcd does.
@@ -110,6 +119,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LeaseCheckpointInterval == 0 {
 		c.LeaseCheckpointInterval = DefaultLeaseCheckpointInterval
+	}
+	if c.CompactHashCheckTime <= 0 {
+		c.CompactHashCheckTime = DefaultCompactHashCheckTime
 	}
 	if c.InitialClusterState == "" {
 		c.InitialClusterState = "new"

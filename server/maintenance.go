@@ -26,10 +26,6 @@ func (s *Server) fillHeader(h *pb.ResponseHeader) {
 // ClusterVersion is the cluster-wide version etcd clients see.
 func (s *Server) ClusterVersion() string { return ClusterVersion }
 
-// Alarms lists the active alarms. No alarm is raised yet by this member (NOSPACE and
-// CORRUPT come with quotas and corruption checks).
-func (s *Server) Alarms() []*pb.AlarmMember { return nil }
-
 // Status reports this member's view, as etcdctl endpoint status shows it.
 func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	total, inUse := s.store.Size()

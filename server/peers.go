@@ -18,6 +18,7 @@ func (s *Server) RegisterPeerService(gs *grpc.Server) {
 	s.peers.Register(gs)
 	peerpb.RegisterLeaseForwardServer(gs, &leaseForwardService{s: s})
 	peerpb.RegisterMemberForwardServer(gs, &memberForwardService{s: s})
+	peerpb.RegisterHashCheckServer(gs, &hashCheckService{s: s})
 }
 
 // addPeers tells the transport where every other member is.

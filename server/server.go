@@ -40,6 +40,7 @@ type Server struct {
 	reads     *readIndexBatcher
 	ids       *idGenerator
 	leaseFwd  *leaseForwarder // connections to the leader for forwarded lease requests
+	alarms    *alarmStore
 
 	// snapshotRequests carries the transport's requests for a snapshot to send to a
 	// follower to the apply loop.
@@ -98,6 +99,7 @@ func New(cfg Config) (*Server, error) {
 		lessor:           lease.New(lease.Config{MinTTL: minLeaseTTL(cfg)}),
 		proposals:        newProposalWaiters(),
 		leaseFwd:         newLeaseForwarder(),
+		alarms:           newAlarmStore(),
 		snapshotRequests: make(chan snapshotRequest),
 		readyc:           make(chan struct{}),
 		stopping:         make(chan struct{}),
@@ -178,7 +180,11 @@ func New(cfg Config) (*Server, error) {
 	s.peers.SetRemovedHandlers(s.members.isRemoved, func() { s.stopRemoved() })
 	rcfg.Transport = s.peers
 	s.storeIndex = applied
-	if err := s.restoreLeases(); err != nil {
+	err = s.restoreLeases()
+	if err == nil {
+		err = s.loadAlarms()
+	}
+	if err != nil {
 		if persisted != nil {
 			persisted.WAL.Close()
 		}
@@ -207,6 +213,9 @@ func New(cfg Config) (*Server, error) {
 	go s.applyLoop()
 	go s.runLeaseExpiry()
 	go s.publishAttributes()
+	if cfg.CompactHashCheck {
+		go s.runCompactHashCheck(cfg.CompactHashCheckTime)
+	}
 	lg.Info("started member",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.id)),
 		zap.String("cluster-id", fmt.Sprintf("%x", s.clusterID)),

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,6 +75,13 @@ type config struct {
 	GRPCKeepAliveInterval  time.Duration
 	GRPCKeepAliveTimeout   time.Duration
 	EnablePprof            bool
+	// Corruption checks: etcd 3.6's feature gates InitialCorruptCheck and CompactHashCheck
+	// (--feature-gates), also spelled --experimental-initial-corrupt-check and
+	// --experimental-compact-hash-check-enabled (deprecated).
+	InitialCorruptCheck  bool
+	CompactHashCheck     bool
+	CompactHashCheckTime time.Duration
+	FeatureGates         map[string]bool
 	// WatchProgressNotifyInterval is etcd 3.6's --watch-progress-notify-interval (also
 	// spelled --experimental-watch-progress-notify-interval, deprecated); 0 = 10 minutes.
 	WatchProgressNotifyInterval time.Duration
@@ -110,6 +118,7 @@ func newConfig() *config {
 		InitialClusterToken:    defaultClusterToken,
 		SnapshotCount:          defaultSnapshotCount,
 		SnapshotCatchUpEntries: defaultSnapshotCatchUpEntries,
+		CompactHashCheckTime:   time.Minute,
 		HeartbeatMs:            defaultHeartbeatMs,
 		ElectionMs:             defaultElectionMs,
 		MaxRequestBytes:        defaultMaxRequestBytes,
@@ -296,6 +305,11 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.GRPCKeepAliveTimeout, "grpc-keepalive-timeout", c.GRPCKeepAliveTimeout, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
 	fs.DurationVar(&c.WatchProgressNotifyInterval, "watch-progress-notify-interval", c.WatchProgressNotifyInterval, "Duration of periodic watch progress notifications.")
 	fs.DurationVar(&c.WatchProgressNotifyInterval, "experimental-watch-progress-notify-interval", c.WatchProgressNotifyInterval, "Duration of periodic watch progress notifications. Deprecated in v3.6: use --watch-progress-notify-interval.")
+	fs.Var(featureGatesValue{&c.FeatureGates}, "feature-gates", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (Cairn acts on InitialCorruptCheck and CompactHashCheck).")
+	fs.BoolVar(&c.InitialCorruptCheck, "experimental-initial-corrupt-check", c.InitialCorruptCheck, "Enable to check data corruption before serving any client/peer traffic. Deprecated in v3.6: use --feature-gates=InitialCorruptCheck=true.")
+	fs.BoolVar(&c.CompactHashCheck, "experimental-compact-hash-check-enabled", c.CompactHashCheck, "Enable leader to periodically check followers compaction hashes. Deprecated in v3.6: use --feature-gates=CompactHashCheck=true.")
+	fs.DurationVar(&c.CompactHashCheckTime, "compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes.")
+	fs.DurationVar(&c.CompactHashCheckTime, "experimental-compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes. Deprecated in v3.6: use --compact-hash-check-time.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.StringVar(&c.ConfigFile, "config-file", c.ConfigFile, "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.")
 	fs.BoolVar(&c.PrintVersion, "version", c.PrintVersion, "Print the version and exit.")
@@ -612,12 +626,31 @@ func (c *config) setFileKey(k string, v any) error {
 		case "grpc-keepalive-timeout":
 			c.GRPCKeepAliveTimeout = d
 		}
-	case "enable-pprof":
+	case "enable-pprof", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled":
 		b, ok := v.(bool)
 		if !ok {
 			return fmt.Errorf("expected a boolean, got %v", v)
 		}
-		c.EnablePprof = b
+		switch k {
+		case "enable-pprof":
+			c.EnablePprof = b
+		case "experimental-initial-corrupt-check":
+			c.InitialCorruptCheck = b
+		default:
+			c.CompactHashCheck = b
+		}
+	case "compact-hash-check-time", "experimental-compact-hash-check-time":
+		d, err := asDuration(v)
+		if err != nil {
+			return err
+		}
+		c.CompactHashCheckTime = d
+	case "feature-gates":
+		str, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("expected a string, got %v", v)
+		}
+		return featureGatesValue{&c.FeatureGates}.Set(str)
 	default:
 		c.warn("ignoring unrecognized config file key; Cairn does not implement it", "key", k)
 	}
@@ -827,4 +860,50 @@ func usageText(fs *flag.FlagSet) string {
 		fmt.Fprintf(&b, "\n      %s\n", f.Usage)
 	})
 	return b.String()
+}
+
+// featureGates are etcd 3.6's server feature gates; Cairn acts on InitialCorruptCheck and
+// CompactHashCheck and accepts the others (its behaviour does not depend on them).
+var featureGates = []string{"AllAlpha", "AllBeta", "CompactHashCheck", "InitialCorruptCheck", "LeaseCheckpoint",
+	"LeaseCheckpointPersist", "SetMemberLocalAddr", "StopGRPCServiceOnDefrag", "TxnModeWriteWithSharedBuffer"}
+
+// featureGatesValue parses --feature-gates "Name=true,Other=false" as etcd does.
+type featureGatesValue struct{ m *map[string]bool }
+
+func (f featureGatesValue) String() string {
+	if f.m == nil {
+		return ""
+	}
+	var parts []string
+	for k, v := range *f.m {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (f featureGatesValue) Set(s string) error {
+	if *f.m == nil {
+		*f.m = map[string]bool{}
+	}
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("missing bool value for %s", k)
+		}
+		k = strings.TrimSpace(k)
+		if !slices.Contains(featureGates, k) {
+			return fmt.Errorf("unrecognized feature gate: %s", k)
+		}
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("invalid value of %s=%s, err: %v", k, v, err)
+		}
+		(*f.m)[k] = b
+	}
+	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 func mustParse(t *testing.T, args []string, env ...string) *config {
@@ -231,13 +233,13 @@ auto-compaction-retention: "1"
 
 func TestUnknownFlags(t *testing.T) {
 	c := mustParse(t, []string{
-		"--auto-compaction-retention", "1h", "--name=n", "--experimental-initial-corrupt-check",
-		"--feature-gates=InitialCorruptCheck=true", "--client-cert-auth", "--snapshot-count", "3",
+		"--auto-compaction-retention", "1h", "--name=n", "--experimental-corrupt-check-time=1m",
+		"--client-cert-auth", "--snapshot-count", "3",
 	})
 	if c.Name != "n" || c.SnapshotCount != 3 {
 		t.Fatalf("known flags lost: %+v", c)
 	}
-	for _, f := range []string{"--auto-compaction-retention", "--experimental-initial-corrupt-check", "--feature-gates", "--client-cert-auth"} {
+	for _, f := range []string{"--auto-compaction-retention", "--experimental-corrupt-check-time", "--client-cert-auth"} {
 		if !hasNote(c, true, "ignoring unrecognized flag; Cairn does not implement it", f) {
 			t.Errorf("no warning for %s: %v", f, c.notes)
 		}
@@ -292,6 +294,31 @@ func TestWatchProgressNotifyIntervalSpellings(t *testing.T) {
 	for _, flag := range []string{"--watch-progress-notify-interval=2s", "--experimental-watch-progress-notify-interval=2s"} {
 		if c := mustParse(t, []string{flag}); c.WatchProgressNotifyInterval != 2*time.Second {
 			t.Fatalf("%s: interval %v, want 2s", flag, c.WatchProgressNotifyInterval)
+		}
+	}
+}
+
+func TestCorruptCheckFlags(t *testing.T) {
+	c := mustParse(t, []string{"--feature-gates=InitialCorruptCheck=true, CompactHashCheck=true,LeaseCheckpoint=false", "--compact-hash-check-time=2s"})
+	sc := c.serverConfig(zap.NewNop())
+	if !sc.InitialCorruptCheck || !sc.CompactHashCheck || sc.CompactHashCheckTime != 2*time.Second {
+		t.Fatalf("feature gates not applied: %+v", sc)
+	}
+	c = mustParse(t, []string{"--experimental-initial-corrupt-check", "--experimental-compact-hash-check-enabled", "--experimental-compact-hash-check-time=3s"})
+	sc = c.serverConfig(zap.NewNop())
+	if !sc.InitialCorruptCheck || !sc.CompactHashCheck || sc.CompactHashCheckTime != 3*time.Second {
+		t.Fatalf("experimental flags not applied: %+v", sc)
+	}
+	sc = mustParse(t, nil).serverConfig(zap.NewNop())
+	if sc.InitialCorruptCheck || sc.CompactHashCheck || sc.CompactHashCheckTime != time.Minute {
+		t.Fatalf("defaults: %+v", sc)
+	}
+	for args, want := range map[string]string{
+		"--feature-gates=NoSuchGate=true":          "unrecognized feature gate: NoSuchGate",
+		"--feature-gates=InitialCorruptCheck=yes!": "invalid value of InitialCorruptCheck=yes!",
+	} {
+		if _, err := parseConfig([]string{args}, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", args, err, want)
 		}
 	}
 }

@@ -139,6 +139,9 @@ func (c *config) serverConfig(lg *zap.Logger) server.Config {
 		InitialClusterToken:    c.InitialClusterToken,
 		SnapshotCount:          c.SnapshotCount,
 		SnapshotCatchUpEntries: c.SnapshotCatchUpEntries,
+		InitialCorruptCheck:    c.InitialCorruptCheck || c.FeatureGates["InitialCorruptCheck"],
+		CompactHashCheck:       c.CompactHashCheck || c.FeatureGates["CompactHashCheck"],
+		CompactHashCheckTime:   c.CompactHashCheckTime,
 		HeartbeatInterval:      time.Duration(c.HeartbeatMs) * time.Millisecond,
 		ElectionTimeout:        time.Duration(c.ElectionMs) * time.Millisecond,
 		QuotaBackendBytes:      c.QuotaBackendBytes,
@@ -199,6 +202,17 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		}(l)
 	}
 	defer ps.Stop()
+
+	// Before any client traffic, as etcd does: a member whose data differs from its
+	// peers' must not serve it.
+	if sc := cfg.serverConfig(lg); sc.InitialCorruptCheck {
+		if err := srv.CheckInitialHashKV(ctx); err != nil {
+			srv.Stop()
+			closeAll(clientLs)
+			closeAll(metricsLs)
+			return fmt.Errorf("initial corruption check failed: %w", err)
+		}
+	}
 
 	b := backend{srv}
 	gs := api.NewGRPCServer(b, api.GRPCConfig{
