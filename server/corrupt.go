@@ -33,10 +33,10 @@ type peerHash struct {
 	err  error
 }
 
-// peerHashes asks every other member for its HashKV at rev, concurrently.
-func (s *Server) peerHashes(ctx context.Context, rev int64) []peerHash {
+// peerHashes asks every member of ms but this one for its HashKV at rev, concurrently.
+func (s *Server) peerHashes(ctx context.Context, ms []*member, rev int64) []peerHash {
 	var out []peerHash
-	for _, m := range s.members.all() {
+	for _, m := range ms {
 		if m.ID != s.id {
 			out = append(out, peerHash{id: m.ID, urls: m.PeerURLs})
 		}
@@ -78,6 +78,9 @@ func (s *Server) peerHash(ctx context.Context, urls []string, rev int64) (*pb.Ha
 // peer's at the same revision, before the member serves clients: a peer with the same
 // compaction but another hash means the data differs, and the member must not start.
 // Peers that cannot answer (down, behind, compacted past it) are skipped with a warning.
+//
+// Like etcd, it runs before the member serves peers too, so it takes the members the
+// store has (the in-memory membership is still being rebuilt from the log).
 func (s *Server) CheckInitialHashKV(ctx context.Context) error {
 	lg := s.lg.With(zap.String("local-member-id", fmt.Sprintf("%x", s.id)))
 	lg.Info("starting initial corruption check", zap.Duration("timeout", peerHashTimeout))
@@ -85,8 +88,12 @@ func (s *Server) CheckInitialHashKV(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%x failed to fetch hash (%w)", s.id, err)
 	}
+	ms, err := s.storedMembers()
+	if err != nil {
+		return err
+	}
 	mismatch := 0
-	for _, p := range s.peerHashes(ctx, rev) {
+	for _, p := range s.peerHashes(ctx, ms, rev) {
 		fields := []zap.Field{zap.Int64("local-member-revision", rev), zap.Int64("local-member-compact-revision", compactRev),
 			zap.Uint32("local-member-hash", h), zap.String("remote-peer-id", fmt.Sprintf("%x", p.id)), zap.Strings("remote-peer-endpoints", p.urls)}
 		switch {
@@ -144,7 +151,7 @@ func (s *Server) compactHashCheck(ctx context.Context, checked int64) (rev int64
 	if err != nil {
 		return rev, false // compacted again meanwhile: the next round takes the new one
 	}
-	peers := s.peerHashes(ctx, rev)
+	peers := s.peerHashes(ctx, s.members.all(), rev)
 	byHash := map[uint32][]uint64{h: {s.id}}
 	answered := 0
 	for _, p := range peers {

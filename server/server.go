@@ -213,6 +213,7 @@ func New(cfg Config) (*Server, error) {
 	go s.applyLoop()
 	go s.runLeaseExpiry()
 	go s.publishAttributes()
+	go s.watchReady()
 	if cfg.CompactHashCheck {
 		go s.runCompactHashCheck(cfg.CompactHashCheckTime)
 	}
@@ -243,18 +244,31 @@ func (s *Server) restoreMembers(p *raftnode.Persisted) error {
 	for _, id := range removed {
 		s.members.markRemoved(id)
 	}
-	ms, err := s.store.Members()
+	ms, err := s.storedMembers()
 	if err != nil {
-		return fmt.Errorf("server: load members: %w", err)
+		return err
 	}
-	for _, raw := range ms {
-		var m member
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return fmt.Errorf("server: decode member: %w", err)
-		}
-		s.members.add(&m)
+	for _, m := range ms {
+		s.members.add(m)
 	}
 	return nil
+}
+
+// storedMembers are the members the store has, as of its applied index.
+func (s *Server) storedMembers() ([]*member, error) {
+	raws, err := s.store.Members()
+	if err != nil {
+		return nil, fmt.Errorf("server: load members: %w", err)
+	}
+	var ms []*member
+	for _, raw := range raws {
+		var m member
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return nil, fmt.Errorf("server: decode member: %w", err)
+		}
+		ms = append(ms, &m)
+	}
+	return ms, nil
 }
 
 // ID is this member's id.
@@ -294,6 +308,24 @@ func (s *Server) Stop() {
 			s.lg.Warn("failed to close backend", zap.Error(err))
 		}
 	})
+}
+
+// watchReady re-checks readiness every heartbeat until the member is ready: a member
+// restarted into an idle cluster has applied its whole log before it hears of the
+// leader, and no entry may come after to trigger the check.
+func (s *Server) watchReady() {
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.readyc:
+			return
+		case <-s.stopping:
+			return
+		case <-t.C:
+			s.maybeReady()
+		}
+	}
 }
 
 func (s *Server) maybeReady() {

@@ -191,6 +191,17 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		closeAll(peerLs)
 		return fmt.Errorf("cannot start member: %w", err)
 	}
+	// Before any client or peer traffic, as etcd does: a member whose data differs from
+	// its peers' must not serve it.
+	if sc := cfg.serverConfig(lg); sc.InitialCorruptCheck {
+		if err := srv.CheckInitialHashKV(ctx); err != nil {
+			srv.Stop()
+			closeAll(clientLs)
+			closeAll(metricsLs)
+			closeAll(peerLs)
+			return fmt.Errorf("initial corruption check failed: %w", err)
+		}
+	}
 	// Raft traffic between members: its own gRPC server on the peer URLs.
 	ps := grpc.NewServer(grpc.MaxRecvMsgSize(math.MaxInt32))
 	srv.RegisterPeerService(ps)
@@ -202,17 +213,6 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		}(l)
 	}
 	defer ps.Stop()
-
-	// Before any client traffic, as etcd does: a member whose data differs from its
-	// peers' must not serve it.
-	if sc := cfg.serverConfig(lg); sc.InitialCorruptCheck {
-		if err := srv.CheckInitialHashKV(ctx); err != nil {
-			srv.Stop()
-			closeAll(clientLs)
-			closeAll(metricsLs)
-			return fmt.Errorf("initial corruption check failed: %w", err)
-		}
-	}
 
 	b := backend{srv}
 	gs := api.NewGRPCServer(b, api.GRPCConfig{

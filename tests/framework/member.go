@@ -189,6 +189,14 @@ func (m *Member) Args() []string {
 	return append(args, m.opts.Flags...)
 }
 
+// AddFlags appends flags to the member's command line from its next start on
+// (a later flag overrides an earlier one of the same name).
+func (m *Member) AddFlags(flags ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.opts.Flags = append(append([]string(nil), m.opts.Flags...), flags...)
+}
+
 // logLevel is $CAIRN_TEST_LOG_LEVEL (e.g. debug, to study a failure), info by default.
 func logLevel() string {
 	if l := os.Getenv("CAIRN_TEST_LOG_LEVEL"); l != "" {
