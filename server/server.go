@@ -277,7 +277,7 @@ func (s *Server) ID() uint64 { return s.id }
 // ClusterID is the cluster's id.
 func (s *Server) ClusterID() uint64 { return s.clusterID }
 
-// ReadyNotify is closed once the member has a leader and has applied the log it had.
+// ReadyNotify is closed once the member has a leader, has applied the log it had and knows itself as a member.
 func (s *Server) ReadyNotify() <-chan struct{} { return s.readyc }
 
 // StopNotify is closed once the member has stopped, by Stop or by a fatal error.
@@ -334,7 +334,9 @@ func (s *Server) maybeReady() {
 		return
 	default:
 	}
-	if s.node.Leader() != 0 && s.applied.Load() >= s.node.CommittedIndex() {
+	// A joining member has applied "everything" before it got any of the log: it is
+	// ready once it has applied its own addition, too.
+	if s.node.Leader() != 0 && s.applied.Load() >= s.node.CommittedIndex() && s.members.get(s.id) != nil {
 		s.readyOnce.Do(func() { close(s.readyc) })
 	}
 }
