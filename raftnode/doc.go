@@ -1,6 +1,10 @@
 // Package raftnode drives go.etcd.io/raft/v3 for one member: the Ready loop, persistence
-// of hard state and entries to the WAL (one fsync per Ready), snapshots, and hand-off of
-// committed entries to the server's apply loop.
+// of hard state and entries to the WAL (one fsync per Ready), snapshots, hand-off of
+// committed entries to the server's apply loop, and the gRPC peer transport (raft
+// messages on long-lived streams; a snapshot with the db it stands for on a stream and
+// connection of its own, checked by SHA-256).
 //
-// It must never interpret the entries it carries: applying them is the server's job.
+// It must never interpret the entries it carries: applying them is the server's job. It
+// must never acknowledge, as a follower, what it has not made durable, and never let the
+// Ready loop install a leader's snapshot whose db file is not saved first.
 package raftnode
