@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cairn-kv/cairn/internal/fsutil"
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 )
@@ -85,7 +86,7 @@ func (s *Store) replaceBackend(path string) (scheduled, finished int64, err erro
 	if err := os.Rename(path, s.path); err != nil {
 		return 0, 0, fmt.Errorf("rename into %s: %w", s.path, err)
 	}
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(s.path)); err != nil {
 		return 0, 0, err
 	}
 	b, err := openBackend(s.path)
@@ -94,20 +95,4 @@ func (s *Store) replaceBackend(path string) (scheduled, finished int64, err erro
 	}
 	s.b = b
 	return s.load()
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
 }

@@ -183,12 +183,11 @@ func streamSendError(st grpc.ClientStreamingClient[peerpb.SnapshotChunk, peerpb.
 
 func (s *peerService) SendSnapshot(st grpc.ClientStreamingServer[peerpb.SnapshotChunk, peerpb.Empty]) error {
 	t := s.t
-	if t.ctx.Err() != nil {
-		return status.Error(codes.Unavailable, "peer: transport stopped")
+	ctx, cancel, err := t.streamContext(st.Context())
+	if err != nil {
+		return err
 	}
-	ctx, cancel := context.WithCancel(st.Context())
 	defer cancel()
-	defer context.AfterFunc(t.ctx, cancel)()
 
 	first, err := st.Recv()
 	if err != nil {

@@ -36,17 +36,21 @@ type receivedSnapshot struct {
 	err  error
 }
 
-// snapshotPair is member 1 sending snapshots of db to member 2, which records them.
-func snapshotPair(t *testing.T, db []byte) (send *PeerTransport, src *bytesDB, got chan receivedSnapshot, reports chan raft.SnapshotStatus) {
+// snapshotPair is member 1 sending snapshots of db to member 2, whose receive takes
+// them (nil: record them on got).
+func snapshotPair(t *testing.T, db []byte, receive SnapshotReceiver) (send *PeerTransport, src *bytesDB, got chan receivedSnapshot, reports chan raft.SnapshotStatus) {
 	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
 	t.Cleanup(recv.Stop)
 	got = make(chan receivedSnapshot, 4)
+	if receive == nil {
+		receive = func(_ context.Context, m *raftpb.Message, r io.Reader) error {
+			data, err := io.ReadAll(r)
+			got <- receivedSnapshot{m: m, data: data, err: err}
+			return err
+		}
+	}
 	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
-	recv.SetSnapshotHandlers(nil, func(_ context.Context, m *raftpb.Message, r io.Reader) error {
-		data, err := io.ReadAll(r)
-		got <- receivedSnapshot{m: m, data: data, err: err}
-		return err
-	}, nil)
+	recv.SetSnapshotHandlers(nil, receive, nil)
 	_, url := servePeerTransport(t, recv)
 
 	send = newTestSender(t)
@@ -66,6 +70,22 @@ func snapshotPair(t *testing.T, db []byte) (send *PeerTransport, src *bytesDB, g
 	return send, src, got, reports
 }
 
+// sendSnapshot has send send a MsgSnap to member 2 carrying a stale snapshot, as raft's
+// does, and returns how the transport reported the send to raft.
+func sendSnapshot(t *testing.T, send *PeerTransport, reports chan raft.SnapshotStatus) raft.SnapshotStatus {
+	t.Helper()
+	stale := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(5), Term: proto.Uint64(1)}}
+	typ := raftpb.MsgSnap
+	send.Send([]*raftpb.Message{{Type: &typ, From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(3), Snapshot: stale}})
+	select {
+	case st := <-reports:
+		return st
+	case <-time.After(10 * time.Second):
+		t.Fatal("no report to raft")
+	}
+	return raft.SnapshotFailure
+}
+
 // raft's MsgSnap carries whatever snapshot storage had; the transport sends the one its
 // source makes now, with the whole db in chunks, and reports the outcome to raft.
 func TestPeerTransportSendsSnapshotWithDB(t *testing.T) {
@@ -74,11 +94,10 @@ func TestPeerTransportSendsSnapshotWithDB(t *testing.T) {
 	for i := range db {
 		db[i] = byte(rng.Uint32())
 	}
-	send, src, got, reports := snapshotPair(t, db)
-	stale := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(5), Term: proto.Uint64(1)}}
-	typ := raftpb.MsgSnap
-	send.Send([]*raftpb.Message{{Type: &typ, From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(3), Snapshot: stale}})
-
+	send, src, got, reports := snapshotPair(t, db, nil)
+	if st := sendSnapshot(t, send, reports); st != raft.SnapshotFinish {
+		t.Fatalf("reported %v, want SnapshotFinish", st)
+	}
 	var r receivedSnapshot
 	select {
 	case r = <-got:
@@ -95,14 +114,6 @@ func TestPeerTransportSendsSnapshotWithDB(t *testing.T) {
 		t.Fatalf("received snapshot %v, want the source's (index 77)", r.m.GetSnapshot())
 	}
 	select {
-	case st := <-reports:
-		if st != raft.SnapshotFinish {
-			t.Fatalf("reported %v, want SnapshotFinish", st)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no report to raft")
-	}
-	select {
 	case <-src.closed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the db view was not closed")
@@ -112,30 +123,12 @@ func TestPeerTransportSendsSnapshotWithDB(t *testing.T) {
 // A receiver that fails (here: it cannot save the db) makes the send fail, and raft is
 // told so it retries later.
 func TestPeerTransportSnapshotFailureReported(t *testing.T) {
-	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
-	defer recv.Stop()
-	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
-	recv.SetSnapshotHandlers(nil, func(_ context.Context, _ *raftpb.Message, r io.Reader) error {
+	send, _, _, reports := snapshotPair(t, []byte("db"), func(_ context.Context, _ *raftpb.Message, r io.Reader) error {
 		_, _ = io.Copy(io.Discard, r)
 		return errors.New("disk full")
-	}, nil)
-	_, url := servePeerTransport(t, recv)
-	send := newTestSender(t)
-	reports := make(chan raft.SnapshotStatus, 1)
-	send.SetSnapshotHandlers(func(context.Context) (*raftpb.Snapshot, SnapshotDB, error) {
-		return &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(9), Term: proto.Uint64(1)}},
-			&bytesDB{data: []byte("db"), closed: make(chan struct{})}, nil
-	}, nil, func(_ uint64, st raft.SnapshotStatus) { reports <- st })
-	send.AddPeer(2, []string{url})
-	typ := raftpb.MsgSnap
-	send.Send([]*raftpb.Message{{Type: &typ, From: proto.Uint64(1), To: proto.Uint64(2)}})
-	select {
-	case st := <-reports:
-		if st != raft.SnapshotFailure {
-			t.Fatalf("reported %v, want SnapshotFailure", st)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no report to raft")
+	})
+	if st := sendSnapshot(t, send, reports); st != raft.SnapshotFailure {
+		t.Fatalf("reported %v, want SnapshotFailure", st)
 	}
 }
 

@@ -588,14 +588,24 @@ func (s *peerService) Members(context.Context, *peerpb.MembersRequest) (*peerpb.
 	return f(), nil
 }
 
+// streamContext is a received stream's context, cancelled also when the transport
+// stops; Unavailable if it has stopped already.
+func (t *PeerTransport) streamContext(parent context.Context) (context.Context, context.CancelFunc, error) {
+	if t.ctx.Err() != nil {
+		return nil, nil, status.Error(codes.Unavailable, "peer: transport stopped")
+	}
+	ctx, cancel := context.WithCancel(parent)
+	stop := context.AfterFunc(t.ctx, cancel)
+	return ctx, func() { stop(); cancel() }, nil
+}
+
 func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb.Empty]) error {
 	t := s.t
-	if t.ctx.Err() != nil {
-		return status.Error(codes.Unavailable, "peer: transport stopped")
+	ctx, cancel, err := t.streamContext(st.Context())
+	if err != nil {
+		return err
 	}
-	ctx, cancel := context.WithCancel(st.Context())
 	defer cancel()
-	defer context.AfterFunc(t.ctx, cancel)()
 
 	// Receive in a goroutine so Stop ends the stream even while no envelope arrives.
 	type recv struct {

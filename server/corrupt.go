@@ -201,8 +201,8 @@ type hashCheckService struct {
 
 func (h *hashCheckService) HashKV(ctx context.Context, r *peerpb.PeerHashKVRequest) (*pb.HashKVResponse, error) {
 	s := h.s
-	if r.GetClusterId() != s.clusterID {
-		return nil, status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch: request from cluster %x, this is %x", r.GetClusterId(), s.clusterID)
+	if err := s.refuseOtherCluster("hash", r.GetClusterId(), r.GetFrom()); err != nil {
+		return nil, err
 	}
 	resp, err := s.HashKV(ctx, &pb.HashKVRequest{Revision: r.GetRevision()})
 	switch {

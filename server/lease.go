@@ -91,7 +91,7 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	for {
 		if leader := s.node.Leader(); leader != 0 && leader != s.id {
 			ttl, err := s.forwardLeaseRenew(cctx, leader, id)
-			if !errors.Is(err, errLeaseForwardRetry) {
+			if !errors.Is(err, errForwardRetry) {
 				return ttl, err
 			}
 		} else {

@@ -35,9 +35,9 @@ const (
 	leaseForwardMaxBackoff = time.Second
 )
 
-// errLeaseForwardRetry marks a forwarding attempt that another attempt may get past:
+// errForwardRetry marks a forwarding attempt that another attempt may get past:
 // the member asked is not (or no longer) the leader, is unreachable or is stopping.
-var errLeaseForwardRetry = errors.New("server: retry lease request with the current leader")
+var errForwardRetry = errors.New("server: retry lease request with the current leader")
 
 // leaseForwarder keeps one client connection per leader peer URL for forwarded lease
 // requests. Keep-alives arrive every third of a lease's TTL from every client, so a
@@ -137,7 +137,7 @@ func (s *Server) leaderConn(leader uint64) (*grpc.ClientConn, string, error) {
 	}
 	if len(urls) == 0 {
 		// The leader's membership is not applied here yet: wait for it like for a leader.
-		return nil, "", fmt.Errorf("leader %x has no known peer URL: %w", leader, errLeaseForwardRetry)
+		return nil, "", fmt.Errorf("leader %x has no known peer URL: %w", leader, errForwardRetry)
 	}
 	u := s.leaseFwd.pick(leader, urls)
 	cc, err := s.leaseFwd.conn(s, u, known)
@@ -150,7 +150,7 @@ func (s *Server) leaseForwardAttempt() time.Duration {
 }
 
 // forwardLeaseRenew sends one keep-alive of lease id to leader. An error wrapping
-// errLeaseForwardRetry means the caller should try again (with whoever leads then)
+// errForwardRetry means the caller should try again (with whoever leads then)
 // until its deadline; lease.ErrLeaseNotFound means the leader has no such lease.
 func (s *Server) forwardLeaseRenew(ctx context.Context, leader uint64, id int64) (int64, error) {
 	cli, u, err := s.leaderClient(leader)
@@ -170,30 +170,41 @@ func (s *Server) forwardLeaseRenew(ctx context.Context, leader uint64, id int64)
 	return resp.GetResponse().GetTTL(), nil
 }
 
-// forwardLeaseTimeToLive asks the leader for a lease's time to live, retrying with
-// whoever leads until the request's deadline (requestTimeout, as for any request
-// waiting on raft). If this member becomes the leader meanwhile it answers itself.
+// forwardLeaseTimeToLive asks the leader for a lease's time to live (see forwardToLeader).
 func (s *Server) forwardLeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	return forwardToLeader(ctx, s,
+		func(ctx context.Context) (*pb.LeaseTimeToLiveResponse, error) { return s.leaseTimeToLiveLocal(ctx, r) },
+		func(ctx context.Context, leader uint64) (*pb.LeaseTimeToLiveResponse, error) {
+			return s.forwardLeaseTimeToLiveOnce(ctx, leader, r)
+		})
+}
+
+// forwardToLeader answers a request only the leader can: with once(leader), retrying
+// with whoever leads while once's error wraps errForwardRetry, until the request's
+// deadline (requestTimeout, as for any request waiting on raft); with local if this
+// member becomes the leader meanwhile (under the caller's ctx: the local path has its
+// own bound and errors).
+func forwardToLeader[T any](ctx context.Context, s *Server, local func(context.Context) (T, error), once func(ctx context.Context, leader uint64) (T, error)) (T, error) {
 	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
+	var zero T
 	for {
 		leader := s.node.Leader()
 		if leader == s.id {
-			// The caller's ctx: the local read has its own bound and errors, as before.
-			return s.leaseTimeToLiveLocal(ctx, r)
+			return local(ctx)
 		}
 		if leader != 0 {
-			resp, err := s.forwardLeaseTimeToLiveOnce(cctx, leader, r)
-			if !errors.Is(err, errLeaseForwardRetry) {
+			resp, err := once(cctx, leader)
+			if !errors.Is(err, errForwardRetry) {
 				return resp, err
 			}
 		}
 		select {
 		case <-time.After(leaseExpiryTick):
 		case <-cctx.Done():
-			return nil, s.proposeError(ctx, cctx, cctx.Err())
+			return zero, s.proposeError(ctx, cctx, cctx.Err())
 		case <-s.stopping:
-			return nil, ErrStopped
+			return zero, ErrStopped
 		}
 	}
 }
@@ -218,7 +229,7 @@ func (s *Server) forwardLeaseTimeToLiveOnce(ctx context.Context, leader uint64, 
 // leaseForwardError turns the status a forwarded request failed with into the error
 // the follower answers with: the leader's lease-not-found as lease.ErrLeaseNotFound;
 // what another attempt may get past (not the leader, unreachable, stopping, attempt
-// timed out) as errLeaseForwardRetry; anything else wraps an error with the leader's
+// timed out) as errForwardRetry; anything else wraps an error with the leader's
 // message, which api maps to etcd's gRPC error by its text.
 func (s *Server) leaseForwardError(what string, leader uint64, u string, err error) error {
 	st := status.Convert(err)
@@ -232,7 +243,7 @@ func (s *Server) leaseForwardError(what string, leader uint64, u string, err err
 			zap.String("leader-member-id", fmt.Sprintf("%x", leader)),
 			zap.String("leader-peer-url", u),
 			zap.Error(err))
-		return fmt.Errorf("server: forward lease %s to %x: %s: %w", what, leader, st.Message(), errLeaseForwardRetry)
+		return fmt.Errorf("server: forward lease %s to %x: %s: %w", what, leader, st.Message(), errForwardRetry)
 	case codes.Unknown:
 		return fmt.Errorf("server: forward lease %s to %x: %w", what, leader, errors.New(st.Message()))
 	default:
@@ -251,12 +262,8 @@ type leaseForwardService struct {
 // or a new leader's before it was promoted, has no expiries to renew or report.
 func (h *leaseForwardService) checkLeader(clusterID, from uint64) error {
 	s := h.s
-	if clusterID != s.clusterID {
-		s.lg.Warn("refused a forwarded lease request from another cluster",
-			zap.String("remote-peer-id", fmt.Sprintf("%x", from)),
-			zap.String("remote-cluster-id", fmt.Sprintf("%x", clusterID)),
-			zap.String("local-cluster-id", fmt.Sprintf("%x", s.clusterID)))
-		return status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch: request from cluster %x, this is %x", clusterID, s.clusterID)
+	if err := s.refuseOtherCluster("lease", clusterID, from); err != nil {
+		return err
 	}
 	select {
 	case <-s.stopping:

@@ -3,12 +3,15 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/peerpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // RegisterPeerService serves the raft peer protocol, and the lease requests followers
@@ -67,4 +70,18 @@ func (s *Server) applyMemberAttributes(r *pb.MemberAttributesRequest, index, ter
 	raw, _ := json.Marshal(m)
 	s.store.PutMember(m.ID, raw, index, term)
 	return applyResult{resp: &pb.ResponseHeader{}}
+}
+
+// refuseOtherCluster refuses (FailedPrecondition) a request a member of another cluster
+// sent to this member's peer services.
+func (s *Server) refuseOtherCluster(what string, clusterID, from uint64) error {
+	if clusterID == s.clusterID {
+		return nil
+	}
+	s.lg.Warn("refused a peer request from another cluster",
+		zap.String("request", what),
+		zap.String("remote-peer-id", fmt.Sprintf("%x", from)),
+		zap.String("remote-cluster-id", fmt.Sprintf("%x", clusterID)),
+		zap.String("local-cluster-id", fmt.Sprintf("%x", s.clusterID)))
+	return status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch: request from cluster %x, this is %x", clusterID, s.clusterID)
 }

@@ -2,13 +2,10 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/peerpb"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -17,30 +14,13 @@ import (
 // MemberPromote to it over the peer listener (peerpb.MemberForward) and answers with
 // what the leader said, as etcd does. It uses the lease forwarder's connections.
 
-// forwardMemberPromote asks the leader to promote, retrying with whoever leads until the
-// request's deadline; if this member becomes the leader meanwhile it promotes itself.
+// forwardMemberPromote asks the leader to promote (see forwardToLeader).
 func (s *Server) forwardMemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
-	defer cancel()
-	for {
-		leader := s.node.Leader()
-		if leader == s.id {
-			return s.memberPromoteLocal(ctx, r)
-		}
-		if leader != 0 {
-			resp, err := s.forwardMemberPromoteOnce(cctx, leader, r)
-			if !errors.Is(err, errLeaseForwardRetry) {
-				return resp, err
-			}
-		}
-		select {
-		case <-time.After(leaseExpiryTick):
-		case <-cctx.Done():
-			return nil, s.proposeError(ctx, cctx, cctx.Err())
-		case <-s.stopping:
-			return nil, ErrStopped
-		}
-	}
+	return forwardToLeader(ctx, s,
+		func(ctx context.Context) (*pb.MemberPromoteResponse, error) { return s.memberPromoteLocal(ctx, r) },
+		func(ctx context.Context, leader uint64) (*pb.MemberPromoteResponse, error) {
+			return s.forwardMemberPromoteOnce(ctx, leader, r)
+		})
 }
 
 func (s *Server) forwardMemberPromoteOnce(ctx context.Context, leader uint64, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
@@ -70,11 +50,8 @@ type memberForwardService struct {
 
 func (h *memberForwardService) Promote(ctx context.Context, r *peerpb.MemberPromoteForwardRequest) (*peerpb.MemberPromoteForwardResponse, error) {
 	s := h.s
-	if r.GetClusterId() != s.clusterID {
-		s.lg.Warn("refused a forwarded member promote from another cluster",
-			zap.String("remote-peer-id", fmt.Sprintf("%x", r.GetFrom())),
-			zap.String("remote-cluster-id", fmt.Sprintf("%x", r.GetClusterId())))
-		return nil, status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch: request from cluster %x, this is %x", r.GetClusterId(), s.clusterID)
+	if err := s.refuseOtherCluster("member promote", r.GetClusterId(), r.GetFrom()); err != nil {
+		return nil, err
 	}
 	if r.GetRequest() == nil {
 		return nil, status.Error(codes.InvalidArgument, "peer: member promote without a request")

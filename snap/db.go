@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cairn-kv/cairn/internal/fsutil"
 	"go.uber.org/zap"
 )
 
@@ -59,7 +60,7 @@ func (s *Snapshotter) SaveDB(index uint64, r io.Reader) (int64, error) {
 		_ = os.Remove(tmp)
 		return 0, fmt.Errorf("snap: save db for snapshot %d: %w", index, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := fsutil.SyncDir(s.dir); err != nil {
 		return 0, err
 	}
 	s.lg.Info("snap: saved db file", zap.String("path", path), zap.Int64("bytes", n))
@@ -109,5 +110,5 @@ func (s *Snapshotter) PurgeDBs(index uint64) error {
 		return nil
 	}
 	s.lg.Info("snap: purged db files", zap.String("dir", s.dir), zap.Strings("removed", removed))
-	return syncDir(s.dir)
+	return fsutil.SyncDir(s.dir)
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cairn-kv/cairn/internal/fsutil"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
@@ -107,7 +108,7 @@ func (s *Snapshotter) Save(snap *raftpb.Snapshot) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("snap: rename %s: %w", tmp, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := fsutil.SyncDir(s.dir); err != nil {
 		return err
 	}
 	s.lg.Info("snap: saved snapshot", zap.String("file", path),
@@ -190,7 +191,7 @@ func (s *Snapshotter) Purge(keep int) error {
 	if len(removed) == 0 {
 		return nil
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := fsutil.SyncDir(s.dir); err != nil {
 		return err
 	}
 	s.lg.Info("snap: purged snapshots", zap.String("dir", s.dir), zap.Strings("removed", removed))
@@ -288,22 +289,6 @@ func writeSynced(path string, buf []byte) error {
 	}
 	if err != nil {
 		return fmt.Errorf("snap: write %s: %w", path, err)
-	}
-	return nil
-}
-
-// syncDir makes renames and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("snap: open dir %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("snap: sync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/cairn-kv/cairn/internal/fsutil"
 )
 
 const (
@@ -90,22 +92,6 @@ func removeTemps(dir string) error {
 	return nil
 }
 
-// syncDir makes renames and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("wal: open dir %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("wal: sync dir %s: %w", dir, err)
-	}
-	return nil
-}
-
 // createSegment writes header as a new segment through a locked temp file that is synced
 // and renamed into place, so a crash never leaves a segment without its header. It returns
 // the open, locked file positioned after the header.
@@ -134,7 +120,7 @@ func createSegment(dir string, seg segment, header []byte) (*os.File, error) {
 	if err := os.Rename(tmp, seg.path); err != nil {
 		return fail(fmt.Errorf("wal: rename %s: %w", tmp, err))
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		_ = f.Close()
 		return nil, err
 	}

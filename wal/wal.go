@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/cairn-kv/cairn/internal/fsutil"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -82,7 +83,7 @@ func Create(lg *zap.Logger, dir string, metadata []byte) (*WAL, error) {
 		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
 	}
 	// The directory entry itself must survive a crash too.
-	if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
 		return nil, err
 	}
 	w := &WAL{
@@ -300,7 +301,7 @@ func (w *WAL) ReleaseTo(index uint64) error {
 		}
 	}
 	w.dropSegments(keep)
-	if err := syncDir(w.dir); err != nil {
+	if err := fsutil.SyncDir(w.dir); err != nil {
 		return err
 	}
 	w.lg.Info("wal: released segments", zap.String("dir", w.dir), zap.Uint64("index", index), zap.Int("removed", keep))
