@@ -30,6 +30,8 @@ var (
 	ErrLearnerNotReady         = errors.New("etcdserver: can only promote a learner member which is in sync with leader")
 	// ErrMemberRemoved is why a member stops once it applied its own removal.
 	ErrMemberRemoved = errors.New("the member has been permanently removed from the cluster")
+	// ErrClusterIDMismatch is why a member stops when its peers belong to another cluster.
+	ErrClusterIDMismatch = errors.New("cluster ID mismatch")
 	// ErrNotImplemented marks a request kind this member does not serve yet; api turns it
 	// into codes.Unimplemented, never a success.
 	ErrNotImplemented = errors.New("cairn: not implemented")

@@ -127,3 +127,62 @@ func fetchMembers(ctx context.Context, peerURL string) (*peerpb.MembersResponse,
 	defer cancel()
 	return peerpb.NewPeerClient(cc).Members(cctx, &peerpb.MembersRequest{}, grpc.WaitForReady(true))
 }
+
+// clusterCheckBound bounds how long a restarted member keeps asking its peers which
+// cluster they are in, until one of them answers.
+const clusterCheckBound = 30 * time.Second
+
+// checkPeersCluster runs once at the restart of a multi-member member: it asks the
+// members the store knows which cluster they belong to. If some answer and every one
+// that does names another cluster, this data dir is from a different cluster (or those
+// peers were re-created): the member stops with a clear error rather than run isolated
+// and serve stale data. Peers that do not answer decide nothing.
+func (s *Server) checkPeersCluster() {
+	ms, err := s.storedMembers()
+	if err != nil || len(ms) < 2 {
+		return
+	}
+	deadline := time.Now().Add(clusterCheckBound)
+	for time.Now().Before(deadline) {
+		var others, same int
+		var foreign uint64
+		var where []string
+		for _, m := range ms {
+			if m.ID == s.id {
+				continue
+			}
+			for _, u := range m.PeerURLs {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				resp, err := fetchMembers(ctx, u)
+				cancel()
+				if err != nil {
+					continue
+				}
+				if resp.GetClusterId() == s.clusterID {
+					same++
+				} else {
+					others++
+					foreign = resp.GetClusterId()
+					where = append(where, u)
+				}
+				break
+			}
+		}
+		switch {
+		case same > 0:
+			return
+		case others > 0:
+			err := fmt.Errorf("%w: this data dir belongs to cluster %x, but the members at %v are in cluster %x",
+				ErrClusterIDMismatch, s.clusterID, where, foreign)
+			s.lg.Error("stopping: the peers belong to another cluster", zap.Error(err))
+			s.stopErr.Store(&err)
+			s.Stop()
+			return
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-s.stopping:
+			return
+		}
+	}
+}

@@ -214,6 +214,9 @@ func New(cfg Config) (*Server, error) {
 	go s.runLeaseExpiry()
 	go s.publishAttributes()
 	go s.watchReady()
+	if persisted != nil {
+		go s.checkPeersCluster()
+	}
 	if cfg.CompactHashCheck {
 		go s.runCompactHashCheck(cfg.CompactHashCheckTime)
 	}

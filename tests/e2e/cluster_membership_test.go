@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -321,4 +322,35 @@ func TestClusterJoinRefusedWithWrongInitialCluster(t *testing.T) {
 		t.Fatalf("m4 exited without etcd's reason; log tail:\n%s", bad.LogTail(20))
 	}
 	mbWaitMembers(t, cli, map[string]bool{"m1": false, "m2": false, "m3": false, "": true})
+}
+
+// A member restarted with the data dir of a cluster its peers no longer
+// belong to (they were re-created as another cluster on the same addresses)
+// stops with a clear error instead of running cut off on stale data. etcd
+// keeps such a member running, refused by its peers; Cairn-only.
+func TestClusterStaleDataDirOfAnotherClusterStops(t *testing.T) {
+	framework.CairnOnly(t, "etcd keeps a member whose peers are in another cluster running")
+	c := startCluster(t, 3)
+	mustPut(t, c.Client(), "old", "1")
+	for _, m := range c.Members {
+		m.Stop()
+	}
+	// m1 and m2 start afresh as a new cluster (another token); m3 keeps its data.
+	for _, m := range c.Members[:2] {
+		if err := os.RemoveAll(m.DataDir); err != nil {
+			t.Fatal(err)
+		}
+		m.AddFlags("--initial-cluster-token=another-cluster")
+		if err := m.Start(); err != nil {
+			t.Fatalf("start %s: %v", m.Name, err)
+		}
+	}
+	stale := c.Members[2]
+	if err := stale.Start(); err != nil {
+		t.Fatalf("start %s: %v", stale.Name, err)
+	}
+	exitErr, exited := stale.WaitExit(mbCatchUpBound)
+	if !exited || exitErr == nil || !stale.LogContains("cluster ID mismatch: this data dir belongs to cluster") {
+		t.Fatalf("%s with another cluster's data dir: exited=%v (%v); log tail:\n%s", stale.Name, exited, exitErr, stale.LogTail(20))
+	}
 }
