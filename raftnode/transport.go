@@ -35,7 +35,11 @@ const (
 	// peer whose flow-control window is full.
 	peerWriteTimeout = 5 * time.Second
 	// peerIdleProbe is how long a stream may stay silent before an empty envelope goes.
-	peerIdleProbe       = time.Second
+	peerIdleProbe = time.Second
+	// peerProbeInterval is how often the round trip to a peer is measured once a probe
+	// went through; peerProbeRetry after a failed one.
+	peerProbeInterval   = 5 * time.Second
+	peerProbeRetry      = time.Second
 	minReconnectBackoff = 100 * time.Millisecond
 	maxReconnectBackoff = 2 * time.Second
 
@@ -441,6 +445,9 @@ func (p *peer) rotate() {
 
 func (p *peer) run() {
 	defer close(p.donec)
+	probed := make(chan struct{})
+	go func() { defer close(probed); p.probeLoop() }()
+	defer func() { <-probed }()
 	delay := minReconnectBackoff
 	healthy := true // log the first failure loudly, then quietly until a stream works again
 	for {
@@ -470,6 +477,32 @@ func (p *peer) run() {
 			return
 		}
 		delay = min(2*delay, maxReconnectBackoff)
+	}
+}
+
+// probeLoop measures the round trip to the peer with a Probe call now and then until the
+// peer is stopped (etcd_network_peer_round_trip_time_seconds).
+func (p *peer) probeLoop() {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		next := peerProbeRetry
+		if cc, _, err := p.conn(); err == nil {
+			ctx, cancel := context.WithTimeout(p.ctx, peerWriteTimeout)
+			start := time.Now()
+			_, err = peerpb.NewPeerClient(cc).Probe(ctx, &peerpb.Empty{})
+			cancel()
+			if err == nil {
+				peerRoundTrip.WithLabelValues(p.label).Observe(time.Since(start).Seconds())
+				next = peerProbeInterval
+			}
+		}
+		timer.Reset(next)
 	}
 }
 
@@ -576,6 +609,10 @@ func (p *peer) drain(first *raftpb.Message, buf [][]byte) [][]byte {
 type peerService struct {
 	peerpb.UnimplementedPeerServer
 	t *PeerTransport
+}
+
+func (s *peerService) Probe(context.Context, *peerpb.Empty) (*peerpb.Empty, error) {
+	return &peerpb.Empty{}, nil
 }
 
 func (s *peerService) Members(context.Context, *peerpb.MembersRequest) (*peerpb.MembersResponse, error) {

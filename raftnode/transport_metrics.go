@@ -17,6 +17,11 @@ var (
 		Help: "The total number of send failures from peers.",
 	}, []string{"To"})
 
+	peerRoundTrip = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "etcd", Subsystem: "network", Name: "peer_round_trip_time_seconds",
+		Help:    "Round-Trip-Time histogram between peers",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	}, []string{"To"})
 	snapshotSendSuccess = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "etcd", Subsystem: "network", Name: "snapshot_send_success",
 		Help: "Total number of successful snapshot sends",
@@ -47,7 +52,7 @@ var (
 
 // Collectors are the peer transport's metrics, for registering with a registry.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{peerSentBytes, peerReceivedBytes, peerSentFailures,
+	return []prometheus.Collector{peerSentBytes, peerReceivedBytes, peerSentFailures, peerRoundTrip,
 		snapshotSendSuccess, snapshotSendFailures, snapshotSendSeconds,
 		snapshotReceiveSuccess, snapshotReceiveFailures, snapshotReceiveSeconds}
 }

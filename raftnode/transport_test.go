@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cairn-kv/cairn/proto/peerpb"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap/zaptest"
@@ -442,4 +444,32 @@ func newTestSender(t *testing.T) *PeerTransport {
 	t.Cleanup(send.Stop)
 	send.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
 	return send
+}
+
+// The round trip to each peer is measured from the start, as etcd's
+// etcd_network_peer_round_trip_time_seconds.
+func TestPeerTransportMeasuresRoundTrip(t *testing.T) {
+	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
+	defer recv.Stop()
+	_, url := servePeerTransport(t, recv)
+	send := newTestSender(t)
+	before := histogramCount(t, "2")
+	send.AddPeer(2, []string{url})
+	deadline := time.Now().Add(10 * time.Second)
+	for histogramCount(t, "2") == before {
+		if time.Now().After(deadline) {
+			t.Fatal("no round trip measured within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// histogramCount is how many round trips to peer have been observed.
+func histogramCount(t *testing.T, peer string) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := peerRoundTrip.WithLabelValues(peer).(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

@@ -435,10 +435,11 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\x02to\x18\x03 \x01(\x04R\x02to\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\fR\amessage\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12\x16\n" +
-	"\x06sha256\x18\x06 \x01(\fR\x06sha2562\xc9\x01\n" +
+	"\x06sha256\x18\x06 \x01(\fR\x06sha2562\xfc\x01\n" +
 	"\x04Peer\x125\n" +
 	"\x04Send\x12\x16.cairn.peerpb.Envelope\x1a\x13.cairn.peerpb.Empty(\x01\x12B\n" +
-	"\fSendSnapshot\x12\x1b.cairn.peerpb.SnapshotChunk\x1a\x13.cairn.peerpb.Empty(\x01\x12F\n" +
+	"\fSendSnapshot\x12\x1b.cairn.peerpb.SnapshotChunk\x1a\x13.cairn.peerpb.Empty(\x01\x121\n" +
+	"\x05Probe\x12\x13.cairn.peerpb.Empty\x1a\x13.cairn.peerpb.Empty\x12F\n" +
 	"\aMembers\x12\x1c.cairn.peerpb.MembersRequest\x1a\x1d.cairn.peerpb.MembersResponseB(Z&github.com/cairn-kv/cairn/proto/peerpbb\x06proto3"
 
 var (
@@ -466,12 +467,14 @@ var file_peerpb_peer_proto_depIdxs = []int32{
 	3, // 0: cairn.peerpb.MembersResponse.members:type_name -> cairn.peerpb.Member
 	0, // 1: cairn.peerpb.Peer.Send:input_type -> cairn.peerpb.Envelope
 	5, // 2: cairn.peerpb.Peer.SendSnapshot:input_type -> cairn.peerpb.SnapshotChunk
-	2, // 3: cairn.peerpb.Peer.Members:input_type -> cairn.peerpb.MembersRequest
-	1, // 4: cairn.peerpb.Peer.Send:output_type -> cairn.peerpb.Empty
-	1, // 5: cairn.peerpb.Peer.SendSnapshot:output_type -> cairn.peerpb.Empty
-	4, // 6: cairn.peerpb.Peer.Members:output_type -> cairn.peerpb.MembersResponse
-	4, // [4:7] is the sub-list for method output_type
-	1, // [1:4] is the sub-list for method input_type
+	1, // 3: cairn.peerpb.Peer.Probe:input_type -> cairn.peerpb.Empty
+	2, // 4: cairn.peerpb.Peer.Members:input_type -> cairn.peerpb.MembersRequest
+	1, // 5: cairn.peerpb.Peer.Send:output_type -> cairn.peerpb.Empty
+	1, // 6: cairn.peerpb.Peer.SendSnapshot:output_type -> cairn.peerpb.Empty
+	1, // 7: cairn.peerpb.Peer.Probe:output_type -> cairn.peerpb.Empty
+	4, // 8: cairn.peerpb.Peer.Members:output_type -> cairn.peerpb.MembersResponse
+	5, // [5:9] is the sub-list for method output_type
+	1, // [1:5] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name

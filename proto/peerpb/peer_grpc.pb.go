@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Peer_Send_FullMethodName         = "/cairn.peerpb.Peer/Send"
 	Peer_SendSnapshot_FullMethodName = "/cairn.peerpb.Peer/SendSnapshot"
+	Peer_Probe_FullMethodName        = "/cairn.peerpb.Peer/Probe"
 	Peer_Members_FullMethodName      = "/cairn.peerpb.Peer/Members"
 )
 
@@ -39,6 +40,9 @@ type PeerClient interface {
 	// (and connection) of its own so a large db never delays heartbeats. The receiver
 	// answers once the db file is saved and the message stepped into raft.
 	SendSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, Empty], error)
+	// Probe answers at once: the sender measures the round trip
+	// (etcd_network_peer_round_trip_time_seconds).
+	Probe(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error)
 	// Members answers with the cluster id and the members as this member has applied them.
 	Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error)
 }
@@ -77,6 +81,16 @@ func (c *peerClient) SendSnapshot(ctx context.Context, opts ...grpc.CallOption) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_SendSnapshotClient = grpc.ClientStreamingClient[SnapshotChunk, Empty]
 
+func (c *peerClient) Probe(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Peer_Probe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *peerClient) Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MembersResponse)
@@ -99,6 +113,9 @@ type PeerServer interface {
 	// (and connection) of its own so a large db never delays heartbeats. The receiver
 	// answers once the db file is saved and the message stepped into raft.
 	SendSnapshot(grpc.ClientStreamingServer[SnapshotChunk, Empty]) error
+	// Probe answers at once: the sender measures the round trip
+	// (etcd_network_peer_round_trip_time_seconds).
+	Probe(context.Context, *Empty) (*Empty, error)
 	// Members answers with the cluster id and the members as this member has applied them.
 	Members(context.Context, *MembersRequest) (*MembersResponse, error)
 	mustEmbedUnimplementedPeerServer()
@@ -116,6 +133,9 @@ func (UnimplementedPeerServer) Send(grpc.ClientStreamingServer[Envelope, Empty])
 }
 func (UnimplementedPeerServer) SendSnapshot(grpc.ClientStreamingServer[SnapshotChunk, Empty]) error {
 	return status.Error(codes.Unimplemented, "method SendSnapshot not implemented")
+}
+func (UnimplementedPeerServer) Probe(context.Context, *Empty) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method Probe not implemented")
 }
 func (UnimplementedPeerServer) Members(context.Context, *MembersRequest) (*MembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Members not implemented")
@@ -155,6 +175,24 @@ func _Peer_SendSnapshot_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_SendSnapshotServer = grpc.ClientStreamingServer[SnapshotChunk, Empty]
 
+func _Peer_Probe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Probe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Probe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Probe(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Peer_Members_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(MembersRequest)
 	if err := dec(in); err != nil {
@@ -180,6 +218,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "cairn.peerpb.Peer",
 	HandlerType: (*PeerServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Probe",
+			Handler:    _Peer_Probe_Handler,
+		},
 		{
 			MethodName: "Members",
 			Handler:    _Peer_Members_Handler,
