@@ -1,6 +1,9 @@
 package raftnode
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/cairn-kv/cairn/wal"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Peer transport metrics, under etcd's names and labels (member ids in hex).
 var (
@@ -50,9 +53,10 @@ var (
 	}, []string{"From"})
 )
 
-// Collectors are the peer transport's metrics, for registering with a registry.
+// Collectors are the metrics of the peer transport and the WAL, for registering with a
+// registry.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{peerSentBytes, peerReceivedBytes, peerSentFailures, peerRoundTrip,
+	return append(wal.Collectors(), peerSentBytes, peerReceivedBytes, peerSentFailures, peerRoundTrip,
 		snapshotSendSuccess, snapshotSendFailures, snapshotSendSeconds,
-		snapshotReceiveSuccess, snapshotReceiveFailures, snapshotReceiveSeconds}
+		snapshotReceiveSuccess, snapshotReceiveFailures, snapshotReceiveSeconds)
 }

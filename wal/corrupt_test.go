@@ -41,7 +41,7 @@ func TestTornTailTruncated(t *testing.T) {
 	path := lastSegmentPath(t, base)
 	offs := recordOffsets(t, path)
 	lastRec := offs[len(offs)-1]
-	size := fileSize(t, path)
+	size := dataEnd(t, path)
 	orig, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -137,7 +137,7 @@ func recordOffsets(t *testing.T, path string) []int64 {
 		t.Fatal(err)
 	}
 	var offs []int64
-	for off := int64(0); off < int64(len(buf)); {
+	for off := int64(0); off < int64(len(buf)) && !allZero(buf[off:]); {
 		r, err := parseHeader(buf, off)
 		if err != nil {
 			t.Fatalf("%s offset %d: %v", filepath.Base(path), off, err)
@@ -149,3 +149,25 @@ func recordOffsets(t *testing.T, path string) []int64 {
 }
 
 func isCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }
+
+// dataEnd is where the records of a segment end: the preallocated rest is zeros.
+func dataEnd(t *testing.T, path string) int64 {
+	t.Helper()
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs := recordOffsets(t, path)
+	r, err := parseHeader(buf, offs[len(offs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.end
+}
+
+// TestMain keeps segments small: each one is preallocated to SegmentSizeBytes, and many
+// tests create and reread logs.
+func TestMain(m *testing.M) {
+	SegmentSizeBytes = 1 << 20
+	os.Exit(m.Run())
+}

@@ -46,6 +46,12 @@ func (rs *readState) readSegmentBytes(lg *zap.Logger, path string, buf []byte, p
 	n := 0 // records read in this segment
 	for off < int64(len(buf)) {
 		r, rerr := readRecord(buf, off, prev)
+		if rerr != nil && isLast && n >= 2 && allZero(buf[off:]) {
+			// The preallocated rest of the segment being written: the log ends here, and
+			// appends continue here without cutting the file.
+			rs.segEnd = off
+			return -1, prev, nil
+		}
 		if rerr != nil {
 			// The header records were synced before the segment was renamed into place,
 			// so damage there is never a torn write.

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -124,17 +125,12 @@ func readRecord(buf []byte, off int64, prev uint32) (record, error) {
 // seems to run past the end of the file is searched too: its length field may be the
 // damaged part.
 func tornTail(buf []byte, off int64) bool {
-	rest := buf[off:]
-	allZero := true
-	for _, b := range rest {
-		if b != 0 {
-			allZero = false
-			break
-		}
-	}
-	if allZero {
+	if allZero(buf[off:]) {
 		return true
 	}
+	// Only the bytes up to the last non-zero one can hold records: the rest of a
+	// preallocated segment is zeros.
+	buf = buf[:dataLen(buf)]
 	budget := int64(maxScanCRCBytes)
 	// If only the payload was hit, the header still locates the next record, whose CRC
 	// chains from the damaged record's stored CRC.
@@ -179,4 +175,36 @@ func validAfter(buf []byte, r record, budget *int64) bool {
 // corruptError wraps ErrCorrupt with the file and offset of the bad record.
 func corruptError(path string, off int64, cause error) error {
 	return fmt.Errorf("%w: %s at offset %d: %v", ErrCorrupt, path, off, cause)
+}
+
+// zeroPage is compared against in allZero.
+var zeroPage [4096]byte
+
+// allZero reports whether b holds only zero bytes. It compares a page at a time: the
+// preallocated rest of a segment can be tens of megabytes.
+func allZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroPage))
+		if !bytes.Equal(b[:n], zeroPage[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// dataLen is the length of b without its trailing zero bytes.
+func dataLen(b []byte) int {
+	end := len(b)
+	for end > 0 {
+		n := min(end, len(zeroPage))
+		if !bytes.Equal(b[end-n:end], zeroPage[:n]) {
+			break
+		}
+		end -= n
+	}
+	for end > 0 && b[end-1] == 0 {
+		end--
+	}
+	return end
 }

@@ -114,6 +114,10 @@ func createSegment(dir string, seg segment, header []byte) (*os.File, error) {
 	if _, err := f.Write(header); err != nil {
 		return fail(fmt.Errorf("wal: write %s: %w", tmp, err))
 	}
+	// The zeros after the header read as the end of the log (see readSegmentBytes).
+	if err := preallocate(f, SegmentSizeBytes); err != nil {
+		return fail(fmt.Errorf("wal: preallocate %s: %w", tmp, err))
+	}
 	if err := f.Sync(); err != nil {
 		return fail(fmt.Errorf("wal: sync %s: %w", tmp, err))
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/cairn-kv/cairn/internal/fsutil"
 	"go.etcd.io/raft/v3/raftpb"
@@ -194,6 +195,9 @@ func (w *WAL) ReadAll() (metadata []byte, hs *raftpb.HardState, ents []*raftpb.E
 			if err := w.f.Truncate(end); err != nil {
 				return nil, nil, nil, fmt.Errorf("wal: truncate torn tail of %s: %w", w.segs[i].path, err)
 			}
+			if err := preallocate(w.f, SegmentSizeBytes); err != nil {
+				return nil, nil, nil, fmt.Errorf("wal: preallocate %s: %w", w.segs[i].path, err)
+			}
 			if err := w.f.Sync(); err != nil {
 				return nil, nil, nil, fmt.Errorf("wal: sync %s: %w", w.segs[i].path, err)
 			}
@@ -342,10 +346,15 @@ func (w *WAL) writable() error {
 // append writes buf at the end of the last segment and, if sync is set, makes it and
 // everything before it durable.
 func (w *WAL) append(buf []byte, sync bool) error {
+	start := time.Now()
 	n, err := w.f.WriteAt(buf, w.size)
 	if err == nil && sync {
+		synced := time.Now()
 		err = fdatasync(w.f)
+		fsyncDuration.Observe(time.Since(synced).Seconds())
 	}
+	writeDuration.Observe(time.Since(start).Seconds())
+	writeBytes.Add(float64(n))
 	if err != nil {
 		// After a failed write or fsync the file's contents are unknown, so refuse further
 		// appends; cutting the partial write keeps a restart from seeing garbage mid-log.

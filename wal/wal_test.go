@@ -347,3 +347,20 @@ func TestOpenErrorsReleaseLock(t *testing.T) {
 	checkEntries(t, ents, entries(41, 60, 1))
 	mustClose(t, w)
 }
+
+func TestDataLen(t *testing.T) {
+	for _, tc := range []struct {
+		b    []byte
+		want int
+	}{
+		{nil, 0},
+		{make([]byte, 10000), 0},
+		{[]byte{1, 0, 0}, 1},
+		{append(append(make([]byte, 5000), 7), make([]byte, 9000)...), 5001},
+		{append(make([]byte, 4096), 1), 4097},
+	} {
+		if got := dataLen(tc.b); got != tc.want {
+			t.Errorf("dataLen(%d bytes) = %d, want %d", len(tc.b), got, tc.want)
+		}
+	}
+}
