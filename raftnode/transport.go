@@ -41,7 +41,9 @@ const (
 	peerProbeInterval   = 5 * time.Second
 	peerProbeRetry      = time.Second
 	minReconnectBackoff = 100 * time.Millisecond
-	maxReconnectBackoff = 2 * time.Second
+	// maxReconnectBackoff caps the wait between attempts to reach a peer (ours and
+	// gRPC's): after a partition heals, the link is back within about this long.
+	maxReconnectBackoff = 250 * time.Millisecond
 
 	// forwardedProposalQueueSize bounds the proposals received from followers that wait
 	// to be stepped into raft; beyond it they are dropped (the proposer's request times
