@@ -81,18 +81,19 @@ func (s *Server) loadAlarms() error {
 	if err != nil {
 		return fmt.Errorf("server: load alarms: %w", err)
 	}
-	a := newAlarmStore()
+	active := map[pb.AlarmType]map[uint64]bool{}
 	for _, k := range keys {
 		var m pb.AlarmMember
 		if err := proto.Unmarshal(k, &m); err != nil {
 			return fmt.Errorf("server: decode alarm %x: %w", k, err)
 		}
-		a.set(m.MemberID, m.Alarm, true)
+		if active[m.Alarm] == nil {
+			active[m.Alarm] = map[uint64]bool{}
+		}
+		active[m.Alarm][m.MemberID] = true
 	}
 	s.alarms.mu.Lock()
-	a.mu.RLock()
-	s.alarms.active = a.active
-	a.mu.RUnlock()
+	s.alarms.active = active
 	s.alarms.mu.Unlock()
 	return nil
 }

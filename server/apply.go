@@ -50,21 +50,17 @@ func (s *Server) applyBatch(ap raftnode.Apply) error {
 		s.maybeReady()
 		return nil
 	}
+	// Entries up to storeIndex were already in the store (replayed after a restart, or
+	// covered by the db that came with a snapshot): applied may be past them already.
 	last := ap.Entries[len(ap.Entries)-1].GetIndex()
-	if last <= s.storeIndex {
-		// Entries the store already had: replayed after a restart, or covered by the db
-		// that came with a snapshot.
-		if last > s.applied.Load() {
-			s.applied.Store(last)
-			s.appliedW.trigger(last)
-		}
-		s.maybeReady()
-		return nil
+	if last > s.applied.Load() {
+		s.applied.Store(last)
+		s.appliedW.trigger(last)
 	}
-	s.applied.Store(last)
-	s.appliedW.trigger(last)
 	s.maybeReady()
-	s.maybeSnapshot(last)
+	if last > s.storeIndex {
+		s.maybeSnapshot(last)
+	}
 	return nil
 }
 

@@ -37,31 +37,10 @@ func parseDBName(name string) (index uint64, ok bool) {
 // a partial file. r must return an error (not io.EOF) if what it delivers fails its
 // checksum. It returns the number of bytes saved.
 func (s *Snapshotter) SaveDB(index uint64, r io.Reader) (int64, error) {
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return 0, fmt.Errorf("snap: create %s: %w", s.dir, err)
-	}
 	path := filepath.Join(s.dir, dbFileName(index))
-	tmp := path + tmpExt
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	n, err := saveAtomically(s.dir, path, r)
 	if err != nil {
-		return 0, fmt.Errorf("snap: create %s: %w", tmp, err)
-	}
-	n, err := io.Copy(f, r)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
 		return 0, fmt.Errorf("snap: save db for snapshot %d: %w", index, err)
-	}
-	if err := fsutil.SyncDir(s.dir); err != nil {
-		return 0, err
 	}
 	s.lg.Info("snap: saved db file", zap.String("path", path), zap.Int64("bytes", n))
 	return n, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -94,21 +95,9 @@ func (s *Snapshotter) Save(snap *raftpb.Snapshot) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return fmt.Errorf("snap: create dir %s: %w", s.dir, err)
-	}
 	md := snap.GetMetadata()
 	path := filepath.Join(s.dir, fileName(md.GetTerm(), md.GetIndex()))
-	tmp := path + tmpExt
-	if err := writeSynced(tmp, buf); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("snap: rename %s: %w", tmp, err)
-	}
-	if err := fsutil.SyncDir(s.dir); err != nil {
+	if _, err := saveAtomically(s.dir, path, bytes.NewReader(buf)); err != nil {
 		return err
 	}
 	s.lg.Info("snap: saved snapshot", zap.String("file", path),
@@ -275,20 +264,31 @@ func decode(buf []byte) (*raftpb.Snapshot, error) {
 	return snap, nil
 }
 
-func writeSynced(path string, buf []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("snap: create %s: %w", path, err)
+// saveAtomically writes r to path durably: to a temp file in dir (created if needed),
+// synced, renamed into place, and dir synced, so path never names a partial file. The
+// temp file is removed on failure. It returns the number of bytes written.
+func saveAtomically(dir, path string, r io.Reader) (int64, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, fmt.Errorf("snap: create dir %s: %w", dir, err)
 	}
-	_, err = f.Write(buf)
+	tmp := path + tmpExt
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("snap: create %s: %w", tmp, err)
+	}
+	n, err := io.Copy(f, r)
 	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("snap: write %s: %w", path, err)
+	if err == nil {
+		err = os.Rename(tmp, path)
 	}
-	return nil
+	if err != nil {
+		_ = os.Remove(tmp)
+		return 0, fmt.Errorf("snap: write %s: %w", path, err)
+	}
+	return n, fsutil.SyncDir(dir)
 }

@@ -184,7 +184,8 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		return err
 	}
 
-	srv, err := server.New(cfg.serverConfig(lg))
+	sc := cfg.serverConfig(lg)
+	srv, err := server.New(sc)
 	if err != nil {
 		closeAll(clientLs)
 		closeAll(metricsLs)
@@ -193,7 +194,7 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	}
 	// Before any client or peer traffic, as etcd does: a member whose data differs from
 	// its peers' must not serve it.
-	if sc := cfg.serverConfig(lg); sc.InitialCorruptCheck {
+	if sc.InitialCorruptCheck {
 		if err := srv.CheckInitialHashKV(ctx); err != nil {
 			srv.Stop()
 			closeAll(clientLs)
