@@ -222,17 +222,18 @@ type fakeWatchStream struct {
 	progressCalls    []int64
 	closed           bool
 	onWatch          func(id int64)
+	createdRev       int64 // the revision Watch reports (0: none, the header's)
 }
 
-func (w *fakeWatchStream) Watch(r *pb.WatchCreateRequest) (int64, error) {
+func (w *fakeWatchStream) Watch(r *pb.WatchCreateRequest) (int64, int64, error) {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
-		return -1, errors.New("mvcc: watcher range is empty")
+		return -1, 0, errors.New("mvcc: watcher range is empty")
 	}
 	if len(r.RangeEnd) > 0 && !(len(r.RangeEnd) == 1 && r.RangeEnd[0] == 0) && string(r.Key) >= string(r.RangeEnd) {
 		w.mu.Unlock()
-		return -1, errors.New("mvcc: watcher range is empty")
+		return -1, 0, errors.New("mvcc: watcher range is empty")
 	}
 	id := r.WatchId
 	if id == 0 {
@@ -243,15 +244,15 @@ func (w *fakeWatchStream) Watch(r *pb.WatchCreateRequest) (int64, error) {
 		w.nextID++
 	} else if w.watches[id] != nil {
 		w.mu.Unlock()
-		return -1, errors.New("mvcc: duplicate watch ID provided on the WatchStream")
+		return -1, 0, errors.New("mvcc: duplicate watch ID provided on the WatchStream")
 	}
 	w.watches[id] = r
-	hook := w.onWatch
+	hook, rev := w.onWatch, w.createdRev
 	w.mu.Unlock()
 	if hook != nil {
 		hook(id)
 	}
-	return id, nil
+	return id, rev, nil
 }
 
 func (w *fakeWatchStream) Cancel(id int64) error {

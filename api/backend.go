@@ -55,8 +55,10 @@ type WatchStream interface {
 	// Key is "\x00" (etcd's smallest key); RangeEnd "\x00" means every key >= Key, an
 	// empty RangeEnd the single key Key. r.WatchId 0 picks a free id. Errors carry
 	// etcd's mvcc texts ("mvcc: duplicate watch ID provided on the WatchStream",
-	// "mvcc: watcher range is empty"), which the client sees as the cancel reason.
-	Watch(r *pb.WatchCreateRequest) (watchID int64, err error)
+	// "mvcc: watcher range is empty"), which the client sees as the cancel reason. rev
+	// is the revision the watch was created at, for its created response: a watch from
+	// "now" gets exactly the events after rev.
+	Watch(r *pb.WatchCreateRequest) (watchID, rev int64, err error)
 	// Cancel removes a watcher; no response of it is sent on Chan after Cancel returns.
 	// An unknown id is an error (the client then gets no response, as with etcd).
 	Cancel(watchID int64) error

@@ -177,7 +177,7 @@ func (c concurrency) observe(ctx context.Context, name []byte, send func(*pb.Res
 		)
 		if len(resp.GetKvs()) == 0 {
 			// Wait for the first put under the prefix; a delete is ignored.
-			id, err := ws.s.Watch(&pb.WatchCreateRequest{Key: pfx, RangeEnd: prefixEnd(pfx), StartRevision: resp.GetHeader().GetRevision()})
+			id, _, err := ws.s.Watch(&pb.WatchCreateRequest{Key: pfx, RangeEnd: prefixEnd(pfx), StartRevision: resp.GetHeader().GetRevision()})
 			if err != nil {
 				return errObserveEnded
 			}
@@ -205,7 +205,7 @@ func (c concurrency) observe(ctx context.Context, name []byte, send func(*pb.Res
 		}
 
 		// Follow the leader key until it is deleted.
-		id, err := ws.s.Watch(&pb.WatchCreateRequest{Key: kv.GetKey(), StartRevision: hdr.GetRevision() + 1})
+		id, _, err := ws.s.Watch(&pb.WatchCreateRequest{Key: kv.GetKey(), StartRevision: hdr.GetRevision() + 1})
 		if err != nil {
 			return errObserveEnded
 		}

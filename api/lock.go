@@ -182,7 +182,7 @@ func (c concurrency) waitDeletes(ctx context.Context, pfx []byte, maxCreateRev i
 
 // waitDelete is concurrency.waitDelete: it watches key from rev until it is deleted.
 func (c concurrency) waitDelete(ctx context.Context, ws *watcher, key []byte, rev int64) error {
-	id, err := ws.s.Watch(&pb.WatchCreateRequest{Key: key, StartRevision: rev})
+	id, _, err := ws.s.Watch(&pb.WatchCreateRequest{Key: key, StartRevision: rev})
 	if err != nil {
 		return err
 	}

@@ -261,7 +261,7 @@ func (s *memWatchStream) deliver(ev *mvccpb.Event, rev int64) {
 	}
 }
 
-func (s *memWatchStream) Watch(r *pb.WatchCreateRequest) (int64, error) {
+func (s *memWatchStream) Watch(r *pb.WatchCreateRequest) (int64, int64, error) {
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
 	id := s.nextID
@@ -272,7 +272,7 @@ func (s *memWatchStream) Watch(r *pb.WatchCreateRequest) (int64, error) {
 			s.ch <- &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: s.m.rev}, WatchId: id, Events: []*mvccpb.Event{ev}}
 		}
 	}
-	return id, nil
+	return id, 0, nil
 }
 
 func (s *memWatchStream) Cancel(id int64) error {

@@ -352,13 +352,13 @@ func (sws *watchStream) create(r *pb.WatchCreateRequest) bool {
 		sws.mu.Unlock()
 		return false
 	}
-	id, err := sws.ws.Watch(r)
+	id, rev, err := sws.ws.Watch(r)
 	if err == nil {
 		sws.opts[id] = o
 	}
 	sws.mu.Unlock()
 
-	wr := &pb.WatchResponse{Header: sws.header(0), WatchId: id, Created: true}
+	wr := &pb.WatchResponse{Header: sws.header(rev), WatchId: id, Created: true}
 	if err != nil {
 		wr.WatchId = invalidWatchID
 		wr.Canceled = true

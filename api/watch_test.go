@@ -180,6 +180,28 @@ func TestWatchCreatedPrecedesEvents(t *testing.T) {
 	}
 }
 
+// The created response carries the revision the watcher was registered at, not the
+// member's revision when the response is built: a write that lands in between (its event
+// at 8 while the member is at 9 by then) must not look at or below the created revision.
+func TestWatchCreatedRevisionIsRegistrationRevision(t *testing.T) {
+	wt := newWatchTest(t, GRPCConfig{})
+	ws := wt.stream()
+	ws.mu.Lock()
+	ws.createdRev = 7
+	ws.onWatch = func(id int64) { ws.emit(evResp(id, 8, putEv("b", "1", 8))) }
+	ws.mu.Unlock()
+	wt.create(&pb.WatchCreateRequest{Key: []byte("b")})
+	created := wt.recv()
+	if !created.Created {
+		t.Fatalf("response %v, want created", created)
+	}
+	requireIdentity(t, created.Header, 7)
+	r := wt.recv()
+	if len(r.Events) != 1 || r.Events[0].Kv.ModRevision <= created.Header.Revision {
+		t.Fatalf("event response %v after created revision %d", r, created.Header.Revision)
+	}
+}
+
 func TestWatchCreateErrors(t *testing.T) {
 	wt := newWatchTest(t, GRPCConfig{})
 	wt.create(&pb.WatchCreateRequest{Key: []byte("a"), WatchId: 7})

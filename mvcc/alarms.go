@@ -1,6 +1,9 @@
 package mvcc
 
-import "fmt"
+import (
+	"bytes"
+	"fmt"
+)
 
 // The "alarm" bucket holds one key per active alarm, as etcd lays it out: the
 // marshalled etcdserverpb.AlarmMember, with an empty value.
@@ -20,21 +23,12 @@ func (s *Store) Alarms() ([][]byte, error) {
 	return out, err
 }
 
-// PutAlarm records an active alarm (key is the marshalled AlarmMember) with the applied
-// raft entry in the same batch.
-func (s *Store) PutAlarm(key []byte, index, term uint64) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.b.put(bucketAlarm, append([]byte(nil), key...), []byte{})
-	s.setCI(index, term)
-	s.maybeCommit()
+// PutAlarm records an active alarm (key is the marshalled AlarmMember).
+func (t *WriteTxn) PutAlarm(key []byte) {
+	t.putBucket(bucketAlarm, bytes.Clone(key), []byte{})
 }
 
-// DeleteAlarm removes an alarm with the applied raft entry in the same batch.
-func (s *Store) DeleteAlarm(key []byte, index, term uint64) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.b.delete(bucketAlarm, key)
-	s.setCI(index, term)
-	s.maybeCommit()
+// DeleteAlarm removes an alarm.
+func (t *WriteTxn) DeleteAlarm(key []byte) {
+	t.deleteBucket(bucketAlarm, key)
 }

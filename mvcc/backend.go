@@ -48,6 +48,8 @@ type backend struct {
 	db      *bolt.DB
 	tx      *bolt.Tx // the open batch; guarded by the store's write lock
 	changes int      // changes in tx since it began; guarded by the store's write lock
+	// failCommit, set only by tests, makes the next commits fail as a full disk would.
+	failCommit error
 
 	bufMu sync.RWMutex
 	buf   map[revision][]byte // uncommitted "key" bucket values, by revision
@@ -105,29 +107,46 @@ func (b *backend) updateSize(tx *bolt.Tx) {
 	dbInUseSize.Set(float64(inUse))
 }
 
-// put writes into the batch. Values of the "key" bucket are buffered for readers.
-func (b *backend) put(bucket, key, value []byte) {
+// put writes into the batch. Caller holds the store's write lock.
+func (b *backend) put(bucket, key, value []byte) error {
 	if err := b.tx.Bucket(bucket).Put(key, value); err != nil {
-		// Only a closed transaction or an invalid key fails here: a programming error.
-		panic(fmt.Sprintf("mvcc: put into bucket %q: %v", bucket, err))
+		return fmt.Errorf("mvcc: put into bucket %q: %w", bucket, err)
 	}
 	b.changes++
+	return nil
 }
 
-func (b *backend) putKV(rev revision, tomb bool, value []byte) {
-	b.put(bucketKey, rev.bytes(tomb), value)
+// putKV writes a revision into the "key" bucket; live values are buffered for readers.
+func (b *backend) putKV(rev revision, tomb bool, value []byte) error {
+	if err := b.put(bucketKey, rev.bytes(tomb), value); err != nil {
+		return err
+	}
 	if !tomb {
 		b.bufMu.Lock()
 		b.buf[rev] = value
 		b.bufMu.Unlock()
 	}
+	return nil
 }
 
-func (b *backend) delete(bucket, key []byte) {
+// deleteKV takes back a revision putKV wrote in the open batch (a rolled-back txn's).
+func (b *backend) deleteKV(rev revision, tomb bool) {
+	if !tomb {
+		b.bufMu.Lock()
+		delete(b.buf, rev)
+		b.bufMu.Unlock()
+	}
+	// The key was written in this very batch, so only a closed batch fails here, and
+	// then nothing of it is ever committed.
+	_ = b.delete(bucketKey, rev.bytes(tomb))
+}
+
+func (b *backend) delete(bucket, key []byte) error {
 	if err := b.tx.Bucket(bucket).Delete(key); err != nil {
-		panic(fmt.Sprintf("mvcc: delete from bucket %q: %v", bucket, err))
+		return fmt.Errorf("mvcc: delete from bucket %q: %w", bucket, err)
 	}
 	b.changes++
+	return nil
 }
 
 // commit commits the batch and opens the next one. Caller holds the store's write lock.
@@ -137,6 +156,11 @@ func (b *backend) delete(bucket, key []byte) {
 // the buffer opens its bbolt view after the values are committed.
 func (b *backend) commit() error {
 	start := time.Now()
+	if b.failCommit != nil {
+		_ = b.tx.Rollback() // what bbolt does on a failed commit
+		b.tx = nil
+		return fmt.Errorf("mvcc: commit batch: %w", b.failCommit)
+	}
 	if err := b.tx.Commit(); err != nil {
 		b.tx = nil
 		return fmt.Errorf("mvcc: commit batch: %w", err)

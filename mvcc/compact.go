@@ -8,22 +8,23 @@ import (
 	"go.uber.org/zap"
 )
 
-// Compact discards the history before rev: reads below rev fail with ErrCompacted at once,
-// and the revisions no read at rev or later needs are deleted from the backend in bounded
-// batches in the background. done closes when that is finished (or the store closes).
-func (s *Store) Compact(rev int64) (done <-chan struct{}, err error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if s.closed {
-		return nil, fmt.Errorf("mvcc: compact at %d: store is closed", rev)
+// Compact discards the history before rev, as the txn's one change (an index compaction
+// is not undone: nothing may fail after it in the same txn). Reads below rev fail with
+// ErrCompacted at once, and the revisions no read at rev or later needs are deleted from
+// the backend in bounded batches in the background. done closes when that is finished
+// (or the store closes).
+func (t *WriteTxn) Compact(rev int64) (done <-chan struct{}, err error) {
+	if t.err != nil {
+		return nil, t.err
 	}
+	s := t.s
 	s.mu.Lock()
 	if rev <= s.compactRev {
 		cr := s.compactRev
 		s.mu.Unlock()
 		return nil, fmt.Errorf("compact at %d (compacted %d): %w", rev, cr, ErrCompacted)
 	}
-	if cur := s.currentRev.Load(); rev > cur {
+	if cur := t.viewRev(); rev > cur {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("compact at %d (current %d): %w", rev, cur, ErrFutureRev)
 	}
@@ -34,7 +35,7 @@ func (s *Store) Compact(rev int64) (done <-chan struct{}, err error) {
 	s.hub.kick() // unsynced watchers below rev are told at once
 	indexCompactionPause.Observe(float64(time.Since(start)) / float64(time.Millisecond))
 
-	s.b.put(bucketMeta, metaScheduledCompact, revision{main: rev}.bytes(false))
+	t.putBucket(bucketMeta, metaScheduledCompact, revision{main: rev}.bytes(false))
 	return s.startCompaction(rev, keep), nil
 }
 
@@ -86,6 +87,10 @@ func (s *Store) runCompaction(rev int64, keep map[revision]struct{}, gen uint64)
 			s.wmu.Unlock()
 			return fmt.Errorf("store contents replaced by a snapshot after %d keys", total)
 		}
+		if err := s.usable(); err != nil {
+			s.wmu.Unlock()
+			return err
+		}
 		var (
 			del  [][]byte
 			last []byte
@@ -103,16 +108,23 @@ func (s *Store) runCompaction(rev int64, keep map[revision]struct{}, gen uint64)
 			r := bytesToRev(last)
 			from = revision{main: r.main, sub: r.sub + 1}.bytes(false)
 		}
+		var err error
 		for _, k := range del {
-			s.b.delete(bucketKey, k)
+			if err == nil {
+				err = s.b.delete(bucketKey, k)
+			}
 		}
 		total += len(del)
 		compactionKeys.Add(float64(len(del)))
 		finished := n < compactBatchLimit
-		if finished {
-			s.b.put(bucketMeta, metaFinishedCompact, revision{main: rev}.bytes(false))
+		if finished && err == nil {
+			err = s.b.put(bucketMeta, metaFinishedCompact, revision{main: rev}.bytes(false))
 		}
-		err := s.commitLocked()
+		if err == nil {
+			err = s.commitLocked()
+		} else {
+			s.fail(err)
+		}
 		s.wmu.Unlock()
 		if err != nil {
 			return fmt.Errorf("mvcc: compaction at %d: %w", rev, err)

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,3 +116,43 @@ func waitDone(t *testing.T, done <-chan struct{}) {
 }
 
 func unmarshal(b []byte, kv *mvccpb.KeyValue) error { return proto.Unmarshal(b, kv) }
+
+// Write and End let a test hold a write transaction open across checks; End ends it as
+// Update does (once: a deferred End after an explicit one is a no-op) and releases the
+// write lock.
+func (s *Store) Write() *WriteTxn { return s.write() }
+
+var endedTxns sync.Map
+
+func (t *WriteTxn) End(index, term uint64) []*mvccpb.Event {
+	if _, done := endedTxns.LoadOrStore(t, true); done {
+		return nil
+	}
+	evs := t.end(index, term)
+	t.s.wmu.Unlock()
+	return evs
+}
+
+// update is Update for a test whose function cannot fail.
+func update(t *testing.T, s *Store, index, term uint64, fn func(*WriteTxn)) {
+	t.Helper()
+	err := s.Update(index, term, func(tx *WriteTxn) error {
+		if fn != nil {
+			fn(tx)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update(%d, %d): %v", index, term, err)
+	}
+}
+
+// Compact compacts in a write txn of its own, keeping the recorded consistent index.
+func (s *Store) Compact(rev int64) (done <-chan struct{}, err error) {
+	index, term := s.ConsistentIndex()
+	err = s.Update(index, term, func(t *WriteTxn) error {
+		done, err = t.Compact(rev)
+		return err
+	})
+	return done, err
+}

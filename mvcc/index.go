@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"fmt"
 
 	"github.com/google/btree"
 )
@@ -41,6 +42,28 @@ func (ki *keyIndex) put(rev revision) {
 	g.revs = append(g.revs, rev)
 	g.ver++
 	ki.modified = rev
+}
+
+// undoPut takes back the last put(rev) of the key; prevModified is what modified was.
+func (ki *keyIndex) undoPut(rev, prevModified revision) {
+	g := &ki.generations[len(ki.generations)-1]
+	if n := len(g.revs); n == 0 || g.revs[n-1] != rev {
+		panic(fmt.Sprintf("mvcc: undo put of %q at %v: not its last revision", ki.key, rev))
+	}
+	g.revs = g.revs[:len(g.revs)-1]
+	g.ver--
+	if len(g.revs) == 0 {
+		*g = generation{}
+		keysGauge.Dec()
+	}
+	ki.modified = prevModified
+}
+
+// undoTombstone takes back tombstone(rev).
+func (ki *keyIndex) undoTombstone(rev, prevModified revision) {
+	ki.generations = ki.generations[:len(ki.generations)-1]
+	ki.undoPut(rev, prevModified)
+	keysGauge.Inc() // the key is live again
 }
 
 // restore starts a generation from a stored KeyValue whose earlier history may be compacted.
@@ -179,8 +202,27 @@ func (ti *treeIndex) getOrCreate(key []byte) *keyIndex {
 	return ki
 }
 
-func (ti *treeIndex) put(key []byte, rev revision) {
-	ti.getOrCreate(key).put(rev)
+// put records a change of key at rev and returns the key's previous modified revision,
+// for undoPut.
+func (ti *treeIndex) put(key []byte, rev revision) (prevModified revision) {
+	ki := ti.getOrCreate(key)
+	prevModified = ki.modified
+	ki.put(rev)
+	return prevModified
+}
+
+// undoPut takes back put(key, rev), dropping a key index that put created.
+func (ti *treeIndex) undoPut(key []byte, rev, prevModified revision) {
+	ki := ti.keyIndex(key)
+	ki.undoPut(rev, prevModified)
+	if ki.isEmpty() {
+		ti.tree.Delete(ki)
+	}
+}
+
+// undoTombstone takes back tombstone(key, rev).
+func (ti *treeIndex) undoTombstone(key []byte, rev, prevModified revision) {
+	ti.keyIndex(key).undoTombstone(rev, prevModified)
 }
 
 func (ti *treeIndex) restore(key []byte, created, modified revision, ver int64) {
@@ -188,12 +230,13 @@ func (ti *treeIndex) restore(key []byte, created, modified revision, ver int64) 
 }
 
 // tombstone ends key's current generation at rev; false if the key is not live.
-func (ti *treeIndex) tombstone(key []byte, rev revision) bool {
+func (ti *treeIndex) tombstone(key []byte, rev revision) (prevModified revision, ok bool) {
 	ki := ti.keyIndex(key)
 	if ki == nil {
-		return false
+		return revision{}, false
 	}
-	return ki.tombstone(rev)
+	prevModified = ki.modified
+	return prevModified, ki.tombstone(rev)
 }
 
 func (ti *treeIndex) get(key []byte, atRev int64) (modified, created revision, ver int64, ok bool) {

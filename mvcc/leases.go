@@ -88,31 +88,13 @@ func (s *Store) Leases() ([]LeaseRecord, error) {
 	return out, err
 }
 
-// PutLease stores a lease record, recording the applied raft entry in the same batch.
-func (s *Store) PutLease(r LeaseRecord, index, term uint64) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.b.put(bucketLease, leaseKey(r.ID), r.marshal())
-	s.setCI(index, term)
-	s.maybeCommit()
+// PutLease stores a lease record (a grant's, or a checkpoint's remaining TTL).
+func (t *WriteTxn) PutLease(r LeaseRecord) {
+	t.putBucket(bucketLease, leaseKey(r.ID), r.marshal())
 }
 
-// DeleteLease removes a lease record as part of this write txn, so a revoke's key
-// deletions and the record's removal land in the same batch: a crash never leaves the
-// keys gone and the lease back.
+// DeleteLease removes a lease record in the same txn as its keys' deletion, so a crash
+// never leaves the keys gone and the lease back.
 func (t *WriteTxn) DeleteLease(id int64) {
-	t.s.b.delete(bucketLease, leaseKey(id))
-}
-
-// PutLeases stores several lease records (a checkpoint's) and records the applied raft
-// entry, all in the same batch: a crash never leaves the entry applied with only some
-// of them stored.
-func (s *Store) PutLeases(rs []LeaseRecord, index, term uint64) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	for _, r := range rs {
-		s.b.put(bucketLease, leaseKey(r.ID), r.marshal())
-	}
-	s.setCI(index, term)
-	s.maybeCommit()
+	t.deleteBucket(bucketLease, leaseKey(id))
 }

@@ -7,14 +7,17 @@ import (
 func TestLeaseRecordsPersist(t *testing.T) {
 	p := dbPath(t)
 	s := openStore(t, p, Config{})
-	s.PutLease(LeaseRecord{ID: 7000, TTL: 3600}, 5, 2)
-	s.PutLease(LeaseRecord{ID: 1 << 62, TTL: 10, RemainingTTL: 4}, 6, 2)
-	s.PutLease(LeaseRecord{ID: 9, TTL: 5}, 7, 2)
+	update(t, s, 5, 2, func(tx *WriteTxn) { tx.PutLease(LeaseRecord{ID: 7000, TTL: 3600}) })
+	update(t, s, 6, 2, func(tx *WriteTxn) { tx.PutLease(LeaseRecord{ID: 1 << 62, TTL: 10, RemainingTTL: 4}) })
+	update(t, s, 7, 2, func(tx *WriteTxn) { tx.PutLease(LeaseRecord{ID: 9, TTL: 5}) })
 	tw := s.Write()
 	tw.DeleteLease(9)
 	tw.End(8, 2)
-	s.PutLeases([]LeaseRecord{{ID: 7000, TTL: 3600, RemainingTTL: 100}, {ID: 1 << 62, TTL: 10}}, 9, 2)
-	s.PutLeases(nil, 10, 3)
+	update(t, s, 9, 2, func(tx *WriteTxn) {
+		tx.PutLease(LeaseRecord{ID: 7000, TTL: 3600, RemainingTTL: 100})
+		tx.PutLease(LeaseRecord{ID: 1 << 62, TTL: 10})
+	})
+	update(t, s, 10, 3, nil)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

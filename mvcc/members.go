@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 )
@@ -30,23 +31,15 @@ func (s *Store) Members() (map[uint64][]byte, error) {
 	return out, nil
 }
 
-// PutMember stores a member's raw JSON, recording the applied raft entry in the same batch.
-func (s *Store) PutMember(id uint64, raw []byte, index, term uint64) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.b.put(bucketMembers, memberKey(id), append([]byte(nil), raw...))
-	s.setCI(index, term)
-	s.maybeCommit()
+// PutMember stores a member's raw JSON.
+func (t *WriteTxn) PutMember(id uint64, raw []byte) {
+	t.putBucket(bucketMembers, memberKey(id), bytes.Clone(raw))
 }
 
-// DeleteMember removes a member (marking it in "members_removed", as etcd does), recording the applied raft entry in the same batch.
-func (s *Store) DeleteMember(id uint64, index, term uint64) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.b.delete(bucketMembers, memberKey(id))
-	s.b.put(bucketMembersRemoved, memberKey(id), []byte("removed"))
-	s.setCI(index, term)
-	s.maybeCommit()
+// DeleteMember removes a member, marking it in "members_removed" as etcd does.
+func (t *WriteTxn) DeleteMember(id uint64) {
+	t.deleteBucket(bucketMembers, memberKey(id))
+	t.putBucket(bucketMembersRemoved, memberKey(id), []byte("removed"))
 }
 
 // RemovedMembers returns the ids marked in "members_removed": members that left the

@@ -56,7 +56,7 @@ func TestRestoreFromSnapshot(t *testing.T) {
 	put(t, leader, "a", "2") // 5
 	del(t, leader, "b", "")  // 6
 	put(t, leader, "d", "1") // 7
-	leader.SetConsistentIndex(42, 3)
+	update(t, leader, 42, 3, nil)
 	path := snapshotFile(t, leader)
 
 	if err := follower.Restore(path); err != nil {

@@ -72,6 +72,9 @@ type Store struct {
 	lastCompaction chan struct{} // done channel of the latest compaction; guarded by wmu
 	generation     uint64        // counts Restores; guarded by wmu
 	closed         bool
+	// failed is the storage failure (wrapping ErrBackendFailed) after which the store
+	// takes no more writes and never commits again; guarded by wmu.
+	failed error
 }
 
 // Open opens (or creates) the bbolt file at path and rebuilds the index from it. A
@@ -215,9 +218,8 @@ func (s *Store) commitLoop() {
 			return
 		case <-t.C:
 			s.wmu.Lock()
-			if err := s.commitIfDirty(); err != nil {
-				s.lg.Error("failed to commit batch", zap.Error(err))
-			}
+			// A failure is logged once, by fail, and stops later commits.
+			_ = s.commitIfDirty()
 			s.wmu.Unlock()
 		}
 	}
@@ -236,29 +238,58 @@ func (s *Store) commitIfDirty() error {
 
 // commitLocked writes the consistent index into the batch and commits it. Caller holds wmu.
 func (s *Store) commitLocked() error {
-	if s.closed || s.b.tx == nil {
-		return errors.New("mvcc: store is closed or its backend failed")
+	if err := s.usable(); err != nil {
+		return err
 	}
 	s.ciMu.Lock()
 	ci, term := s.ci, s.term
 	s.ciDirty = false
 	s.ciMu.Unlock()
-	s.b.put(bucketMeta, metaConsistentIndex, uint64Bytes(ci))
-	s.b.put(bucketMeta, metaTerm, uint64Bytes(term))
-	if err := s.b.commit(); err != nil {
-		return err
+	err := s.b.put(bucketMeta, metaConsistentIndex, uint64Bytes(ci))
+	if err == nil {
+		err = s.b.put(bucketMeta, metaTerm, uint64Bytes(term))
+	}
+	if err == nil {
+		err = s.b.commit()
+	}
+	if err != nil {
+		s.fail(err)
+		return s.failed
 	}
 	s.committedRev.Store(s.currentRev.Load())
 	return nil
 }
 
-// maybeCommit commits once the batch reaches BatchLimit changes. Caller holds wmu.
-func (s *Store) maybeCommit() {
-	if s.b.changes < s.cfg.BatchLimit {
+// usable is nil while the store takes writes. Caller holds wmu.
+func (s *Store) usable() error {
+	switch {
+	case s.failed != nil:
+		return s.failed
+	case s.closed:
+		return errors.New("mvcc: store is closed")
+	}
+	return nil
+}
+
+// fail records the first storage failure: from then on nothing is written or committed,
+// so bbolt keeps its last commit, from which a restart replays the raft log. Caller
+// holds wmu.
+func (s *Store) fail(err error) {
+	if s.failed != nil {
 		return
 	}
-	if err := s.commitLocked(); err != nil {
-		s.lg.Error("failed to commit batch", zap.Error(err))
+	if !errors.Is(err, ErrBackendFailed) {
+		err = fmt.Errorf("%w: %w", ErrBackendFailed, err)
+	}
+	s.failed = err
+	s.lg.Error("storage failed; the store takes no more writes", zap.Error(err))
+}
+
+// maybeCommit commits once the batch reaches BatchLimit changes (a failure is recorded
+// by commitLocked). Caller holds wmu.
+func (s *Store) maybeCommit() {
+	if s.b.changes >= s.cfg.BatchLimit {
+		_ = s.commitLocked()
 	}
 }
 
@@ -277,7 +308,10 @@ func (s *Store) Close() error {
 
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	err := s.commitLocked()
+	var err error
+	if s.failed == nil {
+		err = s.commitLocked()
+	}
 	s.closed = true
 	if cerr := s.b.close(); cerr != nil && err == nil {
 		err = fmt.Errorf("mvcc: close backend: %w", cerr)
@@ -306,14 +340,6 @@ func (s *Store) setCI(index, term uint64) {
 	s.ciMu.Lock()
 	s.ci, s.term, s.ciDirty = index, term, true
 	s.ciMu.Unlock()
-}
-
-// SetConsistentIndex records an applied entry that changes no keys; it is persisted with
-// the next batch commit.
-func (s *Store) SetConsistentIndex(index, term uint64) {
-	s.wmu.Lock()
-	s.setCI(index, term)
-	s.wmu.Unlock()
 }
 
 // Commit commits the pending batch now.

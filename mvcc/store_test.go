@@ -42,7 +42,7 @@ func TestReopenRebuildsIndex(t *testing.T) {
 	p := dbPath(t)
 	s := openStore(t, p, Config{})
 	rev := history(t, s)
-	s.SetConsistentIndex(42, 3)
+	update(t, s, 42, 3, nil)
 	before := dump(t, s, 1)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestBatchLimitAndInterval(t *testing.T) {
 	s2 := openStore(t, dbPath(t), Config{BatchInterval: 5 * time.Millisecond})
 	defer s2.Close()
 	put(t, s2, "a", "1")
-	s2.SetConsistentIndex(9, 9)
+	update(t, s2, 9, 9, nil)
 	deadline := time.Now().Add(5 * time.Second)
 	for committedKeyCount(t, s2) != 1 {
 		if time.Now().After(deadline) {
@@ -287,9 +287,9 @@ func TestHashByRev(t *testing.T) {
 func TestMembers(t *testing.T) {
 	p := dbPath(t)
 	s := openStore(t, p, Config{})
-	s.PutMember(0x1234, []byte(`{"id":1}`), 5, 1)
-	s.PutMember(0xabcdef, []byte(`{"id":2}`), 6, 1)
-	s.DeleteMember(0x1234, 7, 2)
+	update(t, s, 5, 1, func(tx *WriteTxn) { tx.PutMember(0x1234, []byte(`{"id":1}`)) })
+	update(t, s, 6, 1, func(tx *WriteTxn) { tx.PutMember(0xabcdef, []byte(`{"id":2}`)) })
+	update(t, s, 7, 2, func(tx *WriteTxn) { tx.DeleteMember(0x1234) })
 	ms, err := s.Members()
 	if err != nil {
 		t.Fatal(err)

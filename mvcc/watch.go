@@ -120,23 +120,25 @@ func (s *Store) NewWatchStream() *WatchStream {
 // from startRev (0: the next revision; at or below the current revision: history is
 // replayed first; below the compacted revision: one response with CompactRevision and the
 // watcher is removed). id AutoWatchID picks the next unused id. prevKV adds each event's
-// previous value; filters drop events.
-func (ws *WatchStream) Watch(id WatchID, key, end []byte, startRev int64, prevKV bool, filters ...FilterFunc) (WatchID, error) {
+// previous value; filters drop events. rev is the revision the watch was created at (what
+// its created response carries): a watch from startRev 0 gets exactly the events after
+// it, taken in the same step, so none at or below it can reach the watcher.
+func (ws *WatchStream) Watch(id WatchID, key, end []byte, startRev int64, prevKV bool, filters ...FilterFunc) (_ WatchID, rev int64, _ error) {
 	fromKey := len(end) == 1 && end[0] == 0
 	if len(end) == 0 {
 		end = nil
 	}
 	if end != nil && !fromKey && bytes.Compare(key, end) >= 0 {
-		return -1, ErrEmptyWatcherRange
+		return -1, 0, ErrEmptyWatcherRange
 	}
 	if startRev < 0 {
-		return -1, ErrCompacted
+		return -1, 0, ErrCompacted
 	}
 	h := ws.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ws.closed {
-		return -1, ErrEmptyWatcherRange // etcd's answer on a closed stream
+		return -1, 0, ErrEmptyWatcherRange // etcd's answer on a closed stream
 	}
 	if id == AutoWatchID {
 		for ws.watchers[ws.nextID] != nil {
@@ -145,7 +147,7 @@ func (ws *WatchStream) Watch(id WatchID, key, end []byte, startRev int64, prevKV
 		id = ws.nextID
 		ws.nextID++
 	} else if _, ok := ws.watchers[id]; ok {
-		return -1, ErrWatcherDuplicateID
+		return -1, 0, ErrWatcherDuplicateID
 	}
 	h.seq++
 	w := &watcher{
@@ -168,12 +170,12 @@ func (ws *WatchStream) Watch(id WatchID, key, end []byte, startRev int64, prevKV
 		w.minRev = max(h.rev+1, startRev)
 		w.state = stateSynced
 		h.synced.add(w)
-		return id, nil
+		return id, h.rev, nil
 	}
 	w.minRev = startRev
 	h.addUnsynced(w)
 	h.kick()
-	return id, nil
+	return id, h.rev, nil
 }
 
 // Cancel removes a watcher. Responses already queued for it stay in the channel.

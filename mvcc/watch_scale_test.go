@@ -188,7 +188,7 @@ func TestWatchMemoryPerIdleWatcher(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := 0; i < n; i++ {
-		if _, err := ws.Watch(AutoWatchID, keys[i], nil, 0, false); err != nil {
+		if _, _, err := ws.Watch(AutoWatchID, keys[i], nil, 0, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -226,7 +226,7 @@ func TestWatchConcurrentCatchUp(t *testing.T) {
 	for j := 0; j < 8; j++ {
 		ws := s.NewWatchStream()
 		start := 1 + int64(j)*100 + int64(j%3)
-		if _, err := ws.Watch(AutoWatchID, []byte("k"), []byte("l"), start, j%2 == 0); err != nil {
+		if _, _, err := ws.Watch(AutoWatchID, []byte("k"), []byte("l"), start, j%2 == 0); err != nil {
 			t.Fatal(err)
 		}
 		wg.Add(1)

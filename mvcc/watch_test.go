@@ -38,7 +38,7 @@ func mustWatch(t *testing.T, ws *WatchStream, id WatchID, key, end string, rev i
 	if end != "" {
 		e = []byte(end)
 	}
-	got, err := ws.Watch(id, []byte(key), e, rev, prevKV, fs...)
+	got, _, err := ws.Watch(id, []byte(key), e, rev, prevKV, fs...)
 	if err != nil {
 		t.Fatalf("Watch(%q, %q, %d): %v", key, end, rev, err)
 	}
@@ -104,16 +104,16 @@ func TestWatchInvalidRangeAndIDs(t *testing.T) {
 	s, _ := newStore(t)
 	ws := s.NewWatchStream()
 	defer ws.Close()
-	if _, err := ws.Watch(AutoWatchID, []byte("b"), []byte("a"), 0, false); !errors.Is(err, ErrEmptyWatcherRange) {
+	if _, _, err := ws.Watch(AutoWatchID, []byte("b"), []byte("a"), 0, false); !errors.Is(err, ErrEmptyWatcherRange) {
 		t.Fatalf("key > end: err = %v", err)
 	}
-	if _, err := ws.Watch(AutoWatchID, []byte("a"), []byte("a"), 0, false); !errors.Is(err, ErrEmptyWatcherRange) {
+	if _, _, err := ws.Watch(AutoWatchID, []byte("a"), []byte("a"), 0, false); !errors.Is(err, ErrEmptyWatcherRange) {
 		t.Fatalf("key == end: err = %v", err)
 	}
 	if id := mustWatch(t, ws, 7, "x", "", 0, false); id != 7 {
 		t.Fatalf("id = %d, want 7", id)
 	}
-	if _, err := ws.Watch(7, []byte("y"), nil, 0, false); err != ErrWatcherDuplicateID || err.Error() != "mvcc: duplicate watch ID provided on the WatchStream" {
+	if _, _, err := ws.Watch(7, []byte("y"), nil, 0, false); err != ErrWatcherDuplicateID || err.Error() != "mvcc: duplicate watch ID provided on the WatchStream" {
 		t.Fatalf("duplicate: err = %v", err)
 	}
 	mustWatch(t, ws, 1, "x", "", 0, false)
@@ -147,7 +147,7 @@ func TestWatchCancelAndClose(t *testing.T) {
 	if _, ok := <-ws.Chan(); ok {
 		t.Fatal("channel not closed after Close")
 	}
-	if _, err := ws.Watch(AutoWatchID, []byte("a"), nil, 0, false); err == nil {
+	if _, _, err := ws.Watch(AutoWatchID, []byte("a"), nil, 0, false); err == nil {
 		t.Fatal("Watch on a closed stream succeeded")
 	}
 	if s.hub.synced.size() != 0 || len(s.hub.unsynced) != 0 {

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -119,8 +120,8 @@ func (s *Server) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmRespon
 
 // applyAlarm raises or clears an alarm as etcd does: raising answers with the alarm
 // (also when it was already active), clearing with the alarm it cleared, if any.
-func (s *Server) applyAlarm(r *pb.AlarmRequest, index, term uint64) applyResult {
-	resp := &pb.AlarmResponse{Header: &pb.ResponseHeader{Revision: s.store.Rev()}}
+func (s *Server) applyAlarm(tx *mvcc.WriteTxn, r *pb.AlarmRequest) applyResult {
+	resp := &pb.AlarmResponse{Header: &pb.ResponseHeader{Revision: tx.Rev()}}
 	m := &pb.AlarmMember{MemberID: r.GetMemberID(), Alarm: r.GetAlarm()}
 	changed := false
 	switch r.GetAction() {
@@ -136,13 +137,11 @@ func (s *Server) applyAlarm(r *pb.AlarmRequest, index, term uint64) applyResult 
 	}
 	switch {
 	case changed && r.GetAction() == pb.AlarmRequest_ACTIVATE:
-		s.store.PutAlarm(alarmKey(m), index, term)
+		tx.PutAlarm(alarmKey(m))
 		s.lg.Warn("alarm raised", zap.String("alarm", m.Alarm.String()), zap.String("member-id", fmt.Sprintf("%x", m.MemberID)))
 	case changed:
-		s.store.DeleteAlarm(alarmKey(m), index, term)
+		tx.DeleteAlarm(alarmKey(m))
 		s.lg.Info("alarm cleared", zap.String("alarm", m.Alarm.String()), zap.String("member-id", fmt.Sprintf("%x", m.MemberID)))
-	default:
-		s.store.SetConsistentIndex(index, term)
 	}
 	return applyResult{resp: resp}
 }

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+
+	"github.com/cairn-kv/cairn/mvcc"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/raftnode"
@@ -64,33 +67,92 @@ func (s *Server) applyBatch(ap raftnode.Apply) error {
 	return nil
 }
 
+// applyEntry applies one committed entry. Whatever its type, the store sees it in exactly
+// one store.Update, which records the entry as applied in the same batch as its changes:
+// a restart replays exactly the entries after it. A request that fails changes nothing
+// (Update undoes it); only a storage failure stops the member.
 func (s *Server) applyEntry(e *raftpb.Entry) error {
+	if e.GetIndex() <= s.storeIndex {
+		return s.replayEntry(e)
+	}
+	var (
+		apply func(tx *mvcc.WriteTxn) error
+		after func() // runs once the store txn has ended: answers the proposer
+	)
 	switch e.GetType() {
 	case raftpb.EntryNormal:
-		return s.applyNormal(e)
-	case raftpb.EntryConfChange:
-		var cc raftpb.ConfChange
-		if err := proto.Unmarshal(e.Data, &cc); err != nil {
-			return fmt.Errorf("server: decode conf change at %d: %w", e.Index, err)
+		if len(e.Data) == 0 { // a new leader's empty entry: only recorded
+			break
 		}
-		return s.applyConfChange(e, &cc)
+		var r pb.InternalRaftRequest
+		if err := proto.Unmarshal(e.Data, &r); err != nil {
+			return fmt.Errorf("server: decode request at %d: %w", e.GetIndex(), err)
+		}
+		var res applyResult
+		apply = func(tx *mvcc.WriteTxn) error {
+			res = s.applyRequest(tx, &r)
+			return res.err
+		}
+		after = func() {
+			if res.err == nil && res.done != nil {
+				res.done()
+			}
+			s.proposals.trigger(r.Id, res)
+		}
+	case raftpb.EntryConfChange:
+		cc, m, err := decodeConfChange(e)
+		if err != nil {
+			return err
+		}
+		apply = func(tx *mvcc.WriteTxn) error {
+			s.applyConfChange(tx, cc, m)
+			return nil
+		}
 	case raftpb.EntryConfChangeV2:
 		var cc raftpb.ConfChangeV2
 		if err := proto.Unmarshal(e.Data, &cc); err != nil {
-			return fmt.Errorf("server: decode conf change at %d: %w", e.Index, err)
+			return fmt.Errorf("server: decode conf change at %d: %w", e.GetIndex(), err)
 		}
-		s.node.ApplyConfChange(&cc)
-		if e.GetIndex() <= s.storeIndex {
-			return nil
-		}
-		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
-		return nil
+		after = func() { s.node.ApplyConfChange(&cc) }
+	default:
+		return fmt.Errorf("server: unknown entry type %v at %d", e.GetType(), e.GetIndex())
 	}
-	return fmt.Errorf("server: unknown entry type %v at %d", e.GetType(), e.GetIndex())
+	if err := s.store.Update(e.GetIndex(), e.GetTerm(), apply); errors.Is(err, mvcc.ErrBackendFailed) {
+		return fmt.Errorf("server: apply entry %d: %w", e.GetIndex(), err)
+	}
+	if after != nil {
+		after()
+	}
+	return nil
 }
 
-// replayNormal handles an entry the store already has: only the in-memory membership,
-// rebuilt from the snapshot's, still needs the attributes members published.
+// replayEntry handles an entry the store already has (replayed after a restart, or
+// covered by the db of a snapshot): raft and the in-memory membership, rebuilt from the
+// snapshot's, still need it; the store does not.
+func (s *Server) replayEntry(e *raftpb.Entry) error {
+	switch e.GetType() {
+	case raftpb.EntryNormal:
+		return s.replayNormal(e)
+	case raftpb.EntryConfChange:
+		cc, m, err := decodeConfChange(e)
+		if err != nil {
+			return err
+		}
+		s.replayConfChange(cc, m)
+	case raftpb.EntryConfChangeV2:
+		var cc raftpb.ConfChangeV2
+		if err := proto.Unmarshal(e.Data, &cc); err != nil {
+			return fmt.Errorf("server: decode conf change at %d: %w", e.GetIndex(), err)
+		}
+		s.node.ApplyConfChange(&cc)
+	default:
+		return fmt.Errorf("server: unknown entry type %v at %d", e.GetType(), e.GetIndex())
+	}
+	return nil
+}
+
+// replayNormal: of a normal entry the store already has, only the attributes members
+// published matter, to a membership rebuilt from the snapshot's.
 func (s *Server) replayNormal(e *raftpb.Entry) error {
 	if !s.replayMembership || len(e.Data) == 0 {
 		return nil
@@ -105,64 +167,55 @@ func (s *Server) replayNormal(e *raftpb.Entry) error {
 	return nil
 }
 
-func (s *Server) applyNormal(e *raftpb.Entry) error {
-	if e.GetIndex() <= s.storeIndex {
-		return s.replayNormal(e)
+// applyRequest applies one client or member request inside the entry's store txn.
+func (s *Server) applyRequest(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest) applyResult {
+	if err := s.refusedByAlarm(r); err != nil {
+		return applyResult{err: err}
 	}
-	if len(e.Data) == 0 { // a new leader's empty entry
-		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
-		return nil
-	}
-	var r pb.InternalRaftRequest
-	if err := proto.Unmarshal(e.Data, &r); err != nil {
-		return fmt.Errorf("server: decode request at %d: %w", e.Index, err)
-	}
-	if err := s.refusedByAlarm(&r); err != nil {
-		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
-		s.proposals.trigger(r.Id, applyResult{err: err})
-		return nil
-	}
-	var res applyResult
 	switch {
 	case r.Alarm != nil:
-		res = s.applyAlarm(r.Alarm, e.GetIndex(), e.GetTerm())
+		return s.applyAlarm(tx, r.Alarm)
 	case r.Put != nil, r.DeleteRange != nil, r.Txn != nil:
-		v := s.newWriteView()
-		switch {
-		case r.Put != nil:
-			prev, err := s.checkPut(v, r.Put)
-			if err != nil {
-				res.err = err
-			} else {
-				res.resp = executePut(v, r.Put, prev)
-			}
-		case r.DeleteRange != nil:
-			res.resp = executeDeleteRange(v, r.DeleteRange)
-		default:
-			res.resp, res.err = s.executeTxn(v, r.Txn)
-		}
-		// End also hands the events to the watch hub.
-		v.tw.End(e.GetIndex(), e.GetTerm())
+		return s.applyKV(tx, r)
 	case r.Compaction != nil:
-		res.compacted, res.err = s.store.Compact(r.Compaction.Revision)
+		var res applyResult
+		res.compacted, res.err = tx.Compact(r.Compaction.Revision)
 		if res.err == nil {
-			res.resp = &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: s.store.Rev()}}
+			res.resp = &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: tx.Rev()}}
 		}
-		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
+		return res
 	case r.MemberAttributes != nil:
-		res = s.applyMemberAttributes(r.MemberAttributes, e.GetIndex(), e.GetTerm())
+		return s.applyMemberAttributes(tx, r.MemberAttributes)
 	case r.LeaseGrant != nil:
-		res = s.applyLeaseGrant(r.LeaseGrant, e.GetIndex(), e.GetTerm())
+		return s.applyLeaseGrant(tx, r.LeaseGrant)
 	case r.LeaseRevoke != nil:
-		res = s.applyLeaseRevoke(r.LeaseRevoke, e.GetIndex(), e.GetTerm())
+		return s.applyLeaseRevoke(tx, r.LeaseRevoke)
 	case r.LeaseCheckpoint != nil:
-		res = s.applyLeaseCheckpoint(r.LeaseCheckpoint, e.GetIndex(), e.GetTerm())
-	default:
-		res.err = ErrNotImplemented
-		s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
+		return s.applyLeaseCheckpoint(tx, r.LeaseCheckpoint)
 	}
-	s.proposals.trigger(r.Id, res)
-	return nil
+	return applyResult{err: ErrNotImplemented}
+}
+
+// applyKV runs a Put, DeleteRange or Txn. The lessor's key sets follow only once the
+// request succeeded (res.done): a failed one is undone in the store and never reaches
+// the lessor.
+func (s *Server) applyKV(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest) applyResult {
+	v := s.newWriteView(tx)
+	var res applyResult
+	switch {
+	case r.Put != nil:
+		prev, err := s.checkPut(v, r.Put)
+		if err != nil {
+			return applyResult{err: err}
+		}
+		res.resp = executePut(v, r.Put, prev)
+	case r.DeleteRange != nil:
+		res.resp = executeDeleteRange(v, r.DeleteRange)
+	default:
+		res.resp, res.err = s.executeTxn(v, r.Txn)
+	}
+	res.done = v.applyLeaseChanges
+	return res
 }
 
 // maybeSnapshot takes a raft snapshot every SnapshotCount applied entries. The store is

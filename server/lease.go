@@ -177,48 +177,45 @@ func (s *Server) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb
 }
 
 // applyLeaseGrant runs in the apply loop.
-func (s *Server) applyLeaseGrant(r *pb.LeaseGrantRequest, index, term uint64) applyResult {
+func (s *Server) applyLeaseGrant(tx *mvcc.WriteTxn, r *pb.LeaseGrantRequest) applyResult {
 	s.syncLessorLeadership()
 	l, err := s.lessor.Grant(lease.LeaseID(r.ID), r.TTL)
 	if err != nil {
-		s.store.SetConsistentIndex(index, term)
 		return applyResult{err: err}
 	}
-	s.store.PutLease(mvcc.LeaseRecord{ID: int64(l.ID), TTL: l.TTL}, index, term)
+	tx.PutLease(mvcc.LeaseRecord{ID: int64(l.ID), TTL: l.TTL})
 	return applyResult{resp: &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{}, ID: int64(l.ID), TTL: l.TTL}}
 }
 
-// applyLeaseRevoke runs in the apply loop: the lease's keys go in one revision.
-func (s *Server) applyLeaseRevoke(r *pb.LeaseRevokeRequest, index, term uint64) applyResult {
+// applyLeaseRevoke runs in the apply loop: the lease's keys go in one revision, with
+// the lease record.
+func (s *Server) applyLeaseRevoke(tx *mvcc.WriteTxn, r *pb.LeaseRevokeRequest) applyResult {
 	keys, err := s.lessor.Revoke(lease.LeaseID(r.ID))
 	if err != nil {
-		s.store.SetConsistentIndex(index, term)
 		return applyResult{err: err}
 	}
-	v := s.newWriteView()
+	// The lessor dropped the lease with its key set: the deletes' detaches are moot.
+	v := s.newWriteView(tx)
 	for _, k := range keys {
 		v.deleteRange([]byte(k), nil)
 	}
-	v.tw.DeleteLease(r.ID)
-	v.tw.End(index, term)
-	return applyResult{resp: &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: s.store.Rev()}}}
+	tx.DeleteLease(r.ID)
+	return applyResult{resp: &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: v.rev()}}}
 }
 
 // applyLeaseCheckpoint runs in the apply loop: each named lease that still exists takes
 // the checkpointed remaining TTL, in the lessor and in its record (one batch), so a
 // restart resumes from it. Leases revoked since the checkpoint was proposed are skipped.
-func (s *Server) applyLeaseCheckpoint(r *pb.LeaseCheckpointRequest, index, term uint64) applyResult {
-	var recs []mvcc.LeaseRecord
+func (s *Server) applyLeaseCheckpoint(tx *mvcc.WriteTxn, r *pb.LeaseCheckpointRequest) applyResult {
 	for _, cp := range r.Checkpoints {
 		id := lease.LeaseID(cp.ID)
 		if err := s.lessor.Checkpoint(id, cp.Remaining_TTL); err != nil {
 			continue
 		}
 		if l := s.lessor.Lookup(id); l != nil {
-			recs = append(recs, mvcc.LeaseRecord{ID: int64(l.ID), TTL: l.TTL, RemainingTTL: l.RemainingTTL})
+			tx.PutLease(mvcc.LeaseRecord{ID: int64(l.ID), TTL: l.TTL, RemainingTTL: l.RemainingTTL})
 		}
 	}
-	s.store.PutLeases(recs, index, term)
 	return applyResult{resp: &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{}}}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/peerpb"
 	"go.uber.org/zap"
@@ -61,14 +62,13 @@ func (s *Server) publishAttributes() {
 }
 
 // applyMemberAttributes runs in the apply loop.
-func (s *Server) applyMemberAttributes(r *pb.MemberAttributesRequest, index, term uint64) applyResult {
+func (s *Server) applyMemberAttributes(tx *mvcc.WriteTxn, r *pb.MemberAttributesRequest) applyResult {
 	m := s.members.setAttributes(r.MemberId, r.Name, r.ClientUrls)
 	if m == nil { // a removed member's late announcement
-		s.store.SetConsistentIndex(index, term)
 		return applyResult{resp: &pb.ResponseHeader{}}
 	}
 	raw, _ := json.Marshal(m)
-	s.store.PutMember(m.ID, raw, index, term)
+	tx.PutMember(m.ID, raw)
 	return applyResult{resp: &pb.ResponseHeader{}}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -244,41 +245,53 @@ func (s *Server) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeTyp
 	return members, nil
 }
 
-// applyConfChange runs in the apply loop. The change is validated against the
-// membership as of its place in the log (also when replayed after a restart, from the
-// membership the snapshot carried), so all members agree on it; an invalid one is given
-// to raft with no node, which raft ignores, and its proposer gets the error.
-func (s *Server) applyConfChange(e *raftpb.Entry, cc *raftpb.ConfChange) error {
-	replayed := e.GetIndex() <= s.storeIndex
-	id := cc.GetNodeId()
+// decodeConfChange decodes a conf change entry and the member it carries.
+func decodeConfChange(e *raftpb.Entry) (*raftpb.ConfChange, member, error) {
+	var cc raftpb.ConfChange
 	var m member
+	if err := proto.Unmarshal(e.Data, &cc); err != nil {
+		return nil, m, fmt.Errorf("server: decode conf change at %d: %w", e.GetIndex(), err)
+	}
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
 		if err := json.Unmarshal(cc.Context, &m); err != nil {
-			return fmt.Errorf("server: decode member in conf change at %d: %w", e.GetIndex(), err)
+			return nil, m, fmt.Errorf("server: decode member in conf change at %d: %w", e.GetIndex(), err)
 		}
 	}
-	if replayed && !s.replayMembership {
-		// The store already has this change and its membership was loaded from it: only
-		// raft and the transport need it again.
-		s.node.ApplyConfChange(cc)
-		switch cc.GetType() {
-		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
-			s.peers.AddPeer(id, m.PeerURLs)
-		case raftpb.ConfChangeRemoveNode:
-			s.peers.RemovePeer(id)
-		}
-		return nil
+	return &cc, m, nil
+}
+
+// replayConfChange handles a conf change the store already has.
+func (s *Server) replayConfChange(cc *raftpb.ConfChange, m member) {
+	if s.replayMembership {
+		s.applyConfChange(nil, cc, m)
+		return
 	}
+	// The store has this change and its membership was loaded from it: only raft and
+	// the transport need it again.
+	s.node.ApplyConfChange(cc)
+	switch cc.GetType() {
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
+		s.peers.AddPeer(cc.GetNodeId(), m.PeerURLs)
+	case raftpb.ConfChangeRemoveNode:
+		s.peers.RemovePeer(cc.GetNodeId())
+	}
+}
+
+// applyConfChange runs in the apply loop, inside the entry's store txn tx (nil when the
+// store already has the entry). The change is validated against the membership as of
+// its place in the log (also when replayed after a restart, from the membership the
+// snapshot carried), so all members agree on it; an invalid one is given to raft with
+// no node, which raft ignores, and its proposer gets the error.
+func (s *Server) applyConfChange(tx *mvcc.WriteTxn, cc *raftpb.ConfChange, m member) {
+	replayed := tx == nil
+	id := cc.GetNodeId()
 	if err := s.members.validate(cc.GetType(), id, &m); err != nil {
 		ignored := proto.Clone(cc).(*raftpb.ConfChange)
 		ignored.NodeId = proto.Uint64(0)
 		s.node.ApplyConfChange(ignored)
-		if !replayed {
-			s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
-		}
 		s.proposals.trigger(cc.GetId(), applyResult{err: err})
-		return nil
+		return
 	}
 	s.node.ApplyConfChange(cc)
 	var removedSelf bool
@@ -295,13 +308,13 @@ func (s *Server) applyConfChange(e *raftpb.Entry, cc *raftpb.ConfChange) error {
 		s.peers.AddPeer(id, m.PeerURLs)
 		if !replayed {
 			raw, _ := json.Marshal(&m)
-			s.store.PutMember(id, raw, e.GetIndex(), e.GetTerm())
+			tx.PutMember(id, raw)
 		}
 	case raftpb.ConfChangeRemoveNode:
 		s.members.markRemoved(id)
 		s.peers.RemovePeer(id)
 		if !replayed {
-			s.store.DeleteMember(id, e.GetIndex(), e.GetTerm())
+			tx.DeleteMember(id)
 		}
 		removedSelf = id == s.id
 	case raftpb.ConfChangeUpdateNode:
@@ -310,11 +323,7 @@ func (s *Server) applyConfChange(e *raftpb.Entry, cc *raftpb.ConfChange) error {
 		if !replayed {
 			cur := s.members.get(id)
 			raw, _ := json.Marshal(cur)
-			s.store.PutMember(id, raw, e.GetIndex(), e.GetTerm())
-		}
-	default:
-		if !replayed {
-			s.store.SetConsistentIndex(e.GetIndex(), e.GetTerm())
+			tx.PutMember(id, raw)
 		}
 	}
 	s.proposals.trigger(cc.GetId(), applyResult{resp: s.members.list()})
@@ -328,7 +337,6 @@ func (s *Server) applyConfChange(e *raftpb.Entry, cc *raftpb.ConfChange) error {
 			s.stopRemoved()
 		}()
 	}
-	return nil
 }
 
 // stopRemoved stops the member for good once it knows it was removed from the cluster,

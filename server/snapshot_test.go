@@ -20,9 +20,13 @@ func storeAt(t *testing.T, path, key, val string, index uint64) *mvcc.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tw := s.Write()
-	tw.Put([]byte(key), []byte(val), 0)
-	tw.End(index, 2)
+	err = s.Update(index, 2, func(tx *mvcc.WriteTxn) error {
+		tx.Put([]byte(key), []byte(val), 0)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 

@@ -36,10 +36,14 @@ type writeView struct {
 	tw      *mvcc.WriteTxn
 	leases  *lease.Lessor
 	changed bool
+	// leaseChanges keeps the lessor's key sets in step with the store once the request
+	// succeeded (applyLeaseChanges): a put moves the key to the lease it names (or to
+	// none), a delete detaches it.
+	leaseChanges []func()
 }
 
-func (s *Server) newWriteView() *writeView {
-	return &writeView{tw: s.store.Write(), leases: s.lessor}
+func (s *Server) newWriteView(tx *mvcc.WriteTxn) *writeView {
+	return &writeView{tw: tx, leases: s.lessor}
 }
 
 func (v *writeView) Range(key, end []byte, o mvcc.RangeOptions) (*mvcc.RangeResult, error) {
@@ -53,17 +57,18 @@ func (v *writeView) rev() int64 {
 	return v.tw.Rev()
 }
 
-// put keeps the lessor's key sets in step with the store: a put moves the key to the
-// lease it names (or to none).
 func (v *writeView) put(key, value []byte, leaseID int64) *mvccpb.KeyValue {
 	v.changed = true
 	prev := v.tw.Put(key, value, leaseID)
 	if prev != nil && prev.Lease != 0 && prev.Lease != leaseID {
-		v.leases.Detach(lease.LeaseID(prev.Lease), string(key))
+		v.detach(prev.Lease, key)
 	}
 	if leaseID != 0 {
-		// checkPut made sure the lease exists, and nothing in between revokes it.
-		_ = v.leases.Attach(lease.LeaseID(leaseID), string(key))
+		k := string(key)
+		v.leaseChanges = append(v.leaseChanges, func() {
+			// checkPut made sure the lease exists, and nothing in between revokes it.
+			_ = v.leases.Attach(lease.LeaseID(leaseID), k)
+		})
 	}
 	return prev
 }
@@ -75,10 +80,22 @@ func (v *writeView) deleteRange(key, end []byte) []*mvccpb.KeyValue {
 	}
 	for _, kv := range deleted {
 		if kv.Lease != 0 {
-			v.leases.Detach(lease.LeaseID(kv.Lease), string(kv.Key))
+			v.detach(kv.Lease, kv.Key)
 		}
 	}
 	return deleted
+}
+
+func (v *writeView) detach(id int64, key []byte) {
+	k := string(key)
+	v.leaseChanges = append(v.leaseChanges, func() { v.leases.Detach(lease.LeaseID(id), k) })
+}
+
+// applyLeaseChanges hands the request's key moves to the lessor, in order.
+func (v *writeView) applyLeaseChanges() {
+	for _, f := range v.leaseChanges {
+		f()
+	}
 }
 
 // executeRange serves a RangeRequest from v with etcd's semantics: count is the whole

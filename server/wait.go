@@ -10,6 +10,9 @@ type applyResult struct {
 	err  error
 	// compacted is closed when a physical compaction finished on disk.
 	compacted <-chan struct{}
+	// done, if set, runs in the apply loop once the request's store txn has ended
+	// successfully: in-memory state (the lessor's key sets) that follows the store.
+	done func()
 }
 
 // proposalWaiters maps proposal ids to the callers waiting for their results.

@@ -50,7 +50,7 @@ func (w *WatchStream) run() {
 // Watch creates a watcher (r.WatchId 0 picks the next free id) and returns its id. The
 // errors are the mvcc package's (ErrWatcherDuplicateID, ErrEmptyWatcherRange,
 // ErrCompacted for a negative start revision), unwrapped.
-func (w *WatchStream) Watch(r *pb.WatchCreateRequest) (watchID int64, err error) {
+func (w *WatchStream) Watch(r *pb.WatchCreateRequest) (watchID, rev int64, err error) {
 	var filters []mvcc.FilterFunc
 	for _, f := range r.Filters {
 		switch f {
@@ -60,8 +60,8 @@ func (w *WatchStream) Watch(r *pb.WatchCreateRequest) (watchID int64, err error)
 			filters = append(filters, mvcc.FilterNoDelete)
 		}
 	}
-	id, err := w.ws.Watch(mvcc.WatchID(r.WatchId), r.Key, r.RangeEnd, r.StartRevision, r.PrevKv, filters...)
-	return int64(id), err
+	id, rev, err := w.ws.Watch(mvcc.WatchID(r.WatchId), r.Key, r.RangeEnd, r.StartRevision, r.PrevKv, filters...)
+	return int64(id), rev, err
 }
 
 // Cancel removes a watcher (mvcc.ErrWatcherNotExist if there is none with that id).

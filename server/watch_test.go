@@ -58,16 +58,16 @@ func TestWatchThroughServer(t *testing.T) {
 	s := startServer(t, testConfig(t))
 	w := s.NewWatchStream()
 	defer w.Close()
-	id, err := w.Watch(&pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte("b"), PrevKv: true})
+	id, _, err := w.Watch(&pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte("b"), PrevKv: true})
 	if err != nil || id != 0 {
 		t.Fatalf("Watch = %d, %v", id, err)
 	}
-	noPut, err := w.Watch(&pb.WatchCreateRequest{WatchId: 5, Key: []byte("a"), RangeEnd: []byte("\x00"),
+	noPut, _, err := w.Watch(&pb.WatchCreateRequest{WatchId: 5, Key: []byte("a"), RangeEnd: []byte("\x00"),
 		Filters: []pb.WatchCreateRequest_FilterType{pb.WatchCreateRequest_NOPUT}})
 	if err != nil || noPut != 5 {
 		t.Fatalf("Watch = %d, %v", noPut, err)
 	}
-	if _, err := w.Watch(&pb.WatchCreateRequest{WatchId: 5, Key: []byte("x")}); err != mvcc.ErrWatcherDuplicateID {
+	if _, _, err := w.Watch(&pb.WatchCreateRequest{WatchId: 5, Key: []byte("x")}); err != mvcc.ErrWatcherDuplicateID {
 		t.Fatalf("duplicate id: %v", err)
 	}
 
@@ -109,7 +109,7 @@ func TestWatchThroughServer(t *testing.T) {
 	}
 
 	// Replay from an old revision.
-	old, err := w.Watch(&pb.WatchCreateRequest{Key: []byte("a1"), StartRevision: 2})
+	old, _, err := w.Watch(&pb.WatchCreateRequest{Key: []byte("a1"), StartRevision: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestWatchCompactedThroughServer(t *testing.T) {
 	}
 	w := s.NewWatchStream()
 	defer w.Close()
-	id, err := w.Watch(&pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 2})
+	id, _, err := w.Watch(&pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestWatchCompactedThroughServer(t *testing.T) {
 	if r.WatchId != id || r.CompactRevision != 5 || len(r.Events) != 0 {
 		t.Fatalf("got %v, want compact_revision 5", r)
 	}
-	id, err = w.Watch(&pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 5})
+	id, _, err = w.Watch(&pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestWatchLeaseRevokeDeletes(t *testing.T) {
 	}
 	w := s.NewWatchStream()
 	defer w.Close()
-	id, err := w.Watch(&pb.WatchCreateRequest{Key: []byte("l"), RangeEnd: []byte("m"), PrevKv: true})
+	id, _, err := w.Watch(&pb.WatchCreateRequest{Key: []byte("l"), RangeEnd: []byte("m"), PrevKv: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestWatchLeaseRevokeDeletes(t *testing.T) {
 func TestWatchStreamClosesOnStop(t *testing.T) {
 	s := startServer(t, testConfig(t))
 	w := s.NewWatchStream()
-	if _, err := w.Watch(&pb.WatchCreateRequest{Key: []byte("k")}); err != nil {
+	if _, _, err := w.Watch(&pb.WatchCreateRequest{Key: []byte("k")}); err != nil {
 		t.Fatal(err)
 	}
 	s.Stop()

@@ -893,3 +893,51 @@ func TestWatchStressStalledStream(t *testing.T) {
 	t.Logf("server VmRSS: %d KiB at start, %d KiB with %d watchers, %d KiB after the puts (stalled stream pending), %d KiB at the end",
 		rssStart, rssWatching, streams*prefixes+1, rssAfterPuts, rssKB(pid))
 }
+
+// A watch from "now" (no start revision) gets only events after the revision its
+// created response carries, also while writes race with its creation: the revision is
+// taken once, in the step that registers the watcher.
+func TestWatchFromNowStartsAfterCreatedRevision(t *testing.T) {
+	m := framework.StartMember(t, framework.Options{})
+	cli := m.Client()
+	c := watchCtx(t)
+
+	wctx, stopWriters := context.WithCancel(c)
+	var writers sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := 0; i < 20000 && wctx.Err() == nil; i++ {
+				_, _ = cli.Put(wctx, "k", fmt.Sprint(i))
+			}
+		}()
+	}
+	defer func() {
+		stopWriters()
+		writers.Wait()
+	}()
+
+	deadline := time.Now().Add(20 * time.Second)
+	checked := 0
+	for ; checked < 300 && time.Now().Before(deadline); checked++ {
+		ctx, cancel := context.WithCancel(c)
+		wch := cli.Watch(ctx, "k", clientv3.WithCreatedNotify())
+		created := nextResponse(t, wch)
+		if !created.Created || created.Err() != nil {
+			cancel()
+			t.Fatalf("first response %+v (err %v), want created", created, created.Err())
+		}
+		wr := nextResponse(t, wch)
+		cancel()
+		if err := wr.Err(); err != nil || len(wr.Events) == 0 {
+			t.Fatalf("watch %d: response %+v (err %v), want events", checked, wr, err)
+		}
+		if first := wr.Events[0].Kv.ModRevision; first <= created.Header.Revision {
+			t.Fatalf("watch %d created at revision %d got an event at %d", checked, created.Header.Revision, first)
+		}
+	}
+	if checked < 50 {
+		t.Fatalf("only %d watches checked in time", checked)
+	}
+}
