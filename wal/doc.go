@@ -1,9 +1,13 @@
 // Package wal is the write-ahead log: segment files of CRC-protected records holding raft
 // hard state, entries and snapshot marks. Open verifies every record, repairs a torn final
-// record left by a crash mid-write, and stops with an error naming file and offset on any
-// other corruption. Each segment is preallocated to SegmentSizeBytes when created (as
-// etcd's are), so an append changes no file size and its fdatasync flushes data only; the
-// zeros after the last record of the segment being written mark the end of the log.
+// record left by a crash mid-write (one cut short by the end of the file, or ending in
+// zeros from a sector boundary on: a crash loses whole sectors), and stops with an error
+// naming file and offset on any other corruption, a complete final record that fails its
+// checksum included. Only the last segment can end in a torn write: a segment is synced
+// before the next one is created. Each segment is preallocated to SegmentSizeBytes when
+// created (as etcd's are), so an append changes no file size and its fdatasync flushes
+// data only; the zeros after the last record of the segment being written mark the end of
+// the log.
 //
 // It must never return a record whose checksum failed, and never drop a record that was
 // synced.

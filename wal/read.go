@@ -54,8 +54,11 @@ func (rs *readState) readSegmentBytes(lg *zap.Logger, path string, buf []byte, p
 		}
 		if rerr != nil {
 			// The header records were synced before the segment was renamed into place,
-			// so damage there is never a torn write.
-			if isLast && n >= 2 && tornTail(buf, off) {
+			// so damage there is never a torn write. Only the final record of the last
+			// segment can be torn, and only if it looks it: a complete record that fails
+			// its checksum is corruption, wherever it is.
+			torn := isLast && n >= 2 && tornRecord(buf, off, prev)
+			if torn && tornTail(buf, off) {
 				lg.Warn("wal: truncating torn tail",
 					zap.String("file", path),
 					zap.Int64("offset", off),
@@ -63,6 +66,9 @@ func (rs *readState) readSegmentBytes(lg *zap.Logger, path string, buf []byte, p
 					zap.NamedError("cause", rerr))
 				rs.segEnd = off
 				return off, prev, nil
+			}
+			if isLast && n >= 2 && !torn {
+				rerr = fmt.Errorf("%w (the record is complete, so not a torn write)", rerr)
 			}
 			return -1, 0, corruptError(path, off, rerr)
 		}

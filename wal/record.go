@@ -119,11 +119,11 @@ func readRecord(buf []byte, off int64, prev uint32) (record, error) {
 	return r, nil
 }
 
-// tornTail decides whether the bad record at off in a last segment is the remains of an
-// interrupted write (true) or damage in the middle of the log (false). It is torn when the
-// rest of the file is zeros or when no valid record can be found after it. A record that
-// seems to run past the end of the file is searched too: its length field may be the
-// damaged part.
+// tornTail decides whether the bad record at off in a last segment is followed by nothing
+// valid, as a torn final write is (false means damage in the middle of the log). It is so
+// when the rest of the file is zeros or when no valid record can be found after it. A
+// record that seems to run past the end of the file is searched too: its length field may
+// be the damaged part. Whether the bad record itself looks torn is tornRecord's call.
 func tornTail(buf []byte, off int64) bool {
 	if allZero(buf[off:]) {
 		return true
@@ -155,6 +155,68 @@ func tornTail(buf []byte, off int64) bool {
 		}
 	}
 	return true
+}
+
+// sectorSize is the unit a disk writes whole or not at all. A write cut short by a crash
+// loses whole sectors, which in a preallocated segment read back as zeros.
+const sectorSize = 512
+
+// tornRecord reports whether the bad record at off looks like what an interrupted write
+// leaves: cut short by the end of the file, or ending in zeros that start at a sector
+// boundary or at the record itself (its first sector never written). Anything else is a
+// complete record whose bytes are wrong, i.e. corruption: dropping it could drop a synced,
+// acknowledged write. A record whose length field had one bit flipped, taking its end into
+// the zeros or past the end of the file, is caught too: some single-bit repair of the
+// length verifies against the stored checksum, chained from prev.
+//
+// A complete record whose own last bytes are zeros across a sector boundary (a snapshot
+// mark ends in the zero high bytes of its term) cannot be told from a torn one; it is
+// taken as torn, as etcd does.
+func tornRecord(buf []byte, off int64, prev uint32) bool {
+	if int64(len(buf))-off < headerSize {
+		return true // the file ends inside the header
+	}
+	h := buf[off : off+headerSize]
+	n := int64(binary.LittleEndian.Uint32(h[5:9]))
+	if n > maxRecordBytes {
+		// Lost sectors can only zero the length's high bytes, never raise it.
+		return false
+	}
+	end := off + headerSize + n
+	if end <= int64(len(buf)) {
+		z := off + int64(dataLen(buf[off:end])) // where the record's trailing zeros start
+		if z > off && roundUpSector(z) >= end {
+			return false
+		}
+	}
+	return !lengthBitFlipped(buf, off, prev)
+}
+
+// lengthBitFlipped reports whether clearing one set bit of the length field of the record
+// at off makes it verify. Only shorter lengths are tried: a flip that shortened a record
+// leaves its last bytes non-zero, so tornRecord already calls it complete. The work is at
+// most 27 checksums (lengths are at most 2^26), each over no more than the record.
+func lengthBitFlipped(buf []byte, off int64, prev uint32) bool {
+	h := buf[off : off+headerSize]
+	t, stored := recordType(h[0]), binary.LittleEndian.Uint32(h[1:5])
+	n := binary.LittleEndian.Uint32(h[5:9])
+	for bit := uint32(1); bit != 0 && bit <= n; bit <<= 1 {
+		if n&bit == 0 {
+			continue
+		}
+		end := off + headerSize + int64(n&^bit)
+		if end > int64(len(buf)) {
+			continue
+		}
+		if recordCRC(prev, t, buf[off+headerSize:end]) == stored {
+			return true
+		}
+	}
+	return false
+}
+
+func roundUpSector(off int64) int64 {
+	return (off + sectorSize - 1) / sectorSize * sectorSize
 }
 
 // validAfter reports whether the record following r verifies with r's stored CRC as its

@@ -94,8 +94,9 @@ func removeTemps(dir string) error {
 
 // createSegment writes header as a new segment through a locked temp file that is synced
 // and renamed into place, so a crash never leaves a segment without its header. It returns
-// the open, locked file positioned after the header.
-func createSegment(dir string, seg segment, header []byte) (*os.File, error) {
+// the open, locked file positioned after the header. synced, if set, is told once the
+// segment is durable in place.
+func createSegment(dir string, seg segment, header []byte, synced func(path string)) (*os.File, error) {
 	tmp := seg.path + tmpExt
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -127,6 +128,9 @@ func createSegment(dir string, seg segment, header []byte) (*os.File, error) {
 	if err := fsutil.SyncDir(dir); err != nil {
 		_ = f.Close()
 		return nil, err
+	}
+	if synced != nil {
+		synced(seg.path)
 	}
 	return f, nil
 }

@@ -49,9 +49,42 @@ type WAL struct {
 
 	appendable bool  // false until ReadAll succeeds on an opened log
 	read       bool  // ReadAll was attempted
+	unsynced   bool  // the last segment holds appends not yet fdatasync'd
 	err        error // sticky: after a failed write or sync the file state is unknown
 	closed     bool
 	buf        []byte // reused encode buffer
+
+	hooks *testHooks // nil in production
+}
+
+// testHooks let tests observe the log's durability points, e.g. to model a power loss.
+type testHooks struct {
+	// synced is called after path's contents, as they are now, were made durable.
+	synced func(path string)
+	// cut is called once a new segment is in place and before anything is written to it.
+	cut func()
+}
+
+func (w *WAL) syncedHook() func(string) {
+	if w.hooks == nil {
+		return nil
+	}
+	return w.hooks.synced
+}
+
+// sync makes the last segment's data durable.
+func (w *WAL) sync() error {
+	start := time.Now()
+	err := fdatasync(w.f)
+	fsyncDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return err
+	}
+	w.unsynced = false
+	if h := w.syncedHook(); h != nil {
+		h(w.segs[len(w.segs)-1].path)
+	}
+	return nil
 }
 
 // Exist reports whether dir holds at least one segment file.
@@ -99,7 +132,7 @@ func Create(lg *zap.Logger, dir string, metadata []byte) (*WAL, error) {
 	hdr, crc := w.segmentHeader(0)
 	// The zero mark lets Open(Snapshot{}) find where the log begins.
 	hdr, crc = appendRecord(hdr, crc, recSnapshot, encodeMark(Snapshot{}))
-	f, err := createSegment(dir, seg, hdr)
+	f, err := createSegment(dir, seg, hdr, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +233,9 @@ func (w *WAL) ReadAll() (metadata []byte, hs *raftpb.HardState, ents []*raftpb.E
 			}
 			if err := w.f.Sync(); err != nil {
 				return nil, nil, nil, fmt.Errorf("wal: sync %s: %w", w.segs[i].path, err)
+			}
+			if h := w.syncedHook(); h != nil {
+				h(w.segs[i].path)
 			}
 		}
 		if isLast {
@@ -321,7 +357,7 @@ func (w *WAL) Close() error {
 	}
 	w.closed = true
 	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("wal: close %s: %w", w.f.Name(), err)
+		return fmt.Errorf("wal: close %s: %w", w.segs[len(w.segs)-1].path, err)
 	}
 	return nil
 }
@@ -348,10 +384,11 @@ func (w *WAL) writable() error {
 func (w *WAL) append(buf []byte, sync bool) error {
 	start := time.Now()
 	n, err := w.f.WriteAt(buf, w.size)
-	if err == nil && sync {
-		synced := time.Now()
-		err = fdatasync(w.f)
-		fsyncDuration.Observe(time.Since(synced).Seconds())
+	if err == nil {
+		w.unsynced = true
+		if sync {
+			err = w.sync()
+		}
 	}
 	writeDuration.Observe(time.Since(start).Seconds())
 	writeBytes.Add(float64(n))
@@ -359,7 +396,7 @@ func (w *WAL) append(buf []byte, sync bool) error {
 		// After a failed write or fsync the file's contents are unknown, so refuse further
 		// appends; cutting the partial write keeps a restart from seeing garbage mid-log.
 		_ = w.f.Truncate(w.size)
-		w.err = fmt.Errorf("wal: append to %s at offset %d: %w", w.f.Name(), w.size, err)
+		w.err = fmt.Errorf("wal: append to %s at offset %d: %w", w.segs[len(w.segs)-1].path, w.size, err)
 		return w.err
 	}
 	w.size += int64(n)
@@ -372,10 +409,20 @@ func (w *WAL) maybeCut() error {
 		return nil
 	}
 	cur := w.segs[len(w.segs)-1]
+	// Only the last segment may end in a torn write: once the next one exists, a crash
+	// that lost this one's unsynced tail (e.g. a commit-only hard state) would leave a
+	// short segment mid-log whose CRC chain breaks, and the log would not open. So it
+	// must be durable before its successor appears.
+	if w.unsynced {
+		if err := w.sync(); err != nil {
+			w.err = fmt.Errorf("wal: sync %s before cutting: %w", cur.path, err)
+			return w.err
+		}
+	}
 	next := segment{seq: cur.seq + 1, index: w.lastIndex + 1}
 	next.path = filepath.Join(w.dir, segmentName(next.seq, next.index))
 	hdr, crc := w.segmentHeader(w.crc)
-	f, err := createSegment(w.dir, next, hdr)
+	f, err := createSegment(w.dir, next, hdr, w.syncedHook())
 	if err != nil {
 		w.err = err
 		return err
@@ -386,6 +433,9 @@ func (w *WAL) maybeCut() error {
 	// Closing the old file drops its lock; the new segment was locked before it appeared.
 	if err := old.Close(); err != nil {
 		w.lg.Warn("wal: close finished segment", zap.String("file", cur.path), zap.Error(err))
+	}
+	if w.hooks != nil && w.hooks.cut != nil {
+		w.hooks.cut()
 	}
 	w.lg.Debug("wal: cut segment", zap.String("file", next.path))
 	return nil
