@@ -19,14 +19,20 @@
 //     of a write transaction; the raft consistent index goes into the same commit. Values
 //     written since the last commit are buffered in memory so readers (which use their own
 //     bbolt read transactions) see every ended write transaction at once.
-//   - txn.go: ReadTxn is a snapshot at the revision current when it began; WriteTxn holds
-//     the store's write lock, writes its changes at Rev()+1 with sub revisions 0, 1, ...,
-//     and publishes them (the new current revision) in End.
+//   - txn.go: ReadTxn is a snapshot at the revision current when it began.
+//   - write.go: Update(index, term, fn) is the only way to write: fn gets the one
+//     WriteTxn, which holds the store's write lock and writes at Rev()+1 with sub
+//     revisions 0, 1, ...; if fn fails, every change it made is undone (an undo log over
+//     the index, the buffer and every bucket); either way the raft entry is recorded as
+//     applied in the same batch, and the new revision is published when Update returns.
+//     A storage failure (a failed bbolt write or commit) marks the store failed
+//     (ErrBackendFailed): it takes no more writes and never commits again, so the file
+//     keeps its last commit and a restart replays the raft log from there.
 //   - compact.go: Compact updates the index at once and deletes the dropped revisions from
 //     bbolt in background batches of at most 1000 keys per commit; an unfinished compaction
 //     (scheduled > finished) is resumed on Open.
 //   - hash.go: HashByRev, compatible with etcd's HashKV.
-//   - watch*.go: the watch hub. WriteTxn.End hands each revision's events to synced
+//   - watch*.go: the watch hub. Update hands each revision's events to synced
 //     watchers without ever blocking on a stream (a full stream makes its watcher
 //     unsynced); a catch-up loop replays unsynced watchers from bbolt in bounded batches
 //     until they rejoin the live set. Single-key watchers are matched through a map, range

@@ -39,7 +39,7 @@ const (
 // commits, member and meta updates) and guards the backend's batch transaction. mu guards the
 // index and compactRev: readers hold it shared for one Range, writers exclusively for each
 // index change. A write transaction adds its revisions to the index as it goes, at
-// currentRev+1, which no reader looks at until End publishes the new currentRev.
+// currentRev+1, which no reader looks at until the txn's end publishes the new currentRev.
 type Store struct {
 	lg   *zap.Logger
 	cfg  Config

@@ -26,15 +26,15 @@ const (
 
 // watchHub routes the events of every write transaction to the watchers of every stream.
 //
-// Synced watchers have been sent every event up to rev; WriteTxn.End hands each
+// Synced watchers have been sent every event up to rev; a write txn's end hands each
 // revision's events to notify, which sends them at once without ever blocking: a watcher
 // whose stream channel is full becomes unsynced. Unsynced watchers (those that started in
 // the past or fell behind) are caught up by the sync loop, which reads history from the
 // backend in bounded batches and moves a watcher back to the synced group once it has
 // been sent everything up to rev. Nothing is buffered per watcher outside the channels.
 //
-// Locking: End calls notify holding the store's write lock, so the order is wmu → h.mu →
-// s.mu; the sync loop reads the backend (which may take wmu) without h.mu.
+// Locking: a write txn's end calls notify holding the store's write lock, so the order
+// is wmu → h.mu → s.mu; the sync loop reads the backend (which may take wmu) without h.mu.
 type watchHub struct {
 	s  *Store
 	lg *zap.Logger
@@ -123,7 +123,7 @@ func (h *watchHub) detach(w *watcher) {
 }
 
 // notify sends revision rev's events (prevs[i] is the value events[i] replaced, nil if
-// none) to the synced watchers. It never blocks. Called by WriteTxn.End under wmu.
+// none) to the synced watchers. It never blocks. Called by a write txn's end, under wmu.
 func (h *watchHub) notify(rev int64, events []*mvccpb.Event, prevs []*mvccpb.KeyValue) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
