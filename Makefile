@@ -16,7 +16,7 @@ build:
 run: build
 	$(BIN)/cairn --name default --data-dir $(DATA_DIR)
 
-# tools builds the reference etcd server and etcdctl from the Go module proxy.
+# tools builds the reference etcd server, etcdctl and etcdutl from the Go module proxy.
 tools:
 	BIN_DIR=$(BIN) tests/tools/build.sh
 
@@ -31,7 +31,7 @@ unit:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 e2e: build tools
-	cd tests && CAIRN_BIN=$(BIN)/cairn CAIRNCTL_BIN=$(BIN)/cairnctl ETCD_BIN=$(BIN)/etcd ETCDCTL_BIN=$(BIN)/etcdctl \
+	cd tests && CAIRN_BIN=$(BIN)/cairn CAIRNCTL_BIN=$(BIN)/cairnctl ETCD_BIN=$(BIN)/etcd ETCDCTL_BIN=$(BIN)/etcdctl ETCDUTL_BIN=$(BIN)/etcdutl \
 		$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test: vet staticcheck unit e2e
@@ -40,7 +40,7 @@ bench: build tools
 	BIN_DIR=$(BIN) tests/bench/bench.sh
 
 soak: build tools
-	cd tests && CAIRN_SOAK=1 CAIRN_BIN=$(BIN)/cairn ETCD_BIN=$(BIN)/etcd ETCDCTL_BIN=$(BIN)/etcdctl \
+	cd tests && CAIRN_SOAK=1 CAIRN_BIN=$(BIN)/cairn ETCD_BIN=$(BIN)/etcd ETCDCTL_BIN=$(BIN)/etcdctl ETCDUTL_BIN=$(BIN)/etcdutl \
 		$(GO) test -race -count=1 -timeout 120m ./...
 
 staticcheck:

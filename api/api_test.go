@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
@@ -24,6 +26,8 @@ type fakeBackend struct {
 	// watchStreams receives every stream NewWatchStream opens (buffered; tests that
 	// watch read it to drive the stream).
 	watchStreams chan *fakeWatchStream
+	// db is what Snapshot serves.
+	db []byte
 }
 
 func newFakeBackend() *fakeBackend {
@@ -192,6 +196,13 @@ func (f *fakeBackend) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 
 func (f *fakeBackend) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
 	return &pb.LeaseLeasesResponse{}, f.record("LeaseLeases")
+}
+
+func (f *fakeBackend) Snapshot(ctx context.Context) (DBSnapshot, error) {
+	if err := f.record("Snapshot"); err != nil {
+		return DBSnapshot{}, err
+	}
+	return DBSnapshot{Size: int64(len(f.db)), StorageVersion: "3.6.0", Data: io.NopCloser(bytes.NewReader(f.db))}, nil
 }
 
 func (f *fakeBackend) NewWatchStream() WatchStream {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"io"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 )
@@ -40,6 +41,17 @@ type Backend interface {
 	// NewWatchStream opens the member side of one gRPC Watch stream; the Watch service
 	// calls it once per stream and Closes it when the stream ends.
 	NewWatchStream() WatchStream
+
+	// Snapshot opens a consistent copy of the member's whole db file as of now (every
+	// applied write included). The caller must Close its Data.
+	Snapshot(ctx context.Context) (DBSnapshot, error)
+}
+
+// DBSnapshot is a member's db file being read for Maintenance.Snapshot.
+type DBSnapshot struct {
+	Size           int64         // bytes of Data
+	StorageVersion string        // the db's schema version, as etcd reports it ("3.6.0")
+	Data           io.ReadCloser // the file's bytes; Close releases the copy
 }
 
 // WatchStream is the member's side of one client Watch stream: a set of watchers whose

@@ -36,7 +36,12 @@ var (
 	metaTerm             = []byte("term")
 	metaScheduledCompact = []byte("scheduledCompactRev")
 	metaFinishedCompact  = []byte("finishedCompactRev")
+	metaStorageVersion   = []byte("storageVersion")
 )
+
+// StorageVersion is the schema version of the db, as etcd 3.6 records it in "meta" (what
+// etcdutl snapshot status and etcd's own schema check read).
+const StorageVersion = "3.6.0"
 
 // backend is the bbolt file with one long-lived write transaction (the batch). Everything
 // that touches the batch transaction must hold the store's write lock; the batch is only
@@ -72,6 +77,9 @@ func openBackend(path string) (*backend, error) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %q: %w", name, err)
 			}
+		}
+		if meta := tx.Bucket(bucketMeta); meta.Get(metaStorageVersion) == nil {
+			return meta.Put(metaStorageVersion, []byte(StorageVersion))
 		}
 		return nil
 	})

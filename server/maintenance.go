@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"io"
+
+	"go.uber.org/zap"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 )
@@ -61,6 +64,26 @@ func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.M
 	// etcd's cluster service stamps no revision on its headers.
 	h := &pb.ResponseHeader{ClusterId: s.clusterID, MemberId: s.id, RaftTerm: s.node.Term()}
 	return &pb.MemberListResponse{Header: h, Members: s.members.list()}, nil
+}
+
+// Snapshot opens a consistent copy of the whole db as of now, with every applied write
+// committed into it: its size and a reader of its bytes. Closing the reader releases the
+// copy (its bbolt read transaction), also midway.
+func (s *Server) Snapshot(ctx context.Context) (int64, io.ReadCloser, error) {
+	sn, err := s.store.Snapshot()
+	if err != nil {
+		return 0, nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := sn.WriteTo(pw)
+		if cerr := sn.Close(); err == nil {
+			err = cerr
+		}
+		pw.CloseWithError(err)
+	}()
+	s.lg.Info("sending database snapshot to client", zap.Int64("total-bytes", sn.Size()))
+	return sn.Size(), pr, nil
 }
 
 // HashKV hashes the key-value history up to a revision (0: the current one), for

@@ -6,6 +6,7 @@
 //	CAIRN_BIN    the cairn server binary
 //	ETCD_BIN     the reference etcd server binary (tests/tools/build.sh)
 //	ETCDCTL_BIN  the reference etcdctl binary
+//	ETCDUTL_BIN  the reference etcdutl binary (snapshot status / restore)
 //
 // CAIRN_TEST_AGAINST=etcd runs every test that does not pin a binary against
 // the reference etcd instead of Cairn, to validate the suite's expectations.
@@ -23,6 +24,7 @@ const (
 	EnvCairnBin     = "CAIRN_BIN"
 	EnvEtcdBin      = "ETCD_BIN"
 	EnvEtcdctlBin   = "ETCDCTL_BIN"
+	EnvEtcdutlBin   = "ETCDUTL_BIN"
 	EnvCairnctlBin  = "CAIRNCTL_BIN"
 	EnvTestAgainst  = "CAIRN_TEST_AGAINST"
 	EnvSoak         = "CAIRN_SOAK"
@@ -78,6 +80,9 @@ func EtcdBin(t testing.TB) string { t.Helper(); return binFromEnv(t, EnvEtcdBin)
 
 // EtcdctlBin returns $ETCDCTL_BIN, failing the test if it is unset or missing.
 func EtcdctlBin(t testing.TB) string { t.Helper(); return binFromEnv(t, EnvEtcdctlBin) }
+
+// EtcdutlBin returns $ETCDUTL_BIN, failing the test if it is unset or missing.
+func EtcdutlBin(t testing.TB) string { t.Helper(); return binFromEnv(t, EnvEtcdutlBin) }
 
 // CairnctlBin is the cairnctl binary (make e2e sets CAIRNCTL_BIN).
 func CairnctlBin(t testing.TB) string { t.Helper(); return binFromEnv(t, EnvCairnctlBin) }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the reference etcd server and etcdctl (versions pinned in go.mod here)
-# into <repo>/bin/etcd and <repo>/bin/etcdctl. `go install` refuses etcd's
+# Builds the reference etcd server, etcdctl and etcdutl (versions pinned in go.mod
+# here) into <repo>/bin/etcd, <repo>/bin/etcdctl and <repo>/bin/etcdutl. `go install` refuses etcd's
 # modules (they carry replace directives), so they are built from this module.
 # A binary that already exists and reports the pinned version is kept.
 set -euo pipefail
@@ -13,6 +13,7 @@ cd "$here"
 
 want_server="$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
 want_ctl="$(go list -m -f '{{.Version}}' go.etcd.io/etcd/etcdctl/v3)"
+want_utl="$(go list -m -f '{{.Version}}' go.etcd.io/etcd/etcdutl/v3)"
 
 # version_of NAME: the version line the binary prints ("etcd Version: 3.6.16",
 # "etcdctl version: 3.6.16"); empty if it is missing or broken.
@@ -22,6 +23,7 @@ version_of() {
 	case "$1" in
 	etcd) "$out" --version 2>/dev/null | grep -m1 '^etcd Version:' || true ;;
 	etcdctl) "$out" version 2>/dev/null | grep -m1 '^etcdctl version:' || true ;;
+	etcdutl) "$out" version 2>/dev/null | grep -m1 '^etcdutl version:' || true ;;
 	esac
 }
 
@@ -46,3 +48,4 @@ build() {
 
 build etcd go.etcd.io/etcd/server/v3 "$want_server"
 build etcdctl go.etcd.io/etcd/etcdctl/v3 "$want_ctl"
+build etcdutl go.etcd.io/etcd/etcdutl/v3 "$want_utl"
