@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 )
 
@@ -211,20 +212,20 @@ func TestToGRPCError(t *testing.T) {
 		{errFutureRev, codes.OutOfRange, "etcdserver: mvcc: required revision is a future revision"},
 		{errNoLeader, codes.Unavailable, "etcdserver: no leader"},
 		{wrap(errNoLeader), codes.Unavailable, "etcdserver: no leader"},
-		{errors.New("etcdserver: not leader"), codes.FailedPrecondition, "etcdserver: not leader"},
-		{errors.New("etcdserver: leader changed"), codes.Unavailable, "etcdserver: leader changed"},
+		{errs.ErrNotLeader, codes.FailedPrecondition, "etcdserver: not leader"},
+		{errs.ErrLeaderChanged, codes.Unavailable, "etcdserver: leader changed"},
 		{errTimeout, codes.Unavailable, "etcdserver: request timed out"},
 		{errStopped, codes.Unavailable, "etcdserver: server stopped"},
 		// etcd maps its "too many requests" to a value without a gRPC status, so grpc-go
 		// sends it as Unknown; the message is what clients match.
 		{errTooManyRequests, codes.Unknown, "etcdserver: too many requests"},
-		{errors.New("mvcc: database space exceeded"), codes.ResourceExhausted, "etcdserver: mvcc: database space exceeded"},
-		{errors.New("etcdserver: key not found"), codes.InvalidArgument, "etcdserver: key not found"},
-		{errors.New("lease not found"), codes.NotFound, "etcdserver: requested lease not found"},
-		{errors.New("etcdserver: request is too large"), codes.InvalidArgument, "etcdserver: request is too large"},
-		{errors.New("etcdserver: corrupt cluster"), codes.DataLoss, "etcdserver: corrupt cluster"},
-		{errors.New("etcdserver: unhealthy cluster"), codes.Unavailable, "etcdserver: unhealthy cluster"},
-		{errors.New("cairn: not implemented"), codes.Unimplemented, "cairn: not implemented"},
+		{errs.ErrNoSpace, codes.ResourceExhausted, "etcdserver: mvcc: database space exceeded"},
+		{errs.ErrKeyNotFound, codes.InvalidArgument, "etcdserver: key not found"},
+		{errs.ErrLeaseNotFound, codes.NotFound, "etcdserver: requested lease not found"},
+		{errs.ErrRequestTooLarge, codes.InvalidArgument, "etcdserver: request is too large"},
+		{errs.ErrCorrupt, codes.DataLoss, "etcdserver: corrupt cluster"},
+		{errs.ErrUnhealthy, codes.Unavailable, "etcdserver: unhealthy cluster"},
+		{errs.ErrNotImplemented, codes.Unimplemented, "cairn: not implemented"},
 		{context.Canceled, codes.Canceled, "context canceled"},
 		{wrap(context.DeadlineExceeded), codes.DeadlineExceeded, "applying request: context deadline exceeded"},
 		{context.DeadlineExceeded, codes.DeadlineExceeded, "context deadline exceeded"},
