@@ -199,6 +199,25 @@ func (s *Server) checkPut(v kvView, p *pb.PutRequest) (*mvccpb.KeyValue, error) 
 	return prev, nil
 }
 
+// checkTxnPut is checkPut in etcd's order for a put inside a txn (its txn.checkPut):
+// the key an ignore_value or ignore_lease put needs first, then the lease. A plain put
+// checks the lease first.
+func (s *Server) checkTxnPut(v kvView, p *pb.PutRequest) error {
+	if p.IgnoreValue || p.IgnoreLease {
+		rr, err := v.Range(p.Key, nil, mvcc.RangeOptions{})
+		if err != nil {
+			return err
+		}
+		if len(rr.KVs) == 0 {
+			return ErrKeyNotFound
+		}
+	}
+	if p.Lease != 0 && !s.leaseExists(p.Lease) {
+		return ErrLeaseNotFound
+	}
+	return nil
+}
+
 func executePut(v kvView, p *pb.PutRequest, prev *mvccpb.KeyValue) *pb.PutResponse {
 	val, lease := p.Value, p.Lease
 	if p.IgnoreValue {
@@ -338,7 +357,7 @@ func (s *Server) checkTxn(v kvView, rt *pb.TxnRequest, path []bool) (int, error)
 				return 0, err
 			}
 		case op.GetRequestPut() != nil:
-			if _, err := s.checkPut(v, op.GetRequestPut()); err != nil {
+			if err := s.checkTxnPut(v, op.GetRequestPut()); err != nil {
 				return 0, err
 			}
 		case op.GetRequestTxn() != nil:
