@@ -177,7 +177,8 @@ func sortKVs(kvs []*mvccpb.KeyValue, r *pb.RangeRequest) {
 }
 
 // checkPut finds the errors a put would hit before anything is written, returning the
-// previous key-value when the request needs it.
+// previous key-value when the request needs it. The lease is checked first, as etcd's
+// txn.Put does for a plain put (a put inside a txn is checked by checkTxnPut).
 func (s *Server) checkPut(v kvView, p *pb.PutRequest) (*mvccpb.KeyValue, error) {
 	if p.Lease != 0 && !s.leaseExists(p.Lease) {
 		return nil, ErrLeaseNotFound
