@@ -73,11 +73,14 @@ func checkTxn(r *pb.TxnRequest, maxTxnOps int) error {
 // txn and both branches, to this many times --max-txn-ops. etcd's own limit applies per
 // level (a nested txn may use what its parent leaves of the budget): that bounds the
 // depth (to --max-txn-ops + 1) but not the total, as each level can multiply the ops
-// below it. Within 1.5 MiB a txn can carry ~120,000 compares or ranges, each of which may
-// read the whole keyspace on every member's apply loop (and again at each restart); etcd
-// accepts those (10,000 compares over 1,000 keys took etcd 3.6.16 6.3 s to apply). A txn
-// without nesting holds at most 3 x --max-txn-ops (compares, success, failure), so 4 x
-// accepts every one of those and bounds any txn's reads to 4/3 of the largest of them.
+// below it. With --max-txn-ops N it allows 3 x (2^N - 1) compares and ops in all (one
+// compare and two nested txns per level), and for N = 128 ~2^70 on the path that runs,
+// so only the request size bounds them: 1.5 MiB carries ~120,000 compares or ranges,
+// each of which may read the whole keyspace on every member's apply loop (and again at
+// each restart). etcd accepts those (10,000 compares over 1,000 keys took etcd 3.6.16
+// 6.3 s to apply). A txn without nesting holds at most 3 x --max-txn-ops (compares,
+// success, failure), so 4 x accepts every one of those and bounds any txn's reads to 4/3
+// of the largest of them.
 const txnTotalOpsFactor = 4
 
 // countTxnOps counts r's compares and operations at every level (a nested txn counts as
