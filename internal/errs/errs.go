@@ -1,10 +1,3 @@
-// Package errs holds the errors a member returns to the client-facing edge, one
-// definition each. Their texts are etcd's server-side texts (etcdserver/errors, its
-// membership, lease and mvcc packages). Package api maps each to etcd's gRPC code and
-// client message by value (errors.Is); server, lease and mvcc keep their old names as
-// aliases of these values.
-//
-// It imports nothing of the project, so every package may use it without a cycle.
 package errs
 
 import "errors"
