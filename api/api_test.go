@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 )
 
@@ -166,14 +167,14 @@ func (f *fakeBackend) IsLearner() bool {
 	return f.learner
 }
 
-// Texts of the member's errors (server/errors.go) and mvcc's, as api matches them.
+// The member's errors (internal/errs) as the fake backend returns them.
 var (
-	errStopped         = errors.New("etcdserver: server stopped")
-	errNoLeader        = errors.New("etcdserver: no leader")
-	errTimeout         = errors.New("etcdserver: request timed out")
-	errTooManyRequests = errors.New("etcdserver: too many requests")
-	errCompacted       = errors.New("mvcc: required revision has been compacted")
-	errFutureRev       = errors.New("mvcc: required revision is a future revision")
+	errStopped         = errs.ErrStopped
+	errNoLeader        = errs.ErrNoLeader
+	errTimeout         = errs.ErrTimeout
+	errTooManyRequests = errs.ErrTooManyRequests
+	errCompacted       = errs.ErrCompacted
+	errFutureRev       = errs.ErrFutureRev
 )
 
 func wrap(err error) error { return fmt.Errorf("applying request: %w", err) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -92,59 +93,48 @@ var (
 // recognises it by message (and does not retry it either way).
 var errGRPCTooManyRequestsOnWire = status.Error(codes.Unknown, "etcdserver: too many requests")
 
-// Package api must not import package server (server depends on api's neighbours and
-// the build must not cycle), and package mvcc may not compile yet. So the errors the
-// member returns are recognised by their exact text, walking the wrap chain. The texts
-// below are copied from server/errors.go and the mvcc errors etcd defines; they are
-// etcd's own texts and do not change. cmd/cairn's tests check every server.Err* against
-// this table through ToGRPCError, so a renamed message fails a test instead of silently
-// turning into codes.Unknown.
-//
-// TODO(mvcc): when github.com/cairn-kv/cairn/mvcc exports ErrCompacted and ErrFutureRev,
-// the two mvcc rows can stay as they are (text match) or move to errors.Is in cmd/cairn's
-// cross-check; api itself must keep not importing storage packages.
-const (
-	mvccErrCompactedText = "mvcc: required revision has been compacted"
-	mvccErrFutureRevText = "mvcc: required revision is a future revision"
-)
-
-// backendErrors maps the text of each error the member returns to etcd's gRPC error,
-// as etcd's v3rpc togRPCError does for its own server errors.
-var backendErrors = map[string]error{
-	"etcdserver: server stopped":    ErrGRPCStopped,
-	"etcdserver: no leader":         ErrGRPCNoLeader,
-	"etcdserver: not leader":        ErrGRPCNotLeader,
-	"etcdserver: leader changed":    ErrGRPCLeaderChanged,
-	"etcdserver: request timed out": ErrGRPCTimeout,
-	"etcdserver: request timed out, possibly due to previous leader failure":     ErrGRPCTimeoutDueToLeaderFail,
-	"etcdserver: request timed out, possibly due to connection lost":             ErrGRPCTimeoutDueToConnectionLost,
-	"etcdserver: request timed out, waiting for the applied index took too long": ErrGRPCTimeoutWaitAppliedIndex,
-	"etcdserver: too many requests":                                              errGRPCTooManyRequestsOnWire,
-	"mvcc: database space exceeded":                                              ErrGRPCNoSpace,
-	"etcdserver: key not found":                                                  ErrGRPCKeyNotFound,
-	"lease not found":                                                            ErrGRPCLeaseNotFound,
-	"lease already exists":                                                       ErrGRPCLeaseExist,
-	"too large lease TTL":                                                        ErrGRPCLeaseTTLTooLarge,
-	"etcdserver: corrupt cluster":                                                ErrGRPCCorrupt,
-	"etcdserver: request is too large":                                           ErrGRPCRequestTooLarge,
-	"etcdserver: unhealthy cluster":                                              ErrGRPCUnhealthy,
-	"etcdserver: bad leader transferee":                                          ErrGRPCBadLeaderTransferee,
-	"etcdserver: request timed out, leader transfer took too long":               ErrGRPCTimeoutLeaderTransfer,
-	"membership: ID not found":                                                   ErrGRPCMemberNotFound,
-	"membership: ID removed":                                                     ErrGRPCMemberNotFound,
-	"membership: ID exists":                                                      ErrGRPCMemberExist,
-	"membership: peerURL exists":                                                 ErrGRPCPeerURLExist,
-	"membership: can only promote a learner member":                              ErrGRPCMemberNotLearner,
-	"membership: too many learner members in cluster":                            ErrGRPCTooManyLearners,
-	"etcdserver: re-configuration failed due to not enough started members":      ErrGRPCMemberNotEnoughStarted,
-	"etcdserver: can only promote a learner member which is in sync with leader": ErrGRPCLearnerNotReady,
-	mvccErrCompactedText:                                                         ErrGRPCCompacted,
-	mvccErrFutureRevText:                                                         ErrGRPCFutureRev,
+// backendErrors maps each error the member returns (internal/errs; server, lease and
+// mvcc alias them) to etcd's gRPC error, as etcd's v3rpc togRPCError does for its own
+// server errors. Matched with errors.Is, so wrapped errors map too; the first match in
+// this order wins. api imports neither server nor mvcc: the values live in internal/errs.
+var backendErrors = []struct {
+	err  error
+	grpc error
+}{
+	{errs.ErrStopped, ErrGRPCStopped},
+	{errs.ErrNoLeader, ErrGRPCNoLeader},
+	{errs.ErrNotLeader, ErrGRPCNotLeader},
+	{errs.ErrLeaderChanged, ErrGRPCLeaderChanged},
+	{errs.ErrTimeout, ErrGRPCTimeout},
+	{errs.ErrTooManyRequests, errGRPCTooManyRequestsOnWire},
+	{errs.ErrNoSpace, ErrGRPCNoSpace},
+	{errs.ErrKeyNotFound, ErrGRPCKeyNotFound},
+	{errs.ErrCorrupt, ErrGRPCCorrupt},
+	{errs.ErrRequestTooLarge, ErrGRPCRequestTooLarge},
+	{errs.ErrUnhealthy, ErrGRPCUnhealthy},
+	{errs.ErrBadLeaderTransferee, ErrGRPCBadLeaderTransferee},
+	{errs.ErrTimeoutLeaderTransfer, ErrGRPCTimeoutLeaderTransfer},
+	{errs.ErrIDNotFound, ErrGRPCMemberNotFound},
+	{errs.ErrIDRemoved, ErrGRPCMemberNotFound},
+	{errs.ErrIDExists, ErrGRPCMemberExist},
+	{errs.ErrPeerURLExists, ErrGRPCPeerURLExist},
+	{errs.ErrMemberNotLearner, ErrGRPCMemberNotLearner},
+	{errs.ErrTooManyLearners, ErrGRPCTooManyLearners},
+	{errs.ErrNotEnoughStartedMembers, ErrGRPCMemberNotEnoughStarted},
+	{errs.ErrLearnerNotReady, ErrGRPCLearnerNotReady},
+	{errs.ErrLeaseNotFound, ErrGRPCLeaseNotFound},
+	{errs.ErrLeaseExists, ErrGRPCLeaseExist},
+	{errs.ErrLeaseTTLTooLarge, ErrGRPCLeaseTTLTooLarge},
+	{errs.ErrCompacted, ErrGRPCCompacted},
+	{errs.ErrFutureRev, ErrGRPCFutureRev},
+	// A request kind the member does not serve yet answers codes.Unimplemented, never a
+	// fake success.
+	{errs.ErrNotImplemented, status.Error(codes.Unimplemented, errs.ErrNotImplemented.Error())},
 }
 
-// notImplementedText is server.ErrNotImplemented's text: a request kind the member does
-// not serve yet answers codes.Unimplemented, never a fake success.
-const notImplementedText = "cairn: not implemented"
+// unmappedBackendErrors are the errs values no client request is answered with (why a
+// member stops); like any unknown error they go out as codes.Unknown with their text.
+var unmappedBackendErrors = []error{errs.ErrMemberRemoved, errs.ErrClusterIDMismatch}
 
 // toGRPCError turns a Backend error into the gRPC error etcd would send for it.
 func toGRPCError(err error) error {
@@ -161,21 +151,10 @@ func toGRPCError(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
 	}
-	var mapped error
-	walkErrors(err, func(e error) bool {
-		msg := e.Error()
-		if g, ok := backendErrors[msg]; ok {
-			mapped = g
-			return true
+	for _, m := range backendErrors {
+		if errors.Is(err, m.err) {
+			return m.grpc
 		}
-		if msg == notImplementedText {
-			mapped = status.Error(codes.Unimplemented, msg)
-			return true
-		}
-		return false
-	})
-	if mapped != nil {
-		return mapped
 	}
 	return status.Error(codes.Unknown, err.Error())
 }
@@ -183,26 +162,3 @@ func toGRPCError(err error) error {
 // ToGRPCError is toGRPCError for packages that must check the mapping against the
 // member's error values (cmd/cairn's tests).
 func ToGRPCError(err error) error { return toGRPCError(err) }
-
-// walkErrors calls f on err and every error it wraps (depth first) until f returns true.
-func walkErrors(err error, f func(error) bool) bool {
-	for err != nil {
-		if f(err) {
-			return true
-		}
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			err = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
-				if walkErrors(e, f) {
-					return true
-				}
-			}
-			return false
-		default:
-			return false
-		}
-	}
-	return false
-}

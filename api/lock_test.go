@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 	"github.com/cairn-kv/cairn/proto/v3lockpb"
@@ -92,7 +93,7 @@ func (m *memKV) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespons
 // putLocked writes at revision m.rev (already advanced by the caller).
 func (m *memKV) putLocked(r *pb.PutRequest) error {
 	if _, ok := m.leases[r.Lease]; r.Lease != 0 && !ok {
-		return errors.New("lease not found")
+		return errs.ErrLeaseNotFound
 	}
 	kv := &mvccpb.KeyValue{Key: r.Key, Value: r.Value, Lease: r.Lease, ModRevision: m.rev, CreateRevision: m.rev, Version: 1}
 	if old, ok := m.kvs[string(r.Key)]; ok {
@@ -155,7 +156,7 @@ func (m *memKV) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, err
 	for _, op := range ops {
 		if p := op.GetRequestPut(); p != nil {
 			if _, found := m.leases[p.Lease]; p.Lease != 0 && !found {
-				return nil, errors.New("lease not found")
+				return nil, errs.ErrLeaseNotFound
 			}
 		}
 	}
@@ -195,7 +196,7 @@ func (m *memKV) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.leases[r.ID]; !ok {
-		return nil, errors.New("lease not found")
+		return nil, errs.ErrLeaseNotFound
 	}
 	delete(m.leases, r.ID)
 	m.rev++
@@ -459,8 +460,8 @@ func TestConcurrencyError(t *testing.T) {
 		code codes.Code
 		msg  string
 	}{
-		{errors.New("lease not found"), codes.Unknown, "etcdserver: requested lease not found"},
-		{errors.New("mvcc: required revision has been compacted"), codes.Unknown, "etcdserver: mvcc: required revision has been compacted"},
+		{errs.ErrLeaseNotFound, codes.Unknown, "etcdserver: requested lease not found"},
+		{errs.ErrCompacted, codes.Unknown, "etcdserver: mvcc: required revision has been compacted"},
 		{ErrGRPCNoLeader, codes.Unknown, "etcdserver: no leader"},
 		{errElectionNotLeader, codes.Unknown, "election: not leader"},
 		{errors.New("something else"), codes.Unknown, "something else"},

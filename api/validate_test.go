@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 )
 
@@ -107,8 +108,17 @@ func TestTxnValidation(t *testing.T) {
 		{"put before range", &pb.TxnRequest{Success: ops1(put("0"), del("a", "c"))}, nil},
 		{"overlapping deletes", &pb.TxnRequest{Success: ops1(del("a", "z"), del("b", "c"), del("b", ""))}, nil},
 		{"put vs delete prefix-style", &pb.TxnRequest{Success: ops1(del("foo", "fop"), put("foo/bar"))}, ErrGRPCDuplicateKey},
-		// etcd's interval check reads range_end "\x00" literally: no key is below it
-		{"put vs delete from-key", &pb.TxnRequest{Success: ops1(del("a", "\x00"), put("b"))}, nil},
+		// range_end "\x00" deletes every key from key on (etcd's check misses this one)
+		{"put vs delete from-key", &pb.TxnRequest{Success: ops1(del("a", "\x00"), put("b"))}, ErrGRPCDuplicateKey},
+		{"put vs delete from-key, put first", &pb.TxnRequest{Success: ops1(put("b"), del("a", "\x00"))}, ErrGRPCDuplicateKey},
+		{"put at from-key start", &pb.TxnRequest{Success: ops1(del("a", "\x00"), put("a"))}, ErrGRPCDuplicateKey},
+		{"put below from-key", &pb.TxnRequest{Success: ops1(del("b", "\x00"), put("a"))}, nil},
+		{"nested put vs outer from-key delete", &pb.TxnRequest{Success: ops1(del("a", "\x00"), txn(nil, ops1(put("zz"))))}, ErrGRPCDuplicateKey},
+		{"put vs delete of every key", &pb.TxnRequest{Success: ops1(del("\x00", "\x00"), put("k"))}, ErrGRPCDuplicateKey},
+		{"inverted range deletes nothing", &pb.TxnRequest{Success: ops1(del("c", "a"), put("b"))}, nil},
+		// etcd checks a put only against the deletes before it at each level
+		{"nested put then nested delete", &pb.TxnRequest{Success: ops1(txn(ops1(put("b")), nil), txn(ops1(del("a", "c")), nil))}, nil},
+		{"touching deletes merged", &pb.TxnRequest{Success: ops1(del("a", "b"), del("b", "c"), put("b"))}, ErrGRPCDuplicateKey},
 		{"put and range same key", &pb.TxnRequest{Success: ops1(put("a"), get("a"))}, nil},
 		{"nested put vs outer put", &pb.TxnRequest{Success: ops1(put("a"), txn(ops1(put("a")), nil))}, ErrGRPCDuplicateKey},
 		{"nested else put vs outer put", &pb.TxnRequest{Success: ops1(txn(nil, ops1(put("a"))), put("a"))}, ErrGRPCDuplicateKey},
@@ -124,6 +134,72 @@ func TestTxnValidation(t *testing.T) {
 	for _, tt := range tests {
 		err := checkTxn(tt.r, 128)
 		wantStatus(t, tt.name, err, tt.want)
+	}
+}
+
+// nestedTxn is a txn whose every level carries k compares and k success ops (nested txns
+// down to depth, puts of distinct keys at the bottom): within etcd's per-level budget
+// when k*(depth+1) <= maxTxnOps, with k + k^2 + ... compares and ops in all.
+func nestedTxn(k, depth int, prefix string) *pb.TxnRequest {
+	r := &pb.TxnRequest{}
+	for i := range k {
+		r.Compare = append(r.Compare, &pb.Compare{Key: []byte("c")})
+		if depth == 0 {
+			r.Success = append(r.Success, put(fmt.Sprintf("%s/%d", prefix, i)))
+		} else {
+			r.Success = append(r.Success, &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: nestedTxn(k, depth-1, fmt.Sprintf("%s/%d", prefix, i))}})
+		}
+	}
+	return r
+}
+
+func TestTxnTotalOpsBound(t *testing.T) {
+	const maxOps = 128
+	limit := txnTotalOpsFactor * maxOps
+	tooLarge := status.Errorf(codes.InvalidArgument,
+		"cairn: txn has more than %d compares and operations counting every nested txn (%d x --max-txn-ops)", limit, txnTotalOpsFactor)
+	flat := func(n int) []*pb.RequestOp {
+		return ops(n, func(i int) *pb.RequestOp { return put(fmt.Sprint("k", i)) })
+	}
+	cmps := make([]*pb.Compare, maxOps)
+	for i := range cmps {
+		cmps[i] = &pb.Compare{Key: []byte("c")}
+	}
+	// 16 compares + 16 txns, each 16 + 16 (+ 16 x (16 + 16) below): 16*2 + 16*32 + 256*32.
+	deep := nestedTxn(16, 2, "k")
+	if n := countTxnOps(deep, 1<<30); n != 16*2+16*32+256*32 {
+		t.Fatalf("countTxnOps(deep) = %d", n)
+	}
+	tests := []struct {
+		name string
+		r    *pb.TxnRequest
+		want error
+	}{
+		{"largest flat txn", &pb.TxnRequest{Compare: cmps, Success: flat(maxOps), Failure: flat(maxOps)}, nil},
+		{"nested within etcd's per-level budget, over the total", deep, tooLarge},
+		{"etcd's too-many-ops first", &pb.TxnRequest{Success: append(flat(129), txn(flat(600), nil))}, ErrGRPCTooManyOps},
+		{"duplicate key first", &pb.TxnRequest{Success: ops1(put("k/0/0/0"), &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: deep}})}, ErrGRPCDuplicateKey},
+	}
+	for _, tt := range tests {
+		wantStatus(t, tt.name, checkTxn(tt.r, maxOps), tt.want)
+	}
+	// Exactly at the bound is accepted, one more is not: 2 nested txns (budget 126 each)
+	// of 1 + 124 + 124 + 6 and 1 + 126 + 126 + 4 = 512 = 4 x 128.
+	prefixed := func(p string, n int) []*pb.RequestOp {
+		return ops(n, func(i int) *pb.RequestOp { return put(fmt.Sprint(p, i)) })
+	}
+	at := &pb.TxnRequest{Success: ops1(
+		&pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Compare: cmps[:124], Success: prefixed("a", 124), Failure: prefixed("a", 6)}}},
+		&pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Compare: cmps[:126], Success: prefixed("b", 126), Failure: prefixed("b", 4)}}},
+	)}
+	if n := countTxnOps(at, 1<<30); n != limit {
+		t.Fatalf("count %d, want %d", n, limit)
+	}
+	wantStatus(t, "exactly at the bound", checkTxn(at, maxOps), nil)
+	at.Success[1].GetRequestTxn().Failure = prefixed("b", 5)
+	wantStatus(t, "one over the bound", checkTxn(at, maxOps), tooLarge)
+	if err := checkTxnRequest(at, maxOps); err != nil {
+		t.Fatalf("one over the bound breaks etcd's own limits: %v", err)
 	}
 }
 
@@ -211,20 +287,20 @@ func TestToGRPCError(t *testing.T) {
 		{errFutureRev, codes.OutOfRange, "etcdserver: mvcc: required revision is a future revision"},
 		{errNoLeader, codes.Unavailable, "etcdserver: no leader"},
 		{wrap(errNoLeader), codes.Unavailable, "etcdserver: no leader"},
-		{errors.New("etcdserver: not leader"), codes.FailedPrecondition, "etcdserver: not leader"},
-		{errors.New("etcdserver: leader changed"), codes.Unavailable, "etcdserver: leader changed"},
+		{errs.ErrNotLeader, codes.FailedPrecondition, "etcdserver: not leader"},
+		{errs.ErrLeaderChanged, codes.Unavailable, "etcdserver: leader changed"},
 		{errTimeout, codes.Unavailable, "etcdserver: request timed out"},
 		{errStopped, codes.Unavailable, "etcdserver: server stopped"},
 		// etcd maps its "too many requests" to a value without a gRPC status, so grpc-go
 		// sends it as Unknown; the message is what clients match.
 		{errTooManyRequests, codes.Unknown, "etcdserver: too many requests"},
-		{errors.New("mvcc: database space exceeded"), codes.ResourceExhausted, "etcdserver: mvcc: database space exceeded"},
-		{errors.New("etcdserver: key not found"), codes.InvalidArgument, "etcdserver: key not found"},
-		{errors.New("lease not found"), codes.NotFound, "etcdserver: requested lease not found"},
-		{errors.New("etcdserver: request is too large"), codes.InvalidArgument, "etcdserver: request is too large"},
-		{errors.New("etcdserver: corrupt cluster"), codes.DataLoss, "etcdserver: corrupt cluster"},
-		{errors.New("etcdserver: unhealthy cluster"), codes.Unavailable, "etcdserver: unhealthy cluster"},
-		{errors.New("cairn: not implemented"), codes.Unimplemented, "cairn: not implemented"},
+		{errs.ErrNoSpace, codes.ResourceExhausted, "etcdserver: mvcc: database space exceeded"},
+		{errs.ErrKeyNotFound, codes.InvalidArgument, "etcdserver: key not found"},
+		{errs.ErrLeaseNotFound, codes.NotFound, "etcdserver: requested lease not found"},
+		{errs.ErrRequestTooLarge, codes.InvalidArgument, "etcdserver: request is too large"},
+		{errs.ErrCorrupt, codes.DataLoss, "etcdserver: corrupt cluster"},
+		{errs.ErrUnhealthy, codes.Unavailable, "etcdserver: unhealthy cluster"},
+		{errs.ErrNotImplemented, codes.Unimplemented, "cairn: not implemented"},
 		{context.Canceled, codes.Canceled, "context canceled"},
 		{wrap(context.DeadlineExceeded), codes.DeadlineExceeded, "applying request: context deadline exceeded"},
 		{context.DeadlineExceeded, codes.DeadlineExceeded, "context deadline exceeded"},

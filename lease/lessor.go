@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/cairn-kv/cairn/internal/errs"
 )
 
 // LeaseID identifies a lease; NoLease (0) means "no lease".
@@ -22,9 +24,10 @@ const MaxLeaseTTL = 9000000000
 const DefaultExpiredRetryInterval = 3 * time.Second
 
 var (
-	ErrLeaseNotFound    = errors.New("lease not found")
-	ErrLeaseExists      = errors.New("lease already exists")
-	ErrLeaseTTLTooLarge = errors.New("too large lease TTL")
+	// Defined once in internal/errs, which api maps to etcd's gRPC errors by value.
+	ErrLeaseNotFound    = errs.ErrLeaseNotFound
+	ErrLeaseExists      = errs.ErrLeaseExists
+	ErrLeaseTTLTooLarge = errs.ErrLeaseTTLTooLarge
 	ErrNotPrimary       = errors.New("not a primary lessor")
 )
 

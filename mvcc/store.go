@@ -11,12 +11,14 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
+// Defined once in internal/errs, which api maps to etcd's gRPC errors by value.
 var (
-	ErrCompacted = errors.New("mvcc: required revision has been compacted")
-	ErrFutureRev = errors.New("mvcc: required revision is a future revision")
+	ErrCompacted = errs.ErrCompacted
+	ErrFutureRev = errs.ErrFutureRev
 )
 
 // Config tunes the backend's batched commits.

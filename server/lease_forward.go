@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	"github.com/cairn-kv/cairn/lease"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/peerpb"
@@ -230,7 +231,7 @@ func (s *Server) forwardLeaseTimeToLiveOnce(ctx context.Context, leader uint64, 
 // the follower answers with: the leader's lease-not-found as lease.ErrLeaseNotFound;
 // what another attempt may get past (not the leader, unreachable, stopping, attempt
 // timed out) as errForwardRetry; anything else wraps an error with the leader's
-// message, which api maps to etcd's gRPC error by its text.
+// message (the member's error of that text, when there is one).
 func (s *Server) leaseForwardError(what string, leader uint64, u string, err error) error {
 	st := status.Convert(err)
 	switch st.Code() {
@@ -245,7 +246,8 @@ func (s *Server) leaseForwardError(what string, leader uint64, u string, err err
 			zap.Error(err))
 		return fmt.Errorf("server: forward lease %s to %x: %s: %w", what, leader, st.Message(), errForwardRetry)
 	case codes.Unknown:
-		return fmt.Errorf("server: forward lease %s to %x: %w", what, leader, errors.New(st.Message()))
+		// The leader's own error, as text: back to its value so api maps it.
+		return fmt.Errorf("server: forward lease %s to %x: %w", what, leader, errs.FromMessage(st.Message()))
 	default:
 		return fmt.Errorf("server: forward lease %s to %x: %w", what, leader, err)
 	}

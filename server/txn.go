@@ -194,7 +194,8 @@ func sortKVs(kvs []*mvccpb.KeyValue, r *pb.RangeRequest) {
 }
 
 // checkPut finds the errors a put would hit before anything is written, returning the
-// previous key-value when the request needs it.
+// previous key-value when the request needs it. The lease is checked first, as etcd's
+// txn.Put does for a plain put (a put inside a txn is checked by checkTxnPut).
 func (s *Server) checkPut(v kvView, p *pb.PutRequest) (*mvccpb.KeyValue, error) {
 	if p.Lease != 0 && !s.leaseExists(p.Lease) {
 		return nil, ErrLeaseNotFound
@@ -214,6 +215,25 @@ func (s *Server) checkPut(v kvView, p *pb.PutRequest) (*mvccpb.KeyValue, error) 
 		return nil, ErrKeyNotFound
 	}
 	return prev, nil
+}
+
+// checkTxnPut is checkPut in etcd's order for a put inside a txn (its txn.checkPut):
+// the key an ignore_value or ignore_lease put needs first, then the lease. A plain put
+// checks the lease first.
+func (s *Server) checkTxnPut(v kvView, p *pb.PutRequest) error {
+	if p.IgnoreValue || p.IgnoreLease {
+		rr, err := v.Range(p.Key, nil, mvcc.RangeOptions{})
+		if err != nil {
+			return err
+		}
+		if len(rr.KVs) == 0 {
+			return ErrKeyNotFound
+		}
+	}
+	if p.Lease != 0 && !s.leaseExists(p.Lease) {
+		return ErrLeaseNotFound
+	}
+	return nil
 }
 
 func executePut(v kvView, p *pb.PutRequest, prev *mvccpb.KeyValue) *pb.PutResponse {
@@ -355,7 +375,7 @@ func (s *Server) checkTxn(v kvView, rt *pb.TxnRequest, path []bool) (int, error)
 				return 0, err
 			}
 		case op.GetRequestPut() != nil:
-			if _, err := s.checkPut(v, op.GetRequestPut()); err != nil {
+			if err := s.checkTxnPut(v, op.GetRequestPut()); err != nil {
 				return 0, err
 			}
 		case op.GetRequestTxn() != nil:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -9,11 +10,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-kv/cairn/api"
+	"github.com/cairn-kv/cairn/lease"
+	"github.com/cairn-kv/cairn/mvcc"
 	"github.com/cairn-kv/cairn/server"
 )
 
-// api recognises the member's errors by their text (it must not import server); this
-// checks every server error against etcd's code and message.
+// The member's packages return their errors under their own names (server.ErrX,
+// lease.ErrX, mvcc.ErrX); each must be the value api maps, with etcd's code and message,
+// also when wrapped.
 func TestServerErrorsMapToEtcd(t *testing.T) {
 	tests := []struct {
 		err  error
@@ -33,12 +37,29 @@ func TestServerErrorsMapToEtcd(t *testing.T) {
 		{server.ErrCorrupt, codes.DataLoss, "etcdserver: corrupt cluster"},
 		{server.ErrRequestTooLarge, codes.InvalidArgument, "etcdserver: request is too large"},
 		{server.ErrUnhealthy, codes.Unavailable, "etcdserver: unhealthy cluster"},
+		{server.ErrBadLeaderTransferee, codes.FailedPrecondition, "etcdserver: bad leader transferee"},
+		{server.ErrTimeoutLeaderTransfer, codes.Unavailable, "etcdserver: request timed out, leader transfer took too long"},
+		{server.ErrIDNotFound, codes.NotFound, "etcdserver: member not found"},
+		{server.ErrIDRemoved, codes.NotFound, "etcdserver: member not found"},
+		{server.ErrIDExists, codes.FailedPrecondition, "etcdserver: member ID already exist"},
+		{server.ErrPeerURLExists, codes.FailedPrecondition, "etcdserver: Peer URLs already exists"},
+		{server.ErrMemberNotLearner, codes.FailedPrecondition, "etcdserver: can only promote a learner member"},
+		{server.ErrTooManyLearners, codes.FailedPrecondition, "etcdserver: too many learner members in cluster"},
+		{server.ErrNotEnoughStartedMembers, codes.FailedPrecondition, "etcdserver: re-configuration failed due to not enough started members"},
+		{server.ErrLearnerNotReady, codes.FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader"},
 		{server.ErrNotImplemented, codes.Unimplemented, server.ErrNotImplemented.Error()},
+		{lease.ErrLeaseNotFound, codes.NotFound, "etcdserver: requested lease not found"},
+		{lease.ErrLeaseExists, codes.FailedPrecondition, "etcdserver: lease already exists"},
+		{lease.ErrLeaseTTLTooLarge, codes.OutOfRange, "etcdserver: too large lease TTL"},
+		{mvcc.ErrCompacted, codes.OutOfRange, "etcdserver: mvcc: required revision has been compacted"},
+		{mvcc.ErrFutureRev, codes.OutOfRange, "etcdserver: mvcc: required revision is a future revision"},
 	}
 	for _, tt := range tests {
-		s, _ := status.FromError(api.ToGRPCError(tt.err))
-		if s.Code() != tt.code || s.Message() != tt.msg {
-			t.Errorf("%q -> code=%v msg=%q; want %v %q", tt.err, s.Code(), s.Message(), tt.code, tt.msg)
+		for _, err := range []error{tt.err, fmt.Errorf("server: apply: %w", tt.err)} {
+			s, _ := status.FromError(api.ToGRPCError(err))
+			if s.Code() != tt.code || s.Message() != tt.msg {
+				t.Errorf("%q -> code=%v msg=%q; want %v %q", err, s.Code(), s.Message(), tt.code, tt.msg)
+			}
 		}
 	}
 }
