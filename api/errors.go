@@ -134,7 +134,7 @@ var backendErrors = []struct {
 
 // unmappedBackendErrors are the errs values no client request is answered with (why a
 // member stops); like any unknown error they go out as codes.Unknown with their text.
-var unmappedBackendErrors = []error{errs.ErrMemberRemoved, errs.ErrClusterIDMismatch}
+var unmappedBackendErrors = []error{errs.ErrMemberRemoved, errs.ErrClusterIDMismatch, errs.ErrBackendFailed}
 
 // toGRPCError turns a Backend error into the gRPC error etcd would send for it.
 func toGRPCError(err error) error {

@@ -2,11 +2,11 @@ package mvcc
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
@@ -14,7 +14,7 @@ import (
 // value that does not decode). The store then refuses every later write and never commits
 // again: what it holds in memory may be ahead of bbolt, so the member must stop and replay
 // its log from the last commit.
-var ErrBackendFailed = errors.New("mvcc: backend failed")
+var ErrBackendFailed = errs.ErrBackendFailed
 
 // Update runs fn as the write transaction of the raft entry (index, term), the only way
 // to change the store. Everything fn writes gets main revision Rev()+1 and the next sub

@@ -43,6 +43,9 @@ var (
 	// Why a member stops; never an answer to a client request (api maps them to nothing).
 	ErrMemberRemoved     = errors.New("the member has been permanently removed from the cluster")
 	ErrClusterIDMismatch = errors.New("cluster ID mismatch")
+	// ErrBackendFailed marks a storage failure (a failed bbolt write or commit, a stored
+	// value that does not decode): the store takes no more writes and the member stops.
+	ErrBackendFailed = errors.New("mvcc: backend failed")
 )
 
 // All lists every error above, so a test can check that each one is mapped (or
@@ -57,7 +60,7 @@ func All() []error {
 		ErrLeaseNotFound, ErrLeaseExists, ErrLeaseTTLTooLarge,
 		ErrCompacted, ErrFutureRev,
 		ErrNotImplemented,
-		ErrMemberRemoved, ErrClusterIDMismatch,
+		ErrMemberRemoved, ErrClusterIDMismatch, ErrBackendFailed,
 	}
 }
 
