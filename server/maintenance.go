@@ -47,8 +47,9 @@ func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	return resp, nil
 }
 
+// quota is --quota-backend-bytes: 0 means etcd's default, a negative value no quota.
 func (s *Server) quota() int64 {
-	if s.cfg.QuotaBackendBytes > 0 {
+	if s.cfg.QuotaBackendBytes != 0 {
 		return s.cfg.QuotaBackendBytes
 	}
 	return DefaultQuotaBackendBytes
