@@ -186,6 +186,10 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 			return 0, 0, fmt.Errorf("malformed key bucket key %x", k)
 		}
 		rev := bytesToRev(k)
+		cur = max(cur, rev.main)
+		if len(v) == 0 {
+			continue // a restore's revision marker (etcdutl --bump-revision): no key
+		}
 		var kv mvccpb.KeyValue
 		if err := proto.Unmarshal(v, &kv); err != nil {
 			return 0, 0, fmt.Errorf("decode revision {%d %d}: %w", rev.main, rev.sub, err)
@@ -197,7 +201,6 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 		} else {
 			s.idx.restore(kv.Key, revision{main: kv.CreateRevision}, rev, kv.Version)
 		}
-		cur = max(cur, rev.main)
 	}
 	// Drop index entries a finished compaction already removed from the backend (e.g. a
 	// tombstone left at the compact revision).
