@@ -84,23 +84,36 @@ func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 // LeaseRenew is one keep-alive. Only the leader's lessor tracks expiry: a follower
 // forwards the renewal to the leader (lease_forward.go); until a leader is known and
 // answers (or, on a new leader, until its lessor is promoted) the renewal waits, as
-// etcd's does.
+// etcd's does. A member that believes it leads renews only once a quorum confirmed it
+// still does (renewAsLeader); when that confirmation does not come within the request
+// timeout the keep-alive fails with lease.ErrNotPrimary, etcd's answer (its gRPC status
+// is codes.Unknown "not a primary lessor"), rather than renewing a lease that a new
+// leader may be expiring.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
 	for {
-		if leader := s.node.Leader(); leader != 0 && leader != s.id {
+		switch leader := s.node.Leader(); {
+		case leader != 0 && leader != s.id:
 			ttl, err := s.forwardLeaseRenew(cctx, leader, id)
 			if !errors.Is(err, errForwardRetry) {
 				return ttl, err
 			}
-		} else {
-			if err := s.clearLeaseCheckpoint(cctx, lease.LeaseID(id)); err != nil {
-				return -1, s.proposeError(ctx, cctx, err)
-			}
-			ttl, err := s.lessor.Renew(lease.LeaseID(id))
-			if !errors.Is(err, lease.ErrNotPrimary) {
+		case leader == s.id && s.lessor.IsPrimary():
+			ttl, err := s.renewAsLeader(cctx, lease.LeaseID(id))
+			switch {
+			case err == nil, errors.Is(err, lease.ErrLeaseNotFound):
 				return ttl, err
+			case errors.Is(err, errRenewRetry), errors.Is(err, lease.ErrNotPrimary):
+				// Leadership moved or the lessor was demoted meanwhile: ask whoever leads now.
+			case ctx.Err() != nil:
+				return -1, ctx.Err()
+			case errors.Is(err, ErrStopped):
+				return -1, ErrStopped
+			default:
+				s.lg.Warn("lease keep-alive refused: this member could not confirm it still leads",
+					zap.Int64("lease", id), zap.Error(err))
+				return -1, lease.ErrNotPrimary
 			}
 		}
 		select {
@@ -111,6 +124,39 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 			return 0, ErrStopped
 		}
 	}
+}
+
+// errRenewRetry: the leadership confirmation of a renewal came back, but this member no
+// longer leads in the term it led in, or the confirming round began too long ago; the
+// renewal is retried (with whoever leads then), never made.
+var errRenewRetry = fmt.Errorf("server: leadership changed or not confirmed recently enough to renew a lease: %w", ErrLeaderChanged)
+
+// renewAsLeader renews lease id on this member, which believes it leads, only after a
+// ReadIndex round that began after the call confirmed it (the batch linearizable reads
+// share, read.go), and only if it still leads in the same term and that round began at
+// most an election timeout before the renewal. Without the confirmation a leader whose
+// Ready loop or disk stalled would keep renewing while the rest of the cluster elected
+// a new leader that expires the lease: two holders of one lock.
+//
+// Why an election timeout is safe: the quorum that answered the round heard from this
+// leader after the round began, and with CheckQuorum none of them votes for another
+// candidate within an election timeout of that, so a new leader is elected no earlier
+// than round start + election timeout; its lessor then gives every lease a full TTL (or
+// its checkpoint) plus another election timeout. A renewal made within one election
+// timeout of the round's start expires before any new leader may revoke the lease.
+func (s *Server) renewAsLeader(ctx context.Context, id lease.LeaseID) (int64, error) {
+	term := s.node.Term()
+	started, err := s.reads.confirm(ctx)
+	if err != nil {
+		return -1, err
+	}
+	if err := s.clearLeaseCheckpoint(ctx, id); err != nil {
+		return -1, err
+	}
+	if s.node.Leader() != s.id || s.node.Term() != term || time.Since(started) > s.cfg.ElectionTimeout {
+		return -1, errRenewRetry
+	}
+	return s.lessor.Renew(id)
 }
 
 // clearLeaseCheckpoint, on the leader, commits a checkpoint of 0 ("no remaining TTL")
