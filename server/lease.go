@@ -10,6 +10,7 @@ import (
 	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"go.etcd.io/raft/v3"
 	"go.uber.org/zap"
 )
 
@@ -133,8 +134,8 @@ var errRenewRetry = fmt.Errorf("server: leadership changed or not confirmed rece
 
 // renewAsLeader renews lease id on this member, which believes it leads, only after a
 // ReadIndex round that began after the call confirmed it (the batch linearizable reads
-// share, read.go), and only if it still leads in the same term and that round began at
-// most an election timeout before the renewal. Without the confirmation a leader whose
+// share, read.go), only if it still leads in the same term, and answers success only if
+// that round began at most an election timeout before the renewal. Without the confirmation a leader whose
 // Ready loop or disk stalled would keep renewing while the rest of the cluster elected
 // a new leader that expires the lease: two holders of one lock.
 //
@@ -153,10 +154,18 @@ func (s *Server) renewAsLeader(ctx context.Context, id lease.LeaseID) (int64, er
 	if err := s.clearLeaseCheckpoint(ctx, id); err != nil {
 		return -1, err
 	}
-	if s.node.Leader() != s.id || s.node.Term() != term || time.Since(started) > s.cfg.ElectionTimeout {
+	if !s.leadsInTerm(term) {
 		return -1, errRenewRetry
 	}
-	return s.lessor.Renew(id)
+	ttl, err := s.lessor.Renew(id)
+	// Checked after the renewal, whose expiry counts from a moment before now: a member
+	// paused (or starved) anywhere in between must not answer success. The lessor's
+	// longer expiry is harmless (it outlives no promise made to a client), and the retry
+	// renews again once confirmed afresh.
+	if err == nil && time.Since(started) > s.cfg.ElectionTimeout {
+		return -1, errRenewRetry
+	}
+	return ttl, err
 }
 
 // clearLeaseCheckpoint, on the leader, commits a checkpoint of 0 ("no remaining TTL")
@@ -284,8 +293,8 @@ func (s *Server) runLeaseExpiry() {
 		if !s.syncLessorLeadership() {
 			continue
 		}
-		for _, id := range s.lessor.Expired(maxLeaseRevokesPerTick) {
-			go s.revokeExpired(id)
+		if ids := s.lessor.Expired(maxLeaseRevokesPerTick); len(ids) > 0 {
+			go s.revokeExpired(ids)
 		}
 		if cps := s.lessor.CheckpointDue(s.cfg.LeaseCheckpointInterval, maxLeaseCheckpointBatch); len(cps) > 0 {
 			go s.proposeCheckpoints(cps)
@@ -303,6 +312,13 @@ func (s *Server) proposeCheckpoints(cps []lease.Checkpoint) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
+	// Like a revoke (revokeExpired): a stalled former leader's remaining TTLs are stale
+	// (the new leader renewed meanwhile), and a leader elected later would start the
+	// leases from them.
+	term := s.node.Term()
+	if _, err := s.reads.confirm(ctx); err != nil || !s.leadsInTerm(term) {
+		return
+	}
 	if _, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: r}); err != nil && !errors.Is(err, ErrStopped) {
 		s.lg.Warn("failed to checkpoint leases", zap.Int("leases", len(cps)), zap.Error(err))
 	}
@@ -331,11 +347,45 @@ func (s *Server) isReady() bool {
 	}
 }
 
-func (s *Server) revokeExpired(id lease.LeaseID) {
+// revokeExpired proposes the revocation of leases this member's lessor found expired,
+// once a quorum confirmed (one ReadIndex round for the batch) that it still leads in the
+// term it led in. Without that, a leader whose Ready loop stalled (it still believes it
+// leads, while its lessor renewed nothing) would revoke, once it resumes, leases the new
+// leader has been keeping alive: its proposals are forwarded to the new leader, which
+// commits them (etcd issue 15247). Unconfirmed, nothing is proposed; the lessor returns
+// the leases again after its retry interval if this member still leads then.
+func (s *Server) revokeExpired(ids []lease.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
+	defer cancel()
+	term := s.node.Term()
+	if _, err := s.reads.confirm(ctx); err != nil || !s.leadsInTerm(term) || !s.lessor.IsPrimary() {
+		if !errors.Is(err, ErrStopped) {
+			s.lg.Warn("not revoking expired leases: this member could not confirm it still leads",
+				zap.Int("leases", len(ids)), zap.Uint64("term", term), zap.Error(err))
+		}
+		return
+	}
+	for _, id := range ids {
+		go s.revokeOne(id)
+	}
+}
+
+func (s *Server) revokeOne(id lease.LeaseID) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
 	_, err := s.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: int64(id)})
 	if err != nil && !errors.Is(err, lease.ErrLeaseNotFound) && !errors.Is(err, ErrStopped) {
 		s.lg.Warn("failed to revoke expired lease", zap.Int64("lease", int64(id)), zap.Error(err))
 	}
+}
+
+// leadsInTerm says whether this member still leads in term: as the Ready loop last saw
+// it, and as raft itself sees it now (raft steps peers' messages even while the Ready
+// loop is stalled, so it learns of a new term first).
+func (s *Server) leadsInTerm(term uint64) bool {
+	if s.node.Leader() != s.id || s.node.Term() != term {
+		return false
+	}
+	st := s.node.Status()
+	return st.RaftState == raft.StateLeader && st.GetTerm() == term
 }

@@ -65,3 +65,53 @@ func TestLeaseRenewNeedsConfirmedLeadership(t *testing.T) {
 		t.Fatalf("renew through the old leader after the thaw = %d, %v; want 30, nil", ttl, err)
 	}
 }
+
+// TestLeaseRevokeNeedsConfirmedLeadership (etcd issue 15247): a leader whose Ready loop
+// is frozen renews nothing, so its lessor finds the lease expired, while the new leader
+// keeps it alive. The old leader must not revoke it: neither during the freeze (its
+// proposal would reach the new leader at the thaw) nor after.
+func TestLeaseRevokeNeedsConfirmedLeadership(t *testing.T) {
+	ms := startTestCluster(t, 3)
+	old, followers := waitLeader(t, ms)
+	g, err := old.s.LeaseGrant(ctx(t), &pb.LeaseGrantRequest{TTL: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.s.Put(ctx(t), &pb.PutRequest{Key: []byte("held"), Value: []byte("v"), Lease: g.ID}); err != nil {
+		t.Fatal(err)
+	}
+	old.s.node.FreezeReadyLoop(time.Minute)
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			old.s.node.FreezeReadyLoop(0)
+		}
+	}
+	t.Cleanup(thaw)
+	frozenAt := time.Now()
+
+	// Keep the lease alive through a follower (which forwards to whoever leads) for 4 s
+	// of freeze, twice the TTL the frozen lessor counts down, then 4 s after the thaw.
+	keep := func(d time.Duration, what string) {
+		t.Helper()
+		until := time.Now().Add(d)
+		for i := 0; i < 100 && time.Now().Before(until); i++ {
+			if ttl, err := followers[0].s.LeaseRenew(boundedCtx(t, 5*time.Second), g.ID); err != nil || ttl != 2 {
+				t.Fatalf("%s, %v after the freeze: renew through a follower = %d, %v",
+					what, time.Since(frozenAt).Round(time.Millisecond), ttl, err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	keep(4*time.Second, "during the freeze")
+	if l := followers[0].s.Leader(); l == old.s.ID() || l == 0 {
+		t.Fatalf("no new leader during the freeze (followers follow %x)", l)
+	}
+	thaw()
+	keep(4*time.Second, "after the thaw")
+	waitLeader(t, ms)
+	if kv := mustGet(t, followers[1].s, "held"); kv == nil {
+		t.Fatal("the lease's key is gone")
+	}
+}
