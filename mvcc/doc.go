@@ -21,7 +21,9 @@
 //     bbolt read transactions) see every ended write transaction at once.
 //   - txn.go: ReadTxn is a snapshot at the revision current when it began; WriteTxn holds
 //     the store's write lock, writes its changes at Rev()+1 with sub revisions 0, 1, ...,
-//     and publishes them (the new current revision) in End.
+//     and publishes them (the new current revision) in End. ReadTxn.ForEach
+//     (iterate.go) visits a range key by key, decoding one value at a time, for scans
+//     of the whole store that must not hold every value at once.
 //   - compact.go: Compact updates the index at once and deletes the dropped revisions from
 //     bbolt in background batches of at most 1000 keys per commit; an unfinished compaction
 //     (scheduled > finished) is resumed on Open.

@@ -10,6 +10,7 @@ import (
 	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"github.com/cairn-kv/cairn/proto/mvccpb"
 	"go.etcd.io/raft/v3"
 	"go.uber.org/zap"
 )
@@ -35,7 +36,9 @@ func minLeaseTTL(cfg Config) int64 {
 }
 
 // restoreLeases rebuilds the lessor from the lease bucket and re-attaches every key that
-// names a lease.
+// names a lease. The keys are visited one at a time (mvcc.ReadTxn.ForEach), so boot and
+// snapshot install need memory for one value, not for every value in the db; with no
+// lease at all there is nothing to attach and the scan is skipped.
 func (s *Server) restoreLeases() error {
 	recs, err := s.store.Leases()
 	if err != nil {
@@ -46,19 +49,22 @@ func (s *Server) restoreLeases() error {
 		ls[i] = lease.Lease{ID: lease.LeaseID(r.ID), TTL: r.TTL, RemainingTTL: r.RemainingTTL}
 	}
 	s.lessor.Restore(ls)
+	if len(ls) == 0 {
+		return nil
+	}
 	rt := s.store.Read()
 	defer rt.End()
-	rr, err := rt.Range([]byte{0}, []byte{0}, mvcc.RangeOptions{})
-	if err != nil {
-		return fmt.Errorf("server: scan keys for leases: %w", err)
-	}
-	for _, kv := range rr.KVs {
+	err = rt.ForEach([]byte{0}, []byte{0}, func(kv *mvccpb.KeyValue) error {
 		if kv.Lease == 0 {
-			continue
+			return nil
 		}
 		if err := s.lessor.Attach(lease.LeaseID(kv.Lease), string(kv.Key)); err != nil {
 			s.lg.Warn("key names a lease that does not exist", zap.String("key", string(kv.Key)), zap.Int64("lease", kv.Lease))
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("server: scan keys for leases: %w", err)
 	}
 	return nil
 }
