@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/cairn-kv/cairn/tests/framework"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
 )
 
 // Bounds of the frozen-leader lease test (500 ms election timeout: minimum TTL 1 s).
@@ -47,8 +49,9 @@ type frzKeepAlive struct {
 // it answered with success at time t promises the lease until t + TTL, and a lock held
 // on that promise would then have two holders. So no keep-alive sent at t and answered
 // with success may be followed by the majority deleting the lease's key before t + TTL.
-// After the thaw the old leader rejoins and agrees: the key is gone, the lease unknown,
-// HashKV equal.
+// A keep-alive that waits out the request timeout gets etcd's answer for a leader that
+// cannot confirm its leadership: codes.Unknown "not a primary lessor". After the thaw the
+// old leader rejoins and agrees: the key is gone, the lease unknown, HashKV equal.
 //
 // Cairn-only: the freeze is Cairn's test-only fault endpoint (CAIRN_FAULT_INJECTION);
 // etcd has no way to stall a member's raft loop from outside while it keeps serving.
@@ -124,6 +127,24 @@ func TestClusterLeaseFrozenLeader(t *testing.T) {
 	}()
 	t.Logf("froze the raft loop of leader %s; keep-alives go to it only, the majority (%s, %s) watches the key",
 		leader.Name, others[0].Name, others[1].Name)
+	// One keep-alive with time to wait out the request timeout (5 s + 2 election
+	// timeouts): etcd's answer when leadership cannot be confirmed, on the wire.
+	slow := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		stream, err := pb.NewLeaseClient(lcli.ActiveConnection()).LeaseKeepAlive(sctx)
+		if err == nil {
+			err = stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(g.ID)})
+		}
+		if err == nil {
+			var r *pb.LeaseKeepAliveResponse
+			if r, err = stream.Recv(); err == nil {
+				err = fmt.Errorf("renewed: %v", r)
+			}
+		}
+		slow <- err
+	}()
 
 	// One keep-alive every frzKeepAliveEvery, each in its own goroutine: a refused one
 	// may take its whole timeout, and the pace must not depend on it.
@@ -188,6 +209,13 @@ func TestClusterLeaseFrozenLeader(t *testing.T) {
 	if len(violations) > 0 {
 		t.Errorf("the frozen leader renewed a lease the majority then expired within its TTL (%d of %d successes):\n  %s",
 			len(violations), ok, strings.Join(violations, "\n  "))
+	}
+
+	select {
+	case err := <-slow:
+		framework.RequireGRPCError(t, err, codes.Unknown, "not a primary lessor")
+	case <-time.After(20 * time.Second):
+		t.Fatal("a keep-alive on the frozen leader got no answer within 20 s")
 	}
 
 	// Thaw: the old leader rejoins and agrees with the majority.
