@@ -141,16 +141,18 @@ var errRenewRetry = fmt.Errorf("server: leadership changed or not confirmed rece
 // renewAsLeader renews lease id on this member, which believes it leads, only after a
 // ReadIndex round that began after the call confirmed it (the batch linearizable reads
 // share, read.go), only if it still leads in the same term, and answers success only if
-// that round began at most an election timeout before the renewal. Without the confirmation a leader whose
-// Ready loop or disk stalled would keep renewing while the rest of the cluster elected
-// a new leader that expires the lease: two holders of one lock.
+// that round began at most an election timeout before the renewal. Without the
+// confirmation a leader whose Ready loop or disk stalled would keep renewing while the
+// rest of the cluster elected a new leader that expires the lease: two holders of one
+// lock.
 //
-// Why an election timeout is safe: the quorum that answered the round heard from this
-// leader after the round began, and with CheckQuorum none of them votes for another
-// candidate within an election timeout of that, so a new leader is elected no earlier
-// than round start + election timeout; its lessor then gives every lease a full TTL (or
-// its checkpoint) plus another election timeout. A renewal made within one election
-// timeout of the round's start expires before any new leader may revoke the lease.
+// Why an election timeout is safe: a new leader needs a vote from a member of the quorum
+// that answered the round, given after the round began (a follower of it votes no sooner
+// than an election timeout after it last heard from this leader, with CheckQuorum; this
+// member only once it stepped down). So any new leader is elected after the round began,
+// and its lessor gives every lease a full TTL (or its checkpoint) plus an election
+// timeout from then: a renewal within an election timeout of the round's start, which
+// lasts a TTL, ends before any new leader may revoke the lease.
 func (s *Server) renewAsLeader(ctx context.Context, id lease.LeaseID) (int64, error) {
 	term := s.node.Term()
 	started, err := s.reads.confirm(ctx)
