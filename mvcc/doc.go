@@ -19,7 +19,9 @@
 //     of a write transaction; the raft consistent index goes into the same commit. Values
 //     written since the last commit are buffered in memory so readers (which use their own
 //     bbolt read transactions) see every ended write transaction at once.
-//   - txn.go: ReadTxn is a snapshot at the revision current when it began.
+//   - txn.go: ReadTxn is a snapshot at the revision current when it began. ReadTxn.ForEach
+//     (iterate.go) visits a range key by key, decoding one value at a time, for scans
+//     of the whole store that must not hold every value at once.
 //   - write.go: Update(index, term, fn) is the only way to write: fn gets the one
 //     WriteTxn, which holds the store's write lock and writes at Rev()+1 with sub
 //     revisions 0, 1, ...; if fn fails, every change it made is undone (an undo log over

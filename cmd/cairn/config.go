@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-kv/cairn/server"
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
 )
@@ -89,6 +90,9 @@ type config struct {
 	ConfigFile   string
 	PrintVersion bool
 	PrintHelp    bool
+	// FaultInjection serves server.FaultHandler (tests only): set by
+	// server.FaultInjectionEnv=1 in the environment, whatever the other settings.
+	FaultInjection bool
 
 	// initialClusterMap is InitialCluster parsed.
 	initialClusterMap map[string][]url.URL
@@ -343,6 +347,7 @@ func parseConfig(args []string, environ []string) (*config, error) {
 		return c, nil
 	}
 	env := envMap(environ)
+	faults := env[server.FaultInjectionEnv] == "1"
 	if c.ConfigFile == "" {
 		c.ConfigFile = env[flagToEnv("config-file")]
 	}
@@ -369,6 +374,11 @@ func parseConfig(args []string, environ []string) (*config, error) {
 		if set["listen-client-urls"] && !set["advertise-client-urls"] {
 			c.AdvertiseClientURLs = nil
 		}
+	}
+
+	c.FaultInjection = faults
+	if faults {
+		c.warn("fault injection enabled: for tests only", "environment-variable", server.FaultInjectionEnv+"=1", "path", server.FaultPath)
 	}
 
 	// etcd --name=abc alone: the default initial cluster follows the name.

@@ -322,3 +322,17 @@ func TestCorruptCheckFlags(t *testing.T) {
 		}
 	}
 }
+
+// The test-only fault endpoint is off unless CAIRN_FAULT_INJECTION=1, and a warning says
+// when it is on.
+func TestFaultInjectionEnv(t *testing.T) {
+	for _, env := range [][]string{nil, {"CAIRN_FAULT_INJECTION=0"}, {"CAIRN_FAULT_INJECTION=true"}} {
+		if c := mustParse(t, nil, env...); c.FaultInjection {
+			t.Errorf("env %q: fault injection on", env)
+		}
+	}
+	c := mustParse(t, nil, "CAIRN_FAULT_INJECTION=1")
+	if !c.FaultInjection || !hasNote(c, true, "fault injection enabled: for tests only") {
+		t.Fatalf("CAIRN_FAULT_INJECTION=1: on=%v, notes %v", c.FaultInjection, c.notes)
+	}
+}

@@ -235,6 +235,12 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 	}, lg)
 	hh := api.NewHTTPHandler(b, srv.Registry(), cfg.EnablePprof, lg)
+	if cfg.FaultInjection {
+		mux := http.NewServeMux()
+		mux.Handle(server.FaultPath, srv.FaultHandler())
+		mux.Handle("/", hh)
+		hh = mux
+	}
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
