@@ -56,11 +56,16 @@ type backend struct {
 	sizeInUse atomic.Int64
 }
 
-func openBackend(path string) (*backend, error) {
+// openBackend opens the bbolt file at path. mmapSize is the initial size of its memory
+// map (0: bbolt's default, grown as the file grows).
+func openBackend(path string, mmapSize int) (*backend, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("mvcc: create backend dir: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	// A commit that grows the file past the memory map remaps it, which waits for every
+	// open read transaction (a snapshot being sent, a long range) while the store's write
+	// lock is held; mapping a large size up front avoids the remap, as etcd does.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second, InitialMmapSize: mmapSize})
 	if err != nil {
 		return nil, fmt.Errorf("mvcc: open backend %s: %w", path, err)
 	}

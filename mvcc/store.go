@@ -25,6 +25,10 @@ type Config struct {
 	BatchInterval time.Duration
 	// BatchLimit is how many changes a batch holds before it is committed (default 10000).
 	BatchLimit int
+	// InitialMmapSize is the initial size in bytes of bbolt's memory map (0: bbolt's
+	// default, remapped as the file grows). While the file fits in it, a commit never
+	// waits for open read transactions to remap.
+	InitialMmapSize int
 }
 
 const (
@@ -86,7 +90,7 @@ func Open(lg *zap.Logger, path string, cfg Config) (*Store, error) {
 	if cfg.BatchLimit <= 0 {
 		cfg.BatchLimit = defaultBatchLimit
 	}
-	b, err := openBackend(path)
+	b, err := openBackend(path, cfg.InitialMmapSize)
 	if err != nil {
 		return nil, err
 	}
