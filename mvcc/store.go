@@ -76,6 +76,8 @@ type Store struct {
 	lastCompaction chan struct{} // done channel of the latest compaction; guarded by wmu
 	generation     uint64        // counts Restores; guarded by wmu
 	closed         bool
+
+	hooks testHooks
 }
 
 // Open opens (or creates) the bbolt file at path and rebuilds the index from it. A
