@@ -9,6 +9,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
 // Bucket names, as in etcd's schema.
@@ -189,6 +192,65 @@ func (r *reader) close() {
 		_ = r.tx.Rollback()
 	}
 	r.b.bufMu.RUnlock()
+}
+
+// rangeView holds the values of a range read's revisions without holding the buffer: the
+// buffered ones picked from the buffer (a buffered value is never modified, clearing the
+// buffer only drops it), the others through a bbolt read transaction begun while the
+// buffer was held. The buffer is cleared only once its commit is visible to new read
+// transactions, so every revision is in one or the other. It must be closed.
+type rangeView struct {
+	tx   *bolt.Tx // nil if every value was buffered
+	vals [][]byte // the buffered value of the i-th revision, or nil
+}
+
+func (b *backend) view(hits []indexHit) (*rangeView, error) {
+	v := &rangeView{}
+	b.bufMu.RLock()
+	defer b.bufMu.RUnlock()
+	missing := len(hits)
+	if len(b.buf) > 0 {
+		v.vals = make([][]byte, len(hits))
+		for i, h := range hits {
+			if val, ok := b.buf[h.rev]; ok {
+				v.vals[i] = val
+				missing--
+			}
+		}
+	}
+	if missing > 0 {
+		tx, err := b.db.Begin(false)
+		if err != nil {
+			return nil, fmt.Errorf("mvcc: begin read: %w", err)
+		}
+		v.tx = tx
+	}
+	return v, nil
+}
+
+// kv decodes the i-th revision of the view, rev.
+func (v *rangeView) kv(i int, rev revision) (*mvccpb.KeyValue, error) {
+	var val []byte
+	if v.vals != nil {
+		val = v.vals[i]
+	}
+	if val == nil && v.tx != nil {
+		val = v.tx.Bucket(bucketKey).Get(rev.bytes(false))
+	}
+	if val == nil {
+		return nil, fmt.Errorf("mvcc: revision {%d %d} missing from the backend", rev.main, rev.sub)
+	}
+	kv := &mvccpb.KeyValue{}
+	if err := proto.Unmarshal(val, kv); err != nil {
+		return nil, fmt.Errorf("mvcc: decode revision {%d %d}: %w", rev.main, rev.sub, err)
+	}
+	return kv, nil
+}
+
+func (v *rangeView) close() {
+	if v.tx != nil {
+		_ = v.tx.Rollback()
+	}
 }
 
 // batchValue reads a live revision through the batch (which sees uncommitted writes).

@@ -19,13 +19,17 @@
 //     of a write transaction; the raft consistent index goes into the same commit. Values
 //     written since the last commit are buffered in memory so readers (which use their own
 //     bbolt read transactions) see every ended write transaction at once.
-//   - txn.go: ReadTxn is a snapshot at the revision current when it began; WriteTxn holds
-//     the store's write lock, writes its changes at Rev()+1 with sub revisions 0, 1, ...,
-//     and publishes them (the new current revision) in End.
+//   - txn.go: ReadTxn is a snapshot at the revision current when it began; its Range
+//     holds the index lock only to walk the index (stopping to collect at the limit, still
+//     counting every key) and to take a view of the values (the buffered ones, and a bbolt
+//     read transaction that no later compaction changes), then decodes without locks.
+//     WriteTxn holds the store's write lock, writes its changes at Rev()+1 with sub
+//     revisions 0, 1, ..., and publishes them (the new current revision) in End.
 //   - compact.go: Compact updates the index at once and deletes the dropped revisions from
 //     bbolt in background batches of at most 1000 keys per commit; an unfinished compaction
 //     (scheduled > finished) is resumed on Open.
-//   - hash.go: HashByRev, compatible with etcd's HashKV.
+//   - hash.go: HashByRev, compatible with etcd's HashKV; it scans a bbolt read
+//     transaction (committing the batch first if needed) without the write lock.
 //   - watch*.go: the watch hub. WriteTxn.End hands each revision's events to synced
 //     watchers without ever blocking on a stream (a full stream makes its watcher
 //     unsynced); a catch-up loop replays unsynced watchers from bbolt in bounded batches

@@ -41,9 +41,10 @@ const (
 //
 // Locking: wmu serializes everything that writes (write transactions, compaction batches,
 // commits, member and meta updates) and guards the backend's batch transaction. mu guards the
-// index and compactRev: readers hold it shared for one Range, writers exclusively for each
-// index change. A write transaction adds its revisions to the index as it goes, at
-// currentRev+1, which no reader looks at until End publishes the new currentRev.
+// index and compactRev: readers hold it shared for one Range's index walk (not while
+// decoding values), writers exclusively for each index change. A write transaction adds
+// its revisions to the index as it goes, at currentRev+1, which no reader looks at until
+// End publishes the new currentRev.
 type Store struct {
 	lg   *zap.Logger
 	cfg  Config
