@@ -8,10 +8,11 @@ import (
 )
 
 // HashByRev returns a crc32 (Castagnoli) of the "key" bucket entries with main revision in
-// (compactRev, rev], plus the entries at or below compactRev that the compaction keeps
-// (except a tombstone at compactRev), like etcd's HashKV: members with the same history
-// agree whether or not their compactions have physically finished, even when the
-// compaction keeps nothing. rev 0 is the current revision.
+// (compactRev, rev], plus the entries at or below compactRev that a compaction at rev
+// would keep (except a tombstone at compactRev), like etcd's HashKV; when that is nothing
+// (no key is live at rev), the entries the compaction at compactRev keeps, which is what
+// etcd hashes once its compaction is done. Members with the same history agree whether or
+// not their compactions have physically finished. rev 0 is the current revision.
 //
 // The scan reads a bbolt read transaction, without the store's write lock: writes and
 // compaction batches go on meanwhile.
@@ -36,7 +37,8 @@ func (s *Store) HashByRev(rev int64) (hash uint32, hashRev, compactRev int64, er
 		}
 		if kr.main <= compactRev {
 			// What bbolt still holds at or below compactRev depends on how far the
-			// physical compaction has got; what it keeps does not.
+			// physical compaction has got; what it keeps does not. (etcd hashes all
+			// of it when keep is empty: a false mismatch while a member compacts.)
 			if _, ok := keep[kr]; !ok {
 				return nil
 			}
@@ -55,8 +57,8 @@ func (s *Store) HashByRev(rev int64) (hash uint32, hashRev, compactRev int64, er
 }
 
 // hashView checks rev (0: the current revision) and returns a bbolt read transaction that
-// holds every "key" bucket entry up to rev, with the compact revision and what the
-// compaction keeps. It holds the write lock only to commit the batch if the batch holds
+// holds every "key" bucket entry up to rev, with the compact revision and the revisions
+// at or below it to hash (see HashByRev). It holds the write lock only to commit the batch if the batch holds
 // revisions up to rev (a read transaction sees only committed data) and to open the read
 // transaction between compaction batches.
 func (s *Store) hashView(rev int64) (tx *bolt.Tx, hashRev, compactRev int64, keep map[revision]struct{}, err error) {
@@ -79,7 +81,12 @@ func (s *Store) hashView(rev int64) (tx *bolt.Tx, hashRev, compactRev int64, kee
 	if rev <= 0 {
 		rev = cur
 	}
-	keep = s.idx.keep(compactRev)
+	// At or below compactRev, a subset of what the compaction at compactRev keeps: the
+	// same on every member.
+	keep = s.idx.keep(rev)
+	if len(keep) == 0 {
+		keep = s.idx.keep(compactRev)
+	}
 	s.mu.RUnlock()
 
 	// Holding wmu, no write transaction is open: the batch holds nothing above cur, and

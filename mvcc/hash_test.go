@@ -67,15 +67,16 @@ func fill(t *testing.T, s *Store, n int, val string) {
 	}
 }
 
-// refHash is HashByRev as it was when it scanned the batch under the write lock (the
-// reference etcd's HashKV matches), for a store whose compaction keeps something.
+// refHash is etcd's HashKV computation (what a compaction at the hashed revision keeps
+// below the compact revision; everything there if that is nothing) over the batch under
+// the write lock, as HashByRev scanned it before; for stores with live keys at rev.
 func refHash(t *testing.T, s *Store, rev int64) uint32 {
 	t.Helper()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.RLock()
 	compactRev := s.compactRev
-	keep := s.idx.keep(compactRev)
+	keep := s.idx.keep(rev)
 	s.mu.RUnlock()
 	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	h.Write(bucketKey)
@@ -214,4 +215,57 @@ func TestHashEmptyKeyspaceDuringCompaction(t *testing.T) {
 	if ha != hb || ha == h1 {
 		t.Fatalf("after a later put: %x vs %x (before %x)", ha, hb, h1)
 	}
+}
+
+// The hashes etcd 3.6.16 answers HashKV with after the same history (measured against
+// /work/main/bin/etcd through clientv3): below the compact revision etcd hashes what a
+// compaction at the hashed revision would keep, or, when that is nothing, what bbolt holds
+// once the compaction is done.
+func TestHashByRevMatchesEtcd(t *testing.T) {
+	s, _ := newStore(t)
+	for i := 0; i < 20; i++ {
+		put(t, s, fmt.Sprintf("k%02d", i%7), fmt.Sprint(i)) // revs 2..21
+	}
+	del(t, s, "k03", "") // 22
+	tw := s.Write()      // 23
+	tw.Put([]byte("t1"), []byte("a"), 0)
+	tw.Put([]byte("t2"), []byte("b"), 0)
+	tw.DeleteRange([]byte("k04"), nil)
+	tw.End(0, 0)
+	all := func() {
+		tw := s.Write()
+		tw.DeleteRange([]byte{0}, []byte{0})
+		tw.End(0, 0)
+	}
+	compact := func(rev int64) {
+		t.Helper()
+		done, err := s.Compact(rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitDone(t, done)
+	}
+	check := func(rev int64, wantHash uint32, wantCompact int64) {
+		t.Helper()
+		h, _, c, err := s.HashByRev(rev)
+		if err != nil || h != wantHash || c != wantCompact {
+			t.Fatalf("HashByRev(%d) at %d = %08x, compact %d, %v; etcd: %08x, compact %d",
+				rev, s.Rev(), h, c, err, wantHash, wantCompact)
+		}
+	}
+	check(0, 0x4a173686, -1)
+	compact(18) // k00..k06 were changed, k03 and k04 deleted, after 18
+	check(0, 0xe63061ef, 18)
+	check(23, 0xe63061ef, 18)
+	put(t, s, "k00", "after") // 24
+	all()                     // 25
+	compact(25)
+	check(0, 0x40a4756d, 25)
+	put(t, s, "z", "1") // 26
+	check(0, 0x577351a3, 25)
+	put(t, s, "y", "1") // 27
+	put(t, s, "y", "2") // 28
+	compact(28)
+	all() // 29: nothing live, the compaction kept y@28 and z@26
+	check(0, 0x16e7176b, 28)
 }
