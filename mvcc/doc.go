@@ -19,7 +19,11 @@
 //     of a write transaction; the raft consistent index goes into the same commit. Values
 //     written since the last commit are buffered in memory so readers (which use their own
 //     bbolt read transactions) see every ended write transaction at once.
-//   - txn.go: ReadTxn is a snapshot at the revision current when it began. ReadTxn.ForEach
+//   - txn.go: ReadTxn is a snapshot at the revision current when it began; its Range
+//     holds the index lock only to walk the index (stopping to collect at the limit, still
+//     counting every key) and to take a view of the values (the buffered ones, and a bbolt
+//     read transaction that no later compaction changes), then decodes without locks.
+//     ReadTxn.ForEach
 //     (iterate.go) visits a range key by key, decoding one value at a time, for scans
 //     of the whole store that must not hold every value at once.
 //   - write.go: Update(index, term, fn) is the only way to write: fn gets the one
@@ -33,7 +37,8 @@
 //   - compact.go: Compact updates the index at once and deletes the dropped revisions from
 //     bbolt in background batches of at most 1000 keys per commit; an unfinished compaction
 //     (scheduled > finished) is resumed on Open.
-//   - hash.go: HashByRev, compatible with etcd's HashKV.
+//   - hash.go: HashByRev, compatible with etcd's HashKV; it scans a bbolt read
+//     transaction (committing the batch first if needed) without the write lock.
 //   - watch*.go: the watch hub. Update hands each revision's events to synced
 //     watchers without ever blocking on a stream (a full stream makes its watcher
 //     unsynced); a catch-up loop replays unsynced watchers from bbolt in bounded batches

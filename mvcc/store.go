@@ -27,6 +27,10 @@ type Config struct {
 	BatchInterval time.Duration
 	// BatchLimit is how many changes a batch holds before it is committed (default 10000).
 	BatchLimit int
+	// InitialMmapSize is the initial size in bytes of bbolt's memory map (0: bbolt's
+	// default, remapped as the file grows). While the file fits in it, a commit never
+	// waits for open read transactions to remap.
+	InitialMmapSize int
 }
 
 const (
@@ -39,9 +43,10 @@ const (
 //
 // Locking: wmu serializes everything that writes (write transactions, compaction batches,
 // commits, member and meta updates) and guards the backend's batch transaction. mu guards the
-// index and compactRev: readers hold it shared for one Range, writers exclusively for each
-// index change. A write transaction adds its revisions to the index as it goes, at
-// currentRev+1, which no reader looks at until the txn's end publishes the new currentRev.
+// index and compactRev: readers hold it shared for one Range's index walk (not while
+// decoding values), writers exclusively for each index change. A write transaction adds
+// its revisions to the index as it goes, at currentRev+1, which no reader looks at until
+// the txn's end publishes the new currentRev.
 type Store struct {
 	lg   *zap.Logger
 	cfg  Config
@@ -77,6 +82,8 @@ type Store struct {
 	// failed is the storage failure (wrapping ErrBackendFailed) after which the store
 	// takes no more writes and never commits again; guarded by wmu.
 	failed error
+
+	hooks testHooks
 }
 
 // Open opens (or creates) the bbolt file at path and rebuilds the index from it. A
@@ -91,7 +98,7 @@ func Open(lg *zap.Logger, path string, cfg Config) (*Store, error) {
 	if cfg.BatchLimit <= 0 {
 		cfg.BatchLimit = defaultBatchLimit
 	}
-	b, err := openBackend(path)
+	b, err := openBackend(path, cfg.InitialMmapSize)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,11 @@ type Config struct {
 	QuotaBackendBytes int64
 	MaxRequestBytes   uint
 	MaxTxnOps         uint
+	// InitialMmapSize is the initial size in bytes of the backend's memory map, so a
+	// commit that grows the db does not remap it (waiting for every open read, such as a
+	// snapshot being sent). 0 sizes it as etcd does: QuotaBackendBytes plus 10% for a
+	// quota other than the default, else DefaultInitialMmapSize.
+	InitialMmapSize int64
 
 	// GRPCKeepAliveMinTime is the least interval a client may ping at (etcd:
 	// --grpc-keepalive-min-time); kube-apiserver pings every 30 s.
@@ -68,6 +73,7 @@ const (
 	DefaultElectionTimeout   = 1000 * time.Millisecond
 	DefaultQuotaBackendBytes = 2 * 1024 * 1024 * 1024
 	DefaultMaxRequestBytes   = 1.5 * 1024 * 1024
+	DefaultInitialMmapSize   = 10 * 1024 * 1024 * 1024
 	DefaultMaxTxnOps         = 128
 	DefaultClusterToken      = "etcd-cluster"
 	// DefaultLeaseCheckpointInterval is etcd's lease checkpoint interval. (etcd 3.6
@@ -125,6 +131,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InitialClusterState == "" {
 		c.InitialClusterState = "new"
+	}
+	if c.InitialMmapSize <= 0 {
+		c.InitialMmapSize = DefaultInitialMmapSize
+		if q := c.QuotaBackendBytes; q > 0 && q != DefaultQuotaBackendBytes {
+			c.InitialMmapSize = q + q/10 // etcd: room for 10% over the quota, to disarm
+		}
 	}
 	return c
 }

@@ -67,15 +67,18 @@ type config struct {
 	HeartbeatMs            uint
 	ElectionMs             uint
 	QuotaBackendBytes      int64
-	MaxRequestBytes        uint
-	MaxTxnOps              uint
-	LogLevel               string
-	Logger                 string
-	LogOutputs             []string
-	GRPCKeepAliveMinTime   time.Duration
-	GRPCKeepAliveInterval  time.Duration
-	GRPCKeepAliveTimeout   time.Duration
-	EnablePprof            bool
+	// InitialMmapSize is Cairn's --initial-mmap-size (etcd 3.6 has no such flag: it maps
+	// 10 GiB, or the quota plus 10%); 0 sizes the map as etcd does.
+	InitialMmapSize       int64
+	MaxRequestBytes       uint
+	MaxTxnOps             uint
+	LogLevel              string
+	Logger                string
+	LogOutputs            []string
+	GRPCKeepAliveMinTime  time.Duration
+	GRPCKeepAliveInterval time.Duration
+	GRPCKeepAliveTimeout  time.Duration
+	EnablePprof           bool
 	// Corruption checks: etcd 3.6's feature gates InitialCorruptCheck and CompactHashCheck
 	// (--feature-gates), also spelled --experimental-initial-corrupt-check and
 	// --experimental-compact-hash-check-enabled (deprecated).
@@ -299,6 +302,7 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.UintVar(&c.HeartbeatMs, "heartbeat-interval", c.HeartbeatMs, "Time (in milliseconds) of a heartbeat interval.")
 	fs.UintVar(&c.ElectionMs, "election-timeout", c.ElectionMs, "Time (in milliseconds) for an election to timeout.")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when backend size exceeds the given quota. 0 means use the default quota.")
+	fs.Int64Var(&c.InitialMmapSize, "initial-mmap-size", c.InitialMmapSize, "Cairn only: initial size in bytes of the backend's memory map (a commit that outgrows it waits for open reads to remap). 0 sizes it as etcd does: --quota-backend-bytes plus 10% for a quota other than the default, else 10 GiB.")
 	fs.UintVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
@@ -614,12 +618,16 @@ func (c *config) setFileKey(k string, v any) error {
 		case "max-txn-ops":
 			c.MaxTxnOps = uint(n)
 		}
-	case "quota-backend-bytes":
+	case "quota-backend-bytes", "initial-mmap-size":
 		n, err := asInt(v)
 		if err != nil {
 			return fmt.Errorf("invalid value %v", v)
 		}
-		c.QuotaBackendBytes = n
+		if k == "initial-mmap-size" {
+			c.InitialMmapSize = n
+		} else {
+			c.QuotaBackendBytes = n
+		}
 	case "grpc-keepalive-min-time", "grpc-keepalive-interval", "grpc-keepalive-timeout",
 		"watch-progress-notify-interval", "experimental-watch-progress-notify-interval":
 		d, err := asDuration(v)
@@ -764,6 +772,9 @@ func (c *config) validate() error {
 	}
 	if c.ElectionMs > maxElectionMs {
 		return fmt.Errorf("--election-timeout[%vms] is too long, and should be set less than %vms", c.ElectionMs, maxElectionMs)
+	}
+	if c.InitialMmapSize < 0 {
+		return fmt.Errorf("--initial-mmap-size must be >= 0 (set to %d)", c.InitialMmapSize)
 	}
 	if c.ListenClientURLs != nil && c.AdvertiseClientURLs == nil {
 		return errors.New("--advertise-client-urls is required when --listen-client-urls is set explicitly")

@@ -336,3 +336,28 @@ func TestFaultInjectionEnv(t *testing.T) {
 		t.Fatalf("CAIRN_FAULT_INJECTION=1: on=%v, notes %v", c.FaultInjection, c.notes)
 	}
 }
+
+func TestInitialMmapSizeOption(t *testing.T) {
+	if c := mustParse(t, nil); c.InitialMmapSize != 0 || c.serverConfig(zap.NewNop()).InitialMmapSize != 0 {
+		t.Fatalf("default initial-mmap-size = %d, want 0 (etcd's sizing)", c.InitialMmapSize)
+	}
+	c := mustParse(t, []string{"--initial-mmap-size=1073741824"})
+	if c.InitialMmapSize != 1<<30 || c.serverConfig(zap.NewNop()).InitialMmapSize != 1<<30 {
+		t.Fatalf("flag: %d", c.InitialMmapSize)
+	}
+	if c := mustParse(t, nil, "ETCD_INITIAL_MMAP_SIZE=2048"); c.InitialMmapSize != 2048 {
+		t.Fatalf("env: %d", c.InitialMmapSize)
+	}
+	p := filepath.Join(t.TempDir(), "etcd.yaml")
+	if err := os.WriteFile(p, []byte("initial-mmap-size: 4096\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = mustParse(t, []string{"--config-file", p})
+	if c.InitialMmapSize != 4096 || hasNote(c, true, "ignoring unrecognized config file key; Cairn does not implement it", "initial-mmap-size") {
+		t.Fatalf("config file: %d, notes %v", c.InitialMmapSize, c.notes)
+	}
+	if _, err := parseConfig([]string{"--initial-mmap-size=-1"}, nil); err == nil ||
+		!strings.Contains(err.Error(), "--initial-mmap-size must be >= 0 (set to -1)") {
+		t.Fatalf("negative: %v", err)
+	}
+}

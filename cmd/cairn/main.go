@@ -145,6 +145,7 @@ func (c *config) serverConfig(lg *zap.Logger) server.Config {
 		HeartbeatInterval:      time.Duration(c.HeartbeatMs) * time.Millisecond,
 		ElectionTimeout:        time.Duration(c.ElectionMs) * time.Millisecond,
 		QuotaBackendBytes:      c.QuotaBackendBytes,
+		InitialMmapSize:        c.InitialMmapSize,
 		MaxRequestBytes:        c.MaxRequestBytes,
 		MaxTxnOps:              c.MaxTxnOps,
 		GRPCKeepAliveMinTime:   c.GRPCKeepAliveMinTime,
