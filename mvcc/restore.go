@@ -49,6 +49,7 @@ func ReadSnapshotStatus(path string) (SnapshotStatus, error) {
 			st.Version = string(meta.Get(metaStorageVersion))
 		}
 		h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+		defer func() { st.Hash = h.Sum32() }()
 		live := map[string]struct{}{}
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			h.Write(name)

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -162,12 +161,45 @@ func printSnapshotStatus(w io.Writer, format string, st mvcc.SnapshotStatus) err
 		_, err = fmt.Fprintln(w, string(b))
 		return err
 	case "table":
-		tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
-		fmt.Fprintln(tw, "HASH\tREVISION\tTOTAL KEYS\tTOTAL SIZE\tVERSION")
-		fmt.Fprintf(tw, "%x\t%d\t%d\t%s\t%s\n", st.Hash, st.Revision, st.TotalKey, size, st.Version)
-		return tw.Flush()
+		_, err := io.WriteString(w, borderedTable(
+			[]string{"HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE", "VERSION"},
+			[]string{fmt.Sprintf("%x", st.Hash), fmt.Sprint(st.Revision), fmt.Sprint(st.TotalKey), size, st.Version}))
+		return err
 	}
 	return fmt.Errorf("unknown output format %q (simple, json or table)", format)
+}
+
+// borderedTable lays out one row under its header as etcdutl's tables do: bordered,
+// headers centred, cells right-aligned.
+func borderedTable(header, row []string) string {
+	widths := make([]int, len(header))
+	for i := range header {
+		widths[i] = max(len(header[i]), len(row[i]))
+	}
+	var b strings.Builder
+	rule := func() {
+		for _, w := range widths {
+			b.WriteString("+" + strings.Repeat("-", w+2))
+		}
+		b.WriteString("+\n")
+	}
+	line := func(cells []string, centre bool) {
+		for i, c := range cells {
+			gap := widths[i] - len(c)
+			left := gap
+			if centre {
+				left = gap / 2
+			}
+			b.WriteString("| " + strings.Repeat(" ", left) + c + strings.Repeat(" ", gap-left) + " ")
+		}
+		b.WriteString("|\n")
+	}
+	rule()
+	line(header, true)
+	rule()
+	line(row, false)
+	rule()
+	return b.String()
 }
 
 // restoreConfig is etcdutl snapshot restore's flags, with its defaults.
