@@ -62,6 +62,14 @@ type Config struct {
 	// 0 means DefaultLeaseCheckpointInterval; a negative value turns checkpointing off.
 	LeaseCheckpointInterval time.Duration
 
+	// BackupDir, if set, is where the member saves a backup of its db every
+	// BackupInterval (default DefaultBackupInterval), keeping the newest BackupRetention
+	// (default DefaultBackupRetention) files: Cairn's --backup-dir, --backup-interval and
+	// --backup-retention.
+	BackupDir       string
+	BackupInterval  time.Duration
+	BackupRetention int
+
 	Logger *zap.Logger
 }
 
@@ -80,6 +88,8 @@ const (
 	// checkpoints only behind --feature-gates=LeaseCheckpoint=true; Cairn always does.)
 	DefaultLeaseCheckpointInterval = 5 * time.Minute
 	DefaultCompactHashCheckTime    = time.Minute
+	DefaultBackupInterval          = time.Hour
+	DefaultBackupRetention         = 24
 )
 
 // MemberDir is where a member keeps its state: <data-dir>/member, as etcd does.
@@ -125,6 +135,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LeaseCheckpointInterval == 0 {
 		c.LeaseCheckpointInterval = DefaultLeaseCheckpointInterval
+	}
+	if c.BackupInterval <= 0 {
+		c.BackupInterval = DefaultBackupInterval
+	}
+	if c.BackupRetention <= 0 {
+		c.BackupRetention = DefaultBackupRetention
 	}
 	if c.CompactHashCheckTime <= 0 {
 		c.CompactHashCheckTime = DefaultCompactHashCheckTime

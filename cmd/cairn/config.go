@@ -89,6 +89,11 @@ type config struct {
 	// WatchProgressNotifyInterval is etcd 3.6's --watch-progress-notify-interval (also
 	// spelled --experimental-watch-progress-notify-interval, deprecated); 0 = 10 minutes.
 	WatchProgressNotifyInterval time.Duration
+	// Built-in backups, Cairn only (etcd has none): --backup-dir (empty: off),
+	// --backup-interval, --backup-retention (files kept).
+	BackupDir       string
+	BackupInterval  time.Duration
+	BackupRetention int
 
 	ConfigFile   string
 	PrintVersion bool
@@ -126,6 +131,8 @@ func newConfig() *config {
 		SnapshotCount:          defaultSnapshotCount,
 		SnapshotCatchUpEntries: defaultSnapshotCatchUpEntries,
 		CompactHashCheckTime:   time.Minute,
+		BackupInterval:         server.DefaultBackupInterval,
+		BackupRetention:        server.DefaultBackupRetention,
 		HeartbeatMs:            defaultHeartbeatMs,
 		ElectionMs:             defaultElectionMs,
 		MaxRequestBytes:        defaultMaxRequestBytes,
@@ -302,6 +309,9 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.UintVar(&c.HeartbeatMs, "heartbeat-interval", c.HeartbeatMs, "Time (in milliseconds) of a heartbeat interval.")
 	fs.UintVar(&c.ElectionMs, "election-timeout", c.ElectionMs, "Time (in milliseconds) for an election to timeout.")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when backend size exceeds the given quota. 0 means use the default quota.")
+	fs.StringVar(&c.BackupDir, "backup-dir", c.BackupDir, "Cairn only: directory where this member saves a backup of its db (as etcdctl snapshot save writes it) every --backup-interval; empty means no backups.")
+	fs.DurationVar(&c.BackupInterval, "backup-interval", c.BackupInterval, "Cairn only: time between backups into --backup-dir.")
+	fs.IntVar(&c.BackupRetention, "backup-retention", c.BackupRetention, "Cairn only: how many of this member's newest backups --backup-dir keeps.")
 	fs.Int64Var(&c.InitialMmapSize, "initial-mmap-size", c.InitialMmapSize, "Cairn only: initial size in bytes of the backend's memory map (a commit that outgrows it waits for open reads to remap). 0 sizes it as etcd does: --quota-backend-bytes plus 10% for a quota other than the default, else 10 GiB.")
 	fs.UintVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
@@ -530,6 +540,20 @@ func (c *config) setFileKey(k string, v any) error {
 		return asString(v, &c.DataDir)
 	case "wal-dir":
 		return asString(v, &c.WALDir)
+	case "backup-dir":
+		return asString(v, &c.BackupDir)
+	case "backup-interval":
+		d, err := asDuration(v)
+		if err != nil {
+			return err
+		}
+		c.BackupInterval = d
+	case "backup-retention":
+		n, err := asInt(v)
+		if err != nil {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.BackupRetention = int(n)
 	case "initial-cluster":
 		return asString(v, &c.InitialCluster)
 	case "initial-cluster-state":
@@ -772,6 +796,12 @@ func (c *config) validate() error {
 	}
 	if c.ElectionMs > maxElectionMs {
 		return fmt.Errorf("--election-timeout[%vms] is too long, and should be set less than %vms", c.ElectionMs, maxElectionMs)
+	}
+	if c.BackupInterval <= 0 {
+		return fmt.Errorf("--backup-interval must be > 0 (set to %v)", c.BackupInterval)
+	}
+	if c.BackupRetention < 1 {
+		return fmt.Errorf("--backup-retention must be >= 1 (set to %d)", c.BackupRetention)
 	}
 	if c.InitialMmapSize < 0 {
 		return fmt.Errorf("--initial-mmap-size must be >= 0 (set to %d)", c.InitialMmapSize)

@@ -361,3 +361,35 @@ func TestInitialMmapSizeOption(t *testing.T) {
 		t.Fatalf("negative: %v", err)
 	}
 }
+
+// Cairn's backup options: off by default, from a flag, ETCD_* and the config file, and
+// refused when they make no sense.
+func TestBackupOptions(t *testing.T) {
+	c := mustParse(t, nil)
+	if c.BackupDir != "" || c.BackupInterval != time.Hour || c.BackupRetention != 24 {
+		t.Fatalf("defaults: %q %v %d", c.BackupDir, c.BackupInterval, c.BackupRetention)
+	}
+	c = mustParse(t, []string{"--backup-dir=/b", "--backup-interval=5m", "--backup-retention=3"})
+	sc := c.serverConfig(zap.NewNop())
+	if sc.BackupDir != "/b" || sc.BackupInterval != 5*time.Minute || sc.BackupRetention != 3 {
+		t.Fatalf("flags: %q %v %d", sc.BackupDir, sc.BackupInterval, sc.BackupRetention)
+	}
+	if c := mustParse(t, nil, "ETCD_BACKUP_DIR=/e", "ETCD_BACKUP_RETENTION=7"); c.BackupDir != "/e" || c.BackupRetention != 7 {
+		t.Fatalf("env: %q %d", c.BackupDir, c.BackupRetention)
+	}
+	p := filepath.Join(t.TempDir(), "etcd.yaml")
+	if err := os.WriteFile(p, []byte("backup-dir: /y\nbackup-interval: 10s\nbackup-retention: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c := mustParse(t, []string{"--config-file", p}); c.BackupDir != "/y" || c.BackupInterval != 10*time.Second || c.BackupRetention != 2 {
+		t.Fatalf("config file: %q %v %d", c.BackupDir, c.BackupInterval, c.BackupRetention)
+	}
+	for _, tc := range []struct{ flag, msg string }{
+		{"--backup-interval=0s", "--backup-interval must be > 0"},
+		{"--backup-retention=0", "--backup-retention must be >= 1"},
+	} {
+		if _, err := parseConfig([]string{tc.flag}, nil); err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v, want %q", tc.flag, err, tc.msg)
+		}
+	}
+}
