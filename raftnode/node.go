@@ -45,6 +45,9 @@ type Config struct {
 	// SnapshotCatchUpEntries is how many entries the log keeps behind each snapshot
 	// (DefaultSnapshotCatchUpEntries when 0).
 	SnapshotCatchUpEntries uint64
+	// MaxSnapshotBytes bounds the db a received snapshot may carry (the backend quota:
+	// a db past it could not be written to anyway); 0 means no bound.
+	MaxSnapshotBytes int64
 
 	// For a new member: the WAL metadata to create it with and the initial peers. A
 	// member joining an existing cluster has no peers: it learns the membership from the
@@ -76,9 +79,11 @@ type Node struct {
 	raft        raft.Node
 	storage     *raft.MemoryStorage
 	snapshotter *snap.Snapshotter
-	transport   Transport
-	tick        time.Duration
-	catchUp     uint64
+	// maxSnapshotBytes is Config.MaxSnapshotBytes.
+	maxSnapshotBytes int64
+	transport        Transport
+	tick             time.Duration
+	catchUp          uint64
 
 	walMu sync.Mutex // the WAL has one writer at a time: the Ready loop or Snapshot
 	wal   *wal.WAL
@@ -102,17 +107,18 @@ type Node struct {
 // its store needed it: Start removes received db files.
 func Start(cfg Config, p *Persisted) (*Node, error) {
 	n := &Node{
-		lg:          cfg.Logger,
-		id:          cfg.ID,
-		snapshotter: snap.New(cfg.Logger, cfg.SnapDir),
-		transport:   cfg.Transport,
-		tick:        cfg.TickInterval,
-		catchUp:     cfg.SnapshotCatchUpEntries,
-		applyc:      make(chan Apply, 64),
-		readStatec:  make(chan raft.ReadState, 1),
-		freezec:     make(chan time.Duration),
-		stopc:       make(chan struct{}),
-		donec:       make(chan struct{}),
+		lg:               cfg.Logger,
+		id:               cfg.ID,
+		snapshotter:      snap.New(cfg.Logger, cfg.SnapDir),
+		maxSnapshotBytes: cfg.MaxSnapshotBytes,
+		transport:        cfg.Transport,
+		tick:             cfg.TickInterval,
+		catchUp:          cfg.SnapshotCatchUpEntries,
+		applyc:           make(chan Apply, 64),
+		readStatec:       make(chan raft.ReadState, 1),
+		freezec:          make(chan time.Duration),
+		stopc:            make(chan struct{}),
+		donec:            make(chan struct{}),
 	}
 	rc := &raft.Config{
 		ID:              cfg.ID,
@@ -313,6 +319,12 @@ func (n *Node) handleReady(rd raft.Ready) error {
 // Ready loop always has it.
 func (n *Node) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, r io.Reader) error {
 	index := m.GetSnapshot().GetMetadata().GetIndex()
+	if err := n.checkSnapshotSender(m); err != nil {
+		return err
+	}
+	if max := n.maxSnapshotBytes; max > 0 {
+		r = &limitedReader{r: r, left: max}
+	}
 	if _, err := n.snapshotter.SaveDB(index, r); err != nil {
 		return err
 	}
@@ -320,6 +332,40 @@ func (n *Node) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, r io.Read
 		return fmt.Errorf("raftnode: step snapshot %d: %w", index, err)
 	}
 	return nil
+}
+
+// ErrSnapshotRefused is why a received snapshot is not even saved: it comes from a
+// term older than this member's, or from a member that is not the leader of its term as
+// this member knows it, or its db is larger than the backend quota.
+var ErrSnapshotRefused = errors.New("raftnode: snapshot refused")
+
+// checkSnapshotSender refuses, before any of its db is written to disk, a snapshot only a
+// stale or false leader could send: raft would drop its message anyway, but only after
+// the whole db was received and saved.
+func (n *Node) checkSnapshotSender(m *raftpb.Message) error {
+	st := n.raft.Status()
+	term := st.HardState.GetTerm()
+	switch {
+	case m.GetTerm() < term:
+		return fmt.Errorf("%w: from %x at term %d, this member is at term %d", ErrSnapshotRefused, m.GetFrom(), m.GetTerm(), term)
+	case m.GetTerm() == term && st.Lead != raft.None && st.Lead != m.GetFrom():
+		return fmt.Errorf("%w: from %x, but the leader of term %d is %x", ErrSnapshotRefused, m.GetFrom(), term, st.Lead)
+	}
+	return nil
+}
+
+// limitedReader fails once more than left bytes are read.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if l.left -= int64(n); l.left < 0 {
+		return n, fmt.Errorf("%w: its db is larger than the backend quota", ErrSnapshotRefused)
+	}
+	return n, err
 }
 
 // SnapshotDB is the db file received with the snapshot at index.

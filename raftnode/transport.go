@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"slices"
@@ -694,10 +695,10 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 		}
 		from := idString(env.GetFrom())
 		for _, b := range env.GetMessages() {
-			m := &raftpb.Message{}
-			if err := proto.Unmarshal(b, m); err != nil {
+			m, err := decodePeerMessage(b, env.GetFrom(), t.localID)
+			if err != nil {
 				t.lg.Warn("rejected peer stream: bad raft message", zap.String("remote-peer-id", from), zap.Error(err))
-				return status.Errorf(codes.InvalidArgument, "peer: unmarshal raft message: %v", err)
+				return status.Error(codes.InvalidArgument, err.Error())
 			}
 			peerReceivedBytes.WithLabelValues(from).Add(float64(len(b)))
 			if m.GetType() == raftpb.MsgProp {
@@ -714,6 +715,20 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 			}
 		}
 	}
+}
+
+// decodePeerMessage decodes one raft message of an envelope from member from, which
+// must be from that member and for this one (local): a member may not speak for another.
+func decodePeerMessage(b []byte, from, local uint64) (*raftpb.Message, error) {
+	m := &raftpb.Message{}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("peer: unmarshal raft message: %w", err)
+	}
+	if m.GetFrom() != from || m.GetTo() != local {
+		return nil, fmt.Errorf("peer: a raft message from %s to %s in an envelope from %s to %s",
+			idString(m.GetFrom()), idString(m.GetTo()), idString(from), idString(local))
+	}
+	return m, nil
 }
 
 // checkSender refuses a stream from another cluster, meant for another member, or from a
@@ -737,10 +752,17 @@ func (t *PeerTransport) checkSender(clusterID, from, to uint64) error {
 	}
 	t.mu.RLock()
 	isRemoved := t.isRemoved
+	_, known := t.peers[from]
 	t.mu.RUnlock()
 	if isRemoved != nil && isRemoved(from) {
 		t.lg.Warn("rejected peer stream: the sender was removed from the cluster", zap.String("remote-peer-id", idString(from)))
 		return status.Error(codes.PermissionDenied, errRemovedText)
+	}
+	if !known {
+		// Not (yet) a member as this member applied the log: a joining member becomes one
+		// when its addition is applied, and raft resends what was refused meanwhile.
+		t.lg.Warn("rejected peer stream: the sender is not a member of the cluster", zap.String("remote-peer-id", idString(from)))
+		return status.Errorf(codes.PermissionDenied, "peer: member %s is not a member of this cluster", idString(from))
 	}
 	return nil
 }

@@ -435,6 +435,8 @@ func servePeerTransport(t *testing.T, tr *PeerTransport) (*grpc.Server, string) 
 	tr.Register(srv)
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)
+	// Member 1 (newTestSender) is a member of tr's cluster: tr takes its streams.
+	tr.AddPeer(1, nil)
 	return srv, "http://" + l.Addr().String()
 }
 

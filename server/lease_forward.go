@@ -264,7 +264,7 @@ type leaseForwardService struct {
 // or a new leader's before it was promoted, has no expiries to renew or report.
 func (h *leaseForwardService) checkLeader(clusterID, from uint64) error {
 	s := h.s
-	if err := s.refuseOtherCluster("lease", clusterID, from); err != nil {
+	if err := s.refuseNonMember("lease", clusterID, from); err != nil {
 		return err
 	}
 	select {

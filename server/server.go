@@ -115,6 +115,9 @@ func New(cfg Config) (*Server, error) {
 		SnapDir:                cfg.SnapPath(),
 		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
 	}
+	if q := (&Server{cfg: cfg}).quota(); q > 0 {
+		rcfg.MaxSnapshotBytes = q + q/10 // a db may pass the quota a little before NOSPACE stops it
+	}
 	if err := recoverSnapshotDB(lg, store, persisted); err != nil {
 		persisted.WAL.Close()
 		store.Close()
