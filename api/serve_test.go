@@ -31,7 +31,7 @@ func startClientPort(t *testing.T, b Backend) (string, func() error) {
 	hh := NewHTTPHandler(b, prometheus.NewRegistry(), false, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServeClient(ctx, l, gs, hh) }()
+	go func() { done <- ServeClient(ctx, l, ClientPort{GRPC: gs, HTTP: hh}) }()
 	stopped := false
 	stop := func() error {
 		if stopped {
@@ -224,7 +224,7 @@ func TestGRPCRecvLimit(t *testing.T) {
 	gs := NewGRPCServer(b, GRPCConfig{MaxRequestBytes: 1024}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServeClient(ctx, l, gs, http.NotFoundHandler()) }()
+	go func() { done <- ServeClient(ctx, l, ClientPort{GRPC: gs, HTTP: http.NotFoundHandler()}) }()
 	defer func() { cancel(); <-done }()
 
 	cc := dial(t, l.Addr().String())

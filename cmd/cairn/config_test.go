@@ -234,12 +234,12 @@ auto-compaction-retention: "1"
 func TestUnknownFlags(t *testing.T) {
 	c := mustParse(t, []string{
 		"--auto-compaction-retention", "1h", "--name=n", "--experimental-corrupt-check-time=1m",
-		"--client-cert-auth", "--snapshot-count", "3",
+		"--enable-grpc-gateway", "--snapshot-count", "3",
 	})
 	if c.Name != "n" || c.SnapshotCount != 3 {
 		t.Fatalf("known flags lost: %+v", c)
 	}
-	for _, f := range []string{"--auto-compaction-retention", "--experimental-corrupt-check-time", "--client-cert-auth"} {
+	for _, f := range []string{"--auto-compaction-retention", "--experimental-corrupt-check-time", "--enable-grpc-gateway"} {
 		if !hasNote(c, true, "ignoring unrecognized flag; Cairn does not implement it", f) {
 			t.Errorf("no warning for %s: %v", f, c.notes)
 		}
@@ -267,7 +267,7 @@ func TestBadValues(t *testing.T) {
 		{[]string{"--log-outputs=default,stdout"}, `multi logoutput for "default" is not supported yet`},
 		{[]string{"--enable-pprof", "false"}, `"false" is not a valid flag`},
 		{[]string{"--initial-cluster=a=localhost"}, `URL scheme must be http, https, unix, or unixs`},
-		{[]string{"--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379"}, `only http:// URLs are supported by Cairn`},
+		{[]string{"--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379"}, `TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme`},
 	}
 	for _, tt := range tests {
 		_, err := parseConfig(tt.args, nil)
@@ -300,16 +300,16 @@ func TestWatchProgressNotifyIntervalSpellings(t *testing.T) {
 
 func TestCorruptCheckFlags(t *testing.T) {
 	c := mustParse(t, []string{"--feature-gates=InitialCorruptCheck=true, CompactHashCheck=true,LeaseCheckpoint=false", "--compact-hash-check-time=2s"})
-	sc := c.serverConfig(zap.NewNop())
+	sc := c.serverConfig(zap.NewNop(), &tlsConfigs{})
 	if !sc.InitialCorruptCheck || !sc.CompactHashCheck || sc.CompactHashCheckTime != 2*time.Second {
 		t.Fatalf("feature gates not applied: %+v", sc)
 	}
 	c = mustParse(t, []string{"--experimental-initial-corrupt-check", "--experimental-compact-hash-check-enabled", "--experimental-compact-hash-check-time=3s"})
-	sc = c.serverConfig(zap.NewNop())
+	sc = c.serverConfig(zap.NewNop(), &tlsConfigs{})
 	if !sc.InitialCorruptCheck || !sc.CompactHashCheck || sc.CompactHashCheckTime != 3*time.Second {
 		t.Fatalf("experimental flags not applied: %+v", sc)
 	}
-	sc = mustParse(t, nil).serverConfig(zap.NewNop())
+	sc = mustParse(t, nil).serverConfig(zap.NewNop(), &tlsConfigs{})
 	if sc.InitialCorruptCheck || sc.CompactHashCheck || sc.CompactHashCheckTime != time.Minute {
 		t.Fatalf("defaults: %+v", sc)
 	}
