@@ -243,7 +243,7 @@ func (rt *router) route(c net.Conn) {
 		cancel()
 		if err != nil {
 			if p.Logger != nil {
-				p.Logger.Warn("rejected connection", zap.String("remote-addr", c.RemoteAddr().String()), zap.Error(err))
+				p.Logger.Warn("rejected connection on client endpoint", zap.String("remote-addr", c.RemoteAddr().String()), zap.Error(err))
 			}
 			c.Close()
 			return
