@@ -196,7 +196,8 @@ func TestTLSCertRotation(t *testing.T) {
 
 // TestTLSClientHTTPURLsAndMixedURLs: https and http client URLs in one list are each
 // served as given; --listen-client-http-urls serves HTTP only, and the client URLs then
-// serve gRPC only (etcd's split). A --trusted-ca-file without --client-cert-auth still
+// serve gRPC only (etcd's split); an https metrics URL uses the client TLS options. A
+// --trusted-ca-file without --client-cert-auth still
 // requires client certificates, as with etcd.
 func TestTLSClientHTTPURLsAndMixedURLs(t *testing.T) {
 	ca := framework.NewCA(t, "ca")
@@ -205,8 +206,9 @@ func TestTLSClientHTTPURLsAndMixedURLs(t *testing.T) {
 	m := framework.NewMember(t, framework.Options{ClientTLS: &framework.TLSOptions{CA: ca, Server: srv, Client: &client}})
 	plainURL := fmt.Sprintf("http://127.0.0.1:%d", framework.FreePort(t))
 	httpOnlyURL := fmt.Sprintf("https://127.0.0.1:%d", framework.FreePort(t))
+	metricsURL := fmt.Sprintf("https://127.0.0.1:%d", framework.FreePort(t))
 	m.AddFlags("--listen-client-urls="+m.ClientURL+","+plainURL, "--advertise-client-urls="+m.ClientURL,
-		"--listen-client-http-urls="+httpOnlyURL)
+		"--listen-client-http-urls="+httpOnlyURL, "--listen-metrics-urls="+metricsURL)
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -230,6 +232,8 @@ func TestTLSClientHTTPURLsAndMixedURLs(t *testing.T) {
 	// as with etcd.
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: framework.ClientTLS(t, ca, &client), DisableKeepAlives: true}}
 	requireHealthy(t, "--listen-client-http-urls", hc, httpOnlyURL+"/health")
+	// https metrics URLs use the client certificates.
+	requireHealthy(t, "https --listen-metrics-urls", hc, metricsURL+"/health")
 	// No HTTP on the client URLs any more.
 	for _, u := range []string{m.ClientURL, plainURL} {
 		resp, err := hc.Get(u + "/health")
