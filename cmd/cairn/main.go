@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cairn-kv/cairn/api"
+	"github.com/cairn-kv/cairn/internal/tlsutil"
 	"github.com/cairn-kv/cairn/server"
 )
 
@@ -231,7 +231,7 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	srv.RegisterPeerService(ps)
 	for i, l := range peerLs {
 		if cfg.ListenPeerURLs[i].Scheme == "https" {
-			l = tls.NewListener(l, tc.peerServer)
+			l = tlsutil.Listener(l, tc.peerServer, rejectedLogger(lg, "rejected connection on peer endpoint"))
 		}
 		go func(l net.Listener) {
 			if err := ps.Serve(l); err != nil {
@@ -293,7 +293,7 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	}
 	for i, l := range metricsLs {
 		if cfg.ListenMetricsURLs[i].Scheme == "https" {
-			l = tls.NewListener(l, tc.clientHTTP)
+			l = tlsutil.Listener(l, tc.clientHTTP, rejectedLogger(lg, "rejected connection on client endpoint"))
 		}
 		wg.Add(1)
 		go func(l net.Listener) {
@@ -367,6 +367,11 @@ func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
 		<-errc
 		return nil
 	}
+}
+
+// rejectedLogger logs a refused TLS handshake as etcd does.
+func rejectedLogger(lg *zap.Logger, msg string) func(remote string, err error) {
+	return func(remote string, err error) { lg.Warn(msg, zap.String("remote-addr", remote), zap.Error(err)) }
 }
 
 // logServing logs, as etcd does, how each client listener serves.

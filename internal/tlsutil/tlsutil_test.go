@@ -385,3 +385,97 @@ func TestSelfCert(t *testing.T) {
 		t.Fatal("SelfCert replaced existing files")
 	}
 }
+
+// TestListener: Accept returns only connections whose handshake succeeded; a refused
+// one is reported, and a client that never handshakes does not hold up the others.
+func TestListener(t *testing.T) {
+	ca := newTestCA(t)
+	cf, kf, _ := ca.issue(t, "server", "server")
+	info := Info{CertFile: cf, KeyFile: kf, TrustedCAFile: ca.file}
+	srv, err := info.ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := make(chan error, 4)
+	l := Listener(inner, srv, func(_ string, err error) { rejected <- err })
+	addr := inner.Addr().String()
+
+	silent, err := net.Dial("tcp", addr) // never sends a ClientHello
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// No client certificate: refused (reported), never returned by Accept.
+	go func() {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool(), MaxVersion: tls.VersionTLS12})
+		if err == nil {
+			c.Close()
+		}
+	}()
+	select {
+	case err := <-rejected:
+		t.Logf("rejected: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("a handshake without a client certificate was not reported")
+	}
+	gc, gk, _ := ca.issue(t, "good", "member")
+	good := &tls.Config{RootCAs: ca.pool(), Certificates: clientCert(t, gc, gk)}
+	go func() {
+		c, err := tls.Dial("tcp", addr, good)
+		if err == nil {
+			_, _ = c.Read(make([]byte, 1))
+			c.Close()
+		}
+	}()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			acc <- c
+		}
+	}()
+	select {
+	case c := <-acc:
+		if st := c.(*tls.Conn).ConnectionState(); !st.HandshakeComplete || len(st.PeerCertificates) != 1 {
+			t.Fatalf("accepted connection %+v", st)
+		}
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the good client was not accepted (held up by the silent one?)")
+	}
+	l.Close()
+	if _, err := l.Accept(); err == nil {
+		t.Fatal("Accept after Close succeeded")
+	}
+}
+
+func TestServerConfigMinTLS13AndHostnames(t *testing.T) {
+	ca := newTestCA(t)
+	cf, kf, _ := ca.issue(t, "server", "server")
+	gc, gk, _ := ca.issue(t, "client", "client") // valid for 127.0.0.1
+	info := Info{CertFile: cf, KeyFile: kf, TrustedCAFile: ca.file, MinVersion: tls.VersionTLS13, AllowedHostnames: []string{"127.0.0.1"}}
+	srv, err := info.ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := &tls.Config{RootCAs: ca.pool(), Certificates: clientCert(t, gc, gk)}
+	if cs, err := handshake(t, srv, cli); err != nil || cs.Version != tls.VersionTLS13 {
+		t.Fatalf("TLS 1.3: %v %x", err, cs.Version)
+	}
+	old := cli.Clone()
+	old.MaxVersion = tls.VersionTLS12
+	if _, err := handshake(t, srv, old); err == nil {
+		t.Fatal("TLS 1.2 accepted by a TLS 1.3 minimum server")
+	}
+	info.AllowedHostnames = []string{"10.9.9.9"}
+	if srv, err = info.ServerConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := handshake(t, srv, cli); err == nil || !strings.Contains(err.Error(), "client certificate authentication failed") {
+		t.Fatalf("a client certificate not valid for the allowed hostname: %v", err)
+	}
+}

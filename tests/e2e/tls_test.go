@@ -386,6 +386,10 @@ func TestTLSPeerCluster(t *testing.T) {
 	requireAccepted(t, "member certificate", addr, framework.ClientTLS(t, ca, &peer))
 	requireRefused(t, "peer certificate with a CN not in --peer-cert-allowed-cn", addr, framework.ClientTLS(t, ca, &intruder))
 	requireRefused(t, "no peer client certificate", addr, framework.ClientTLS(t, ca, nil))
+	// Both log the refusals with etcd's message.
+	waitFor(t, leader.Name+" to log the refused peer connections", func() bool {
+		return leader.LogContains("rejected connection on peer endpoint")
+	})
 
 	// A follower that misses more than the leader keeps gets a snapshot over TLS.
 	lag := c.Followers()[0]
