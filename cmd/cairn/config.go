@@ -761,8 +761,9 @@ func (c *config) setFileKey(k string, v any) error {
 }
 
 // setTransportSecurity reads etcd's client-transport-security / peer-transport-security
-// mapping (cert-file, key-file, client-cert-auth, trusted-ca-file, auto-tls, and for
-// peers client-cert-file, client-key-file, allowed-cn, allowed-hostname).
+// mapping: etcd 3.6's keys (cert-file, key-file, client-cert-file, client-key-file,
+// client-cert-auth, trusted-ca-file, auto-tls); the CRL files and allowed CNs/hostnames
+// have no file key in etcd either.
 func (c *config) setTransportSecurity(section string, o *tlsOptions, m map[string]any) error {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -796,10 +797,6 @@ func (c *config) setTransportSecurity(section string, o *tlsOptions, m map[strin
 			} else {
 				o.ClientCertAuth = b
 			}
-		case "allowed-cn":
-			o.AllowedCNs, err = asStrings(v)
-		case "allowed-hostname":
-			o.AllowedHostnames, err = asStrings(v)
 		default:
 			c.warn("ignoring unrecognized config file key; Cairn does not implement it", "key", section+"."+k)
 		}
