@@ -410,7 +410,8 @@ func TestTLSPeerCluster(t *testing.T) {
 	c.RequireHashKVEqual(t, currentRev(t, cli))
 
 	// A member joining over peer TLS: it fetches the membership from a peer (https) and
-	// catches up as a learner.
+	// catches up as a learner. (The add waits out etcd's 5 s health rule after the
+	// restart above: mbWhileUnhealthy.)
 	m4 := c.NewJoiningMember("m4")
 	if err := mbWhileUnhealthy(func(ctx context.Context) error {
 		_, err := cli.MemberAddAsLearner(ctx, []string{m4.PeerURL})
