@@ -679,7 +679,8 @@ func (m *Member) keepFailedLog() {
 	}
 }
 
-// Etcdctl runs $ETCDCTL_BIN --endpoints=<client URL> args... (30 s timeout).
+// Etcdctl runs $ETCDCTL_BIN --endpoints=<client URL> [TLS flags] args... (30 s timeout);
+// the TLS flags are EtcdctlTLSFlags.
 func (m *Member) Etcdctl(args ...string) (stdout, stderr string, err error) {
 	m.t.Helper()
 	return m.EtcdctlStdin("", args...)
