@@ -82,6 +82,7 @@ func (c *config) tlsConfigs(lg *zap.Logger) (*tlsConfigs, error) {
 		return nil, err
 	}
 	if anyHTTPS(c.ListenClientURLs, c.ListenClientHTTPURLs, c.ListenMetricsURLs) {
+		lg.Info("starting with client TLS", zap.Stringer("tls-info", &ci), zap.Strings("cipher-suites", c.CipherSuites))
 		for _, x := range []struct {
 			p     **tls.Config
 			alpn  func([]string) []string
@@ -112,6 +113,7 @@ func (c *config) tlsConfigs(lg *zap.Logger) (*tlsConfigs, error) {
 		return nil, err
 	}
 	if anyHTTPS(c.ListenPeerURLs) {
+		lg.Info("starting with peer TLS", zap.Stringer("tls-info", &pi), zap.Strings("cipher-suites", c.CipherSuites))
 		cfg, err := pi.ServerConfig()
 		if err != nil {
 			return nil, fmt.Errorf("cannot listen on TLS for %s: %w", urlsString(c.ListenPeerURLs), err)

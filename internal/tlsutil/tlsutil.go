@@ -180,7 +180,15 @@ func (info *Info) ServerConfig() (*tls.Config, error) {
 		}
 		return cfg, nil
 	}
+	// Session tickets: the per-connection configs set no keys, so crypto/tls uses (and
+	// rotates) this outer config's, and clients resume sessions across connections.
 	return &tls.Config{MinVersion: minVersion, MaxVersion: info.MaxVersion, GetConfigForClient: perConn}, nil
+}
+
+// String describes the options for logs, as etcd's TLSInfo does.
+func (info *Info) String() string {
+	return fmt.Sprintf("cert = %s, key = %s, trusted-ca = %s, client-cert-auth = %v, crl-file = %s",
+		info.CertFile, info.KeyFile, info.TrustedCAFile, info.ClientCertAuth, info.CRLFile)
 }
 
 // checkSAN is etcd's peer-port check: a client certificate with IP or DNS SANs must name
