@@ -255,7 +255,7 @@ func TestTLSOptions(t *testing.T) {
 		"--client-crl-file=/crl", "--listen-client-urls=https://127.0.0.1:2379,http://127.0.0.1:22379", "--advertise-client-urls=https://127.0.0.1:2379",
 		"--listen-client-http-urls=https://127.0.0.1:2382", "--peer-auto-tls", "--listen-peer-urls=https://127.0.0.1:2380",
 		"--peer-cert-allowed-cn=a,b", "--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-		"--tls-max-version=TLS1.3", "--self-signed-cert-validity=3"},
+		"--tls-max-version=TLS1.3", "--self-signed-cert-validity=3", "--experimental-peer-skip-client-san-verification"},
 		"ETCD_PEER_CLIENT_CERT_AUTH=true", "ETCD_PEER_CRL_FILE=/pcrl")
 	want := tlsOptions{CertFile: "/c.pem", KeyFile: "/k.pem", TrustedCAFile: "/ca.pem", ClientCertAuth: true, CRLFile: "/crl"}
 	if !reflect.DeepEqual(c.ClientTLS, want) {
@@ -266,7 +266,8 @@ func TestTLSOptions(t *testing.T) {
 		t.Errorf("peer TLS %+v, want %+v", c.PeerTLS, wantPeer)
 	}
 	if len(c.CipherSuites) != 2 || c.CipherSuites[1] != "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" || c.TLSMinVersion != "TLS1.2" ||
-		c.TLSMaxVersion != "TLS1.3" || c.SelfSignedCertValidity != 3 || len(c.ListenClientURLs) != 2 || len(c.ListenClientHTTPURLs) != 1 {
+		c.TLSMaxVersion != "TLS1.3" || c.SelfSignedCertValidity != 3 || len(c.ListenClientURLs) != 2 || len(c.ListenClientHTTPURLs) != 1 ||
+		!c.PeerSkipClientSANVerify {
 		t.Errorf("config %+v", c)
 	}
 

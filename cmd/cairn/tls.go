@@ -108,7 +108,7 @@ func (c *config) tlsConfigs(lg *zap.Logger) (*tlsConfigs, error) {
 	}
 
 	pi := info(c.PeerTLS)
-	pi.CheckClientSAN = true
+	pi.CheckClientSAN = !c.PeerSkipClientSANVerify
 	if err := selfCert("peer", c.PeerTLS, &pi, hostsOf(c.ListenPeerURLs), true); err != nil {
 		return nil, err
 	}
