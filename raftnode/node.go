@@ -72,6 +72,9 @@ type Apply struct {
 	Entries  []*raftpb.Entry
 }
 
+// maxSizePerMsg is raft's MaxSizePerMsg: a MsgApp carries about this much of entries.
+const maxSizePerMsg = 1 << 20
+
 // Node runs the raft Ready loop for one member.
 type Node struct {
 	lg          *zap.Logger
@@ -124,7 +127,7 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		ID:              cfg.ID,
 		ElectionTick:    cfg.ElectionTicks,
 		HeartbeatTick:   cfg.HeartbeatTicks,
-		MaxSizePerMsg:   1 << 20,
+		MaxSizePerMsg:   maxSizePerMsg,
 		MaxInflightMsgs: 512,
 		CheckQuorum:     true,
 		PreVote:         true,

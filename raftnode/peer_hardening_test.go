@@ -48,7 +48,7 @@ func heartbeat(from, to uint64) []byte {
 // stream from an unknown member id, and raft messages that claim another sender than
 // their envelope, are refused before anything reaches raft.
 func TestPeerPortRefusesNonMembers(t *testing.T) {
-	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
+	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID, nil)
 	defer recv.Stop()
 	var stepped atomic.Int64
 	recv.SetHandler(func(context.Context, *raftpb.Message) error { stepped.Add(1); return nil }, func(uint64) {})

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"net/url"
 	"time"
 
@@ -47,6 +48,10 @@ type Config struct {
 	GRPCKeepAliveTimeout  time.Duration
 
 	EnablePprof bool
+
+	// PeerDialTLS is the TLS configuration this member dials https:// peer URLs with
+	// (--peer-cert-file etc.); nil dials them with Go's defaults.
+	PeerDialTLS *tls.Config
 
 	// InitialCorruptCheck makes the caller compare this member's HashKV with its peers'
 	// before serving (CheckInitialHashKV); CompactHashCheck makes the leader compare the

@@ -57,7 +57,7 @@ func (s *Server) peerHashes(ctx context.Context, ms []*member, rev int64) []peer
 func (s *Server) peerHash(ctx context.Context, urls []string, rev int64) (*pb.HashKVResponse, error) {
 	err := errors.New("no peer URL")
 	for _, u := range urls {
-		cc, derr := raftnode.DialPeer(raftnode.DialTarget(u), time.Second, time.Second)
+		cc, derr := raftnode.DialPeer(u, s.cfg.PeerDialTLS, time.Second, time.Second)
 		if derr != nil {
 			err = derr
 			continue

@@ -77,7 +77,7 @@ func (f *leaseForwarder) conn(s *Server, u string, known []string) (*grpc.Client
 			delete(f.conns, t)
 		}
 	}
-	cc, err := raftnode.DialPeer(target, leaseForwardMaxBackoff, minLeaseForwardAttempt)
+	cc, err := raftnode.DialPeer(u, s.cfg.PeerDialTLS, leaseForwardMaxBackoff, minLeaseForwardAttempt)
 	if err != nil {
 		return nil, fmt.Errorf("server: dial peer %s: %w", u, err)
 	}

@@ -178,7 +178,7 @@ func New(cfg Config) (*Server, error) {
 		peers = s.members.all()
 	}
 	rcfg.ID = s.id
-	s.peers = raftnode.NewPeerTransport(lg, s.id, s.clusterID)
+	s.peers = raftnode.NewPeerTransport(lg, s.id, s.clusterID, cfg.PeerDialTLS)
 	s.addPeers(peers)
 	s.peers.SetMembersSource(s.membersResponse)
 	s.peers.SetRemovedHandlers(s.members.isRemoved, func() { s.stopRemoved() })

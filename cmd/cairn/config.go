@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"github.com/cairn-kv/cairn/server"
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
+
+	"github.com/cairn-kv/cairn/internal/tlsutil"
 )
 
 // Defaults as etcd 3.6 has them (etcd embed.NewConfig and etcdmain).
@@ -57,10 +60,13 @@ type config struct {
 	ListenPeerURLs      []url.URL
 	AdvertisePeerURLs   []url.URL
 	ListenMetricsURLs   []url.URL
-	InitialCluster      string
-	InitialClusterState string
-	InitialClusterToken string
-	SnapshotCount       uint64
+	// ListenClientHTTPURLs serve the HTTP endpoints only; once given, ListenClientURLs
+	// serve gRPC only (etcd's --listen-client-http-urls).
+	ListenClientHTTPURLs []url.URL
+	InitialCluster       string
+	InitialClusterState  string
+	InitialClusterToken  string
+	SnapshotCount        uint64
 	// SnapshotCatchUpEntries is etcd 3.6's --snapshot-catchup-entries (also spelled
 	// --experimental-snapshot-catchup-entries, deprecated).
 	SnapshotCatchUpEntries uint64
@@ -95,6 +101,17 @@ type config struct {
 	BackupInterval  time.Duration
 	BackupRetention int
 
+	// Security (etcd's --cert-file ... --tls-max-version).
+	ClientTLS              tlsOptions
+	PeerTLS                tlsOptions
+	SelfSignedCertValidity uint
+	// PeerSkipClientSANVerify turns off etcd's peer-port check that a member's client
+	// certificate names the address it connects from.
+	PeerSkipClientSANVerify bool
+	CipherSuites            []string
+	TLSMinVersion           string
+	TLSMaxVersion           string
+
 	ConfigFile   string
 	PrintVersion bool
 	PrintHelp    bool
@@ -108,6 +125,20 @@ type config struct {
 	// Messages for the log once the logger exists: unknown flags, environment variables
 	// used or ignored, defaults applied. Each is a message plus key/value pairs.
 	notes []note
+}
+
+// tlsOptions are one port's security flags (--cert-file or --peer-cert-file, ...).
+type tlsOptions struct {
+	CertFile         string
+	KeyFile          string
+	ClientCertFile   string // peer only: the certificate a member dials others with
+	ClientKeyFile    string
+	TrustedCAFile    string
+	ClientCertAuth   bool
+	CRLFile          string
+	AutoTLS          bool
+	AllowedCNs       []string // peer only
+	AllowedHostnames []string
 }
 
 type note struct {
@@ -143,6 +174,8 @@ func newConfig() *config {
 		GRPCKeepAliveMinTime:   defaultGRPCKeepAliveMinTime,
 		GRPCKeepAliveInterval:  defaultGRPCKeepAliveInterval,
 		GRPCKeepAliveTimeout:   defaultGRPCKeepAliveTimeout,
+		SelfSignedCertValidity: 1,
+		TLSMinVersion:          "TLS1.2",
 	}
 	c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
 	return c
@@ -242,6 +275,28 @@ func (v optionalURLsValue) Set(s string) error {
 	return v.urlsValue.Set(s)
 }
 
+// listValue is a comma-separated list kept in order, empty items dropped (--cipher-suites,
+// --peer-cert-allowed-cn).
+type listValue struct{ p *[]string }
+
+func (v listValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strings.Join(*v.p, ",")
+}
+
+func (v listValue) Set(s string) error {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	*v.p = out
+	return nil
+}
+
 // stringsValue is a comma-separated list (--log-outputs).
 type stringsValue struct{ p *[]string }
 
@@ -300,6 +355,7 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.Var(urlsValue{&c.ListenPeerURLs}, "listen-peer-urls", "List of URLs to listen on for peer traffic.")
 	fs.Var(urlsValue{&c.AdvertisePeerURLs}, "initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster.")
 	fs.Var(optionalURLsValue{urlsValue{&c.ListenMetricsURLs}}, "listen-metrics-urls", "List of URLs to listen on for the /metrics and /health endpoints.")
+	fs.Var(optionalURLsValue{urlsValue{&c.ListenClientHTTPURLs}}, "listen-client-http-urls", "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls.")
 	fs.StringVar(&c.InitialCluster, "initial-cluster", c.InitialCluster, "Initial cluster configuration for bootstrapping.")
 	fs.Var(selectiveValue{&c.InitialClusterState, []string{"new", "existing"}}, "initial-cluster-state", "Initial cluster state ('new' or 'existing').")
 	fs.StringVar(&c.InitialClusterToken, "initial-cluster-token", c.InitialClusterToken, "Initial cluster token for the etcd cluster during bootstrap.")
@@ -329,6 +385,30 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.CompactHashCheckTime, "compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes.")
 	fs.DurationVar(&c.CompactHashCheckTime, "experimental-compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes. Deprecated in v3.6: use --compact-hash-check-time.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
+	// Security.
+	fs.StringVar(&c.ClientTLS.CertFile, "cert-file", "", "Path to the client server TLS cert file.")
+	fs.StringVar(&c.ClientTLS.KeyFile, "key-file", "", "Path to the client server TLS key file.")
+	fs.BoolVar(&c.ClientTLS.ClientCertAuth, "client-cert-auth", false, "Enable client cert authentication.")
+	fs.StringVar(&c.ClientTLS.CRLFile, "client-crl-file", "", "Path to the client certificate revocation list file.")
+	fs.Var(listValue{&c.ClientTLS.AllowedHostnames}, "client-cert-allowed-hostname", "Comma-separated list of SAN hostnames for client cert authentication.")
+	fs.StringVar(&c.ClientTLS.TrustedCAFile, "trusted-ca-file", "", "Path to the client server TLS trusted CA cert file.")
+	fs.BoolVar(&c.ClientTLS.AutoTLS, "auto-tls", false, "Client TLS using generated certificates.")
+	fs.StringVar(&c.PeerTLS.CertFile, "peer-cert-file", "", "Path to the peer server TLS cert file.")
+	fs.StringVar(&c.PeerTLS.KeyFile, "peer-key-file", "", "Path to the peer server TLS key file.")
+	fs.BoolVar(&c.PeerTLS.ClientCertAuth, "peer-client-cert-auth", false, "Enable peer client cert authentication.")
+	fs.StringVar(&c.PeerTLS.ClientCertFile, "peer-client-cert-file", "", "Path to an explicit peer client TLS cert file otherwise peer cert file will be used when client auth is required.")
+	fs.StringVar(&c.PeerTLS.ClientKeyFile, "peer-client-key-file", "", "Path to an explicit peer client TLS key file otherwise peer key file will be used when client auth is required.")
+	fs.StringVar(&c.PeerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "Path to the peer server TLS trusted CA file.")
+	fs.Var(listValue{&c.PeerTLS.AllowedCNs}, "peer-cert-allowed-cn", "Comma-separated list of allowed CNs for inter-peer TLS authentication.")
+	fs.Var(listValue{&c.PeerTLS.AllowedHostnames}, "peer-cert-allowed-hostname", "Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication.")
+	fs.BoolVar(&c.PeerTLS.AutoTLS, "peer-auto-tls", false, "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided.")
+	fs.UintVar(&c.SelfSignedCertValidity, "self-signed-cert-validity", c.SelfSignedCertValidity, "The validity period of the client and peer certificates that are automatically generated by etcd when you specify ClientAutoTLS and PeerAutoTLS, the unit is year, and the default is 1.")
+	fs.StringVar(&c.PeerTLS.CRLFile, "peer-crl-file", "", "Path to the peer certificate revocation list file.")
+	fs.BoolVar(&c.PeerSkipClientSANVerify, "peer-skip-client-san-verification", false, "Skip verification of SAN field in client certificate for peer connections.")
+	fs.BoolVar(&c.PeerSkipClientSANVerify, "experimental-peer-skip-client-san-verification", false, "Skip verification of SAN field in client certificate for peer connections. Deprecated in v3.6 and will be decommissioned in v3.7. Use '--peer-skip-client-san-verification' instead.")
+	fs.Var(listValue{&c.CipherSuites}, "cipher-suites", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
+	fs.StringVar(&c.TLSMinVersion, "tls-min-version", c.TLSMinVersion, "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.")
+	fs.StringVar(&c.TLSMaxVersion, "tls-max-version", c.TLSMaxVersion, "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty will be auto-populated by Go).")
 	fs.StringVar(&c.ConfigFile, "config-file", c.ConfigFile, "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.")
 	fs.BoolVar(&c.PrintVersion, "version", c.PrintVersion, "Print the version and exit.")
 	return fs
@@ -572,7 +652,33 @@ func (c *config) setFileKey(k string, v any) error {
 		return asString(v, &c.LogLevel)
 	case "logger":
 		return asString(v, &c.Logger)
-	case "listen-client-urls", "advertise-client-urls", "listen-peer-urls", "initial-advertise-peer-urls", "listen-metrics-urls":
+	case "client-transport-security", "peer-transport-security":
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("expected a mapping, got %v", v)
+		}
+		o := &c.ClientTLS
+		if k == "peer-transport-security" {
+			o = &c.PeerTLS
+		}
+		return c.setTransportSecurity(k, o, m)
+	case "self-signed-cert-validity":
+		n, err := asInt(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.SelfSignedCertValidity = uint(n)
+	case "cipher-suites":
+		ss, err := asStrings(v)
+		if err != nil {
+			return err
+		}
+		c.CipherSuites = ss
+	case "tls-min-version":
+		return asString(v, &c.TLSMinVersion)
+	case "tls-max-version":
+		return asString(v, &c.TLSMaxVersion)
+	case "listen-client-urls", "advertise-client-urls", "listen-peer-urls", "initial-advertise-peer-urls", "listen-metrics-urls", "listen-client-http-urls":
 		var s string
 		if err := asString(v, &s); err != nil {
 			return err
@@ -595,6 +701,8 @@ func (c *config) setFileKey(k string, v any) error {
 			c.AdvertisePeerURLs = us
 		case "listen-metrics-urls":
 			c.ListenMetricsURLs = us
+		case "listen-client-http-urls":
+			c.ListenClientHTTPURLs = us
 		}
 		return nil
 	case "log-outputs":
@@ -668,6 +776,12 @@ func (c *config) setFileKey(k string, v any) error {
 		case "grpc-keepalive-timeout":
 			c.GRPCKeepAliveTimeout = d
 		}
+	case "peer-skip-client-san-verification", "experimental-peer-skip-client-san-verification":
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("expected a boolean, got %v", v)
+		}
+		c.PeerSkipClientSANVerify = b
 	case "enable-pprof", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled":
 		b, ok := v.(bool)
 		if !ok {
@@ -697,6 +811,74 @@ func (c *config) setFileKey(k string, v any) error {
 		c.warn("ignoring unrecognized config file key; Cairn does not implement it", "key", k)
 	}
 	return nil
+}
+
+// setTransportSecurity reads etcd's client-transport-security / peer-transport-security
+// mapping: etcd 3.6's keys (cert-file, key-file, client-cert-file, client-key-file,
+// client-cert-auth, trusted-ca-file, auto-tls); the CRL files and allowed CNs/hostnames
+// have no file key in etcd either.
+func (c *config) setTransportSecurity(section string, o *tlsOptions, m map[string]any) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := m[k]
+		if v == nil {
+			continue
+		}
+		var err error
+		switch k {
+		case "cert-file":
+			err = asString(v, &o.CertFile)
+		case "key-file":
+			err = asString(v, &o.KeyFile)
+		case "client-cert-file":
+			err = asString(v, &o.ClientCertFile)
+		case "client-key-file":
+			err = asString(v, &o.ClientKeyFile)
+		case "trusted-ca-file":
+			err = asString(v, &o.TrustedCAFile)
+		case "client-cert-auth", "auto-tls":
+			b, ok := v.(bool)
+			if !ok {
+				return fmt.Errorf("%s: expected a boolean, got %v", k, v)
+			}
+			if k == "auto-tls" {
+				o.AutoTLS = b
+			} else {
+				o.ClientCertAuth = b
+			}
+		default:
+			c.warn("ignoring unrecognized config file key; Cairn does not implement it", "key", section+"."+k)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// asStrings reads a YAML list of strings, or one comma-separated string.
+func asStrings(v any) ([]string, error) {
+	switch x := v.(type) {
+	case string:
+		var out []string
+		err := listValue{&out}.Set(x)
+		return out, err
+	case []any:
+		var out []string
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("expected a list of strings, got %v", v)
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("expected a list of strings, got %v", v)
 }
 
 func asString(v any, p *string) error {
@@ -748,7 +930,7 @@ func asDuration(v any) (time.Duration, error) {
 }
 
 // validate checks the configuration as etcd's embed.Config.Validate does, in its order
-// and with its messages, plus what Cairn does not serve yet (TLS, unix sockets).
+// and with its messages, plus what Cairn does not serve yet (unix sockets).
 func (c *config) validate() error {
 	switch c.Logger {
 	case "zap":
@@ -771,7 +953,7 @@ func (c *config) validate() error {
 	if err := lvl.Set(c.LogLevel); err != nil {
 		return fmt.Errorf("invalid --log-level %q: only debug, info, warn, error, dpanic, panic or fatal", c.LogLevel)
 	}
-	for _, us := range [][]url.URL{c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs} {
+	for _, us := range [][]url.URL{c.ListenPeerURLs, c.ListenClientURLs, c.ListenClientHTTPURLs, c.ListenMetricsURLs} {
 		if err := checkBindURLs(us); err != nil {
 			return err
 		}
@@ -818,23 +1000,71 @@ func (c *config) validate() error {
 	}
 	c.initialClusterMap = m
 
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
+
 	// What Cairn does not serve yet.
 	for _, l := range []struct {
 		flag string
 		us   []url.URL
 	}{
 		{"--listen-client-urls", c.ListenClientURLs},
+		{"--listen-client-http-urls", c.ListenClientHTTPURLs},
 		{"--listen-peer-urls", c.ListenPeerURLs},
 		{"--listen-metrics-urls", c.ListenMetricsURLs},
 	} {
 		for _, u := range l.us {
-			if u.Scheme != "http" {
-				return fmt.Errorf("%s %q: only http:// URLs are supported by Cairn for now (TLS and unix sockets are not)", l.flag, u.String())
+			if u.Scheme != "http" && u.Scheme != "https" {
+				return fmt.Errorf("%s %q: only http:// and https:// URLs are supported by Cairn (unix sockets are not)", l.flag, u.String())
 			}
 		}
 	}
 	return nil
 }
+
+// validateTLS checks the TLS versions and cipher suites as etcd's flag verification
+// does (same messages), and that every https:// URL has a certificate.
+func (c *config) validateTLS() error {
+	minV, err := tlsutil.ParseVersion(c.TLSMinVersion)
+	if err != nil {
+		return err
+	}
+	maxV, err := tlsutil.ParseVersion(c.TLSMaxVersion)
+	if err != nil {
+		return err
+	}
+	if maxV != 0 && minV > maxV {
+		return fmt.Errorf("min version (%s) is greater than max version (%s)", c.TLSMinVersion, c.TLSMaxVersion)
+	}
+	if minV == tls.VersionTLS13 && len(c.CipherSuites) > 0 {
+		return errors.New("cipher suites cannot be configured when only TLS1.3 is enabled")
+	}
+	if _, err := tlsutil.ParseCipherSuites(c.CipherSuites); err != nil {
+		return err
+	}
+	clientCert := !c.ClientTLS.empty() || c.ClientTLS.AutoTLS
+	for _, us := range [][]url.URL{c.ListenClientURLs, c.ListenClientHTTPURLs} {
+		for _, u := range us {
+			if u.Scheme == "https" && !clientCert {
+				return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u.String())
+			}
+		}
+	}
+	for _, u := range c.ListenMetricsURLs {
+		if u.Scheme == "https" && !clientCert {
+			return errors.New("client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url")
+		}
+	}
+	for _, u := range c.ListenPeerURLs {
+		if u.Scheme == "https" && c.PeerTLS.empty() && !c.PeerTLS.AutoTLS {
+			return fmt.Errorf("cannot listen on TLS for %s: KeyFile and CertFile are not presented", u.Host)
+		}
+	}
+	return nil
+}
+
+func (o *tlsOptions) empty() bool { return o.CertFile == "" && o.KeyFile == "" }
 
 // parseInitialCluster parses "name=url,name=url2,..." as etcd's types.NewURLsMap does.
 func parseInitialCluster(s string) (map[string][]url.URL, error) {

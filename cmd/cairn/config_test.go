@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strings"
@@ -234,15 +235,81 @@ auto-compaction-retention: "1"
 func TestUnknownFlags(t *testing.T) {
 	c := mustParse(t, []string{
 		"--auto-compaction-retention", "1h", "--name=n", "--experimental-corrupt-check-time=1m",
-		"--client-cert-auth", "--snapshot-count", "3",
+		"--enable-grpc-gateway", "--snapshot-count", "3",
 	})
 	if c.Name != "n" || c.SnapshotCount != 3 {
 		t.Fatalf("known flags lost: %+v", c)
 	}
-	for _, f := range []string{"--auto-compaction-retention", "--experimental-corrupt-check-time", "--client-cert-auth"} {
+	for _, f := range []string{"--auto-compaction-retention", "--experimental-corrupt-check-time", "--enable-grpc-gateway"} {
 		if !hasNote(c, true, "ignoring unrecognized flag; Cairn does not implement it", f) {
 			t.Errorf("no warning for %s: %v", f, c.notes)
 		}
+	}
+}
+
+// TestTLSOptions: the security flags, their ETCD_* variables and etcd's config-file keys
+// (client-transport-security, peer-transport-security) land in the config; https URLs
+// with a certificate (or auto TLS) are accepted.
+func TestTLSOptions(t *testing.T) {
+	c := mustParse(t, []string{"--cert-file=/c.pem", "--key-file=/k.pem", "--trusted-ca-file=/ca.pem", "--client-cert-auth",
+		"--client-crl-file=/crl", "--listen-client-urls=https://127.0.0.1:2379,http://127.0.0.1:22379", "--advertise-client-urls=https://127.0.0.1:2379",
+		"--listen-client-http-urls=https://127.0.0.1:2382", "--peer-auto-tls", "--listen-peer-urls=https://127.0.0.1:2380",
+		"--peer-cert-allowed-cn=a,b", "--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+		"--tls-max-version=TLS1.3", "--self-signed-cert-validity=3", "--experimental-peer-skip-client-san-verification"},
+		"ETCD_PEER_CLIENT_CERT_AUTH=true", "ETCD_PEER_CRL_FILE=/pcrl")
+	want := tlsOptions{CertFile: "/c.pem", KeyFile: "/k.pem", TrustedCAFile: "/ca.pem", ClientCertAuth: true, CRLFile: "/crl"}
+	if !reflect.DeepEqual(c.ClientTLS, want) {
+		t.Errorf("client TLS %+v, want %+v", c.ClientTLS, want)
+	}
+	wantPeer := tlsOptions{AutoTLS: true, ClientCertAuth: true, CRLFile: "/pcrl", AllowedCNs: []string{"a", "b"}}
+	if !reflect.DeepEqual(c.PeerTLS, wantPeer) {
+		t.Errorf("peer TLS %+v, want %+v", c.PeerTLS, wantPeer)
+	}
+	if len(c.CipherSuites) != 2 || c.CipherSuites[1] != "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" || c.TLSMinVersion != "TLS1.2" ||
+		c.TLSMaxVersion != "TLS1.3" || c.SelfSignedCertValidity != 3 || len(c.ListenClientURLs) != 2 || len(c.ListenClientHTTPURLs) != 1 ||
+		!c.PeerSkipClientSANVerify {
+		t.Errorf("config %+v", c)
+	}
+
+	p := filepath.Join(t.TempDir(), "etcd.yaml")
+	if err := os.WriteFile(p, []byte(`
+listen-client-urls: https://127.0.0.1:2379
+advertise-client-urls: https://127.0.0.1:2379
+listen-peer-urls: https://127.0.0.1:2380
+client-transport-security:
+  cert-file: /c.pem
+  key-file: /k.pem
+  client-cert-auth: true
+  trusted-ca-file: /ca.pem
+  auto-tls: false
+peer-transport-security:
+  cert-file: /pc.pem
+  key-file: /pk.pem
+  client-cert-auth: true
+  trusted-ca-file: /pca.pem
+  client-cert-file: /pcc.pem
+  client-key-file: /pck.pem
+  allowed-cn: [member]
+self-signed-cert-validity: 2
+cipher-suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
+tls-min-version: TLS1.2
+tls-max-version: TLS1.2
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = mustParse(t, []string{"--config-file=" + p})
+	want = tlsOptions{CertFile: "/c.pem", KeyFile: "/k.pem", TrustedCAFile: "/ca.pem", ClientCertAuth: true}
+	wantPeer = tlsOptions{CertFile: "/pc.pem", KeyFile: "/pk.pem", TrustedCAFile: "/pca.pem", ClientCertAuth: true,
+		ClientCertFile: "/pcc.pem", ClientKeyFile: "/pck.pem"}
+	if !reflect.DeepEqual(c.ClientTLS, want) || !reflect.DeepEqual(c.PeerTLS, wantPeer) {
+		t.Errorf("file: client %+v peer %+v", c.ClientTLS, c.PeerTLS)
+	}
+	// etcd 3.6's file has no allowed-cn key: warned about, not applied.
+	if !hasNote(c, true, "ignoring unrecognized config file key; Cairn does not implement it", "peer-transport-security.allowed-cn") {
+		t.Errorf("no warning for allowed-cn: %v", c.notes)
+	}
+	if c.SelfSignedCertValidity != 2 || len(c.CipherSuites) != 1 || c.TLSMaxVersion != "TLS1.2" {
+		t.Errorf("file: %+v", c)
 	}
 }
 
@@ -267,7 +334,16 @@ func TestBadValues(t *testing.T) {
 		{[]string{"--log-outputs=default,stdout"}, `multi logoutput for "default" is not supported yet`},
 		{[]string{"--enable-pprof", "false"}, `"false" is not a valid flag`},
 		{[]string{"--initial-cluster=a=localhost"}, `URL scheme must be http, https, unix, or unixs`},
-		{[]string{"--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379"}, `only http:// URLs are supported by Cairn`},
+		{[]string{"--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379"}, `TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme`},
+		{[]string{"--listen-client-http-urls=https://127.0.0.1:2381"}, `TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2381 with HTTPS scheme`},
+		{[]string{"--listen-metrics-urls=https://127.0.0.1:2381"}, `client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url`},
+		{[]string{"--listen-peer-urls=https://127.0.0.1:2380"}, `cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented`},
+		{[]string{"--tls-min-version=TLS1.1"}, `unexpected TLS version "TLS1.1" (must be one of: TLS1.2, TLS1.3)`},
+		{[]string{"--tls-max-version=foo"}, `unexpected TLS version "foo" (must be one of: TLS1.2, TLS1.3)`},
+		{[]string{"--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"}, `min version (TLS1.3) is greater than max version (TLS1.2)`},
+		{[]string{"--tls-min-version=TLS1.3", "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}, `cipher suites cannot be configured when only TLS1.3 is enabled`},
+		{[]string{"--cipher-suites=FOO"}, `unexpected TLS cipher suite "FOO"`},
+		{[]string{"--listen-client-urls=unix://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379"}, `only http:// and https:// URLs are supported by Cairn`},
 	}
 	for _, tt := range tests {
 		_, err := parseConfig(tt.args, nil)
@@ -300,16 +376,16 @@ func TestWatchProgressNotifyIntervalSpellings(t *testing.T) {
 
 func TestCorruptCheckFlags(t *testing.T) {
 	c := mustParse(t, []string{"--feature-gates=InitialCorruptCheck=true, CompactHashCheck=true,LeaseCheckpoint=false", "--compact-hash-check-time=2s"})
-	sc := c.serverConfig(zap.NewNop())
+	sc := c.serverConfig(zap.NewNop(), &tlsConfigs{})
 	if !sc.InitialCorruptCheck || !sc.CompactHashCheck || sc.CompactHashCheckTime != 2*time.Second {
 		t.Fatalf("feature gates not applied: %+v", sc)
 	}
 	c = mustParse(t, []string{"--experimental-initial-corrupt-check", "--experimental-compact-hash-check-enabled", "--experimental-compact-hash-check-time=3s"})
-	sc = c.serverConfig(zap.NewNop())
+	sc = c.serverConfig(zap.NewNop(), &tlsConfigs{})
 	if !sc.InitialCorruptCheck || !sc.CompactHashCheck || sc.CompactHashCheckTime != 3*time.Second {
 		t.Fatalf("experimental flags not applied: %+v", sc)
 	}
-	sc = mustParse(t, nil).serverConfig(zap.NewNop())
+	sc = mustParse(t, nil).serverConfig(zap.NewNop(), &tlsConfigs{})
 	if sc.InitialCorruptCheck || sc.CompactHashCheck || sc.CompactHashCheckTime != time.Minute {
 		t.Fatalf("defaults: %+v", sc)
 	}
@@ -338,11 +414,11 @@ func TestFaultInjectionEnv(t *testing.T) {
 }
 
 func TestInitialMmapSizeOption(t *testing.T) {
-	if c := mustParse(t, nil); c.InitialMmapSize != 0 || c.serverConfig(zap.NewNop()).InitialMmapSize != 0 {
+	if c := mustParse(t, nil); c.InitialMmapSize != 0 || c.serverConfig(zap.NewNop(), &tlsConfigs{}).InitialMmapSize != 0 {
 		t.Fatalf("default initial-mmap-size = %d, want 0 (etcd's sizing)", c.InitialMmapSize)
 	}
 	c := mustParse(t, []string{"--initial-mmap-size=1073741824"})
-	if c.InitialMmapSize != 1<<30 || c.serverConfig(zap.NewNop()).InitialMmapSize != 1<<30 {
+	if c.InitialMmapSize != 1<<30 || c.serverConfig(zap.NewNop(), &tlsConfigs{}).InitialMmapSize != 1<<30 {
 		t.Fatalf("flag: %d", c.InitialMmapSize)
 	}
 	if c := mustParse(t, nil, "ETCD_INITIAL_MMAP_SIZE=2048"); c.InitialMmapSize != 2048 {
@@ -370,7 +446,7 @@ func TestBackupOptions(t *testing.T) {
 		t.Fatalf("defaults: %q %v %d", c.BackupDir, c.BackupInterval, c.BackupRetention)
 	}
 	c = mustParse(t, []string{"--backup-dir=/b", "--backup-interval=5m", "--backup-retention=3"})
-	sc := c.serverConfig(zap.NewNop())
+	sc := c.serverConfig(zap.NewNop(), &tlsConfigs{})
 	if sc.BackupDir != "/b" || sc.BackupInterval != 5*time.Minute || sc.BackupRetention != 3 {
 		t.Fatalf("flags: %q %v %d", sc.BackupDir, sc.BackupInterval, sc.BackupRetention)
 	}
