@@ -57,6 +57,13 @@ type Config struct {
 	// 0 means DefaultLeaseCheckpointInterval; a negative value turns checkpointing off.
 	LeaseCheckpointInterval time.Duration
 
+	// AutoCompactionMode is etcd's --auto-compaction-mode (CompactorModePeriodic, the
+	// default when empty, or CompactorModeRevision); AutoCompactionRetention is
+	// --auto-compaction-retention as ParseCompactionRetention reads it (a duration, or a
+	// revision count in revision mode). 0 turns auto-compaction off.
+	AutoCompactionMode      string
+	AutoCompactionRetention time.Duration
+
 	Logger *zap.Logger
 }
 
@@ -125,6 +132,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InitialClusterState == "" {
 		c.InitialClusterState = "new"
+	}
+	if c.AutoCompactionMode == "" {
+		c.AutoCompactionMode = CompactorModePeriodic
 	}
 	return c
 }

@@ -220,6 +220,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CompactHashCheck {
 		go s.runCompactHashCheck(cfg.CompactHashCheckTime)
 	}
+	if cfg.AutoCompactionRetention != 0 {
+		go s.newAutoCompactor().run()
+	}
 	lg.Info("started member",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.id)),
 		zap.String("cluster-id", fmt.Sprintf("%x", s.clusterID)),

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-kv/cairn/server"
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
 )
@@ -39,6 +40,8 @@ const (
 	defaultLogLevel                 = "info"
 	defaultLogOutput                = "default"
 	maxElectionMs                   = 50000
+	defaultAutoCompactionMode       = "periodic"
+	defaultAutoCompactionRetention  = "0"
 
 	envPrefix = "ETCD"
 )
@@ -85,6 +88,10 @@ type config struct {
 	// WatchProgressNotifyInterval is etcd 3.6's --watch-progress-notify-interval (also
 	// spelled --experimental-watch-progress-notify-interval, deprecated); 0 = 10 minutes.
 	WatchProgressNotifyInterval time.Duration
+	// AutoCompactionMode and AutoCompactionRetention are etcd's --auto-compaction-mode and
+	// --auto-compaction-retention (as given: a bare number is hours or revisions).
+	AutoCompactionMode      string
+	AutoCompactionRetention string
 
 	ConfigFile   string
 	PrintVersion bool
@@ -92,6 +99,8 @@ type config struct {
 
 	// initialClusterMap is InitialCluster parsed.
 	initialClusterMap map[string][]url.URL
+	// autoCompactionRetention is AutoCompactionRetention parsed.
+	autoCompactionRetention time.Duration
 
 	// Messages for the log once the logger exists: unknown flags, environment variables
 	// used or ignored, defaults applied. Each is a message plus key/value pairs.
@@ -130,6 +139,8 @@ func newConfig() *config {
 		GRPCKeepAliveInterval:  defaultGRPCKeepAliveInterval,
 		GRPCKeepAliveTimeout:   defaultGRPCKeepAliveTimeout,
 	}
+	c.AutoCompactionMode = defaultAutoCompactionMode
+	c.AutoCompactionRetention = defaultAutoCompactionRetention
 	c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
 	return c
 }
@@ -310,6 +321,8 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.BoolVar(&c.CompactHashCheck, "experimental-compact-hash-check-enabled", c.CompactHashCheck, "Enable leader to periodically check followers compaction hashes. Deprecated in v3.6: use --feature-gates=CompactHashCheck=true.")
 	fs.DurationVar(&c.CompactHashCheckTime, "compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes.")
 	fs.DurationVar(&c.CompactHashCheckTime, "experimental-compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes. Deprecated in v3.6: use --compact-hash-check-time.")
+	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention length. 0 means disable auto compaction.")
+	fs.StringVar(&c.AutoCompactionMode, "auto-compaction-mode", c.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.StringVar(&c.ConfigFile, "config-file", c.ConfigFile, "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.")
 	fs.BoolVar(&c.PrintVersion, "version", c.PrintVersion, "Print the version and exit.")
@@ -645,6 +658,10 @@ func (c *config) setFileKey(k string, v any) error {
 			return err
 		}
 		c.CompactHashCheckTime = d
+	case "auto-compaction-mode":
+		return asString(v, &c.AutoCompactionMode)
+	case "auto-compaction-retention":
+		return asString(v, &c.AutoCompactionRetention)
 	case "feature-gates":
 		str, ok := v.(string)
 		if !ok {
@@ -766,6 +783,9 @@ func (c *config) validate() error {
 		return fmt.Errorf("invalid --initial-cluster %q: %w", c.InitialCluster, err)
 	}
 	c.initialClusterMap = m
+	if err := c.validateOps(); err != nil {
+		return err
+	}
 
 	// What Cairn does not serve yet.
 	for _, l := range []struct {
@@ -905,5 +925,24 @@ func (f featureGatesValue) Set(s string) error {
 		}
 		(*f.m)[k] = b
 	}
+	return nil
+}
+
+// validateOps checks the operations options (auto-compaction, file retention, learners)
+// with etcd's messages: the mode as embed.Config.Validate does, the retention as
+// etcd's server start does.
+func (c *config) validateOps() error {
+	switch c.AutoCompactionMode {
+	case "periodic", "revision":
+	case "":
+		return errors.New("undefined auto-compaction-mode")
+	default:
+		return fmt.Errorf("unknown auto-compaction-mode %q", c.AutoCompactionMode)
+	}
+	d, err := server.ParseCompactionRetention(c.AutoCompactionMode, c.AutoCompactionRetention)
+	if err != nil {
+		return err
+	}
+	c.autoCompactionRetention = d
 	return nil
 }

@@ -152,6 +152,10 @@ func (c *config) serverConfig(lg *zap.Logger) server.Config {
 		GRPCKeepAliveTimeout:   c.GRPCKeepAliveTimeout,
 		EnablePprof:            c.EnablePprof,
 		Logger:                 lg,
+
+		// Operations: auto-compaction, snapshot and WAL file retention, learners.
+		AutoCompactionMode:      c.AutoCompactionMode,
+		AutoCompactionRetention: c.autoCompactionRetention,
 	}
 }
 
