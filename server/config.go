@@ -64,6 +64,12 @@ type Config struct {
 	AutoCompactionMode      string
 	AutoCompactionRetention time.Duration
 
+	// MaxLearners is how many learners the cluster may have (etcd's --max-learners),
+	// checked when a learner is added, by the member asked and again by every member when
+	// the change is applied. 0 means DefaultMaxLearners; a negative value allows none
+	// (etcd's --max-learners=0).
+	MaxLearners int
+
 	Logger *zap.Logger
 }
 
@@ -81,6 +87,8 @@ const (
 	// checkpoints only behind --feature-gates=LeaseCheckpoint=true; Cairn always does.)
 	DefaultLeaseCheckpointInterval = 5 * time.Minute
 	DefaultCompactHashCheckTime    = time.Minute
+	// DefaultMaxLearners is etcd's default --max-learners.
+	DefaultMaxLearners = 1
 )
 
 // MemberDir is where a member keeps its state: <data-dir>/member, as etcd does.
@@ -132,6 +140,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InitialClusterState == "" {
 		c.InitialClusterState = "new"
+	}
+	if c.MaxLearners == 0 {
+		c.MaxLearners = DefaultMaxLearners
 	}
 	if c.AutoCompactionMode == "" {
 		c.AutoCompactionMode = CompactorModePeriodic

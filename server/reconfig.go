@@ -16,9 +16,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// maxLearners is etcd's default --max-learners.
-const maxLearners = 1
-
 // healthInterval is how long every peer must have been reachable before a voter may
 // be added (etcd's HealthInterval).
 const healthInterval = 5 * time.Second
@@ -39,7 +36,7 @@ func (s *Server) IsLearner() bool {
 func (s *Server) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
 	voters, started, learners := s.members.counts(0)
 	if r.IsLearner {
-		if learners >= maxLearners {
+		if learners >= s.members.maxLearners {
 			return nil, ErrTooManyLearners
 		}
 	} else if started < (voters+1)/2+1 {

@@ -105,6 +105,7 @@ func New(cfg Config) (*Server, error) {
 		stopping:         make(chan struct{}),
 		donec:            make(chan struct{}),
 	}
+	s.members.maxLearners = max(cfg.MaxLearners, 0)
 	rcfg := raftnode.Config{
 		Logger:                 lg,
 		TickInterval:           cfg.HeartbeatInterval,

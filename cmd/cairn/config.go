@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	"github.com/cairn-kv/cairn/server"
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
@@ -42,6 +43,7 @@ const (
 	maxElectionMs                   = 50000
 	defaultAutoCompactionMode       = "periodic"
 	defaultAutoCompactionRetention  = "0"
+	defaultMaxLearners              = 1
 
 	envPrefix = "ETCD"
 )
@@ -92,6 +94,8 @@ type config struct {
 	// --auto-compaction-retention (as given: a bare number is hours or revisions).
 	AutoCompactionMode      string
 	AutoCompactionRetention string
+	// MaxLearners is etcd's --max-learners.
+	MaxLearners int
 
 	ConfigFile   string
 	PrintVersion bool
@@ -141,6 +145,7 @@ func newConfig() *config {
 	}
 	c.AutoCompactionMode = defaultAutoCompactionMode
 	c.AutoCompactionRetention = defaultAutoCompactionRetention
+	c.MaxLearners = defaultMaxLearners
 	c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
 	return c
 }
@@ -323,6 +328,7 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.CompactHashCheckTime, "experimental-compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes. Deprecated in v3.6: use --compact-hash-check-time.")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention length. 0 means disable auto compaction.")
 	fs.StringVar(&c.AutoCompactionMode, "auto-compaction-mode", c.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
+	fs.IntVar(&c.MaxLearners, "max-learners", c.MaxLearners, "Set the max number of learner members allowed in the cluster membership.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.StringVar(&c.ConfigFile, "config-file", c.ConfigFile, "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.")
 	fs.BoolVar(&c.PrintVersion, "version", c.PrintVersion, "Print the version and exit.")
@@ -658,6 +664,12 @@ func (c *config) setFileKey(k string, v any) error {
 			return err
 		}
 		c.CompactHashCheckTime = d
+	case "max-learners":
+		n, err := asInt(v)
+		if err != nil {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.MaxLearners = int(n)
 	case "auto-compaction-mode":
 		return asString(v, &c.AutoCompactionMode)
 	case "auto-compaction-retention":
@@ -944,5 +956,18 @@ func (c *config) validateOps() error {
 		return err
 	}
 	c.autoCompactionRetention = d
+	// etcd starts, then fails its bootstrap with this (0 learners is already too many).
+	if c.MaxLearners < 0 {
+		return errs.ErrTooManyLearners
+	}
 	return nil
+}
+
+// serverMaxLearners maps --max-learners to server.Config's (where 0 means the default and
+// a negative value none).
+func serverMaxLearners(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

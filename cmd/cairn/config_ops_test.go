@@ -60,3 +60,20 @@ func TestAutoCompactionFlags(t *testing.T) {
 		t.Errorf("config file: %q %v", c.AutoCompactionMode, c.autoCompactionRetention)
 	}
 }
+
+// TestMaxLearnersFlag: etcd's default 1; 0 allows none; negative fails as etcd's
+// bootstrap does.
+func TestMaxLearnersFlag(t *testing.T) {
+	if c := mustParse(t, nil); c.MaxLearners != 1 || c.serverConfig(nil).MaxLearners != 1 {
+		t.Fatalf("default: %d", c.MaxLearners)
+	}
+	if c := mustParse(t, []string{"--max-learners=3"}); c.serverConfig(nil).MaxLearners != 3 {
+		t.Fatalf("3: %d", c.serverConfig(nil).MaxLearners)
+	}
+	if c := mustParse(t, []string{"--max-learners=0"}); c.serverConfig(nil).MaxLearners >= 0 {
+		t.Fatalf("0 must allow no learner: server config %d", c.serverConfig(nil).MaxLearners)
+	}
+	if _, err := parseConfig([]string{"--max-learners=-1"}, nil); err == nil || err.Error() != "membership: too many learner members in cluster" {
+		t.Fatalf("-1: %v", err)
+	}
+}

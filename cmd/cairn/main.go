@@ -156,6 +156,7 @@ func (c *config) serverConfig(lg *zap.Logger) server.Config {
 		// Operations: auto-compaction, snapshot and WAL file retention, learners.
 		AutoCompactionMode:      c.AutoCompactionMode,
 		AutoCompactionRetention: c.autoCompactionRetention,
+		MaxLearners:             serverMaxLearners(c.MaxLearners),
 	}
 }
 
