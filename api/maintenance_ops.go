@@ -27,3 +27,22 @@ func (s *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.Ha
 	fillHeader(s.b, &resp.Header)
 	return resp, nil
 }
+
+// downgrader is implemented by a Backend that serves Maintenance.Downgrade.
+type downgrader interface {
+	Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error)
+}
+
+// Downgrade validates, enables or cancels a cluster downgrade (etcdctl downgrade).
+func (s *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	d, ok := s.b.(downgrader)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "method Downgrade not implemented")
+	}
+	resp, err := d.Downgrade(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}
