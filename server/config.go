@@ -70,6 +70,13 @@ type Config struct {
 	// (etcd's --max-learners=0).
 	MaxLearners int
 
+	// MaxSnapshots and MaxWALs are etcd's --max-snapshots and --max-wals: how many
+	// snapshot files and WAL segments the member keeps (WAL segments only while the
+	// newest snapshot does not need them). 0 means 5, etcd's default; a negative value
+	// keeps them all (etcd's 0).
+	MaxSnapshots int
+	MaxWALs      int
+
 	Logger *zap.Logger
 }
 

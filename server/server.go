@@ -114,6 +114,8 @@ func New(cfg Config) (*Server, error) {
 		WALDir:                 cfg.WALPath(),
 		SnapDir:                cfg.SnapPath(),
 		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
+		MaxSnapshots:           cfg.MaxSnapshots,
+		MaxWALs:                cfg.MaxWALs,
 	}
 	if err := recoverSnapshotDB(lg, store, persisted); err != nil {
 		persisted.WAL.Close()

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -44,6 +45,8 @@ const (
 	defaultAutoCompactionMode       = "periodic"
 	defaultAutoCompactionRetention  = "0"
 	defaultMaxLearners              = 1
+	defaultMaxSnapshots             = 5
+	defaultMaxWALs                  = 5
 
 	envPrefix = "ETCD"
 )
@@ -96,6 +99,9 @@ type config struct {
 	AutoCompactionRetention string
 	// MaxLearners is etcd's --max-learners.
 	MaxLearners int
+	// MaxSnapshots and MaxWALs are etcd's --max-snapshots and --max-wals (0: unlimited).
+	MaxSnapshots uint
+	MaxWALs      uint
 
 	ConfigFile   string
 	PrintVersion bool
@@ -146,6 +152,8 @@ func newConfig() *config {
 	c.AutoCompactionMode = defaultAutoCompactionMode
 	c.AutoCompactionRetention = defaultAutoCompactionRetention
 	c.MaxLearners = defaultMaxLearners
+	c.MaxSnapshots = defaultMaxSnapshots
+	c.MaxWALs = defaultMaxWALs
 	c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
 	return c
 }
@@ -328,6 +336,8 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.CompactHashCheckTime, "experimental-compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes. Deprecated in v3.6: use --compact-hash-check-time.")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention length. 0 means disable auto compaction.")
 	fs.StringVar(&c.AutoCompactionMode, "auto-compaction-mode", c.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
+	fs.UintVar(&c.MaxSnapshots, "max-snapshots", c.MaxSnapshots, "Maximum number of snapshot files to retain (0 is unlimited). Deprecated in v3.6 and will be decommissioned in v3.8.")
+	fs.UintVar(&c.MaxWALs, "max-wals", c.MaxWALs, "Maximum number of wal files to retain (0 is unlimited).")
 	fs.IntVar(&c.MaxLearners, "max-learners", c.MaxLearners, "Set the max number of learner members allowed in the cluster membership.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.StringVar(&c.ConfigFile, "config-file", c.ConfigFile, "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.")
@@ -664,6 +674,16 @@ func (c *config) setFileKey(k string, v any) error {
 			return err
 		}
 		c.CompactHashCheckTime = d
+	case "max-snapshots", "max-wals":
+		n, err := asInt(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		if k == "max-snapshots" {
+			c.MaxSnapshots = uint(n)
+		} else {
+			c.MaxWALs = uint(n)
+		}
 	case "max-learners":
 		n, err := asInt(v)
 		if err != nil {
@@ -970,4 +990,13 @@ func serverMaxLearners(n int) int {
 		return -1
 	}
 	return n
+}
+
+// serverFileLimit maps --max-snapshots / --max-wals (0: unlimited) to server.Config's
+// (0: the default, negative: unlimited).
+func serverFileLimit(n uint) int {
+	if n == 0 {
+		return -1
+	}
+	return int(min(n, uint(math.MaxInt32)))
 }

@@ -77,3 +77,19 @@ func TestMaxLearnersFlag(t *testing.T) {
 		t.Fatalf("-1: %v", err)
 	}
 }
+
+// TestFileRetentionFlags: --max-snapshots and --max-wals default to 5 as etcd's; 0 is
+// unlimited; a negative value is a flag parse error, as etcd's uint flags give.
+func TestFileRetentionFlags(t *testing.T) {
+	sc := mustParse(t, nil).serverConfig(nil)
+	if sc.MaxSnapshots != 5 || sc.MaxWALs != 5 {
+		t.Fatalf("defaults: %d %d", sc.MaxSnapshots, sc.MaxWALs)
+	}
+	sc = mustParse(t, []string{"--max-snapshots=2", "--max-wals=0"}).serverConfig(nil)
+	if sc.MaxSnapshots != 2 || sc.MaxWALs >= 0 {
+		t.Fatalf("2 and 0 (unlimited): %d %d", sc.MaxSnapshots, sc.MaxWALs)
+	}
+	if _, err := parseConfig([]string{"--max-snapshots=-1"}, nil); err == nil || err.Error() != `invalid value "-1" for flag -max-snapshots: parse error` {
+		t.Fatalf("-1: %v", err)
+	}
+}

@@ -157,6 +157,8 @@ func (c *config) serverConfig(lg *zap.Logger) server.Config {
 		AutoCompactionMode:      c.AutoCompactionMode,
 		AutoCompactionRetention: c.autoCompactionRetention,
 		MaxLearners:             serverMaxLearners(c.MaxLearners),
+		MaxSnapshots:            serverFileLimit(c.MaxSnapshots),
+		MaxWALs:                 serverFileLimit(c.MaxWALs),
 	}
 }
 
