@@ -77,6 +77,12 @@ type Config struct {
 	MaxSnapshots int
 	MaxWALs      int
 
+	// ForceNewCluster restarts an existing member as a one-member cluster (etcd's
+	// --force-new-cluster): committed conf changes removing every other member are
+	// written to its own log at start, so it keeps all its data and leads alone. Ignored
+	// for a new member.
+	ForceNewCluster bool
+
 	Logger *zap.Logger
 }
 

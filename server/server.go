@@ -174,6 +174,13 @@ func New(cfg Config) (*Server, error) {
 			store.Close()
 			return nil, err
 		}
+		if cfg.ForceNewCluster {
+			if err := s.forceNewCluster(persisted); err != nil {
+				persisted.WAL.Close()
+				store.Close()
+				return nil, err
+			}
+		}
 		peers = s.members.all()
 	}
 	rcfg.ID = s.id

@@ -93,3 +93,15 @@ func TestFileRetentionFlags(t *testing.T) {
 		t.Fatalf("-1: %v", err)
 	}
 }
+
+func TestForceNewClusterFlag(t *testing.T) {
+	if mustParse(t, nil).serverConfig(nil).ForceNewCluster {
+		t.Fatal("on by default")
+	}
+	if !mustParse(t, []string{"--force-new-cluster"}).serverConfig(nil).ForceNewCluster {
+		t.Fatal("--force-new-cluster not passed on")
+	}
+	if !mustParse(t, nil, "ETCD_FORCE_NEW_CLUSTER=true").ForceNewCluster {
+		t.Fatal("ETCD_FORCE_NEW_CLUSTER not read")
+	}
+}

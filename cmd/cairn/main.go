@@ -159,6 +159,7 @@ func (c *config) serverConfig(lg *zap.Logger) server.Config {
 		MaxLearners:             serverMaxLearners(c.MaxLearners),
 		MaxSnapshots:            serverFileLimit(c.MaxSnapshots),
 		MaxWALs:                 serverFileLimit(c.MaxWALs),
+		ForceNewCluster:         c.ForceNewCluster,
 	}
 }
 
