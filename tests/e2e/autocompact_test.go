@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-kv/cairn/tests/framework"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -90,5 +91,57 @@ func TestAutoCompactionPeriodic(t *testing.T) {
 		if !m.LogContains(msg) {
 			t.Errorf("log lacks %q:\n%s", msg, m.LogTail(20))
 		}
+	}
+}
+
+// TestAutoCompactionLeaderOnly: in a cluster only the leader compacts (followers sample
+// but never start a compaction), every member sees the compaction, and after the leader
+// stops the new leader compacts. Runs against etcd too.
+func TestAutoCompactionLeaderOnly(t *testing.T) {
+	c := framework.StartCluster(t, 3, framework.Options{Flags: []string{"--auto-compaction-retention=" + autoCompactRetention.String()}})
+	leader := c.Leader()
+	cli := c.Client()
+	first := mustPut(t, cli, "lo", "0").Header.Revision
+	// writeUntil writes (bounded by count and time) until cond holds.
+	writeUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for i := 0; !cond(); i++ {
+			if time.Now().After(deadline) || i > 1000 {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			mustPut(t, cli, "lo", fmt.Sprint(i))
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	compactedOn := func(m *framework.Member, rev int64) bool {
+		_, err := m.Client().Get(ctx(t), "lo", clientv3.WithRev(rev), clientv3.WithSerializable())
+		return err != nil
+	}
+	writeUntil("the first revision compacted on every member", func() bool {
+		for _, m := range c.Members {
+			if !compactedOn(m, first) {
+				return false
+			}
+		}
+		return true
+	})
+	const started = "starting auto periodic compaction"
+	for _, m := range c.Members {
+		if has := m.LogContains(started); has != (m == leader) {
+			t.Fatalf("%s (leader %v) logged %q: %v", m.Name, m == leader, started, has)
+		}
+	}
+
+	leader.Stop()
+	next, err := c.WaitLeader(framework.DefaultLeaderTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli = next.Client()
+	since := mustPut(t, cli, "lo", "after").Header.Revision
+	writeUntil("the new leader's compaction", func() bool { return compactedOn(next, since) })
+	if !next.LogContains(started) {
+		t.Fatalf("new leader %s did not log %q", next.Name, started)
 	}
 }
