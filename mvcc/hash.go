@@ -62,17 +62,23 @@ func (s *Store) HashByRev(rev int64) (hash uint32, hashRev, compactRev int64, er
 // Hash is etcd's Maintenance.Hash: a crc32 (Castagnoli) over the whole db, bucket by
 // bucket in name order (each bucket's name, then each of its keys and values in order),
 // leaving out the meta keys that differ between members holding the same data (the
-// consistent index, the term and the storage version), plus the current revision. It
-// covers every applied write, committed or still in the batch.
+// consistent index, the term and the storage version), plus the revision it covers. Like
+// etcd it commits the batch first, so every applied write is covered; the hashing itself
+// reads a bbolt view and does not hold up writes.
 func (s *Store) Hash() (hash uint32, rev int64, err error) {
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if err := s.usable(); err != nil {
+	if err := s.commitLocked(); err != nil {
+		s.wmu.Unlock()
 		return 0, 0, fmt.Errorf("mvcc: hash: %w", err)
 	}
+	tx, err := s.b.db.Begin(false)
 	rev = s.currentRev.Load()
+	s.wmu.Unlock()
+	if err != nil {
+		return 0, 0, fmt.Errorf("mvcc: hash: begin read: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
 	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	tx := s.b.tx
 	c := tx.Cursor()
 	for name, _ := c.First(); name != nil; name, _ = c.Next() {
 		b := tx.Bucket(name)
