@@ -340,6 +340,16 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	return resp, nil
 }
 
+// Defragment compacts this member's db file (etcdctl defrag; --cluster calls every member).
+func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	resp, err := s.b.Defragment(ctx)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	fillHeader(s.b, &resp.Header)
+	return resp, nil
+}
+
 // snapshotChunkSize is the db bytes per Snapshot response (etcd's send buffer size).
 const snapshotChunkSize = 32 * 1024
 

@@ -164,8 +164,8 @@ func TestServeClientGRPCAndHTTPOnOnePort(t *testing.T) {
 			t.Fatalf("MemberAdd(%q) = %v; want %v", u, err, ErrGRPCMemberBadURLs)
 		}
 	}
-	if _, err := mc.Defragment(ctx, &pb.DefragmentRequest{}); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("Defragment = %v; want Unimplemented", err)
+	if dr, err := mc.Defragment(ctx, &pb.DefragmentRequest{}); err != nil || dr.Header.GetClusterId() != 100 {
+		t.Fatalf("Defragment = %v, %v", dr, err)
 	}
 	// Watch is served: a create is answered with its created response.
 	wctx, wcancel := context.WithCancel(ctx)

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
 // Bucket names, as in etcd's schema.
@@ -55,6 +58,9 @@ type backend struct {
 	changes int      // changes in tx since it began; guarded by the store's write lock
 	// failCommit, set only by tests, makes the next commits fail as a full disk would.
 	failCommit error
+	// redo, while a defragmentation copies the file, records every change made since
+	// the copy's view began, to replay on the copy; guarded by the store's write lock.
+	redo *[]redoOp
 
 	bufMu sync.RWMutex
 	buf   map[revision][]byte // uncommitted "key" bucket values, by revision
@@ -63,11 +69,16 @@ type backend struct {
 	sizeInUse atomic.Int64
 }
 
-func openBackend(path string) (*backend, error) {
+// openBackend opens the bbolt file at path. mmapSize is the initial size of its memory
+// map (0: bbolt's default, grown as the file grows).
+func openBackend(path string, mmapSize int) (*backend, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("mvcc: create backend dir: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	// A commit that grows the file past the memory map remaps it, which waits for every
+	// open read transaction (a snapshot being sent, a long range) while the store's write
+	// lock is held; mapping a large size up front avoids the remap, as etcd does.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second, InitialMmapSize: mmapSize})
 	if err != nil {
 		return nil, fmt.Errorf("mvcc: open backend %s: %w", path, err)
 	}
@@ -121,6 +132,7 @@ func (b *backend) put(bucket, key, value []byte) error {
 		return fmt.Errorf("mvcc: put into bucket %q: %w", bucket, err)
 	}
 	b.changes++
+	b.record(bucket, key, value, false)
 	return nil
 }
 
@@ -154,6 +166,7 @@ func (b *backend) delete(bucket, key []byte) error {
 		return fmt.Errorf("mvcc: delete from bucket %q: %w", bucket, err)
 	}
 	b.changes++
+	b.record(bucket, key, nil, true)
 	return nil
 }
 
@@ -216,6 +229,65 @@ func (r *reader) close() {
 		_ = r.tx.Rollback()
 	}
 	r.b.bufMu.RUnlock()
+}
+
+// rangeView holds the values of a range read's revisions without holding the buffer: the
+// buffered ones picked from the buffer (a buffered value is never modified, clearing the
+// buffer only drops it), the others through a bbolt read transaction begun while the
+// buffer was held. The buffer is cleared only once its commit is visible to new read
+// transactions, so every revision is in one or the other. It must be closed.
+type rangeView struct {
+	tx   *bolt.Tx // nil if every value was buffered
+	vals [][]byte // the buffered value of the i-th revision, or nil
+}
+
+func (b *backend) view(hits []indexHit) (*rangeView, error) {
+	v := &rangeView{}
+	b.bufMu.RLock()
+	defer b.bufMu.RUnlock()
+	missing := len(hits)
+	if len(b.buf) > 0 {
+		v.vals = make([][]byte, len(hits))
+		for i, h := range hits {
+			if val, ok := b.buf[h.rev]; ok {
+				v.vals[i] = val
+				missing--
+			}
+		}
+	}
+	if missing > 0 {
+		tx, err := b.db.Begin(false)
+		if err != nil {
+			return nil, fmt.Errorf("mvcc: begin read: %w", err)
+		}
+		v.tx = tx
+	}
+	return v, nil
+}
+
+// kv decodes the i-th revision of the view, rev.
+func (v *rangeView) kv(i int, rev revision) (*mvccpb.KeyValue, error) {
+	var val []byte
+	if v.vals != nil {
+		val = v.vals[i]
+	}
+	if val == nil && v.tx != nil {
+		val = v.tx.Bucket(bucketKey).Get(rev.bytes(false))
+	}
+	if val == nil {
+		return nil, fmt.Errorf("mvcc: revision {%d %d} missing from the backend", rev.main, rev.sub)
+	}
+	kv := &mvccpb.KeyValue{}
+	if err := proto.Unmarshal(val, kv); err != nil {
+		return nil, fmt.Errorf("mvcc: decode revision {%d %d}: %w", rev.main, rev.sub, err)
+	}
+	return kv, nil
+}
+
+func (v *rangeView) close() {
+	if v.tx != nil {
+		_ = v.tx.Rollback()
+	}
 }
 
 // batchValue reads a live revision through the batch (which sees uncommitted writes).

@@ -78,6 +78,9 @@ func (s *Store) runCompaction(rev int64, keep map[revision]struct{}, gen uint64)
 			return fmt.Errorf("store closing after %d keys", total)
 		default:
 		}
+		if hook := s.hooks.compactBatch; hook != nil {
+			hook()
+		}
 		s.wmu.Lock()
 		if s.closed {
 			s.wmu.Unlock()

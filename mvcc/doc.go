@@ -19,7 +19,13 @@
 //     of a write transaction; the raft consistent index goes into the same commit. Values
 //     written since the last commit are buffered in memory so readers (which use their own
 //     bbolt read transactions) see every ended write transaction at once.
-//   - txn.go: ReadTxn is a snapshot at the revision current when it began.
+//   - txn.go: ReadTxn is a snapshot at the revision current when it began; its Range
+//     holds the index lock only to walk the index (stopping to collect at the limit, still
+//     counting every key) and to take a view of the values (the buffered ones, and a bbolt
+//     read transaction that no later compaction changes), then decodes without locks.
+//     ReadTxn.ForEach
+//     (iterate.go) visits a range key by key, decoding one value at a time, for scans
+//     of the whole store that must not hold every value at once.
 //   - write.go: Update(index, term, fn) is the only way to write: fn gets the one
 //     WriteTxn, which holds the store's write lock and writes at Rev()+1 with sub
 //     revisions 0, 1, ...; if fn fails, every change it made is undone (an undo log over
@@ -31,8 +37,10 @@
 //   - compact.go: Compact updates the index at once and deletes the dropped revisions from
 //     bbolt in background batches of at most 1000 keys per commit; an unfinished compaction
 //     (scheduled > finished) is resumed on Open.
-//   - hash.go: HashByRev, compatible with etcd's HashKV; Hash, etcd's Maintenance.Hash of
-//     the whole db (every bucket but meta's consistent_index, term and storageVersion).
+//   - hash.go: HashByRev, compatible with etcd's HashKV; it scans a bbolt read
+//     transaction (committing the batch first if needed) without the write lock. Hash,
+//     etcd's Maintenance.Hash of the whole db (every bucket but meta's consistent_index,
+//     term and storageVersion).
 //   - watch*.go: the watch hub. Update hands each revision's events to synced
 //     watchers without ever blocking on a stream (a full stream makes its watcher
 //     unsynced); a catch-up loop replays unsynced watchers from bbolt in bounded batches

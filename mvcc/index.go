@@ -272,14 +272,27 @@ func (ti *treeIndex) visit(key, end []byte, f func(ki *keyIndex) bool) {
 
 // rangeAt returns the keys in the range that are live at atRev, in key order.
 func (ti *treeIndex) rangeAt(key, end []byte, atRev int64) []indexHit {
-	var hits []indexHit
+	hits, _ := ti.rangeLimit(key, end, atRev, -1)
+	return hits
+}
+
+// rangeLimit returns the first limit keys in the range that are live at atRev, in key
+// order (all of them if limit < 0), and how many keys in the range are live at atRev. Only
+// the returned hits are allocated: past the limit the walk just counts.
+func (ti *treeIndex) rangeLimit(key, end []byte, atRev int64, limit int) (hits []indexHit, count int) {
+	if limit > 0 {
+		hits = make([]indexHit, 0, min(limit, 64))
+	}
 	ti.visit(key, end, func(ki *keyIndex) bool {
 		if rev, _, _, ok := ki.get(atRev); ok {
-			hits = append(hits, indexHit{key: ki.key, rev: rev})
+			if limit < 0 || len(hits) < limit {
+				hits = append(hits, indexHit{key: ki.key, rev: rev})
+			}
+			count++
 		}
 		return true
 	})
-	return hits
+	return hits, count
 }
 
 // compact compacts every key index at rev, dropping keys with nothing left, and returns the

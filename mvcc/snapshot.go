@@ -89,7 +89,7 @@ func (s *Store) replaceBackend(path string) (scheduled, finished int64, err erro
 	if err := fsutil.SyncDir(filepath.Dir(s.path)); err != nil {
 		return 0, 0, err
 	}
-	b, err := openBackend(s.path)
+	b, err := openBackend(s.path, s.cfg.InitialMmapSize)
 	if err != nil {
 		return 0, 0, err
 	}

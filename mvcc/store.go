@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,10 @@ type Config struct {
 	BatchInterval time.Duration
 	// BatchLimit is how many changes a batch holds before it is committed (default 10000).
 	BatchLimit int
+	// InitialMmapSize is the initial size in bytes of bbolt's memory map (0: bbolt's
+	// default, remapped as the file grows). While the file fits in it, a commit never
+	// waits for open read transactions to remap.
+	InitialMmapSize int
 }
 
 const (
@@ -39,9 +44,10 @@ const (
 //
 // Locking: wmu serializes everything that writes (write transactions, compaction batches,
 // commits, member and meta updates) and guards the backend's batch transaction. mu guards the
-// index and compactRev: readers hold it shared for one Range, writers exclusively for each
-// index change. A write transaction adds its revisions to the index as it goes, at
-// currentRev+1, which no reader looks at until the txn's end publishes the new currentRev.
+// index and compactRev: readers hold it shared for one Range's index walk (not while
+// decoding values), writers exclusively for each index change. A write transaction adds
+// its revisions to the index as it goes, at currentRev+1, which no reader looks at until
+// the txn's end publishes the new currentRev.
 type Store struct {
 	lg   *zap.Logger
 	cfg  Config
@@ -77,6 +83,11 @@ type Store struct {
 	// failed is the storage failure (wrapping ErrBackendFailed) after which the store
 	// takes no more writes and never commits again; guarded by wmu.
 	failed error
+
+	hooks testHooks
+
+	defragMu sync.Mutex     // one Defragment at a time
+	bg       sync.WaitGroup // closes of db files replaced by Defragment
 }
 
 // Open opens (or creates) the bbolt file at path and rebuilds the index from it. A
@@ -91,7 +102,11 @@ func Open(lg *zap.Logger, path string, cfg Config) (*Store, error) {
 	if cfg.BatchLimit <= 0 {
 		cfg.BatchLimit = defaultBatchLimit
 	}
-	b, err := openBackend(path)
+	// A defragmentation's copy left by a crash: the db file itself is whole.
+	if err := os.Remove(path + defragSuffix); err == nil {
+		lg.Warn("removed an unfinished defragmentation copy", zap.String("path", path+defragSuffix))
+	}
+	b, err := openBackend(path, cfg.InitialMmapSize)
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +201,10 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 			return 0, 0, fmt.Errorf("malformed key bucket key %x", k)
 		}
 		rev := bytesToRev(k)
+		cur = max(cur, rev.main)
+		if len(v) == 0 {
+			continue // a restore's revision marker (etcdutl --bump-revision): no key
+		}
 		var kv mvccpb.KeyValue
 		if err := proto.Unmarshal(v, &kv); err != nil {
 			return 0, 0, fmt.Errorf("decode revision {%d %d}: %w", rev.main, rev.sub, err)
@@ -197,7 +216,6 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 		} else {
 			s.idx.restore(kv.Key, revision{main: kv.CreateRevision}, rev, kv.Version)
 		}
-		cur = max(cur, rev.main)
 	}
 	// Drop index entries a finished compaction already removed from the backend (e.g. a
 	// tombstone left at the compact revision).
@@ -307,6 +325,7 @@ func (s *Store) Close() error {
 	s.hub.stop()
 	<-s.donec
 	s.compact.Wait()
+	s.bg.Wait()
 
 	s.wmu.Lock()
 	defer s.wmu.Unlock()

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"fmt"
+	"math"
 
 	"google.golang.org/protobuf/proto"
 
@@ -25,27 +26,42 @@ type RangeResult struct {
 	Count int                // every matching key, whatever the limit
 }
 
-// rangeLocked serves a range for a view whose current revision is viewRev, fetching values
-// with value. Caller holds s.mu shared.
-func (s *Store) rangeLocked(key, end []byte, o RangeOptions, viewRev int64,
-	value func(revision) ([]byte, error)) (*RangeResult, error) {
+// rangeIndex checks the read revision of a range read by a view whose current revision is
+// viewRev and walks the index: the result without its KVs (the full count) and the
+// revisions of the KVs to return, at most the limit (none for CountOnly). Caller holds
+// s.mu shared.
+func (s *Store) rangeIndex(key, end []byte, o RangeOptions, viewRev int64) (*RangeResult, []indexHit, error) {
 	rev := o.Rev
 	if rev <= 0 {
 		rev = viewRev
 	}
 	if rev > viewRev {
-		return nil, fmt.Errorf("range at %d (current %d): %w", rev, viewRev, ErrFutureRev)
+		return nil, nil, fmt.Errorf("range at %d (current %d): %w", rev, viewRev, ErrFutureRev)
 	}
 	if rev < s.compactRev {
-		return nil, fmt.Errorf("range at %d (compacted %d): %w", rev, s.compactRev, ErrCompacted)
+		return nil, nil, fmt.Errorf("range at %d (compacted %d): %w", rev, s.compactRev, ErrCompacted)
 	}
-	hits := s.idx.rangeAt(key, end, rev)
-	res := &RangeResult{Rev: viewRev, Count: len(hits)}
+	limit := -1
+	switch {
+	case o.CountOnly:
+		limit = 0
+	case o.Limit > 0:
+		limit = int(min(o.Limit, int64(math.MaxInt)))
+	}
+	hits, count := s.idx.rangeLimit(key, end, rev, limit)
+	return &RangeResult{Rev: viewRev, Count: count}, hits, nil
+}
+
+// rangeLocked serves a range for a view whose current revision is viewRev, fetching values
+// with value. Caller holds s.mu shared.
+func (s *Store) rangeLocked(key, end []byte, o RangeOptions, viewRev int64,
+	value func(revision) ([]byte, error)) (*RangeResult, error) {
+	res, hits, err := s.rangeIndex(key, end, o, viewRev)
+	if err != nil {
+		return nil, err
+	}
 	if o.CountOnly {
 		return res, nil
-	}
-	if o.Limit > 0 && o.Limit < int64(len(hits)) {
-		hits = hits[:o.Limit]
 	}
 	res.KVs = make([]*mvccpb.KeyValue, 0, len(hits))
 	for _, h := range hits {
@@ -87,13 +103,39 @@ func (t *ReadTxn) Rev() int64 { return t.rev }
 
 // Range reads the keys in [key, end) (see RangeOptions); an empty end reads key alone, end
 // "\x00" every key >= key.
+//
+// Only the index walk holds the index lock; the values are read and decoded after it is
+// released, from a view of the backend taken before (rangeView), so a large range holds
+// up neither the writer nor, behind it, other readers.
 func (t *ReadTxn) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 	rangeCounter.Inc()
-	t.s.mu.RLock()
-	defer t.s.mu.RUnlock()
-	r := t.s.b.reader()
-	defer r.close()
-	return t.s.rangeLocked(key, end, o, t.rev, r.value)
+	s := t.s
+	s.mu.RLock()
+	res, hits, err := s.rangeIndex(key, end, o, t.rev)
+	if err != nil || o.CountOnly {
+		s.mu.RUnlock()
+		return res, err
+	}
+	// Taken under mu: no compaction has deleted a revision the walk found, and none that
+	// starts later deletes it from this view.
+	v, err := s.b.view(hits)
+	s.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	defer v.close()
+	res.KVs = make([]*mvccpb.KeyValue, 0, len(hits))
+	for i, h := range hits {
+		if hook := s.hooks.rangeValue; hook != nil {
+			hook(i)
+		}
+		kv, err := v.kv(i, h.rev)
+		if err != nil {
+			return nil, err
+		}
+		res.KVs = append(res.KVs, kv)
+	}
+	return res, nil
 }
 
 // End finishes the view.

@@ -74,6 +74,9 @@ func (sc *historyScan) scan(b *bolt.Bucket, from int64) error {
 			sc.revs++
 			sc.cur = rev.main
 		}
+		if len(v) == 0 {
+			continue // a restore's revision marker: no key changed
+		}
 		kv := &mvccpb.KeyValue{}
 		if err := proto.Unmarshal(v, kv); err != nil {
 			return fmt.Errorf("mvcc: decode revision {%d %d}: %w", rev.main, rev.sub, err)

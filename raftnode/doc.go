@@ -9,4 +9,6 @@
 // It must never interpret the entries it carries: applying them is the server's job. It
 // must never acknowledge, as a follower, what it has not made durable, and never let the
 // Ready loop install a leader's snapshot whose db file is not saved first.
+//
+// FreezeReadyLoop is a fault hook for tests only (see server's FaultHandler).
 package raftnode

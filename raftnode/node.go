@@ -98,6 +98,7 @@ type Node struct {
 
 	applyc     chan Apply
 	readStatec chan raft.ReadState
+	freezec    chan time.Duration // FreezeReadyLoop's requests to the Ready loop
 
 	lead      atomic.Uint64
 	term      atomic.Uint64
@@ -124,6 +125,7 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		maxWALs:     cmp.Or(cfg.MaxWALs, DefaultMaxWALs),
 		applyc:      make(chan Apply, 64),
 		readStatec:  make(chan raft.ReadState, 1),
+		freezec:     make(chan time.Duration),
 		stopc:       make(chan struct{}),
 		donec:       make(chan struct{}),
 	}
@@ -208,11 +210,50 @@ func (n *Node) run() {
 				return
 			}
 			n.raft.Advance()
+		case d := <-n.freezec:
+			if !n.frozen(d) {
+				n.raft.Stop()
+				return
+			}
 		case <-n.stopc:
 			n.raft.Stop()
 			return
 		}
 	}
+}
+
+// FreezeReadyLoop is a fault hook for tests: the Ready loop stops for d (no ticks, no
+// Ready handled: nothing is persisted, sent or applied, as when the WAL's disk stalls),
+// while raft itself still steps the messages peers send. d <= 0 ends a freeze early; a
+// new freeze replaces the running one's deadline. It returns once the loop took the
+// request.
+func (n *Node) FreezeReadyLoop(d time.Duration) {
+	select {
+	case n.freezec <- d:
+	case <-n.donec:
+	}
+}
+
+// frozen holds the Ready loop for d or until a thaw request; false means Stop was called.
+func (n *Node) frozen(d time.Duration) bool {
+	if d <= 0 {
+		return true // not frozen: nothing to end
+	}
+	for d > 0 {
+		n.lg.Warn("fault injection: raft ready loop frozen", zap.Duration("for", d))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+			d = 0
+		case d = <-n.freezec:
+			t.Stop()
+		case <-n.stopc:
+			t.Stop()
+			return false
+		}
+	}
+	n.lg.Warn("fault injection: raft ready loop resumed")
+	return true
 }
 
 func (n *Node) handleReady(rd raft.Ready) error {

@@ -215,3 +215,38 @@ func TestFollowerAcksOnlyPersistedEntries(t *testing.T) {
 		t.Fatal("no acknowledgement")
 	}
 }
+
+// A frozen Ready loop persists and applies nothing (a proposal raft accepts meanwhile
+// stays unapplied) until the freeze is ended early, and then carries on; Stop ends a
+// freeze too.
+func TestFreezeReadyLoop(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	n, err := Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	propose(t, n, "before")
+	applyUntil(t, n, "before")
+
+	n.FreezeReadyLoop(time.Minute)
+	propose(t, n, "during")
+	select {
+	case ap := <-n.Apply():
+		t.Fatalf("applied %v while the ready loop was frozen", ap.Entries)
+	case <-time.After(300 * time.Millisecond):
+	}
+	n.FreezeReadyLoop(0)
+	if got := applyUntil(t, n, "during"); len(got) != 1 {
+		t.Fatalf("after the thaw applied %v, want the entry proposed during the freeze", got)
+	}
+
+	n.FreezeReadyLoop(time.Minute)
+	stopped := make(chan struct{})
+	go func() { n.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not end a freeze")
+	}
+}

@@ -147,14 +147,18 @@ func (s *Server) applyAlarm(tx *mvcc.WriteTxn, r *pb.AlarmRequest) applyResult {
 }
 
 // refusedByAlarm is the error a request gets at apply time while the cluster is
-// alarmed: with CORRUPT, every write (etcd's corrupt applier); nil otherwise.
+// alarmed, as etcd's appliers decide it: with CORRUPT, every write; with NOSPACE, every
+// request that would grow the db (puts, txns that put, lease grants) while reads,
+// deletes and compactions go on; nil otherwise.
 func (s *Server) refusedByAlarm(r *pb.InternalRaftRequest) error {
-	if !s.alarms.has(pb.AlarmType_CORRUPT) {
-		return nil
+	if s.alarms.has(pb.AlarmType_CORRUPT) {
+		switch {
+		case r.Put != nil, r.DeleteRange != nil, r.Txn != nil, r.Compaction != nil, r.LeaseGrant != nil, r.LeaseRevoke != nil:
+			return ErrCorrupt
+		}
 	}
-	switch {
-	case r.Put != nil, r.DeleteRange != nil, r.Txn != nil, r.Compaction != nil, r.LeaseGrant != nil, r.LeaseRevoke != nil:
-		return ErrCorrupt
+	if s.alarms.has(pb.AlarmType_NOSPACE) && quotaCost(r) > 0 {
+		return ErrNoSpace
 	}
 	return nil
 }

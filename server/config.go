@@ -34,6 +34,11 @@ type Config struct {
 	QuotaBackendBytes int64
 	MaxRequestBytes   uint
 	MaxTxnOps         uint
+	// InitialMmapSize is the initial size in bytes of the backend's memory map, so a
+	// commit that grows the db does not remap it (waiting for every open read, such as a
+	// snapshot being sent). 0 sizes it as etcd does: QuotaBackendBytes plus 10% for a
+	// quota other than the default, else DefaultInitialMmapSize.
+	InitialMmapSize int64
 
 	// GRPCKeepAliveMinTime is the least interval a client may ping at (etcd:
 	// --grpc-keepalive-min-time); kube-apiserver pings every 30 s.
@@ -83,6 +88,14 @@ type Config struct {
 	// for a new member.
 	ForceNewCluster bool
 
+	// BackupDir, if set, is where the member saves a backup of its db every
+	// BackupInterval (default DefaultBackupInterval), keeping the newest BackupRetention
+	// (default DefaultBackupRetention) files: Cairn's --backup-dir, --backup-interval and
+	// --backup-retention.
+	BackupDir       string
+	BackupInterval  time.Duration
+	BackupRetention int
+
 	Logger *zap.Logger
 }
 
@@ -94,12 +107,15 @@ const (
 	DefaultElectionTimeout   = 1000 * time.Millisecond
 	DefaultQuotaBackendBytes = 2 * 1024 * 1024 * 1024
 	DefaultMaxRequestBytes   = 1.5 * 1024 * 1024
+	DefaultInitialMmapSize   = 10 * 1024 * 1024 * 1024
 	DefaultMaxTxnOps         = 128
 	DefaultClusterToken      = "etcd-cluster"
 	// DefaultLeaseCheckpointInterval is etcd's lease checkpoint interval. (etcd 3.6
 	// checkpoints only behind --feature-gates=LeaseCheckpoint=true; Cairn always does.)
 	DefaultLeaseCheckpointInterval = 5 * time.Minute
 	DefaultCompactHashCheckTime    = time.Minute
+	DefaultBackupInterval          = time.Hour
+	DefaultBackupRetention         = 24
 	// DefaultMaxLearners is etcd's default --max-learners.
 	DefaultMaxLearners = 1
 )
@@ -148,6 +164,12 @@ func (c Config) withDefaults() Config {
 	if c.LeaseCheckpointInterval == 0 {
 		c.LeaseCheckpointInterval = DefaultLeaseCheckpointInterval
 	}
+	if c.BackupInterval <= 0 {
+		c.BackupInterval = DefaultBackupInterval
+	}
+	if c.BackupRetention <= 0 {
+		c.BackupRetention = DefaultBackupRetention
+	}
 	if c.CompactHashCheckTime <= 0 {
 		c.CompactHashCheckTime = DefaultCompactHashCheckTime
 	}
@@ -159,6 +181,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AutoCompactionMode == "" {
 		c.AutoCompactionMode = CompactorModePeriodic
+	}
+	if c.InitialMmapSize <= 0 {
+		c.InitialMmapSize = DefaultInitialMmapSize
+		if q := c.QuotaBackendBytes; q > 0 && q != DefaultQuotaBackendBytes {
+			c.InitialMmapSize = q + q/10 // etcd: room for 10% over the quota, to disarm
+		}
 	}
 	return c
 }

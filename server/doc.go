@@ -6,5 +6,11 @@
 // quotas and status.
 //
 // It must never apply a write that did not come out of the raft log, and never acknowledge
-// one before the log entry holding it is durable.
+// one before the log entry holding it is durable. The leader renews a lease only after a
+// quorum confirmed, through a ReadIndex round, that it still leads (a stalled leader
+// must not keep a lease alive that its successor expires).
+//
+// FaultHandler (fault.go) is a test-only fault hook: it freezes the raft Ready loop while
+// everything else keeps serving. cmd/cairn serves it only when the environment has
+// CAIRN_FAULT_INJECTION=1; it is never on by default.
 package server

@@ -10,6 +10,8 @@ import (
 	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"github.com/cairn-kv/cairn/proto/mvccpb"
+	"go.etcd.io/raft/v3"
 	"go.uber.org/zap"
 )
 
@@ -34,7 +36,9 @@ func minLeaseTTL(cfg Config) int64 {
 }
 
 // restoreLeases rebuilds the lessor from the lease bucket and re-attaches every key that
-// names a lease.
+// names a lease. The keys are visited one at a time (mvcc.ReadTxn.ForEach), so boot and
+// snapshot install need memory for one value, not for every value in the db; with no
+// lease at all there is nothing to attach and the scan is skipped.
 func (s *Server) restoreLeases() error {
 	recs, err := s.store.Leases()
 	if err != nil {
@@ -45,19 +49,22 @@ func (s *Server) restoreLeases() error {
 		ls[i] = lease.Lease{ID: lease.LeaseID(r.ID), TTL: r.TTL, RemainingTTL: r.RemainingTTL}
 	}
 	s.lessor.Restore(ls)
+	if len(ls) == 0 {
+		return nil
+	}
 	rt := s.store.Read()
 	defer rt.End()
-	rr, err := rt.Range([]byte{0}, []byte{0}, mvcc.RangeOptions{})
-	if err != nil {
-		return fmt.Errorf("server: scan keys for leases: %w", err)
-	}
-	for _, kv := range rr.KVs {
+	err = rt.ForEach([]byte{0}, []byte{0}, func(kv *mvccpb.KeyValue) error {
 		if kv.Lease == 0 {
-			continue
+			return nil
 		}
 		if err := s.lessor.Attach(lease.LeaseID(kv.Lease), string(kv.Key)); err != nil {
 			s.lg.Warn("key names a lease that does not exist", zap.String("key", string(kv.Key)), zap.Int64("lease", kv.Lease))
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("server: scan keys for leases: %w", err)
 	}
 	return nil
 }
@@ -84,23 +91,36 @@ func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 // LeaseRenew is one keep-alive. Only the leader's lessor tracks expiry: a follower
 // forwards the renewal to the leader (lease_forward.go); until a leader is known and
 // answers (or, on a new leader, until its lessor is promoted) the renewal waits, as
-// etcd's does.
+// etcd's does. A member that believes it leads renews only once a quorum confirmed it
+// still does (renewAsLeader); when that confirmation does not come within the request
+// timeout the keep-alive fails with lease.ErrNotPrimary, etcd's answer (its gRPC status
+// is codes.Unknown "not a primary lessor"), rather than renewing a lease that a new
+// leader may be expiring.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
 	for {
-		if leader := s.node.Leader(); leader != 0 && leader != s.id {
+		switch leader := s.node.Leader(); {
+		case leader != 0 && leader != s.id:
 			ttl, err := s.forwardLeaseRenew(cctx, leader, id)
 			if !errors.Is(err, errForwardRetry) {
 				return ttl, err
 			}
-		} else {
-			if err := s.clearLeaseCheckpoint(cctx, lease.LeaseID(id)); err != nil {
-				return -1, s.proposeError(ctx, cctx, err)
-			}
-			ttl, err := s.lessor.Renew(lease.LeaseID(id))
-			if !errors.Is(err, lease.ErrNotPrimary) {
+		case leader == s.id && s.lessor.IsPrimary():
+			ttl, err := s.renewAsLeader(cctx, lease.LeaseID(id))
+			switch {
+			case err == nil, errors.Is(err, lease.ErrLeaseNotFound):
 				return ttl, err
+			case errors.Is(err, errRenewRetry), errors.Is(err, lease.ErrNotPrimary):
+				// Leadership moved or the lessor was demoted meanwhile: ask whoever leads now.
+			case ctx.Err() != nil:
+				return -1, ctx.Err()
+			case errors.Is(err, ErrStopped):
+				return -1, ErrStopped
+			default:
+				s.lg.Warn("lease keep-alive refused: this member could not confirm it still leads",
+					zap.Int64("lease", id), zap.Error(err))
+				return -1, lease.ErrNotPrimary
 			}
 		}
 		select {
@@ -111,6 +131,49 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 			return 0, ErrStopped
 		}
 	}
+}
+
+// errRenewRetry: the leadership confirmation of a renewal came back, but this member no
+// longer leads in the term it led in, or the confirming round began too long ago; the
+// renewal is retried (with whoever leads then), never made.
+var errRenewRetry = fmt.Errorf("server: leadership changed or not confirmed recently enough to renew a lease: %w", ErrLeaderChanged)
+
+// renewAsLeader renews lease id on this member, which believes it leads, only after a
+// ReadIndex round that began after the call confirmed it (the batch linearizable reads
+// share, read.go), only if it still leads in the same term, and answers success only if
+// that round began at most an election timeout before the renewal. Without the
+// confirmation a leader whose Ready loop or disk stalled would keep renewing while the
+// rest of the cluster elected a new leader that expires the lease: two holders of one
+// lock.
+//
+// Why an election timeout is safe: a new leader needs a vote from a member of the quorum
+// that answered the round, given after the round began (a follower of it votes no sooner
+// than an election timeout after it last heard from this leader, with CheckQuorum; this
+// member only once it stepped down). So any new leader is elected after the round began,
+// and its lessor gives every lease a full TTL (or its checkpoint) plus an election
+// timeout from then: a renewal within an election timeout of the round's start, which
+// lasts a TTL, ends before any new leader may revoke the lease.
+func (s *Server) renewAsLeader(ctx context.Context, id lease.LeaseID) (int64, error) {
+	term := s.node.Term()
+	started, err := s.reads.confirm(ctx)
+	if err != nil {
+		return -1, err
+	}
+	if err := s.clearLeaseCheckpoint(ctx, id); err != nil {
+		return -1, err
+	}
+	if !s.leadsInTerm(term) {
+		return -1, errRenewRetry
+	}
+	ttl, err := s.lessor.Renew(id)
+	// Checked after the renewal, whose expiry counts from a moment before now: a member
+	// paused (or starved) anywhere in between must not answer success. The lessor's
+	// longer expiry is harmless (it outlives no promise made to a client), and the retry
+	// renews again once confirmed afresh.
+	if err == nil && time.Since(started) > s.cfg.ElectionTimeout {
+		return -1, errRenewRetry
+	}
+	return ttl, err
 }
 
 // clearLeaseCheckpoint, on the leader, commits a checkpoint of 0 ("no remaining TTL")
@@ -235,8 +298,8 @@ func (s *Server) runLeaseExpiry() {
 		if !s.syncLessorLeadership() {
 			continue
 		}
-		for _, id := range s.lessor.Expired(maxLeaseRevokesPerTick) {
-			go s.revokeExpired(id)
+		if ids := s.lessor.Expired(maxLeaseRevokesPerTick); len(ids) > 0 {
+			go s.revokeExpired(ids)
 		}
 		if cps := s.lessor.CheckpointDue(s.cfg.LeaseCheckpointInterval, maxLeaseCheckpointBatch); len(cps) > 0 {
 			go s.proposeCheckpoints(cps)
@@ -254,6 +317,13 @@ func (s *Server) proposeCheckpoints(cps []lease.Checkpoint) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
+	// Like a revoke (revokeExpired): a stalled former leader's remaining TTLs are stale
+	// (the new leader renewed meanwhile), and a leader elected later would start the
+	// leases from them.
+	term := s.node.Term()
+	if _, err := s.reads.confirm(ctx); err != nil || !s.leadsInTerm(term) {
+		return
+	}
 	if _, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: r}); err != nil && !errors.Is(err, ErrStopped) {
 		s.lg.Warn("failed to checkpoint leases", zap.Int("leases", len(cps)), zap.Error(err))
 	}
@@ -282,11 +352,45 @@ func (s *Server) isReady() bool {
 	}
 }
 
-func (s *Server) revokeExpired(id lease.LeaseID) {
+// revokeExpired proposes the revocation of leases this member's lessor found expired,
+// once a quorum confirmed (one ReadIndex round for the batch) that it still leads in the
+// term it led in. Without that, a leader whose Ready loop stalled (it still believes it
+// leads, while its lessor renewed nothing) would revoke, once it resumes, leases the new
+// leader has been keeping alive: its proposals are forwarded to the new leader, which
+// commits them (etcd issue 15247). Unconfirmed, nothing is proposed; the lessor returns
+// the leases again after its retry interval if this member still leads then.
+func (s *Server) revokeExpired(ids []lease.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
+	defer cancel()
+	term := s.node.Term()
+	if _, err := s.reads.confirm(ctx); err != nil || !s.leadsInTerm(term) || !s.lessor.IsPrimary() {
+		if !errors.Is(err, ErrStopped) {
+			s.lg.Warn("not revoking expired leases: this member could not confirm it still leads",
+				zap.Int("leases", len(ids)), zap.Uint64("term", term), zap.Error(err))
+		}
+		return
+	}
+	for _, id := range ids {
+		go s.revokeOne(id)
+	}
+}
+
+func (s *Server) revokeOne(id lease.LeaseID) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
 	_, err := s.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: int64(id)})
 	if err != nil && !errors.Is(err, lease.ErrLeaseNotFound) && !errors.Is(err, ErrStopped) {
 		s.lg.Warn("failed to revoke expired lease", zap.Int64("lease", int64(id)), zap.Error(err))
 	}
+}
+
+// leadsInTerm says whether this member still leads in term: as the Ready loop last saw
+// it, and as raft itself sees it now (raft steps peers' messages even while the Ready
+// loop is stalled, so it learns of a new term first).
+func (s *Server) leadsInTerm(term uint64) bool {
+	if s.node.Leader() != s.id || s.node.Term() != term {
+		return false
+	}
+	st := s.node.Status()
+	return st.RaftState == raft.StateLeader && st.GetTerm() == term
 }

@@ -278,18 +278,15 @@ func (h *leaseForwardService) checkLeader(clusterID, from uint64) error {
 	return nil
 }
 
-// Renew is LeaseRenew's leader path, once: a cleared checkpoint, then the lessor's
-// renewal. The response carries no header: the follower stamps its own.
+// Renew is LeaseRenew's leader path, once: the renewal once a quorum confirmed this
+// member still leads (renewAsLeader), else Unavailable, which the sender retries with
+// whoever leads then. The response carries no header: the follower stamps its own.
 func (h *leaseForwardService) Renew(ctx context.Context, r *peerpb.LeaseRenewRequest) (*peerpb.LeaseRenewResponse, error) {
 	if err := h.checkLeader(r.GetClusterId(), r.GetFrom()); err != nil {
 		return nil, err
 	}
-	s := h.s
 	id := r.GetRequest().GetID()
-	if err := s.clearLeaseCheckpoint(ctx, lease.LeaseID(id)); err != nil {
-		return nil, leaseForwardStatus(err)
-	}
-	ttl, err := s.lessor.Renew(lease.LeaseID(id))
+	ttl, err := h.s.renewAsLeader(ctx, lease.LeaseID(id))
 	if err != nil {
 		return nil, leaseForwardStatus(err)
 	}

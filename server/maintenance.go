@@ -47,8 +47,9 @@ func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	return resp, nil
 }
 
+// quota is --quota-backend-bytes: 0 means etcd's default, a negative value no quota.
 func (s *Server) quota() int64 {
-	if s.cfg.QuotaBackendBytes > 0 {
+	if s.cfg.QuotaBackendBytes != 0 {
 		return s.cfg.QuotaBackendBytes
 	}
 	return DefaultQuotaBackendBytes
@@ -84,6 +85,18 @@ func (s *Server) Snapshot(ctx context.Context) (int64, io.ReadCloser, error) {
 	}()
 	s.lg.Info("sending database snapshot to client", zap.Int64("total-bytes", sn.Size()))
 	return sn.Size(), pr, nil
+}
+
+// Defragment rewrites the db file without its free pages. Unlike etcd's, reads and writes
+// are served meanwhile (see mvcc.Store.Defragment).
+func (s *Server) Defragment(ctx context.Context) (*pb.DefragmentResponse, error) {
+	before, _ := s.store.Size()
+	s.lg.Info("defragmenting the backend", zap.Int64("current-db-size-bytes", before))
+	if err := s.store.Defragment(); err != nil {
+		s.lg.Warn("failed to defragment the backend", zap.Error(err))
+		return nil, err
+	}
+	return &pb.DefragmentResponse{Header: s.Header()}, nil
 }
 
 // HashKV hashes the key-value history up to a revision (0: the current one), for

@@ -12,12 +12,15 @@ import (
 type readNotifier struct {
 	c   chan struct{}
 	err error
+	// started is when the round began: the quorum that answered it acknowledged this
+	// member's leadership after that (lease renewal relies on it, see renewAsLeader).
+	started time.Time
 }
 
 func newReadNotifier() *readNotifier { return &readNotifier{c: make(chan struct{})} }
 
-func (n *readNotifier) notify(err error) {
-	n.err = err
+func (n *readNotifier) notify(started time.Time, err error) {
+	n.started, n.err = started, err
 	close(n.c)
 }
 
@@ -38,6 +41,14 @@ func newReadIndexBatcher(s *Server) *readIndexBatcher {
 
 // wait blocks until the member has applied everything committed before the call.
 func (b *readIndexBatcher) wait(ctx context.Context) error {
+	_, err := b.confirm(ctx)
+	return err
+}
+
+// confirm is wait, and also returns when the ReadIndex round that answered began: always
+// after the call (a round already in flight is not joined), so the round confirms that
+// the quorum still followed whoever this member then followed, at that time or later.
+func (b *readIndexBatcher) confirm(ctx context.Context) (time.Time, error) {
 	b.mu.RLock()
 	n := b.next
 	b.mu.RUnlock()
@@ -47,11 +58,11 @@ func (b *readIndexBatcher) wait(ctx context.Context) error {
 	}
 	select {
 	case <-n.c:
-		return n.err
+		return n.started, n.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return time.Time{}, ctx.Err()
 	case <-b.s.stopping:
-		return ErrStopped
+		return time.Time{}, ErrStopped
 	}
 }
 
@@ -61,7 +72,7 @@ func (b *readIndexBatcher) run() {
 		case <-b.wakec:
 		case <-b.s.stopping:
 			b.mu.Lock()
-			b.next.notify(ErrStopped)
+			b.next.notify(time.Now(), ErrStopped)
 			b.mu.Unlock()
 			return
 		}
@@ -69,7 +80,8 @@ func (b *readIndexBatcher) run() {
 		n := b.next
 		b.next = newReadNotifier()
 		b.mu.Unlock()
-		n.notify(b.round())
+		started := time.Now()
+		n.notify(started, b.round())
 	}
 }
 

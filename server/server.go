@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := mvcc.Open(lg, cfg.BackendPath(), mvcc.Config{})
+	store, err := mvcc.Open(lg, cfg.BackendPath(), mvcc.Config{InitialMmapSize: int(min(cfg.InitialMmapSize, math.MaxInt))})
 	if err != nil {
 		if persisted != nil {
 			persisted.WAL.Close()
@@ -232,6 +233,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.AutoCompactionRetention != 0 {
 		go s.newAutoCompactor().run()
+	}
+	if cfg.BackupDir != "" {
+		go s.runBackups()
 	}
 	lg.Info("started member",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.id)),

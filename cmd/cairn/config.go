@@ -74,15 +74,18 @@ type config struct {
 	HeartbeatMs            uint
 	ElectionMs             uint
 	QuotaBackendBytes      int64
-	MaxRequestBytes        uint
-	MaxTxnOps              uint
-	LogLevel               string
-	Logger                 string
-	LogOutputs             []string
-	GRPCKeepAliveMinTime   time.Duration
-	GRPCKeepAliveInterval  time.Duration
-	GRPCKeepAliveTimeout   time.Duration
-	EnablePprof            bool
+	// InitialMmapSize is Cairn's --initial-mmap-size (etcd 3.6 has no such flag: it maps
+	// 10 GiB, or the quota plus 10%); 0 sizes the map as etcd does.
+	InitialMmapSize       int64
+	MaxRequestBytes       uint
+	MaxTxnOps             uint
+	LogLevel              string
+	Logger                string
+	LogOutputs            []string
+	GRPCKeepAliveMinTime  time.Duration
+	GRPCKeepAliveInterval time.Duration
+	GRPCKeepAliveTimeout  time.Duration
+	EnablePprof           bool
 	// Corruption checks: etcd 3.6's feature gates InitialCorruptCheck and CompactHashCheck
 	// (--feature-gates), also spelled --experimental-initial-corrupt-check and
 	// --experimental-compact-hash-check-enabled (deprecated).
@@ -104,10 +107,18 @@ type config struct {
 	MaxWALs      uint
 	// ForceNewCluster is etcd's --force-new-cluster.
 	ForceNewCluster bool
+	// Built-in backups, Cairn only (etcd has none): --backup-dir (empty: off),
+	// --backup-interval, --backup-retention (files kept).
+	BackupDir       string
+	BackupInterval  time.Duration
+	BackupRetention int
 
 	ConfigFile   string
 	PrintVersion bool
 	PrintHelp    bool
+	// FaultInjection serves server.FaultHandler (tests only): set by
+	// server.FaultInjectionEnv=1 in the environment, whatever the other settings.
+	FaultInjection bool
 
 	// initialClusterMap is InitialCluster parsed.
 	initialClusterMap map[string][]url.URL
@@ -140,6 +151,8 @@ func newConfig() *config {
 		SnapshotCount:          defaultSnapshotCount,
 		SnapshotCatchUpEntries: defaultSnapshotCatchUpEntries,
 		CompactHashCheckTime:   time.Minute,
+		BackupInterval:         server.DefaultBackupInterval,
+		BackupRetention:        server.DefaultBackupRetention,
 		HeartbeatMs:            defaultHeartbeatMs,
 		ElectionMs:             defaultElectionMs,
 		MaxRequestBytes:        defaultMaxRequestBytes,
@@ -321,6 +334,10 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.UintVar(&c.HeartbeatMs, "heartbeat-interval", c.HeartbeatMs, "Time (in milliseconds) of a heartbeat interval.")
 	fs.UintVar(&c.ElectionMs, "election-timeout", c.ElectionMs, "Time (in milliseconds) for an election to timeout.")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when backend size exceeds the given quota. 0 means use the default quota.")
+	fs.StringVar(&c.BackupDir, "backup-dir", c.BackupDir, "Cairn only: directory where this member saves a backup of its db (as etcdctl snapshot save writes it) every --backup-interval; empty means no backups.")
+	fs.DurationVar(&c.BackupInterval, "backup-interval", c.BackupInterval, "Cairn only: time between backups into --backup-dir.")
+	fs.IntVar(&c.BackupRetention, "backup-retention", c.BackupRetention, "Cairn only: how many of this member's newest backups --backup-dir keeps.")
+	fs.Int64Var(&c.InitialMmapSize, "initial-mmap-size", c.InitialMmapSize, "Cairn only: initial size in bytes of the backend's memory map (a commit that outgrows it waits for open reads to remap). 0 sizes it as etcd does: --quota-backend-bytes plus 10% for a quota other than the default, else 10 GiB.")
 	fs.UintVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
@@ -375,6 +392,7 @@ func parseConfig(args []string, environ []string) (*config, error) {
 		return c, nil
 	}
 	env := envMap(environ)
+	faults := env[server.FaultInjectionEnv] == "1"
 	if c.ConfigFile == "" {
 		c.ConfigFile = env[flagToEnv("config-file")]
 	}
@@ -401,6 +419,11 @@ func parseConfig(args []string, environ []string) (*config, error) {
 		if set["listen-client-urls"] && !set["advertise-client-urls"] {
 			c.AdvertiseClientURLs = nil
 		}
+	}
+
+	c.FaultInjection = faults
+	if faults {
+		c.warn("fault injection enabled: for tests only", "environment-variable", server.FaultInjectionEnv+"=1", "path", server.FaultPath)
 	}
 
 	// etcd --name=abc alone: the default initial cluster follows the name.
@@ -548,6 +571,20 @@ func (c *config) setFileKey(k string, v any) error {
 		return asString(v, &c.DataDir)
 	case "wal-dir":
 		return asString(v, &c.WALDir)
+	case "backup-dir":
+		return asString(v, &c.BackupDir)
+	case "backup-interval":
+		d, err := asDuration(v)
+		if err != nil {
+			return err
+		}
+		c.BackupInterval = d
+	case "backup-retention":
+		n, err := asInt(v)
+		if err != nil {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.BackupRetention = int(n)
 	case "initial-cluster":
 		return asString(v, &c.InitialCluster)
 	case "initial-cluster-state":
@@ -636,12 +673,16 @@ func (c *config) setFileKey(k string, v any) error {
 		case "max-txn-ops":
 			c.MaxTxnOps = uint(n)
 		}
-	case "quota-backend-bytes":
+	case "quota-backend-bytes", "initial-mmap-size":
 		n, err := asInt(v)
 		if err != nil {
 			return fmt.Errorf("invalid value %v", v)
 		}
-		c.QuotaBackendBytes = n
+		if k == "initial-mmap-size" {
+			c.InitialMmapSize = n
+		} else {
+			c.QuotaBackendBytes = n
+		}
 	case "grpc-keepalive-min-time", "grpc-keepalive-interval", "grpc-keepalive-timeout",
 		"watch-progress-notify-interval", "experimental-watch-progress-notify-interval":
 		d, err := asDuration(v)
@@ -812,6 +853,15 @@ func (c *config) validate() error {
 	}
 	if c.ElectionMs > maxElectionMs {
 		return fmt.Errorf("--election-timeout[%vms] is too long, and should be set less than %vms", c.ElectionMs, maxElectionMs)
+	}
+	if c.BackupInterval <= 0 {
+		return fmt.Errorf("--backup-interval must be > 0 (set to %v)", c.BackupInterval)
+	}
+	if c.BackupRetention < 1 {
+		return fmt.Errorf("--backup-retention must be >= 1 (set to %d)", c.BackupRetention)
+	}
+	if c.InitialMmapSize < 0 {
+		return fmt.Errorf("--initial-mmap-size must be >= 0 (set to %d)", c.InitialMmapSize)
 	}
 	if c.ListenClientURLs != nil && c.AdvertiseClientURLs == nil {
 		return errors.New("--advertise-client-urls is required when --listen-client-urls is set explicitly")

@@ -322,3 +322,74 @@ func TestCorruptCheckFlags(t *testing.T) {
 		}
 	}
 }
+
+// The test-only fault endpoint is off unless CAIRN_FAULT_INJECTION=1, and a warning says
+// when it is on.
+func TestFaultInjectionEnv(t *testing.T) {
+	for _, env := range [][]string{nil, {"CAIRN_FAULT_INJECTION=0"}, {"CAIRN_FAULT_INJECTION=true"}} {
+		if c := mustParse(t, nil, env...); c.FaultInjection {
+			t.Errorf("env %q: fault injection on", env)
+		}
+	}
+	c := mustParse(t, nil, "CAIRN_FAULT_INJECTION=1")
+	if !c.FaultInjection || !hasNote(c, true, "fault injection enabled: for tests only") {
+		t.Fatalf("CAIRN_FAULT_INJECTION=1: on=%v, notes %v", c.FaultInjection, c.notes)
+	}
+}
+
+func TestInitialMmapSizeOption(t *testing.T) {
+	if c := mustParse(t, nil); c.InitialMmapSize != 0 || c.serverConfig(zap.NewNop()).InitialMmapSize != 0 {
+		t.Fatalf("default initial-mmap-size = %d, want 0 (etcd's sizing)", c.InitialMmapSize)
+	}
+	c := mustParse(t, []string{"--initial-mmap-size=1073741824"})
+	if c.InitialMmapSize != 1<<30 || c.serverConfig(zap.NewNop()).InitialMmapSize != 1<<30 {
+		t.Fatalf("flag: %d", c.InitialMmapSize)
+	}
+	if c := mustParse(t, nil, "ETCD_INITIAL_MMAP_SIZE=2048"); c.InitialMmapSize != 2048 {
+		t.Fatalf("env: %d", c.InitialMmapSize)
+	}
+	p := filepath.Join(t.TempDir(), "etcd.yaml")
+	if err := os.WriteFile(p, []byte("initial-mmap-size: 4096\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = mustParse(t, []string{"--config-file", p})
+	if c.InitialMmapSize != 4096 || hasNote(c, true, "ignoring unrecognized config file key; Cairn does not implement it", "initial-mmap-size") {
+		t.Fatalf("config file: %d, notes %v", c.InitialMmapSize, c.notes)
+	}
+	if _, err := parseConfig([]string{"--initial-mmap-size=-1"}, nil); err == nil ||
+		!strings.Contains(err.Error(), "--initial-mmap-size must be >= 0 (set to -1)") {
+		t.Fatalf("negative: %v", err)
+	}
+}
+
+// Cairn's backup options: off by default, from a flag, ETCD_* and the config file, and
+// refused when they make no sense.
+func TestBackupOptions(t *testing.T) {
+	c := mustParse(t, nil)
+	if c.BackupDir != "" || c.BackupInterval != time.Hour || c.BackupRetention != 24 {
+		t.Fatalf("defaults: %q %v %d", c.BackupDir, c.BackupInterval, c.BackupRetention)
+	}
+	c = mustParse(t, []string{"--backup-dir=/b", "--backup-interval=5m", "--backup-retention=3"})
+	sc := c.serverConfig(zap.NewNop())
+	if sc.BackupDir != "/b" || sc.BackupInterval != 5*time.Minute || sc.BackupRetention != 3 {
+		t.Fatalf("flags: %q %v %d", sc.BackupDir, sc.BackupInterval, sc.BackupRetention)
+	}
+	if c := mustParse(t, nil, "ETCD_BACKUP_DIR=/e", "ETCD_BACKUP_RETENTION=7"); c.BackupDir != "/e" || c.BackupRetention != 7 {
+		t.Fatalf("env: %q %d", c.BackupDir, c.BackupRetention)
+	}
+	p := filepath.Join(t.TempDir(), "etcd.yaml")
+	if err := os.WriteFile(p, []byte("backup-dir: /y\nbackup-interval: 10s\nbackup-retention: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c := mustParse(t, []string{"--config-file", p}); c.BackupDir != "/y" || c.BackupInterval != 10*time.Second || c.BackupRetention != 2 {
+		t.Fatalf("config file: %q %v %d", c.BackupDir, c.BackupInterval, c.BackupRetention)
+	}
+	for _, tc := range []struct{ flag, msg string }{
+		{"--backup-interval=0s", "--backup-interval must be > 0"},
+		{"--backup-retention=0", "--backup-retention must be >= 1"},
+	} {
+		if _, err := parseConfig([]string{tc.flag}, nil); err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v, want %q", tc.flag, err, tc.msg)
+		}
+	}
+}

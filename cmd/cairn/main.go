@@ -145,6 +145,10 @@ func (c *config) serverConfig(lg *zap.Logger) server.Config {
 		HeartbeatInterval:      time.Duration(c.HeartbeatMs) * time.Millisecond,
 		ElectionTimeout:        time.Duration(c.ElectionMs) * time.Millisecond,
 		QuotaBackendBytes:      c.QuotaBackendBytes,
+		InitialMmapSize:        c.InitialMmapSize,
+		BackupDir:              c.BackupDir,
+		BackupInterval:         c.BackupInterval,
+		BackupRetention:        c.BackupRetention,
 		MaxRequestBytes:        c.MaxRequestBytes,
 		MaxTxnOps:              c.MaxTxnOps,
 		GRPCKeepAliveMinTime:   c.GRPCKeepAliveMinTime,
@@ -243,6 +247,12 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		WatchProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 	}, lg)
 	hh := api.NewHTTPHandler(b, srv.Registry(), cfg.EnablePprof, lg)
+	if cfg.FaultInjection {
+		mux := http.NewServeMux()
+		mux.Handle(server.FaultPath, srv.FaultHandler())
+		mux.Handle("/", hh)
+		hh = mux
+	}
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

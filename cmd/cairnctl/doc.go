@@ -11,5 +11,11 @@
 //     of alternating Cairn/etcd runs into the ratio table described in
 //     docs/benchmarks.md (tests/bench/bench.sh drives it).
 //
-// Later subcommands (snapshot, check, ...) register in commands() in main.go.
+//   - snapshot save|status|restore: etcdctl snapshot save and etcdutl snapshot
+//     status|restore with their flags and output; restore lays out a Cairn data dir
+//     from an etcd or Cairn snapshot (mvcc.PrepareRestoredDB does the db's edits).
+//
+// The command tree is cobra's (newRootCommand in main.go), as etcdctl's and etcdutl's
+// are; bench parses its own flags. It must never write a file in place: saves and
+// restores go to a temporary name, are checked and fsynced, then renamed.
 package main

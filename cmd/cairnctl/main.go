@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes shared by all subcommands.
@@ -16,18 +17,27 @@ const (
 	exitUsage = 2 // bad command line
 )
 
-// command is one top-level subcommand. Each one parses its own flags so
-// subcommands stay independent of each other.
-type command struct {
-	name    string
-	summary string
-	run     func(args []string, stdout, stderr io.Writer) int
-}
-
-func commands() []command {
-	return []command{
-		{"bench", "generate load against etcd-v3 endpoints; compare results", runBench},
+// newRootCommand is cairnctl's command tree. cobra gives the tree, help and flag
+// parsing the etcd tools' users know (etcdctl and etcdutl are cobra programs, and the
+// snapshot commands take etcdutl's flags); bench keeps its own flag sets, so cobra hands
+// it the raw arguments.
+func newRootCommand(stdout, stderr io.Writer, code *int) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "cairnctl",
+		Short:         "Cairn's operator tool",
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(&cobra.Command{
+		Use:                "bench",
+		Short:              "generate load against etcd-v3 endpoints; compare results",
+		DisableFlagParsing: true,
+		Run:                func(_ *cobra.Command, args []string) { *code = runBench(args, stdout, stderr) },
+	})
+	root.AddCommand(newSnapshotCommand(stdout, stderr))
+	return root
 }
 
 func main() {
@@ -36,36 +46,42 @@ func main() {
 
 // run is main without the process: tests call it directly.
 func run(args []string, stdout, stderr io.Writer) int {
+	code := exitOK
+	root := newRootCommand(stdout, stderr, &code)
+	root.SetArgs(args)
 	if len(args) == 0 {
-		usage(stderr)
+		root.SetOut(stderr)
+		_ = root.Usage()
 		return exitUsage
 	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		usage(stdout)
-		return exitOK
+	cmd, err := root.ExecuteC()
+	switch {
+	case err == nil:
+		return code
+	case errors.As(err, new(*exitError)):
+		fmt.Fprintf(stderr, "cairnctl: %v\n", err)
+		return exitFail
+	default: // an unknown command or a bad flag
+		fmt.Fprintf(stderr, "cairnctl: %v\n\n", err)
+		cmd.SetOut(stderr)
+		_ = cmd.Usage()
+		return exitUsage
 	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(args[1:], stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "cairnctl: unknown command %q\n\n", args[0])
-	usage(stderr)
-	return exitUsage
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: cairnctl <command> [arguments]")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Commands:")
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	for _, c := range commands() {
-		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+// exitError is a command that ran and failed (exitFail), as opposed to a bad command
+// line (exitUsage).
+type exitError struct{ err error }
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// failed marks err as the failure of a command that ran.
+func failed(err error) error {
+	if err == nil {
+		return nil
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, `Run "cairnctl <command> --help" for a command's usage.`)
+	return &exitError{err}
 }
 
 // parseFlags parses args with fs, printing usage (via printUsage, which

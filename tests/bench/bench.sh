@@ -9,7 +9,11 @@
 #   BENCH_SIZES="1 3" cluster sizes: every workload on a single member, then the write and
 #                     read workloads on a 3-member cluster (workload names "3m-...", clients
 #                     connected to all members)
-#   BIN_DIR=<repo>/bin  where cairn, cairnctl and etcd are
+#   BENCH_DEFRAG_MB=1024  db size for the defrag workload: the db is filled with this many MB
+#                     (10 KiB values), half of it deleted and compacted, then a put and a
+#                     range load start together with `etcdctl defrag`; their latencies are
+#                     "defrag-put" and "defrag-range". 0 skips it.
+#   BIN_DIR=<repo>/bin  where cairn, cairnctl, etcd and etcdctl are
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,10 +36,12 @@ n() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s); if (v < 1) v = 1; pri
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start TARGET SIZE: a cluster of SIZE members with etcd's default flags on free loopback
-# ports; endpoint is every member's client address, comma-separated.
+# start TARGET SIZE [FLAGS...]: a cluster of SIZE members with etcd's default flags (and
+# FLAGS) on free loopback ports; endpoint is every member's client address, comma-separated.
 start() {
 	local target="$1" size="$2" exe i cluster="" token
+	shift 2
+	local extra=("$@")
 	case "$target" in cairn) exe="$bin/cairn" ;; etcd) exe="$bin/etcd" ;; esac
 	local cports=() pports=()
 	for i in $(seq 1 "$size"); do
@@ -53,7 +59,7 @@ start() {
 			--listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
 			--listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
 			--initial-cluster "$cluster" --initial-cluster-token "$token" \
-			--log-level error >"$work/$target-$i.log" 2>&1 &
+			--log-level error "${extra[@]}" >"$work/$target-$i.log" 2>&1 &
 		pids+=($!)
 	done
 	for ep in ${endpoint//,/ }; do
@@ -118,6 +124,40 @@ for size in $sizes; do
 		done
 	done
 done
+
+# defrag_round TARGET ROUND: put and range latency while the member defragments a db of
+# BENCH_DEFRAG_MB, half of it free after a delete and a compaction.
+defrag_round() {
+	local target="$1" round="$2" keys half rev ctl=("$bin/etcdctl" --endpoints "$endpoint" --command-timeout=10m)
+	keys=$((defrag_mb * 1024 / 10))
+	half=$(printf '%08d' $((keys / 2)))
+	"$bin/cairnctl" bench put --endpoints "$endpoint" --clients 50 --conns 10 --key-size 8 --val-size 10240 \
+		--key-space-size "$keys" --sequential-keys --total "$keys" --timeout 30m --json >/dev/null
+	"${ctl[@]}" del --range 00000000 "$half" >/dev/null
+	rev=$("${ctl[@]}" get 00000000 -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')
+	"${ctl[@]}" compaction --physical "$rev" >/dev/null
+	run "$target" "$round" defrag-put put --clients 10 --conns 2 --key-size 8 --val-size 256 --key-space-size 1000 \
+		--total "$(n 3000)" &
+	local putpid=$!
+	run "$target" "$round" defrag-range range --clients 10 --conns 2 --consistency l --total "$(n 20000)" &
+	local rangepid=$!
+	local start=$SECONDS
+	"${ctl[@]}" defrag >&2
+	echo "bench: $target defragmented a ${defrag_mb} MB db in $((SECONDS - start)) s" >&2
+	wait "$putpid" "$rangepid"
+}
+
+defrag_mb="${BENCH_DEFRAG_MB:-1024}"
+if [[ "$defrag_mb" != 0 ]]; then
+	for round in $(seq 1 "$rounds"); do
+		for target in cairn etcd; do
+			echo "bench: defrag of ${defrag_mb} MB, round $round/$rounds $target" >&2
+			start "$target" 1 --quota-backend-bytes=8589934592
+			defrag_round "$target" "$round"
+			stop
+		done
+	done
+fi
 
 echo "cluster sizes: $sizes, $rounds rounds, scale $scale (Cairn/etcd; >1 is better for QPS, <1 for latency)"
 "$bin/cairnctl" bench report "$results"

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/cairn-kv/cairn/tests/framework"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -84,4 +85,57 @@ func mustDelete(t testing.TB, cli *clientv3.Client, key string, opts ...clientv3
 		t.Fatalf("delete %q: %v", key, err)
 	}
 	return resp
+}
+
+// HashKV after compactions is etcd's: below the compact revision it covers what a
+// compaction at the hashed revision would keep, or (nothing live) what the compaction
+// kept. (At exactly a compaction revision etcd answers a hash it stored while compacting;
+// not compared here.)
+func TestHashKVAfterCompactionsMatchesEtcd(t *testing.T) {
+	t.Parallel()
+	p := framework.StartPair(t)
+	run := func(m *framework.Member) []string {
+		cli := m.Client()
+		var out []string
+		hash := func(step string) {
+			r, err := cli.HashKV(ctx(t), m.ClientURL, 0)
+			if err != nil {
+				t.Fatalf("%s: HashKV after %s: %v", m.Name, step, err)
+			}
+			out = append(out, fmt.Sprintf("%s: rev %d hash %08x compact %d", step, r.Header.Revision, r.Hash, r.CompactRevision))
+		}
+		compact := func(rev int64) {
+			if _, err := cli.Compact(ctx(t), rev, clientv3.WithCompactPhysical()); err != nil {
+				t.Fatalf("%s: compact %d: %v", m.Name, rev, err)
+			}
+		}
+		for i := 0; i < 20; i++ {
+			mustPut(t, cli, fmt.Sprintf("k%02d", i%7), fmt.Sprint(i)) // revs 2..21
+		}
+		mustDelete(t, cli, "k03")
+		if _, err := cli.Txn(ctx(t)).Then(clientv3.OpPut("t1", "a"), clientv3.OpPut("t2", "b"), clientv3.OpDelete("k04")).Commit(); err != nil {
+			t.Fatalf("%s: txn: %v", m.Name, err)
+		}
+		hash("history")
+		compact(18) // keys changed and deleted after 18
+		hash("compact 18")
+		mustPut(t, cli, "k00", "after")
+		mustDelete(t, cli, "", clientv3.WithFromKey())
+		compact(currentRev(t, cli))
+		hash("all deleted, compacted")
+		mustPut(t, cli, "z", "1")
+		hash("put after compaction")
+		mustPut(t, cli, "y", "1")
+		mustPut(t, cli, "y", "2")
+		compact(currentRev(t, cli))
+		mustDelete(t, cli, "", clientv3.WithFromKey())
+		hash("compacted, then all deleted")
+		return out
+	}
+	got, want := run(p.Cairn), run(p.Etcd)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("%s\n  etcd: %s", got[i], want[i])
+		}
+	}
 }

@@ -88,6 +88,22 @@ func StartCluster(t testing.TB, n int, opts Options) *Cluster {
 	return nil
 }
 
+// NewCluster prepares a cluster as StartCluster does without starting it, for tests
+// that lay out the members' data dirs first (a restored snapshot); Start starts it.
+func NewCluster(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	return newCluster(t, n, opts)
+}
+
+// Start starts a cluster from NewCluster and waits for its members and a leader.
+func (c *Cluster) Start() error {
+	if err := c.start(); err != nil {
+		return err
+	}
+	_, err := c.WaitLeader(DefaultLeaderTimeout)
+	return err
+}
+
 // raftTimingFlags are the cluster's --heartbeat-interval and --election-timeout,
 // unless flags set them.
 func raftTimingFlags(flags []string) []string {

@@ -3,11 +3,37 @@ package framework
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
+
+// FaultInjectionEnv, in Options.Env, enables Cairn's test-only fault endpoint
+// (server.FaultInjectionEnv), which FreezeRaft uses. etcd has no such endpoint.
+const FaultInjectionEnv = "CAIRN_FAULT_INJECTION=1"
+
+// FreezeRaft freezes the raft Ready loop of a Cairn member started with
+// FaultInjectionEnv for d (no ticks, nothing persisted, sent or applied; its
+// gRPC and HTTP keep serving, as with a stalled disk); d == 0 ends a freeze.
+// It returns once the member's Ready loop took the request.
+func (m *Member) FreezeRaft(d time.Duration) error {
+	u := m.ClientURL + "/debug/fault/raft-freeze?seconds=" + strconv.FormatFloat(d.Seconds(), 'f', 3, 64)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Post(u, "text/plain", nil)
+	if err != nil {
+		return fmt.Errorf("freeze raft of %s for %v: %w", m.Name, d, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("freeze raft of %s for %v: %s: %s (is %s set?)", m.Name, d, resp.Status, strings.TrimSpace(string(body)), FaultInjectionEnv)
+	}
+	return nil
+}
 
 // pausedMembers maps each member paused by Pause to the pid it stopped.
 var pausedMembers = struct {
@@ -71,7 +97,15 @@ const (
 	// FaultPartition cuts the targets off from the other members through
 	// the PeerNetwork, then heals.
 	FaultPartition FaultKind = "partition"
+	// FaultFreeze freezes the targets' raft Ready loop (FreezeRaft) while
+	// their processes keep serving clients, then thaws it. Cairn only.
+	FaultFreeze FaultKind = "freeze"
 )
+
+// freezeSlack is how much longer than the hold a FaultFreeze asks the member
+// to stay frozen: the explicit thaw ends it, and a test that dies between the
+// two leaves no member frozen for long.
+const freezeSlack = 10 * time.Second
 
 // Fault is one fault injected and healed by a Nemesis.
 type Fault struct {
@@ -114,7 +148,7 @@ func NewNemesis(c *Cluster, pn *PeerNetwork) *Nemesis {
 }
 
 // Inject injects kind on targets, holds it for hold, heals it (restart,
-// SIGCONT or Heal), then waits until every member is running and all agree
+// SIGCONT, Heal or thaw), then waits until every member is running and all agree
 // on a leader (bounded by RecoverTimeout). detail is logged with the fault;
 // mode applies to partitions. The fault is appended to Faults even when an
 // error is returned (recovery failed).
@@ -166,6 +200,23 @@ func (n *Nemesis) inject(kind FaultKind, targets []*Member, hold time.Duration, 
 		time.Sleep(hold)
 		for _, m := range targets {
 			if err := m.Resume(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	case FaultFreeze:
+		var errs []error
+		var frozen []*Member
+		for _, m := range targets {
+			if err := m.FreezeRaft(hold + freezeSlack); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			frozen = append(frozen, m)
+		}
+		time.Sleep(hold)
+		for _, m := range frozen {
+			if err := m.FreezeRaft(0); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cairn-kv/cairn/lease"
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+)
+
+// TestLeaseRenewNeedsConfirmedLeadership: a leader whose Ready loop is frozen (a stalled
+// disk) still believes it leads, but renews no lease: keep-alives it receives wait for a
+// quorum's confirmation that never comes and fail, with etcd's lease.ErrNotPrimary once
+// the request timeout passed, while the others elect a new leader. After the thaw the
+// old leader forwards keep-alives to the new one.
+func TestLeaseRenewNeedsConfirmedLeadership(t *testing.T) {
+	ms := startTestCluster(t, 3)
+	leader, followers := waitLeader(t, ms)
+	g, err := leader.s.LeaseGrant(ctx(t), &pb.LeaseGrantRequest{TTL: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := leader.s.LeaseRenew(boundedCtx(t, 3*time.Second), g.ID); err != nil || ttl != 30 {
+		t.Fatalf("renew on the healthy leader = %d, %v; want 30, nil", ttl, err)
+	}
+
+	leader.s.node.FreezeReadyLoop(time.Minute)
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			leader.s.node.FreezeReadyLoop(0)
+		}
+	}
+	t.Cleanup(thaw)
+	frozenAt := time.Now()
+	var refused int
+	for i := 0; i < 20 && time.Since(frozenAt) < 2*time.Second; i++ {
+		if leader.s.Leader() != leader.s.ID() {
+			t.Fatalf("the frozen leader learned of a new leader: the test freezes nothing")
+		}
+		ttl, err := leader.s.LeaseRenew(boundedCtx(t, 200*time.Millisecond), g.ID)
+		if err == nil {
+			t.Fatalf("keep-alive %d, %v after the freeze: renewed on a leader that cannot confirm it leads (TTL %d)",
+				i+1, time.Since(frozenAt).Round(time.Millisecond), ttl)
+		}
+		refused++
+	}
+	begin := time.Now()
+	_, err = leader.s.LeaseRenew(boundedCtx(t, 10*time.Second), g.ID)
+	if !errors.Is(err, lease.ErrNotPrimary) || err.Error() != lease.ErrNotPrimary.Error() {
+		t.Fatalf("keep-alive on the frozen leader with time to spare: %v, want %q", err, lease.ErrNotPrimary)
+	}
+	t.Logf("%d short keep-alives refused; one with time to spare refused after %v: %v", refused,
+		time.Since(begin).Round(time.Millisecond), err)
+
+	newLeader := followers[0].s.Leader()
+	if newLeader == 0 || newLeader == leader.s.ID() || followers[1].s.Leader() != newLeader {
+		t.Fatalf("followers name leaders %x and %x; want a new one", newLeader, followers[1].s.Leader())
+	}
+	thaw()
+	waitLeader(t, ms)
+	if ttl, err := leader.s.LeaseRenew(boundedCtx(t, 5*time.Second), g.ID); err != nil || ttl != 30 {
+		t.Fatalf("renew through the old leader after the thaw = %d, %v; want 30, nil", ttl, err)
+	}
+}
+
+// TestLeaseRevokeNeedsConfirmedLeadership (etcd issue 15247): a leader whose Ready loop
+// is frozen renews nothing, so its lessor finds the lease expired, while the new leader
+// keeps it alive. The old leader must not revoke it: neither during the freeze (its
+// proposal would reach the new leader at the thaw) nor after.
+func TestLeaseRevokeNeedsConfirmedLeadership(t *testing.T) {
+	ms := startTestCluster(t, 3)
+	old, followers := waitLeader(t, ms)
+	g, err := old.s.LeaseGrant(ctx(t), &pb.LeaseGrantRequest{TTL: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.s.Put(ctx(t), &pb.PutRequest{Key: []byte("held"), Value: []byte("v"), Lease: g.ID}); err != nil {
+		t.Fatal(err)
+	}
+	old.s.node.FreezeReadyLoop(time.Minute)
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			old.s.node.FreezeReadyLoop(0)
+		}
+	}
+	t.Cleanup(thaw)
+	frozenAt := time.Now()
+
+	// Keep the lease alive through a follower (which forwards to whoever leads) for 4 s
+	// of freeze, twice the TTL the frozen lessor counts down, then 4 s after the thaw.
+	keep := func(d time.Duration, what string) {
+		t.Helper()
+		until := time.Now().Add(d)
+		for i := 0; i < 100 && time.Now().Before(until); i++ {
+			if ttl, err := followers[0].s.LeaseRenew(boundedCtx(t, 5*time.Second), g.ID); err != nil || ttl != 2 {
+				t.Fatalf("%s, %v after the freeze: renew through a follower = %d, %v",
+					what, time.Since(frozenAt).Round(time.Millisecond), ttl, err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	keep(4*time.Second, "during the freeze")
+	if l := followers[0].s.Leader(); l == old.s.ID() || l == 0 {
+		t.Fatalf("no new leader during the freeze (followers follow %x)", l)
+	}
+	thaw()
+	keep(4*time.Second, "after the thaw")
+	waitLeader(t, ms)
+	if kv := mustGet(t, followers[1].s, "held"); kv == nil {
+		t.Fatal("the lease's key is gone")
+	}
+}
