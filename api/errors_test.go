@@ -44,6 +44,12 @@ var wireOf = map[error]struct {
 	errs.ErrCompacted:               {codes.OutOfRange, "etcdserver: mvcc: required revision has been compacted"},
 	errs.ErrFutureRev:               {codes.OutOfRange, "etcdserver: mvcc: required revision is a future revision"},
 	errs.ErrNotImplemented:          {codes.Unimplemented, "cairn: not implemented"},
+
+	// Downgrade (kept apart so the rows above keep their alignment).
+	errs.ErrWrongDowngradeVersionFormat:   {codes.InvalidArgument, "etcdserver: wrong downgrade target version format"},
+	errs.ErrInvalidDowngradeTargetVersion: {codes.InvalidArgument, "etcdserver: invalid downgrade target version"},
+	errs.ErrDowngradeNotSupported:         {codes.FailedPrecondition, "cairn: downgrade is not supported: Cairn cannot move the cluster and its storage to version 3.5"},
+	errs.ErrUnknownMethod:                 {codes.Unknown, "etcdserver: unknown method"},
 }
 
 // TestBackendErrorsCoverEveryError checks every row of backendErrors against etcd's wire

@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,8 +26,12 @@ import (
 // (etcd's default for --snapshot-catchup-entries).
 const DefaultSnapshotCatchUpEntries = 5000
 
-// snapshotsKept is how many snapshot files survive a purge.
-const snapshotsKept = 5
+// DefaultMaxSnapshots and DefaultMaxWALs are how many snapshot files and WAL segments a
+// member keeps at most (etcd's --max-snapshots and --max-wals defaults).
+const (
+	DefaultMaxSnapshots = 5
+	DefaultMaxWALs      = 5
+)
 
 // Transport sends raft messages to peers. A single-member cluster has none.
 type Transport interface {
@@ -48,6 +53,12 @@ type Config struct {
 	// MaxSnapshotBytes bounds the db a received snapshot may carry (the backend quota:
 	// a db past it could not be written to anyway); 0 means no bound.
 	MaxSnapshotBytes int64
+	// MaxSnapshots and MaxWALs bound the snapshot files and WAL segments kept, purged
+	// oldest first at each snapshot; WAL segments only once the newest snapshot no longer
+	// needs them. 0 means DefaultMaxSnapshots / DefaultMaxWALs; a negative value keeps
+	// them all (etcd's 0, "unlimited").
+	MaxSnapshots int
+	MaxWALs      int
 
 	// For a new member: the WAL metadata to create it with and the initial peers. A
 	// member joining an existing cluster has no peers: it learns the membership from the
@@ -87,6 +98,8 @@ type Node struct {
 	transport        Transport
 	tick             time.Duration
 	catchUp          uint64
+	maxSnaps         int // < 0: unlimited
+	maxWALs          int // < 0: unlimited
 
 	walMu sync.Mutex // the WAL has one writer at a time: the Ready loop or Snapshot
 	wal   *wal.WAL
@@ -117,6 +130,8 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		transport:        cfg.Transport,
 		tick:             cfg.TickInterval,
 		catchUp:          cfg.SnapshotCatchUpEntries,
+		maxSnaps:         cmp.Or(cfg.MaxSnapshots, DefaultMaxSnapshots),
+		maxWALs:          cmp.Or(cfg.MaxWALs, DefaultMaxWALs),
 		applyc:           make(chan Apply, 64),
 		readStatec:       make(chan raft.ReadState, 1),
 		freezec:          make(chan time.Duration),
@@ -483,13 +498,19 @@ func (n *Node) Snapshot(applied uint64, data []byte) error {
 			return fmt.Errorf("raftnode: compact log: %w", err)
 		}
 	}
-	n.walMu.Lock()
-	err = n.wal.ReleaseTo(applied)
-	n.walMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("raftnode: release wal: %w", err)
+	if n.maxWALs > 0 {
+		n.walMu.Lock()
+		err = n.wal.ReleaseToKeep(applied, n.maxWALs)
+		n.walMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("raftnode: release wal: %w", err)
+		}
 	}
-	if err := n.snapshotter.Purge(snapshotsKept); err != nil {
+	keepSnaps := n.maxSnaps
+	if keepSnaps < 0 {
+		keepSnaps = math.MaxInt // still clears temp files of interrupted saves
+	}
+	if err := n.snapshotter.Purge(keepSnaps); err != nil {
 		n.lg.Warn("failed to purge old snapshots", zap.Error(err))
 	}
 	n.lg.Info("saved snapshot", zap.Uint64("snapshot-index", applied))

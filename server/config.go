@@ -67,6 +67,32 @@ type Config struct {
 	// 0 means DefaultLeaseCheckpointInterval; a negative value turns checkpointing off.
 	LeaseCheckpointInterval time.Duration
 
+	// AutoCompactionMode is etcd's --auto-compaction-mode (CompactorModePeriodic, the
+	// default when empty, or CompactorModeRevision); AutoCompactionRetention is
+	// --auto-compaction-retention as ParseCompactionRetention reads it (a duration, or a
+	// revision count in revision mode). 0 turns auto-compaction off.
+	AutoCompactionMode      string
+	AutoCompactionRetention time.Duration
+
+	// MaxLearners is how many learners the cluster may have (etcd's --max-learners),
+	// checked when a learner is added, by the member asked and again by every member when
+	// the change is applied. 0 means DefaultMaxLearners; a negative value allows none
+	// (etcd's --max-learners=0).
+	MaxLearners int
+
+	// MaxSnapshots and MaxWALs are etcd's --max-snapshots and --max-wals: how many
+	// snapshot files and WAL segments the member keeps (WAL segments only while the
+	// newest snapshot does not need them). 0 means 5, etcd's default; a negative value
+	// keeps them all (etcd's 0).
+	MaxSnapshots int
+	MaxWALs      int
+
+	// ForceNewCluster restarts an existing member as a one-member cluster (etcd's
+	// --force-new-cluster): committed conf changes removing every other member are
+	// written to its own log at start, so it keeps all its data and leads alone. Ignored
+	// for a new member.
+	ForceNewCluster bool
+
 	// BackupDir, if set, is where the member saves a backup of its db every
 	// BackupInterval (default DefaultBackupInterval), keeping the newest BackupRetention
 	// (default DefaultBackupRetention) files: Cairn's --backup-dir, --backup-interval and
@@ -95,6 +121,8 @@ const (
 	DefaultCompactHashCheckTime    = time.Minute
 	DefaultBackupInterval          = time.Hour
 	DefaultBackupRetention         = 24
+	// DefaultMaxLearners is etcd's default --max-learners.
+	DefaultMaxLearners = 1
 )
 
 // MemberDir is where a member keeps its state: <data-dir>/member, as etcd does.
@@ -152,6 +180,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InitialClusterState == "" {
 		c.InitialClusterState = "new"
+	}
+	if c.MaxLearners == 0 {
+		c.MaxLearners = DefaultMaxLearners
+	}
+	if c.AutoCompactionMode == "" {
+		c.AutoCompactionMode = CompactorModePeriodic
 	}
 	if c.InitialMmapSize <= 0 {
 		c.InitialMmapSize = DefaultInitialMmapSize

@@ -110,3 +110,17 @@ func (s *Server) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVRes
 	hdr.Revision = hashRev
 	return &pb.HashKVResponse{Header: hdr, Hash: h, CompactRevision: compactRev, HashRevision: hashRev}, nil
 }
+
+// Hash is etcd's Maintenance.Hash: a hash of this member's whole db (every bucket but the
+// applied index, term and storage version), with the current revision in the header.
+// Unlike HashKV it covers members, leases, alarms and the compaction marks, so members
+// agree only once they applied the same entries and finished the same compactions.
+func (s *Server) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	h, rev, err := s.store.Hash()
+	if err != nil {
+		return nil, err
+	}
+	hdr := s.Header()
+	hdr.Revision = rev
+	return &pb.HashResponse{Header: hdr, Hash: h}, nil
+}

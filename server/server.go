@@ -106,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 		stopping:         make(chan struct{}),
 		donec:            make(chan struct{}),
 	}
+	s.members.maxLearners = max(cfg.MaxLearners, 0)
 	rcfg := raftnode.Config{
 		Logger:                 lg,
 		TickInterval:           cfg.HeartbeatInterval,
@@ -114,6 +115,8 @@ func New(cfg Config) (*Server, error) {
 		WALDir:                 cfg.WALPath(),
 		SnapDir:                cfg.SnapPath(),
 		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
+		MaxSnapshots:           cfg.MaxSnapshots,
+		MaxWALs:                cfg.MaxWALs,
 	}
 	if q := (&Server{cfg: cfg}).quota(); q > 0 {
 		rcfg.MaxSnapshotBytes = q + q/10 // a db may pass the quota a little before NOSPACE stops it
@@ -175,6 +178,13 @@ func New(cfg Config) (*Server, error) {
 			store.Close()
 			return nil, err
 		}
+		if cfg.ForceNewCluster {
+			if err := s.forceNewCluster(persisted); err != nil {
+				persisted.WAL.Close()
+				store.Close()
+				return nil, err
+			}
+		}
 		peers = s.members.all()
 	}
 	rcfg.ID = s.id
@@ -223,6 +233,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.CompactHashCheck {
 		go s.runCompactHashCheck(cfg.CompactHashCheckTime)
+	}
+	if cfg.AutoCompactionRetention != 0 {
+		go s.newAutoCompactor().run()
 	}
 	if cfg.BackupDir != "" {
 		go s.runBackups()

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	"github.com/cairn-kv/cairn/server"
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
@@ -43,6 +45,11 @@ const (
 	defaultLogLevel                 = "info"
 	defaultLogOutput                = "default"
 	maxElectionMs                   = 50000
+	defaultAutoCompactionMode       = "periodic"
+	defaultAutoCompactionRetention  = "0"
+	defaultMaxLearners              = 1
+	defaultMaxSnapshots             = 5
+	defaultMaxWALs                  = 5
 
 	envPrefix = "ETCD"
 )
@@ -95,6 +102,17 @@ type config struct {
 	// WatchProgressNotifyInterval is etcd 3.6's --watch-progress-notify-interval (also
 	// spelled --experimental-watch-progress-notify-interval, deprecated); 0 = 10 minutes.
 	WatchProgressNotifyInterval time.Duration
+	// AutoCompactionMode and AutoCompactionRetention are etcd's --auto-compaction-mode and
+	// --auto-compaction-retention (as given: a bare number is hours or revisions).
+	AutoCompactionMode      string
+	AutoCompactionRetention string
+	// MaxLearners is etcd's --max-learners.
+	MaxLearners int
+	// MaxSnapshots and MaxWALs are etcd's --max-snapshots and --max-wals (0: unlimited).
+	MaxSnapshots uint
+	MaxWALs      uint
+	// ForceNewCluster is etcd's --force-new-cluster.
+	ForceNewCluster bool
 	// Built-in backups, Cairn only (etcd has none): --backup-dir (empty: off),
 	// --backup-interval, --backup-retention (files kept).
 	BackupDir       string
@@ -121,6 +139,8 @@ type config struct {
 
 	// initialClusterMap is InitialCluster parsed.
 	initialClusterMap map[string][]url.URL
+	// autoCompactionRetention is AutoCompactionRetention parsed.
+	autoCompactionRetention time.Duration
 
 	// Messages for the log once the logger exists: unknown flags, environment variables
 	// used or ignored, defaults applied. Each is a message plus key/value pairs.
@@ -177,6 +197,11 @@ func newConfig() *config {
 		SelfSignedCertValidity: 1,
 		TLSMinVersion:          "TLS1.2",
 	}
+	c.AutoCompactionMode = defaultAutoCompactionMode
+	c.AutoCompactionRetention = defaultAutoCompactionRetention
+	c.MaxLearners = defaultMaxLearners
+	c.MaxSnapshots = defaultMaxSnapshots
+	c.MaxWALs = defaultMaxWALs
 	c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
 	return c
 }
@@ -384,6 +409,12 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.BoolVar(&c.CompactHashCheck, "experimental-compact-hash-check-enabled", c.CompactHashCheck, "Enable leader to periodically check followers compaction hashes. Deprecated in v3.6: use --feature-gates=CompactHashCheck=true.")
 	fs.DurationVar(&c.CompactHashCheckTime, "compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes.")
 	fs.DurationVar(&c.CompactHashCheckTime, "experimental-compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes. Deprecated in v3.6: use --compact-hash-check-time.")
+	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention length. 0 means disable auto compaction.")
+	fs.StringVar(&c.AutoCompactionMode, "auto-compaction-mode", c.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
+	fs.UintVar(&c.MaxSnapshots, "max-snapshots", c.MaxSnapshots, "Maximum number of snapshot files to retain (0 is unlimited). Deprecated in v3.6 and will be decommissioned in v3.8.")
+	fs.UintVar(&c.MaxWALs, "max-wals", c.MaxWALs, "Maximum number of wal files to retain (0 is unlimited).")
+	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", c.ForceNewCluster, "Force to create a new one-member cluster.")
+	fs.IntVar(&c.MaxLearners, "max-learners", c.MaxLearners, "Set the max number of learner members allowed in the cluster membership.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	// Security.
 	fs.StringVar(&c.ClientTLS.CertFile, "cert-file", "", "Path to the client server TLS cert file.")
@@ -801,6 +832,32 @@ func (c *config) setFileKey(k string, v any) error {
 			return err
 		}
 		c.CompactHashCheckTime = d
+	case "force-new-cluster":
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("expected a boolean, got %v", v)
+		}
+		c.ForceNewCluster = b
+	case "max-snapshots", "max-wals":
+		n, err := asInt(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		if k == "max-snapshots" {
+			c.MaxSnapshots = uint(n)
+		} else {
+			c.MaxWALs = uint(n)
+		}
+	case "max-learners":
+		n, err := asInt(v)
+		if err != nil {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.MaxLearners = int(n)
+	case "auto-compaction-mode":
+		return asString(v, &c.AutoCompactionMode)
+	case "auto-compaction-retention":
+		return asString(v, &c.AutoCompactionRetention)
 	case "feature-gates":
 		str, ok := v.(string)
 		if !ok {
@@ -999,6 +1056,9 @@ func (c *config) validate() error {
 		return fmt.Errorf("invalid --initial-cluster %q: %w", c.InitialCluster, err)
 	}
 	c.initialClusterMap = m
+	if err := c.validateOps(); err != nil {
+		return err
+	}
 
 	if err := c.validateTLS(); err != nil {
 		return err
@@ -1187,4 +1247,45 @@ func (f featureGatesValue) Set(s string) error {
 		(*f.m)[k] = b
 	}
 	return nil
+}
+
+// validateOps checks the operations options (auto-compaction, file retention, learners)
+// with etcd's messages: the mode as embed.Config.Validate does, the retention as
+// etcd's server start does.
+func (c *config) validateOps() error {
+	switch c.AutoCompactionMode {
+	case "periodic", "revision":
+	case "":
+		return errors.New("undefined auto-compaction-mode")
+	default:
+		return fmt.Errorf("unknown auto-compaction-mode %q", c.AutoCompactionMode)
+	}
+	d, err := server.ParseCompactionRetention(c.AutoCompactionMode, c.AutoCompactionRetention)
+	if err != nil {
+		return err
+	}
+	c.autoCompactionRetention = d
+	// etcd starts, then fails its bootstrap with this (0 learners is already too many).
+	if c.MaxLearners < 0 {
+		return errs.ErrTooManyLearners
+	}
+	return nil
+}
+
+// serverMaxLearners maps --max-learners to server.Config's (where 0 means the default and
+// a negative value none).
+func serverMaxLearners(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// serverFileLimit maps --max-snapshots / --max-wals (0: unlimited) to server.Config's
+// (0: the default, negative: unlimited).
+func serverFileLimit(n uint) int {
+	if n == 0 {
+		return -1
+	}
+	return int(min(n, uint(math.MaxInt32)))
 }

@@ -134,14 +134,14 @@ func TestEnv(t *testing.T) {
 	c := mustParse(t, []string{"--snapshot-count=7"},
 		"ETCD_NAME=envname", "ETCD_QUOTA_BACKEND_BYTES=1024", "ETCD_ENABLE_PPROF=true",
 		"ETCD_LISTEN_CLIENT_URLS=http://127.0.0.1:3379", "ETCD_ADVERTISE_CLIENT_URLS=http://127.0.0.1:3379",
-		"ETCD_AUTO_COMPACTION_RETENTION=1h", "ETCDCTL_API=3", "PATH=/bin")
+		"ETCD_DISCOVERY_SRV=example.com", "ETCDCTL_API=3", "PATH=/bin")
 	if c.Name != "envname" || c.QuotaBackendBytes != 1024 || !c.EnablePprof || c.SnapshotCount != 7 {
 		t.Fatalf("env not applied: %+v", c)
 	}
 	if urlsString(c.ListenClientURLs) != "http://127.0.0.1:3379" {
 		t.Fatalf("listen-client-urls = %v", c.ListenClientURLs)
 	}
-	if !hasNote(c, true, "unrecognized environment variable", "ETCD_AUTO_COMPACTION_RETENTION=1h") {
+	if !hasNote(c, true, "unrecognized environment variable", "ETCD_DISCOVERY_SRV=example.com") {
 		t.Errorf("no warning for unrecognized ETCD_ variable: %v", c.notes)
 	}
 	if hasNote(c, true, "unrecognized environment variable", "ETCDCTL_API") {
@@ -189,7 +189,7 @@ listen-metrics-urls: http://127.0.0.1:2381
 enable-pprof: true
 grpc-keepalive-min-time: 1000000000
 grpc-keepalive-interval: 1h
-auto-compaction-retention: "1"
+discovery-srv: example.com
 `
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -210,7 +210,7 @@ auto-compaction-retention: "1"
 	if c.InitialCluster != "filenode=http://127.0.0.1:2380" {
 		t.Fatalf("initial-cluster = %q", c.InitialCluster)
 	}
-	if !hasNote(c, true, "ignoring unrecognized config file key; Cairn does not implement it", "auto-compaction-retention") {
+	if !hasNote(c, true, "ignoring unrecognized config file key; Cairn does not implement it", "discovery-srv") {
 		t.Errorf("no warning for unknown key: %v", c.notes)
 	}
 
@@ -234,13 +234,13 @@ auto-compaction-retention: "1"
 
 func TestUnknownFlags(t *testing.T) {
 	c := mustParse(t, []string{
-		"--auto-compaction-retention", "1h", "--name=n", "--experimental-corrupt-check-time=1m",
+		"--discovery-srv", "example.com", "--name=n", "--experimental-corrupt-check-time=1m",
 		"--enable-grpc-gateway", "--snapshot-count", "3",
 	})
 	if c.Name != "n" || c.SnapshotCount != 3 {
 		t.Fatalf("known flags lost: %+v", c)
 	}
-	for _, f := range []string{"--auto-compaction-retention", "--experimental-corrupt-check-time", "--enable-grpc-gateway"} {
+	for _, f := range []string{"--discovery-srv", "--experimental-corrupt-check-time", "--enable-grpc-gateway"} {
 		if !hasNote(c, true, "ignoring unrecognized flag; Cairn does not implement it", f) {
 			t.Errorf("no warning for %s: %v", f, c.notes)
 		}

@@ -158,6 +158,14 @@ func (c *config) serverConfig(lg *zap.Logger, t *tlsConfigs) server.Config {
 		EnablePprof:            c.EnablePprof,
 		PeerDialTLS:            t.peerDial,
 		Logger:                 lg,
+
+		// Operations: auto-compaction, snapshot and WAL file retention, learners.
+		AutoCompactionMode:      c.AutoCompactionMode,
+		AutoCompactionRetention: c.autoCompactionRetention,
+		MaxLearners:             serverMaxLearners(c.MaxLearners),
+		MaxSnapshots:            serverFileLimit(c.MaxSnapshots),
+		MaxWALs:                 serverFileLimit(c.MaxWALs),
+		ForceNewCluster:         c.ForceNewCluster,
 	}
 }
 

@@ -36,6 +36,14 @@ var (
 	ErrCompacted = errors.New("mvcc: required revision has been compacted")
 	ErrFutureRev = errors.New("mvcc: required revision is a future revision")
 
+	// Downgrade errors: etcd's texts, plus what Cairn does not do.
+	ErrWrongDowngradeVersionFormat   = errors.New("etcdserver: wrong downgrade target version format")
+	ErrInvalidDowngradeTargetVersion = errors.New("etcdserver: invalid downgrade target version")
+	ErrDowngradeNotSupported         = errors.New("cairn: downgrade is not supported: Cairn cannot move the cluster and its storage to version 3.5")
+	// ErrUnknownMethod is etcd's answer to a request kind it does not know (etcd sends it
+	// as codes.Unknown).
+	ErrUnknownMethod = errors.New("etcdserver: unknown method")
+
 	// ErrNotImplemented marks a request kind this member does not serve yet; api turns it
 	// into codes.Unimplemented, never a success.
 	ErrNotImplemented = errors.New("cairn: not implemented")
@@ -59,6 +67,7 @@ func All() []error {
 		ErrTooManyLearners, ErrNotEnoughStartedMembers, ErrLearnerNotReady,
 		ErrLeaseNotFound, ErrLeaseExists, ErrLeaseTTLTooLarge,
 		ErrCompacted, ErrFutureRev,
+		ErrWrongDowngradeVersionFormat, ErrInvalidDowngradeTargetVersion, ErrDowngradeNotSupported, ErrUnknownMethod,
 		ErrNotImplemented,
 		ErrMemberRemoved, ErrClusterIDMismatch, ErrBackendFailed,
 	}
