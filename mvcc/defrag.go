@@ -135,51 +135,46 @@ func (s *Store) Defragment() error {
 }
 
 // copyDB writes every bucket of view into a new db file at path, packed (keys arrive in
-// order, so pages are filled), committing every defragCopyBatch keys; hook, if set, runs
-// before each commit (tests pause the copy there).
-func copyDB(view *bolt.Tx, path string, hook func()) error {
+// order, so pages are filled), in transactions of defragCopyBatch keys; hook, if set,
+// runs between them (tests pause the copy there).
+func copyDB(view *bolt.Tx, path string, hook func()) (err error) {
 	_ = os.Remove(path)
-	dst, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second, NoFreelistSync: false})
+	dst, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
-	tx, err := dst.Begin(true)
-	if err != nil {
-		dst.Close()
-		return err
-	}
-	n := 0
-	err = view.ForEach(func(name []byte, src *bolt.Bucket) error {
-		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return err
+	defer func() {
+		if cerr := dst.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("copy into %s: %w", path, cerr)
 		}
-		return src.ForEach(func(k, v []byte) error {
-			b := tx.Bucket(name)
-			b.FillPercent = 1.0
-			if err := b.Put(k, v); err != nil {
-				return err
-			}
-			if n++; n%defragCopyBatch != 0 {
-				return nil
-			}
-			if hook != nil {
+	}()
+	err = view.ForEach(func(name []byte, src *bolt.Bucket) error {
+		c := src.Cursor()
+		k, v := c.First()
+		for batch := 0; batch == 0 || k != nil; batch++ {
+			if batch > 0 && hook != nil {
 				hook()
 			}
-			if err := tx.Commit(); err != nil {
+			err := dst.Update(func(tx *bolt.Tx) error {
+				b, err := tx.CreateBucketIfNotExists(name)
+				if err != nil {
+					return err
+				}
+				b.FillPercent = 1.0
+				for n := 0; k != nil && n < defragCopyBatch; n++ {
+					if err := b.Put(k, v); err != nil {
+						return err
+					}
+					k, v = c.Next()
+				}
+				return nil
+			})
+			if err != nil {
 				return err
 			}
-			tx, err = dst.Begin(true)
-			return err
-		})
+		}
+		return nil
 	})
-	if err == nil {
-		err = tx.Commit()
-	} else {
-		_ = tx.Rollback()
-	}
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return fmt.Errorf("copy into %s: %w", path, err)
 	}

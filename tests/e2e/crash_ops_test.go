@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,33 +43,7 @@ func TestKill9DuringDefragAndBackup(t *testing.T) {
 	defer cancel()
 	cli := m.Client()
 	val := strings.Repeat("v", 10240)
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < 4000; i += 8 {
-				if _, err := cli.Put(ctx, fmt.Sprintf("k%04d", i), val); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	dr, err := cli.Delete(ctx, "k0", clientv3.WithRange("k2"))
-	if err != nil || dr.Deleted != 2000 {
-		t.Fatalf("delete: %v, %v", dr, err)
-	}
-	if _, err := cli.Compact(ctx, dr.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
-		t.Fatal(err)
-	}
-	rev := dr.Header.Revision
+	rev := fillThenFree(t, ctx, cli, 4000, val)
 
 	requireIntact := func(when string) {
 		t.Helper()

@@ -25,15 +25,29 @@ func TestDefragUnderLoad(t *testing.T) {
 	}
 }
 
-func testDefragUnderLoad(t *testing.T, m *framework.Member) {
-	cli := m.Client()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	val := strings.Repeat("v", 2048)
-	for i := 0; i < 3000; i++ {
-		if _, err := cli.Put(ctx, fmt.Sprintf("k%04d", i), val); err != nil {
-			t.Fatal(err)
-		}
+// fillThenFree writes keys k0000.. with val (8 writers), deletes the first two
+// thousand of them and compacts physically, so the db holds that much free space; it
+// returns the revision of the delete.
+func fillThenFree(t *testing.T, ctx context.Context, cli *clientv3.Client, keys int, val string) int64 {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < keys; i += 8 {
+				if _, err := cli.Put(ctx, fmt.Sprintf("k%04d", i), val); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 	dr, err := cli.Delete(ctx, "k0", clientv3.WithRange("k2"))
 	if err != nil || dr.Deleted != 2000 {
@@ -42,41 +56,45 @@ func testDefragUnderLoad(t *testing.T, m *framework.Member) {
 	if _, err := cli.Compact(ctx, dr.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
 		t.Fatal(err)
 	}
+	return dr.Header.Revision
+}
+
+func testDefragUnderLoad(t *testing.T, m *framework.Member) {
+	cli := m.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	val := strings.Repeat("v", 2048)
+	fillThenFree(t, ctx, cli, 3000, val)
 	before := clStatus(t, m).DbSize
 
-	var failures atomic.Int64
-	var writes, reads atomic.Int64
+	var failures, writes, reads atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < 100000; i++ {
-			select {
-			case <-stop:
-				return
-			default:
+	load := func(done *atomic.Int64, op func(i int) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if op(i) != nil {
+					failures.Add(1)
+				}
+				done.Add(1)
 			}
-			if _, err := cli.Put(ctx, fmt.Sprintf("load%03d", i%100), "x"); err != nil {
-				failures.Add(1)
-			}
-			writes.Add(1)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for i := 0; i < 100000; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := cli.Get(ctx, fmt.Sprintf("k%04d", 2000+i%1000)); err != nil {
-				failures.Add(1)
-			}
-			reads.Add(1)
-		}
-	}()
+		}()
+	}
+	load(&writes, func(i int) error {
+		_, err := cli.Put(ctx, fmt.Sprintf("load%03d", i%100), "x")
+		return err
+	})
+	load(&reads, func(i int) error {
+		_, err := cli.Get(ctx, fmt.Sprintf("k%04d", 2000+i%1000))
+		return err
+	})
 	out, stderr, err := m.Etcdctl("defrag")
 	close(stop)
 	wg.Wait()
