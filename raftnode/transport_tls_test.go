@@ -45,6 +45,7 @@ func TestPeerTransportTLS(t *testing.T) {
 	defer recv.Stop()
 	got := make(chan *raftpb.Message, 16)
 	recv.SetHandler(func(_ context.Context, m *raftpb.Message) error { got <- m; return nil }, func(uint64) {})
+	recv.AddPeer(1, nil) // the sender is a member
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
