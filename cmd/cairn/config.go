@@ -82,9 +82,12 @@ type config struct {
 	QuotaBackendBytes      int64
 	// InitialMmapSize is Cairn's --initial-mmap-size (etcd 3.6 has no such flag: it maps
 	// 10 GiB, or the quota plus 10%); 0 sizes the map as etcd does.
-	InitialMmapSize       int64
-	MaxRequestBytes       uint
-	MaxTxnOps             uint
+	InitialMmapSize int64
+	MaxRequestBytes uint
+	MaxTxnOps       uint
+	// MaxConcurrentStreams is etcd's --max-concurrent-streams: gRPC streams one client
+	// connection may have open at a time.
+	MaxConcurrentStreams  uint
 	LogLevel              string
 	Logger                string
 	LogOutputs            []string
@@ -188,6 +191,7 @@ func newConfig() *config {
 		ElectionMs:             defaultElectionMs,
 		MaxRequestBytes:        defaultMaxRequestBytes,
 		MaxTxnOps:              defaultMaxTxnOps,
+		MaxConcurrentStreams:   math.MaxUint32,
 		LogLevel:               defaultLogLevel,
 		Logger:                 "zap",
 		LogOutputs:             []string{defaultLogOutput},
@@ -396,6 +400,7 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.Int64Var(&c.InitialMmapSize, "initial-mmap-size", c.InitialMmapSize, "Cairn only: initial size in bytes of the backend's memory map (a commit that outgrows it waits for open reads to remap). 0 sizes it as etcd does: --quota-backend-bytes plus 10% for a quota other than the default, else 10 GiB.")
 	fs.UintVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
+	fs.UintVar(&c.MaxConcurrentStreams, "max-concurrent-streams", c.MaxConcurrentStreams, "Maximum concurrent streams that each client can open at a time.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&c.Logger, "logger", c.Logger, "Currently only supports 'zap' for structured logging.")
 	fs.Var(stringsValue{&c.LogOutputs}, "log-outputs", "'stdout', 'stderr', 'default' (stderr), or file paths, comma separated.")
@@ -766,7 +771,7 @@ func (c *config) setFileKey(k string, v any) error {
 			return fmt.Errorf("invalid value %v", v)
 		}
 		c.SnapshotCatchUpEntries = uint64(n)
-	case "heartbeat-interval", "election-timeout", "max-request-bytes", "max-txn-ops":
+	case "heartbeat-interval", "election-timeout", "max-request-bytes", "max-txn-ops", "max-concurrent-streams":
 		n, err := asInt(v)
 		if err != nil || n < 0 {
 			return fmt.Errorf("invalid value %v", v)
@@ -780,6 +785,8 @@ func (c *config) setFileKey(k string, v any) error {
 			c.MaxRequestBytes = uint(n)
 		case "max-txn-ops":
 			c.MaxTxnOps = uint(n)
+		case "max-concurrent-streams":
+			c.MaxConcurrentStreams = uint(n)
 		}
 	case "quota-backend-bytes", "initial-mmap-size":
 		n, err := asInt(v)

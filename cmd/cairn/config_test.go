@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -467,5 +468,25 @@ func TestBackupOptions(t *testing.T) {
 		if _, err := parseConfig([]string{tc.flag}, nil); err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: %v, want %q", tc.flag, err, tc.msg)
 		}
+	}
+}
+
+// --max-concurrent-streams: etcd's name and default, from a flag, ETCD_* and the file.
+func TestMaxConcurrentStreamsOption(t *testing.T) {
+	if c := mustParse(t, nil); c.MaxConcurrentStreams != math.MaxUint32 {
+		t.Fatalf("default %d", c.MaxConcurrentStreams)
+	}
+	if c := mustParse(t, []string{"--max-concurrent-streams=10"}); c.MaxConcurrentStreams != 10 {
+		t.Fatalf("flag %d", c.MaxConcurrentStreams)
+	}
+	if c := mustParse(t, nil, "ETCD_MAX_CONCURRENT_STREAMS=20"); c.MaxConcurrentStreams != 20 {
+		t.Fatalf("env %d", c.MaxConcurrentStreams)
+	}
+	p := filepath.Join(t.TempDir(), "etcd.yaml")
+	if err := os.WriteFile(p, []byte("max-concurrent-streams: 30\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c := mustParse(t, []string{"--config-file", p}); c.MaxConcurrentStreams != 30 {
+		t.Fatalf("config file %d", c.MaxConcurrentStreams)
 	}
 }

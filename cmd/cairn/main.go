@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -257,6 +258,7 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	gs := api.NewGRPCServer(b, api.GRPCConfig{
 		MaxRequestBytes:   cfg.MaxRequestBytes,
 		MaxTxnOps:         cfg.MaxTxnOps,
+		MaxStreams:        uint32(min(cfg.MaxConcurrentStreams, math.MaxUint32)),
 		KeepAliveMinTime:  cfg.GRPCKeepAliveMinTime,
 		KeepAliveInterval: cfg.GRPCKeepAliveInterval,
 		KeepAliveTimeout:  cfg.GRPCKeepAliveTimeout,
