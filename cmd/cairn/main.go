@@ -245,6 +245,18 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		mux.Handle("/", hh)
 		hh = mux
 	}
+	// etcd's HTTP/JSON API (/v3/...) on the client port only, as etcd serves it. It
+	// calls gs in-process; closed once the client listeners have drained (defers run
+	// after the drain below).
+	gw, err := api.NewGateway(gs, lg)
+	if err != nil {
+		srv.Stop()
+		closeAll(clientLs)
+		closeAll(metricsLs)
+		return err
+	}
+	defer gw.Close()
+	clientHH := api.AccessControl(gw.Mount(hh))
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -256,7 +268,7 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		wg.Add(1)
 		go func(l net.Listener) {
 			defer wg.Done()
-			if err := api.ServeClient(sctx, l, gs, hh); err != nil {
+			if err := api.ServeClient(sctx, l, gs, clientHH); err != nil {
 				errc <- fmt.Errorf("serving client requests on %s: %w", l.Addr(), err)
 			}
 		}(l)
