@@ -79,6 +79,9 @@ type config struct {
 	GRPCKeepAliveInterval time.Duration
 	GRPCKeepAliveTimeout  time.Duration
 	EnablePprof           bool
+	// EnableGRPCGateway is --enable-grpc-gateway: etcd's HTTP/JSON API under /v3/ on the
+	// client URLs (default on, as etcd's).
+	EnableGRPCGateway bool
 	// Corruption checks: etcd 3.6's feature gates InitialCorruptCheck and CompactHashCheck
 	// (--feature-gates), also spelled --experimental-initial-corrupt-check and
 	// --experimental-compact-hash-check-enabled (deprecated).
@@ -143,6 +146,7 @@ func newConfig() *config {
 		GRPCKeepAliveMinTime:   defaultGRPCKeepAliveMinTime,
 		GRPCKeepAliveInterval:  defaultGRPCKeepAliveInterval,
 		GRPCKeepAliveTimeout:   defaultGRPCKeepAliveTimeout,
+		EnableGRPCGateway:      true,
 	}
 	c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
 	return c
@@ -329,6 +333,7 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.DurationVar(&c.CompactHashCheckTime, "compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes.")
 	fs.DurationVar(&c.CompactHashCheckTime, "experimental-compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes. Deprecated in v3.6: use --compact-hash-check-time.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
+	fs.BoolVar(&c.EnableGRPCGateway, "enable-grpc-gateway", c.EnableGRPCGateway, "Enable GRPC gateway.")
 	fs.StringVar(&c.ConfigFile, "config-file", c.ConfigFile, "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.")
 	fs.BoolVar(&c.PrintVersion, "version", c.PrintVersion, "Print the version and exit.")
 	return fs
@@ -668,7 +673,7 @@ func (c *config) setFileKey(k string, v any) error {
 		case "grpc-keepalive-timeout":
 			c.GRPCKeepAliveTimeout = d
 		}
-	case "enable-pprof", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled":
+	case "enable-pprof", "enable-grpc-gateway", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled":
 		b, ok := v.(bool)
 		if !ok {
 			return fmt.Errorf("expected a boolean, got %v", v)
@@ -676,6 +681,8 @@ func (c *config) setFileKey(k string, v any) error {
 		switch k {
 		case "enable-pprof":
 			c.EnablePprof = b
+		case "enable-grpc-gateway":
+			c.EnableGRPCGateway = b
 		case "experimental-initial-corrupt-check":
 			c.InitialCorruptCheck = b
 		default:

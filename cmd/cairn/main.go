@@ -248,15 +248,19 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	// etcd's HTTP/JSON API (/v3/...) on the client port only, as etcd serves it. It
 	// calls gs in-process; closed once the client listeners have drained (defers run
 	// after the drain below).
-	gw, err := api.NewGateway(gs, lg)
-	if err != nil {
-		srv.Stop()
-		closeAll(clientLs)
-		closeAll(metricsLs)
-		return err
+	clientHH := hh
+	if cfg.EnableGRPCGateway {
+		gw, err := api.NewGateway(gs, lg)
+		if err != nil {
+			srv.Stop()
+			closeAll(clientLs)
+			closeAll(metricsLs)
+			return err
+		}
+		defer gw.Close()
+		clientHH = gw.Mount(hh)
 	}
-	defer gw.Close()
-	clientHH := api.AccessControl(gw.Mount(hh))
+	clientHH = api.AccessControl(clientHH)
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

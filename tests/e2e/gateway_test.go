@@ -535,3 +535,21 @@ func gwCurlDiff(t *testing.T, sut, ref *gwSide) {
 		compareGW(t, "curl "+r.path+" "+r.body, out[0], out[1])
 	}
 }
+
+// TestGatewayDisabled: with --enable-grpc-gateway=false the /v3/ paths are not served
+// (the client port's other HTTP endpoints are), on Cairn as on etcd.
+func TestGatewayDisabled(t *testing.T) {
+	t.Parallel()
+	p := framework.StartPair(t, framework.Options{Flags: []string{"--enable-grpc-gateway=false"}})
+	var got [2]string
+	for i, m := range p.Members() {
+		s := &gwSide{m: m, hc: &http.Client{Timeout: opTimeout}}
+		code, hdr, body := s.post(t, http.MethodPost, "/v3/kv/range", fmt.Sprintf(`{"key":%q}`, b64("a")), nil)
+		health, _, _ := s.post(t, http.MethodGet, "/health", "", nil)
+		got[i] = fmt.Sprintf("range %d [%s] %q; /health %d", code, hdr, body, health)
+	}
+	compareGW(t, "gateway disabled", got[0], got[1])
+	if !strings.HasPrefix(got[1], "range 404 ") {
+		t.Errorf("etcd with the gateway disabled: %s, want a 404", got[1])
+	}
+}
