@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/tmc/grpc-websocket-proxy/wsproxy"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -37,6 +38,7 @@ const gatewayBufferBytes = 1 << 20
 // header reaches the server as "authorization" metadata (grpc-gateway's default), which
 // the server reads as the auth token after "token", as etcd does.
 type Gateway struct {
+	lg      *zap.Logger
 	mux     *runtime.ServeMux
 	conn    *grpc.ClientConn
 	l       *bufconn.Listener
@@ -51,7 +53,7 @@ func NewGateway(gs *grpc.Server, lg *zap.Logger) (*Gateway, error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	g := &Gateway{l: bufconn.Listen(gatewayBufferBytes), done: make(chan struct{})}
+	g := &Gateway{lg: lg, l: bufconn.Listen(gatewayBufferBytes), done: make(chan struct{})}
 	conn, err := grpc.NewClient("passthrough:///cairn-gateway",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return g.l.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -97,13 +99,30 @@ func NewGateway(gs *grpc.Server, lg *zap.Logger) (*Gateway, error) {
 // ServeHTTP serves the gateway's paths (under GatewayPrefix).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
 
-// Mount returns a handler that sends GatewayPrefix to g and everything else to h.
+// Mount returns a handler that sends GatewayPrefix to g and everything else to h. As
+// etcd's, the gateway also takes WebSocket connections (for the streams: /v3/watch and
+// the others), each message a request and each answer a message; a request that is
+// not a WebSocket upgrade goes to g unchanged.
 func (g *Gateway) Mount(h http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(GatewayPrefix, g)
+	mux.Handle(GatewayPrefix, wsproxy.WebsocketProxy(g,
+		// The gateway's paths are all POST; a WebSocket opens with a GET.
+		wsproxy.WithRequestMutator(func(_ *http.Request, out *http.Request) *http.Request {
+			out.Method = http.MethodPost
+			return out
+		}),
+		wsproxy.WithMaxRespBodyBufferSize(math.MaxInt32),
+		wsproxy.WithLogger(wsLogger{g.lg}),
+	))
 	mux.Handle("/", h)
 	return mux
 }
+
+// wsLogger is the WebSocket proxy's logger on zap.
+type wsLogger struct{ lg *zap.Logger }
+
+func (w wsLogger) Warnln(v ...any)  { w.lg.Warn(fmt.Sprint(v...)) }
+func (w wsLogger) Debugln(v ...any) { w.lg.Debug(fmt.Sprint(v...)) }
 
 // Close closes the in-process connection and listener; calls through the gateway fail
 // from then on.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cairn-kv/cairn/tests/framework"
+	"github.com/gorilla/websocket"
 )
 
 // b64 is how etcd's gateway JSON carries bytes.
@@ -377,6 +378,7 @@ func TestGatewayDifferential(t *testing.T) {
 
 	t.Run("watch", func(t *testing.T) { gwWatchDiff(t, sut, ref) })
 	t.Run("observe", func(t *testing.T) { gwObserveDiff(t, sut, ref) })
+	t.Run("websocket", func(t *testing.T) { gwWebsocketDiff(t, sut, ref) })
 	t.Run("curl", func(t *testing.T) { gwCurlDiff(t, sut, ref) })
 }
 
@@ -490,6 +492,46 @@ func gwWatchDiff(t *testing.T, sut, ref *gwSide) {
 		st.close()
 	}
 	compareGW(t, "watch from a compacted revision", created[0], created[1])
+}
+
+// gwWebsocketDiff: /v3/watch over a WebSocket (etcd's gateway takes one on every
+// path): each message sent is a request, each answer comes as a message.
+func gwWebsocketDiff(t *testing.T, sut, ref *gwSide) {
+	sides := []*gwSide{sut, ref}
+	got := make([]string, 2)
+	for i, s := range sides {
+		u := "ws" + strings.TrimPrefix(s.url("/v3/watch"), "http")
+		d := websocket.Dialer{HandshakeTimeout: opTimeout}
+		conn, resp, err := d.Dial(u, nil)
+		if err != nil {
+			t.Fatalf("%s: websocket %s: %v", s.m.Name, u, err)
+		}
+		resp.Body.Close()
+		t.Cleanup(func() { conn.Close() })
+		conn.SetReadDeadline(time.Now().Add(opTimeout))
+		read := func(what string) string {
+			t.Helper()
+			_, msg, err := conn.ReadMessage()
+			if err != nil {
+				t.Fatalf("%s: websocket %s: %v", s.m.Name, what, err)
+			}
+			n, err := s.norm(string(msg), nil)
+			if err != nil {
+				t.Fatalf("%s: websocket %s: %v", s.m.Name, what, err)
+			}
+			return n
+		}
+		for _, k := range []string{"ws1", "ws2"} {
+			if err := conn.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf(`{"create_request":{"key":%q}}`, b64(k)))); err != nil {
+				t.Fatalf("%s: websocket send: %v", s.m.Name, err)
+			}
+			got[i] += read("created "+k) + "\n"
+		}
+		s.run(t, gwStep{name: "put ws2", path: "/v3/kv/put", body: fmt.Sprintf(`{"key":%q,"value":%q}`, b64("ws2"), b64("x"))})
+		got[i] += read("event")
+		conn.Close()
+	}
+	compareGW(t, "websocket watch", got[0], got[1])
 }
 
 // gwObserveDiff: /v3/election/observe streams the current leader.
