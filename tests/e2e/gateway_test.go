@@ -267,6 +267,8 @@ func gwScript() []gwStep {
 		{name: "range empty key error", path: "/v3/kv/range", body: `{"key":""}`},
 		{name: "range no body error", path: "/v3/kv/range", body: ``},
 		{name: "put empty key error", path: "/v3/kv/put", body: fmt.Sprintf(`{"value":%q}`, b64("x"))},
+		{name: "put over --max-request-bytes error", path: "/v3/kv/put", body: fmt.Sprintf(`{"key":%q,"value":%q}`, b64("big"), b64(strings.Repeat("x", 1600*1024)))},
+		{name: "put over the gRPC receive limit error", path: "/v3/kv/put", body: fmt.Sprintf(`{"key":%q,"value":%q}`, b64("big"), b64(strings.Repeat("x", 3<<20)))},
 		{name: "range future revision error", path: "/v3/kv/range", body: fmt.Sprintf(`{"key":%q,"revision":"100"}`, b64("a"))},
 		{name: "put with missing lease error", path: "/v3/kv/put", body: fmt.Sprintf(`{"key":%q,"value":%q,"lease":"999"}`, b64("l"), b64("x"))},
 		{name: "compaction future revision error", path: "/v3/kv/compaction", body: `{"revision":"100"}`},
