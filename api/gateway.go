@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -89,7 +90,7 @@ func NewGateway(gs *grpc.Server, lg *zap.Logger) (*Gateway, error) {
 	go func() {
 		defer close(g.done)
 		// Returns when gs stops (ServeClient's shutdown) or the listener closes.
-		if err := gs.Serve(g.l); err != nil && err != grpc.ErrServerStopped && !g.closing.Load() {
+		if err := gs.Serve(g.l); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !g.closing.Load() {
 			lg.Warn("gateway's in-process gRPC listener stopped", zap.Error(err))
 		}
 	}()
