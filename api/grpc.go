@@ -346,12 +346,11 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 
 // Defragment compacts this member's db file (etcdctl defrag; --cluster calls every member).
 func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
-	resp, err := s.b.Defragment(ctx)
-	if err != nil {
+	if _, err := s.b.Defragment(ctx); err != nil {
 		return nil, toGRPCError(err)
 	}
-	fillHeader(s.b, &resp.Header)
-	return resp, nil
+	// etcd answers an empty DefragmentResponse: no header ("{}" through the gateway).
+	return &pb.DefragmentResponse{}, nil
 }
 
 // snapshotChunkSize is the db bytes per Snapshot response (etcd's send buffer size).

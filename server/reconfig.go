@@ -33,14 +33,16 @@ func (s *Server) IsLearner() bool {
 
 // MemberAdd adds a voting member or a learner through raft. Like etcd with
 // --strict-reconfig-check (the default), a voter is only added while the started
-// members keep a quorum of the grown cluster.
+// members keep a quorum of the grown cluster, or to a single started member.
 func (s *Server) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
 	voters, started, learners := s.members.counts(0)
 	if r.IsLearner {
 		if learners >= s.members.maxLearners {
 			return nil, ErrTooManyLearners
 		}
-	} else if started < (voters+1)/2+1 {
+	} else if started < (voters+1)/2+1 && !(voters == 1 && started == 1) {
+		// etcd lets a started single member add a second voter (how a one-node
+		// cluster grows), though the two then need the new one to start for a quorum.
 		return nil, ErrNotEnoughStartedMembers
 	}
 	// etcd refuses a new member unless every voter has been reachable for a while: a

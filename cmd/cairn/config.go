@@ -95,6 +95,9 @@ type config struct {
 	GRPCKeepAliveInterval time.Duration
 	GRPCKeepAliveTimeout  time.Duration
 	EnablePprof           bool
+	// EnableGRPCGateway is --enable-grpc-gateway: etcd's HTTP/JSON API under /v3/ on the
+	// client URLs (default on, as etcd's).
+	EnableGRPCGateway bool
 	// Corruption checks: etcd 3.6's feature gates InitialCorruptCheck and CompactHashCheck
 	// (--feature-gates), also spelled --experimental-initial-corrupt-check and
 	// --experimental-compact-hash-check-enabled (deprecated).
@@ -200,6 +203,7 @@ func newConfig() *config {
 		GRPCKeepAliveTimeout:   defaultGRPCKeepAliveTimeout,
 		SelfSignedCertValidity: 1,
 		TLSMinVersion:          "TLS1.2",
+		EnableGRPCGateway:      true,
 	}
 	c.AutoCompactionMode = defaultAutoCompactionMode
 	c.AutoCompactionRetention = defaultAutoCompactionRetention
@@ -421,6 +425,7 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", c.ForceNewCluster, "Force to create a new one-member cluster.")
 	fs.IntVar(&c.MaxLearners, "max-learners", c.MaxLearners, "Set the max number of learner members allowed in the cluster membership.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
+	fs.BoolVar(&c.EnableGRPCGateway, "enable-grpc-gateway", c.EnableGRPCGateway, "Enable GRPC gateway.")
 	// Security.
 	fs.StringVar(&c.ClientTLS.CertFile, "cert-file", "", "Path to the client server TLS cert file.")
 	fs.StringVar(&c.ClientTLS.KeyFile, "key-file", "", "Path to the client server TLS key file.")
@@ -820,7 +825,7 @@ func (c *config) setFileKey(k string, v any) error {
 			return fmt.Errorf("expected a boolean, got %v", v)
 		}
 		c.PeerSkipClientSANVerify = b
-	case "enable-pprof", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled":
+	case "enable-pprof", "enable-grpc-gateway", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled":
 		b, ok := v.(bool)
 		if !ok {
 			return fmt.Errorf("expected a boolean, got %v", v)
@@ -828,6 +833,8 @@ func (c *config) setFileKey(k string, v any) error {
 		switch k {
 		case "enable-pprof":
 			c.EnablePprof = b
+		case "enable-grpc-gateway":
+			c.EnableGRPCGateway = b
 		case "experimental-initial-corrupt-check":
 			c.InitialCorruptCheck = b
 		default:

@@ -70,6 +70,7 @@ func TestDefaults(t *testing.T) {
 		"keepalive-interval":    {c.GRPCKeepAliveInterval, 2 * time.Hour},
 		"keepalive-timeout":     {c.GRPCKeepAliveTimeout, 20 * time.Second},
 		"enable-pprof":          {c.EnablePprof, false},
+		"enable-grpc-gateway":   {c.EnableGRPCGateway, true},
 	}
 	for name, gw := range checks {
 		if gw[0] != gw[1] {
@@ -96,13 +97,13 @@ func TestFlags(t *testing.T) {
 		"--quota-backend-bytes=8589934592", "--max-request-bytes=10485760", "--max-txn-ops=1000",
 		"--log-level=debug", "--log-outputs=stdout", "--listen-metrics-urls=http://127.0.0.1:2381",
 		"--grpc-keepalive-min-time=1s", "--grpc-keepalive-interval=1m", "--grpc-keepalive-timeout=3s",
-		"-enable-pprof",
+		"-enable-pprof", "--enable-grpc-gateway=false",
 	})
 	if c.Name != "m1" || c.DataDir != "/var/lib/x" || c.WALDir != "/wal" || c.InitialClusterState != "existing" ||
 		c.InitialClusterToken != "tok" || c.SnapshotCount != 5 || c.SnapshotCatchUpEntries != 7 || c.HeartbeatMs != 50 || c.ElectionMs != 500 ||
 		c.QuotaBackendBytes != 8<<30 || c.MaxRequestBytes != 10<<20 || c.MaxTxnOps != 1000 || c.LogLevel != "debug" ||
 		c.LogOutputs[0] != "stdout" || c.GRPCKeepAliveMinTime != time.Second || c.GRPCKeepAliveInterval != time.Minute ||
-		c.GRPCKeepAliveTimeout != 3*time.Second || !c.EnablePprof {
+		c.GRPCKeepAliveTimeout != 3*time.Second || !c.EnablePprof || c.EnableGRPCGateway {
 		t.Fatalf("flags not applied: %+v", c)
 	}
 	if got := urlsString(c.ListenClientURLs); got != "http://10.0.0.1:2379,http://127.0.0.1:2379" {
@@ -188,6 +189,7 @@ logger: zap
 log-outputs: [stdout]
 listen-metrics-urls: http://127.0.0.1:2381
 enable-pprof: true
+enable-grpc-gateway: false
 grpc-keepalive-min-time: 1000000000
 grpc-keepalive-interval: 1h
 discovery-srv: example.com
@@ -200,7 +202,7 @@ discovery-srv: example.com
 	if c.Name != "filenode" || c.DataDir != "/data/etcd" || c.WALDir != "/data/wal" || c.InitialClusterState != "existing" ||
 		c.InitialClusterToken != "ftok" || c.SnapshotCount != 20000 || c.SnapshotCatchUpEntries != 300 || c.HeartbeatMs != 200 || c.ElectionMs != 2000 ||
 		c.QuotaBackendBytes != 4<<30 || c.MaxRequestBytes != 2<<20 || c.MaxTxnOps != 256 || c.LogLevel != "warn" ||
-		c.LogOutputs[0] != "stdout" || !c.EnablePprof || c.GRPCKeepAliveMinTime != time.Second ||
+		c.LogOutputs[0] != "stdout" || !c.EnablePprof || c.EnableGRPCGateway || c.GRPCKeepAliveMinTime != time.Second ||
 		c.GRPCKeepAliveInterval != time.Hour || c.GRPCKeepAliveTimeout != 20*time.Second {
 		t.Fatalf("config file not applied: %+v", c)
 	}
@@ -236,12 +238,12 @@ discovery-srv: example.com
 func TestUnknownFlags(t *testing.T) {
 	c := mustParse(t, []string{
 		"--discovery-srv", "example.com", "--name=n", "--experimental-corrupt-check-time=1m",
-		"--enable-grpc-gateway", "--snapshot-count", "3",
+		"--strict-reconfig-check", "--snapshot-count", "3",
 	})
 	if c.Name != "n" || c.SnapshotCount != 3 {
 		t.Fatalf("known flags lost: %+v", c)
 	}
-	for _, f := range []string{"--discovery-srv", "--experimental-corrupt-check-time", "--enable-grpc-gateway"} {
+	for _, f := range []string{"--discovery-srv", "--experimental-corrupt-check-time", "--strict-reconfig-check"} {
 		if !hasNote(c, true, "ignoring unrecognized flag; Cairn does not implement it", f) {
 			t.Errorf("no warning for %s: %v", f, c.notes)
 		}

@@ -273,13 +273,28 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		mux.Handle("/", hh)
 		hh = mux
 	}
+	// etcd's HTTP/JSON API (/v3/...) on the client port only, as etcd serves it. It
+	// calls gs in-process; closed once the client listeners have drained (defers run
+	// after the drain below).
+	clientHH := hh
+	if cfg.EnableGRPCGateway {
+		gw, err := api.NewGateway(gs, lg)
+		if err != nil {
+			srv.Stop()
+			closeListeners()
+			return err
+		}
+		defer gw.Close()
+		clientHH = gw.Mount(hh)
+	}
+	clientHH = api.AccessControl(clientHH)
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	api.ShutdownTimeout = stopTimeout
 
 	// etcd: once --listen-client-http-urls is given, the client URLs serve gRPC only.
-	var clientHTTP http.Handler = hh
+	clientHTTP := clientHH
 	if len(clientHTTPLs) > 0 {
 		clientHTTP = nil
 	}
@@ -305,7 +320,7 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		serveClient(l, port)
 	}
 	for i, l := range clientHTTPLs {
-		port := api.ClientPort{HTTP: hh, Logger: lg}
+		port := api.ClientPort{HTTP: clientHH, Logger: lg}
 		if cfg.ListenClientHTTPURLs[i].Scheme == "https" {
 			port.TLS = tc.clientHTTP
 		}
