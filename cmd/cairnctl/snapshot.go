@@ -31,7 +31,7 @@ func newSnapshotCommand(stdout, stderr io.Writer) *cobra.Command {
 }
 
 func newSnapshotSaveCommand(stdout, stderr io.Writer) *cobra.Command {
-	var endpoint string
+	var conn connFlags
 	var dialTimeout, commandTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "save <filename>",
@@ -40,10 +40,10 @@ func newSnapshotSaveCommand(stdout, stderr io.Writer) *cobra.Command {
 		RunE: func(_ *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 			defer cancel()
-			return failed(saveSnapshot(ctx, endpoint, dialTimeout, args[0], stdout, stderr))
+			return failed(saveSnapshot(ctx, conn, dialTimeout, args[0], stdout, stderr))
 		},
 	}
-	cmd.Flags().StringVar(&endpoint, "endpoints", "127.0.0.1:2379", "the one member to save from (host:port or http://host:port)")
+	conn.register(cmd.Flags())
 	cmd.Flags().DurationVar(&dialTimeout, "dial-timeout", 2*time.Second, "how long to wait for the connection")
 	cmd.Flags().DurationVar(&commandTimeout, "command-timeout", time.Hour, "how long the whole save may take")
 	return cmd
@@ -52,16 +52,17 @@ func newSnapshotSaveCommand(stdout, stderr io.Writer) *cobra.Command {
 // saveSnapshot writes the member's db and its SHA-256 trailer (as received, so etcdutl
 // can verify it) to path: into a temporary file, checked and fsynced before it is
 // renamed into place, so a file at path is always a whole snapshot.
-func saveSnapshot(ctx context.Context, endpoint string, dialTimeout time.Duration, path string, stdout, stderr io.Writer) error {
-	eps, err := parseEndpoints(endpoint)
+func saveSnapshot(ctx context.Context, conn connFlags, dialTimeout time.Duration, path string, stdout, stderr io.Writer) error {
+	to, err := conn.members()
 	if err != nil {
 		return err
 	}
-	if len(eps) != 1 {
-		return fmt.Errorf("snapshot save needs exactly one endpoint, got %d", len(eps))
+	if len(to.addrs) != 1 {
+		return fmt.Errorf("snapshot save needs exactly one endpoint, got %d", len(to.addrs))
 	}
+	eps := to.addrs
 	dctx, dcancel := context.WithTimeout(ctx, dialTimeout)
-	conns, err := dialAll(dctx, eps, 1)
+	conns, err := dialAll(dctx, to, 1)
 	dcancel()
 	for _, cc := range conns {
 		defer cc.Close()

@@ -9,6 +9,8 @@
 #   BENCH_SIZES="1 3" cluster sizes: every workload on a single member, then the write and
 #                     read workloads on a 3-member cluster (workload names "3m-...", clients
 #                     connected to all members)
+#   (single member only: put-100 and range-l also run over TLS, "tls-put-100" and
+#   "tls-range-l", both servers with --auto-tls)
 #   BENCH_DEFRAG_MB=1024  db size for the defrag workload: the db is filled with this many MB
 #                     (10 KiB values), half of it deleted and compacted, then a put and a
 #                     range load start together with `etcdctl defrag`; their latencies are
@@ -56,7 +58,7 @@ start() {
 		rm -rf "$dir"
 		endpoint+="${endpoint:+,}127.0.0.1:$cport"
 		"$exe" --name "b$i" --data-dir "$dir" \
-			--listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+			--listen-client-urls "$scheme://127.0.0.1:$cport" --advertise-client-urls "$scheme://127.0.0.1:$cport" \
 			--listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
 			--initial-cluster "$cluster" --initial-cluster-token "$token" \
 			--log-level error "${extra[@]}" >"$work/$target-$i.log" 2>&1 &
@@ -65,7 +67,7 @@ start() {
 	for ep in ${endpoint//,/ }; do
 		local ok=""
 		for _ in $(seq 1 150); do
-			if curl -sf "http://$ep/health" >/dev/null 2>&1; then ok=1; break; fi
+			if curl -sfk "$scheme://$ep/health" >/dev/null 2>&1; then ok=1; break; fi
 			sleep 0.1
 		done
 		if [[ -z "$ok" ]]; then
@@ -86,6 +88,10 @@ stop() {
 	done
 	pids=()
 }
+
+# scheme is the client URLs' scheme start uses: https with --auto-tls for the TLS
+# workloads (clients then run with --insecure-skip-tls-verify).
+scheme=http
 
 # run TARGET ROUND WORKLOAD ARGS...
 run() {
@@ -121,6 +127,17 @@ for size in $sizes; do
 				run "$target" "$round" lease lease-keepalive --leases 100 --clients 10 --conns 1 --total "$(n 20000)"
 			fi
 			stop
+			if [[ "$size" == 1 ]]; then
+				# put-100 and range-l again with TLS on the client port (self-signed: --auto-tls).
+				scheme=https
+				start "$target" 1 --auto-tls
+				run "$target" "$round" tls-put-100 put --clients 100 --conns 10 --key-size 8 --val-size 256 \
+					--key-space-size 10000 --sequential-keys --total "$(n 20000)" --insecure-skip-tls-verify
+				run "$target" "$round" tls-range-l range --clients 100 --conns 10 --consistency l --total "$(n 50000)" \
+					--insecure-skip-tls-verify
+				stop
+				scheme=http
+			fi
 		done
 	done
 done
