@@ -12,7 +12,8 @@
 #   (single member only: put-100 and range-l also run over TLS, "tls-put-100" and
 #   "tls-range-l", both servers with --auto-tls)
 #   BENCH_DEFRAG_MB=1024  db size for the defrag workload: the db is filled with this many MB
-#                     (10 KiB values), half of it deleted and compacted, then a put and a
+#                     (10 KiB values), half of it deleted and compacted, saved with etcdctl
+#                     snapshot save and restored (cairnctl / etcdutl; MB/s printed), then a put and a
 #                     range load start together with `etcdctl defrag`; their latencies are
 #                     "defrag-put" and "defrag-range". 0 skips it.
 #   BIN_DIR=<repo>/bin  where cairn, cairnctl, etcd and etcdctl are
@@ -153,6 +154,7 @@ defrag_round() {
 	"${ctl[@]}" del --range 00000000 "$half" >/dev/null
 	rev=$("${ctl[@]}" get 00000000 -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')
 	"${ctl[@]}" compaction --physical "$rev" >/dev/null
+	snapshot_round "$target" "$round"
 	run "$target" "$round" defrag-put put --clients 10 --conns 2 --key-size 8 --val-size 256 --key-space-size 1000 \
 		--total "$(n 3000)" &
 	local putpid=$!
@@ -164,6 +166,27 @@ defrag_round() {
 	wait "$putpid" "$rangepid"
 }
 
+# snapshot_round TARGET ROUND: seconds to save the member's db with etcdctl snapshot save
+# (the same client for both servers) and to restore it into a new data dir with the
+# target's own tool (cairnctl / etcdutl snapshot restore); appended to $snapshots.
+snapshot_round() {
+	local target="$1" round="$2" file="$work/$target-snapshot.db" t0 t1 t2 size
+	t0=$(date +%s.%N)
+	"$bin/etcdctl" --endpoints "$endpoint" --command-timeout=10m snapshot save "$file" >/dev/null 2>&1
+	t1=$(date +%s.%N)
+	case "$target" in
+	cairn) "$bin/cairnctl" snapshot restore "$file" --name r --data-dir "$work/$target-restored" \
+		--initial-cluster r=http://127.0.0.1:1 --initial-advertise-peer-urls http://127.0.0.1:1 >/dev/null 2>&1 ;;
+	etcd) "$bin/etcdutl" snapshot restore "$file" --name r --data-dir "$work/$target-restored" \
+		--initial-cluster r=http://127.0.0.1:1 --initial-advertise-peer-urls http://127.0.0.1:1 >/dev/null 2>&1 ;;
+	esac
+	t2=$(date +%s.%N)
+	size=$(stat -c %s "$file")
+	echo "$target $round $size $t0 $t1 $t2" >>"$snapshots"
+	rm -rf "$file" "$work/$target-restored"
+}
+snapshots="$work/snapshots.txt"
+
 defrag_mb="${BENCH_DEFRAG_MB:-1024}"
 if [[ "$defrag_mb" != 0 ]]; then
 	for round in $(seq 1 "$rounds"); do
@@ -174,6 +197,23 @@ if [[ "$defrag_mb" != 0 ]]; then
 			stop
 		done
 	done
+fi
+
+if [[ -s "$snapshots" ]]; then
+	echo "snapshot save (etcdctl) and restore (cairnctl / etcdutl) of the ${defrag_mb} MB db, MB/s, medians over rounds:"
+	python3 - "$snapshots" <<'PY'
+import statistics, sys
+rate = {}
+for line in open(sys.argv[1]):
+    target, _, size, t0, t1, t2 = line.split()
+    mb = int(size) / 1e6
+    rate.setdefault(target, ([], []))
+    rate[target][0].append(mb / (float(t1) - float(t0)))
+    rate[target][1].append(mb / (float(t2) - float(t1)))
+for i, what in enumerate(("save", "restore")):
+    c, e = statistics.median(rate["cairn"][i]), statistics.median(rate["etcd"][i])
+    print(f"  {what:8} cairn {c:.0f}, etcd {e:.0f}, ratio {c / e:.2f}")
+PY
 fi
 
 echo "cluster sizes: $sizes, $rounds rounds, scale $scale (Cairn/etcd; >1 is better for QPS, <1 for latency)"
