@@ -44,6 +44,24 @@ var wireOf = map[error]struct {
 	errs.ErrCompacted:               {codes.OutOfRange, "etcdserver: mvcc: required revision has been compacted"},
 	errs.ErrFutureRev:               {codes.OutOfRange, "etcdserver: mvcc: required revision is a future revision"},
 	errs.ErrNotImplemented:          {codes.Unimplemented, "cairn: not implemented"},
+
+	errs.ErrRootUserNotExist:     {codes.FailedPrecondition, "etcdserver: root user does not exist"},
+	errs.ErrRootRoleNotExist:     {codes.FailedPrecondition, "etcdserver: root user does not have root role"},
+	errs.ErrUserAlreadyExist:     {codes.FailedPrecondition, "etcdserver: user name already exists"},
+	errs.ErrUserEmpty:            {codes.InvalidArgument, "etcdserver: user name is empty"},
+	errs.ErrUserNotFound:         {codes.FailedPrecondition, "etcdserver: user name not found"},
+	errs.ErrRoleAlreadyExist:     {codes.FailedPrecondition, "etcdserver: role name already exists"},
+	errs.ErrRoleNotFound:         {codes.FailedPrecondition, "etcdserver: role name not found"},
+	errs.ErrRoleEmpty:            {codes.InvalidArgument, "etcdserver: role name is empty"},
+	errs.ErrAuthFailed:           {codes.InvalidArgument, "etcdserver: authentication failed, invalid user ID or password"},
+	errs.ErrPermissionNotGiven:   {codes.InvalidArgument, "etcdserver: permission not given"},
+	errs.ErrPermissionDenied:     {codes.PermissionDenied, "etcdserver: permission denied"},
+	errs.ErrRoleNotGranted:       {codes.FailedPrecondition, "etcdserver: role is not granted to the user"},
+	errs.ErrPermissionNotGranted: {codes.FailedPrecondition, "etcdserver: permission is not granted to the role"},
+	errs.ErrAuthNotEnabled:       {codes.FailedPrecondition, "etcdserver: authentication is not enabled"},
+	errs.ErrInvalidAuthToken:     {codes.Unauthenticated, "etcdserver: invalid auth token"},
+	errs.ErrInvalidAuthMgmt:      {codes.InvalidArgument, "etcdserver: invalid auth management"},
+	errs.ErrAuthOldRevision:      {codes.InvalidArgument, "etcdserver: revision of auth store is old"},
 }
 
 // TestBackendErrorsCoverEveryError checks every row of backendErrors against etcd's wire

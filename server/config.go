@@ -48,6 +48,13 @@ type Config struct {
 
 	EnablePprof bool
 
+	// AuthToken is --auth-token ("simple", or "jwt,pub-key=...,priv-key=...,sign-method=...,
+	// ttl=..."); AuthTokenTTL is --auth-token-ttl for simple tokens (0: 300 s); BcryptCost
+	// is --bcrypt-cost (0: 10).
+	AuthToken    string
+	AuthTokenTTL time.Duration
+	BcryptCost   int
+
 	// InitialCorruptCheck makes the caller compare this member's HashKV with its peers'
 	// before serving (CheckInitialHashKV); CompactHashCheck makes the leader compare the
 	// members' hashes at the latest compaction every CompactHashCheckTime (default 1m)

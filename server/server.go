@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-kv/cairn/auth"
 	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
 	"github.com/cairn-kv/cairn/raftnode"
@@ -42,6 +43,7 @@ type Server struct {
 	ids       *idGenerator
 	leaseFwd  *leaseForwarder // connections to the leader for forwarded lease requests
 	alarms    *alarmStore
+	auth      *auth.Store
 
 	// snapshotRequests carries the transport's requests for a snapshot to send to a
 	// follower to the apply loop.
@@ -105,6 +107,13 @@ func New(cfg Config) (*Server, error) {
 		readyc:           make(chan struct{}),
 		stopping:         make(chan struct{}),
 		donec:            make(chan struct{}),
+	}
+	if s.auth, err = newAuthStore(cfg, lg, s.waitApplied); err != nil {
+		if persisted != nil {
+			persisted.WAL.Close()
+		}
+		store.Close()
+		return nil, err
 	}
 	rcfg := raftnode.Config{
 		Logger:                 lg,
@@ -184,6 +193,9 @@ func New(cfg Config) (*Server, error) {
 	err = s.restoreLeases()
 	if err == nil {
 		err = s.loadAlarms()
+	}
+	if err == nil {
+		err = s.loadAuth()
 	}
 	if err != nil {
 		if persisted != nil {

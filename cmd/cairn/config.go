@@ -89,6 +89,11 @@ type config struct {
 	// WatchProgressNotifyInterval is etcd 3.6's --watch-progress-notify-interval (also
 	// spelled --experimental-watch-progress-notify-interval, deprecated); 0 = 10 minutes.
 	WatchProgressNotifyInterval time.Duration
+	// Auth: etcd's --auth-token ("simple" or "jwt,..."), --auth-token-ttl (seconds, for
+	// simple tokens) and --bcrypt-cost.
+	AuthToken    string
+	AuthTokenTTL uint
+	BcryptCost   uint
 
 	ConfigFile   string
 	PrintVersion bool
@@ -136,6 +141,9 @@ func newConfig() *config {
 		GRPCKeepAliveMinTime:   defaultGRPCKeepAliveMinTime,
 		GRPCKeepAliveInterval:  defaultGRPCKeepAliveInterval,
 		GRPCKeepAliveTimeout:   defaultGRPCKeepAliveTimeout,
+		AuthToken:              "simple",
+		AuthTokenTTL:           300,
+		BcryptCost:             10,
 	}
 	c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
 	return c
@@ -305,6 +313,9 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.Int64Var(&c.InitialMmapSize, "initial-mmap-size", c.InitialMmapSize, "Cairn only: initial size in bytes of the backend's memory map (a commit that outgrows it waits for open reads to remap). 0 sizes it as etcd does: --quota-backend-bytes plus 10% for a quota other than the default, else 10 GiB.")
 	fs.UintVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
+	fs.StringVar(&c.AuthToken, "auth-token", c.AuthToken, "Specify auth token specific options.")
+	fs.UintVar(&c.AuthTokenTTL, "auth-token-ttl", c.AuthTokenTTL, "The lifetime in seconds of the auth token.")
+	fs.UintVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&c.Logger, "logger", c.Logger, "Currently only supports 'zap' for structured logging.")
 	fs.Var(stringsValue{&c.LogOutputs}, "log-outputs", "'stdout', 'stderr', 'default' (stderr), or file paths, comma separated.")
@@ -617,6 +628,22 @@ func (c *config) setFileKey(k string, v any) error {
 			c.MaxRequestBytes = uint(n)
 		case "max-txn-ops":
 			c.MaxTxnOps = uint(n)
+		}
+	case "auth-token":
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("expected a string, got %v", v)
+		}
+		c.AuthToken = s
+	case "auth-token-ttl", "bcrypt-cost":
+		n, err := asInt(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		if k == "auth-token-ttl" {
+			c.AuthTokenTTL = uint(n)
+		} else {
+			c.BcryptCost = uint(n)
 		}
 	case "quota-backend-bytes", "initial-mmap-size":
 		n, err := asInt(v)
