@@ -39,11 +39,29 @@ type AuthBackend interface {
 	RequireAuthInfo(ctx context.Context) error
 	// WatchPermitted checks read permission on a watch's range.
 	WatchPermitted(ctx context.Context, key, rangeEnd []byte) error
+	// WithRoot marks ctx as the member's own request, run as root (etcd's
+	// AuthStore.WithRoot, for the health checks' reads).
+	WithRoot(ctx context.Context) context.Context
+}
+
+func withRoot(ctx context.Context, b Backend) context.Context {
+	if ab := authBackend(b); ab != nil {
+		return ab.WithRoot(ctx)
+	}
+	return ctx
 }
 
 func authBackend(b Backend) AuthBackend {
 	ab, _ := b.(AuthBackend)
 	return ab
+}
+
+// requireAuthInfo is nil for a Backend without auth.
+func requireAuthInfo(ctx context.Context, b Backend) error {
+	if ab := authBackend(b); ab != nil {
+		return toGRPCError(ab.RequireAuthInfo(ctx))
+	}
+	return nil
 }
 
 // checkAdmin is nil for a Backend without auth.
@@ -54,11 +72,12 @@ func checkAdmin(ctx context.Context, b Backend) error {
 	return nil
 }
 
-// maintenanceAuth is etcd's authMaintenanceServer, by gRPC method: which check each
-// Maintenance RPC gets before its handler runs.
+// maintenanceAuth is etcd's authMaintenanceServer (and kvServer.Compact's check), by
+// gRPC method: which check each Maintenance RPC gets before its handler runs.
 func maintenanceAuth(ctx context.Context, ab AuthBackend, method string, req any) error {
 	switch method {
-	case "/etcdserverpb.Maintenance/Defragment", "/etcdserverpb.Maintenance/Snapshot",
+	case "/etcdserverpb.KV/Compact", // etcd's kvServer.Compact checks admin too
+		"/etcdserverpb.Maintenance/Defragment", "/etcdserverpb.Maintenance/Snapshot",
 		"/etcdserverpb.Maintenance/Hash", "/etcdserverpb.Maintenance/HashKV",
 		"/etcdserverpb.Maintenance/MoveLeader", "/etcdserverpb.Maintenance/Downgrade":
 		return ab.CheckAdmin(ctx)

@@ -424,7 +424,10 @@ func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 
 func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 	// No fillHeader: etcd's cluster service stamps no revision, and the member already
-	// filled the rest.
+	// filled the rest. etcd requires a user (any) when auth is enabled.
+	if err := requireAuthInfo(ctx, s.b); err != nil {
+		return nil, err
+	}
 	resp, err := s.b.MemberList(ctx, r)
 	if err != nil {
 		return nil, toGRPCError(err)

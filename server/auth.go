@@ -52,10 +52,22 @@ func (s *Server) waitApplied(index uint64) <-chan struct{} {
 	return c
 }
 
+type rootKey struct{}
+
+// WithRoot marks ctx as the member's own request, run as the root user (the health
+// checks' reads, as etcd's AuthStore.WithRoot). Clients cannot set it: it is a context
+// value, not metadata.
+func (s *Server) WithRoot(ctx context.Context) context.Context {
+	return context.WithValue(ctx, rootKey{}, true)
+}
+
 // authInfo is who the client behind ctx is: from the token in its metadata (nil when it
 // sent none, or auth is disabled), ErrInvalidAuthToken for a token this member does not
 // know.
 func (s *Server) authInfo(ctx context.Context) (*auth.AuthInfo, error) {
+	if ctx.Value(rootKey{}) != nil && s.auth.Enabled() {
+		return &auth.AuthInfo{Username: auth.RootUser, Revision: s.auth.Revision()}, nil
+	}
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok || !s.auth.Enabled() {
 		return nil, nil
