@@ -47,9 +47,13 @@ staticcheck:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	cd tests && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
+# proto regenerates proto/ (messages, gRPC services, and the JSON gateway's gw packages
+# from proto/gateway.yaml). It needs protoc on PATH, and GOBIN (or GOPATH/bin) on PATH for
+# the plugins it installs.
 proto:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	$(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@v2.29.0
 	command -v protoc >/dev/null || { echo "make proto needs protoc (Debian: apt-get install protobuf-compiler)"; exit 1; }
 	$(GO) generate ./proto/...
 

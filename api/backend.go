@@ -45,6 +45,9 @@ type Backend interface {
 	// Snapshot opens a consistent copy of the member's whole db file as of now (every
 	// applied write included). The caller must Close its Data.
 	Snapshot(ctx context.Context) (DBSnapshot, error)
+	// Defragment rewrites the member's db file without its free space (reads and
+	// writes go on meanwhile) and returns once it is swapped in.
+	Defragment(ctx context.Context) (*pb.DefragmentResponse, error)
 }
 
 // DBSnapshot is a member's db file being read for Maintenance.Snapshot.

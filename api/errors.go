@@ -144,6 +144,10 @@ var backendErrors = []struct {
 	{errs.ErrInvalidAuthToken, ErrGRPCInvalidAuthToken},
 	{errs.ErrInvalidAuthMgmt, ErrGRPCInvalidAuthMgmt},
 	{errs.ErrAuthOldRevision, ErrGRPCAuthOldRevision},
+	{errs.ErrWrongDowngradeVersionFormat, ErrGRPCWrongDowngradeVersionFormat},
+	{errs.ErrInvalidDowngradeTargetVersion, ErrGRPCInvalidDowngradeTargetVersion},
+	{errs.ErrDowngradeNotSupported, status.Error(codes.FailedPrecondition, errs.ErrDowngradeNotSupported.Error())},
+	{errs.ErrUnknownMethod, status.Error(codes.Unknown, errs.ErrUnknownMethod.Error())},
 	// A request kind the member does not serve yet answers codes.Unimplemented, never a
 	// fake success.
 	{errs.ErrNotImplemented, status.Error(codes.Unimplemented, errs.ErrNotImplemented.Error())},

@@ -62,6 +62,11 @@ var wireOf = map[error]struct {
 	errs.ErrInvalidAuthToken:     {codes.Unauthenticated, "etcdserver: invalid auth token"},
 	errs.ErrInvalidAuthMgmt:      {codes.InvalidArgument, "etcdserver: invalid auth management"},
 	errs.ErrAuthOldRevision:      {codes.InvalidArgument, "etcdserver: revision of auth store is old"},
+	// Downgrade (kept apart so the rows above keep their alignment).
+	errs.ErrWrongDowngradeVersionFormat:   {codes.InvalidArgument, "etcdserver: wrong downgrade target version format"},
+	errs.ErrInvalidDowngradeTargetVersion: {codes.InvalidArgument, "etcdserver: invalid downgrade target version"},
+	errs.ErrDowngradeNotSupported:         {codes.FailedPrecondition, "cairn: downgrade is not supported: Cairn cannot move the cluster and its storage to version 3.5"},
+	errs.ErrUnknownMethod:                 {codes.Unknown, "etcdserver: unknown method"},
 }
 
 // TestBackendErrorsCoverEveryError checks every row of backendErrors against etcd's wire

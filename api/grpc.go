@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -63,6 +64,9 @@ type GRPCConfig struct {
 	// leader ends with "no leader" after three election timeouts without one. Zero
 	// means etcd's default 1 s.
 	ElectionTimeout time.Duration
+	// MaxStreams is --max-concurrent-streams: gRPC streams one client connection may have
+	// open at once. Zero means etcd's default, math.MaxUint32.
+	MaxStreams uint32
 }
 
 func (c GRPCConfig) maxRequestBytes() uint {
@@ -95,7 +99,7 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 		grpc.ChainStreamInterceptor(streamInterceptor(b), authStreamInterceptor(b)),
 		grpc.MaxRecvMsgSize(int(recvLimit)),
 		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.MaxConcurrentStreams(cmp.Or(cfg.MaxStreams, math.MaxUint32)),
 		grpc.ForceServerCodecV2(newServerCodec()),
 	}
 	if cfg.KeepAliveMinTime > 0 {
@@ -338,6 +342,15 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	}
 	fillHeader(s.b, &resp.Header)
 	return resp, nil
+}
+
+// Defragment compacts this member's db file (etcdctl defrag; --cluster calls every member).
+func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if _, err := s.b.Defragment(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
+	// etcd answers an empty DefragmentResponse: no header ("{}" through the gateway).
+	return &pb.DefragmentResponse{}, nil
 }
 
 // snapshotChunkSize is the db bytes per Snapshot response (etcd's send buffer size).

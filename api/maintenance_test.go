@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 )
 
@@ -63,5 +66,42 @@ func TestSnapshotStreamsDBThenChecksum(t *testing.T) {
 	sum := sha256.Sum256(fb.db)
 	if last := got[4]; !bytes.Equal(last.Blob, sum[:]) || last.RemainingBytes != 0 || last.Version != "3.6.0" {
 		t.Fatalf("last response %v, want the db's sha256", last)
+	}
+}
+
+// --max-concurrent-streams: a connection may have that many streams open; one more waits.
+func TestMaxConcurrentStreams(t *testing.T) {
+	fb := newFakeBackend()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := NewGRPCServer(fb, GRPCConfig{MaxStreams: 1}, nil)
+	go gs.Serve(l)
+	t.Cleanup(gs.Stop)
+	cc := dial(t, l.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := pb.NewWatchClient(cc).Watch(ctx)
+	if err == nil {
+		err = first.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{Key: []byte("a")}}})
+	}
+	if err == nil {
+		_, err = first.Recv()
+	}
+	if err != nil {
+		t.Fatalf("first stream: %v", err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer scancel()
+	second, err := pb.NewWatchClient(cc).Watch(sctx)
+	if err == nil {
+		err = second.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{Key: []byte("b")}}})
+	}
+	if err == nil {
+		_, err = second.Recv()
+	}
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a second stream with a limit of one: %v, want it held until its deadline", err)
 	}
 }

@@ -3,12 +3,15 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
 
@@ -25,33 +28,69 @@ var (
 	ShutdownTimeout = 10 * time.Second
 )
 
-// ServeClient serves gRPC and HTTP/1.1 on one plaintext listener until ctx is done: a
-// connection that opens with the HTTP/2 client preface goes to grpcSrv, any other to an
-// http.Server running httpHandler. When ctx is done it stops accepting, lets in-flight
-// requests finish (bounded by ShutdownTimeout), stops grpcSrv and returns nil. It
-// returns an error if accepting fails for another reason; l is closed either way.
+// ClientPort is what one client URL serves.
+type ClientPort struct {
+	// TLS, when set, makes the port https: each connection's TLS handshake comes first,
+	// and its ALPN protocol says where it goes ("h2" to gRPC, anything else to HTTP); see
+	// ClientNextProtos.
+	TLS *tls.Config
+	// GRPC serves gRPC; nil on an HTTP-only port (--listen-client-http-urls).
+	GRPC *grpc.Server
+	// HTTP serves the HTTP endpoints; nil on a gRPC-only port (--listen-client-urls
+	// once --listen-client-http-urls is given).
+	HTTP http.Handler
+	// Logger logs refused TLS handshakes; nil logs nothing.
+	Logger *zap.Logger
+}
+
+// ClientNextProtos is the ALPN choice of a TLS port serving both gRPC and HTTP: a client
+// that can speak HTTP/1.1 (curl, browsers, Go's http.Client) gets it and the HTTP
+// endpoints; one that offers only HTTP/2 (every gRPC client) gets "h2" and gRPC.
+func ClientNextProtos(offered []string) []string {
+	if slices.Contains(offered, "http/1.1") {
+		return []string{"http/1.1"}
+	}
+	return []string{"h2"}
+}
+
+// HTTPNextProtos is the ALPN choice of a TLS port that serves only HTTP.
+func HTTPNextProtos([]string) []string { return []string{"http/1.1"} }
+
+// ServeClient serves a client port on l until ctx is done: gRPC and HTTP/1.1 on one
+// port. On a plaintext port a connection that opens with the HTTP/2 client preface goes
+// to p.GRPC, any other to an http.Server running p.HTTP; on a TLS port the negotiated
+// ALPN protocol decides instead. A port with only one of them sends every connection
+// there. When ctx is done it stops accepting, lets in-flight requests finish (bounded by
+// ShutdownTimeout), stops p.GRPC and returns nil. It returns an error if accepting fails
+// for another reason; l is closed either way.
 //
-// grpcSrv may be shared by several ServeClient calls (one per client URL); stopping it
+// p.GRPC may be shared by several ServeClient calls (one per client URL); stopping it
 // is safe to do more than once.
-func ServeClient(ctx context.Context, l net.Listener, grpcSrv *grpc.Server, httpHandler http.Handler) error {
+func ServeClient(ctx context.Context, l net.Listener, p ClientPort) error {
 	grpcL := newChanListener(l.Addr())
 	httpL := newChanListener(l.Addr())
-	httpSrv := &http.Server{Handler: httpHandler, ReadHeaderTimeout: 30 * time.Second}
+	httpSrv := &http.Server{Handler: p.HTTP, ReadHeaderTimeout: 30 * time.Second}
 
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		grpcSrv.Serve(grpcL) // returns when grpcL closes or grpcSrv stops
-	}()
-	go func() {
-		defer wg.Done()
-		httpSrv.Serve(httpL) // returns http.ErrServerClosed on Shutdown
-	}()
+	if p.GRPC != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.GRPC.Serve(grpcL) // returns when grpcL closes or p.GRPC stops
+		}()
+	}
+	if p.HTTP != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			httpSrv.Serve(httpL) // returns http.ErrServerClosed on Shutdown
+		}()
+	}
 
 	sn := &sniffing{conns: make(map[net.Conn]struct{})}
+	rt := &router{port: p, grpcL: grpcL, httpL: httpL}
 	acceptErr := make(chan error, 1)
-	go func() { acceptErr <- acceptLoop(l, sn, grpcL, httpL) }()
+	go func() { acceptErr <- acceptLoop(l, sn, rt) }()
 
 	var err error
 	select {
@@ -68,17 +107,22 @@ func ServeClient(ctx context.Context, l net.Listener, grpcSrv *grpc.Server, http
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	var sw sync.WaitGroup
-	sw.Add(2)
-	go func() {
-		defer sw.Done()
-		if httpSrv.Shutdown(sctx) != nil {
-			httpSrv.Close()
-		}
-	}()
-	go func() {
-		defer sw.Done()
-		stopGRPC(sctx, grpcSrv)
-	}()
+	if p.HTTP != nil {
+		sw.Add(1)
+		go func() {
+			defer sw.Done()
+			if httpSrv.Shutdown(sctx) != nil {
+				httpSrv.Close()
+			}
+		}()
+	}
+	if p.GRPC != nil {
+		sw.Add(1)
+		go func() {
+			defer sw.Done()
+			stopGRPC(sctx, p.GRPC)
+		}()
+	}
 	sw.Wait()
 	wg.Wait()
 	return err
@@ -100,7 +144,7 @@ func stopGRPC(ctx context.Context, s *grpc.Server) {
 }
 
 // acceptLoop accepts until l fails. Errors from l being closed are reported as nil.
-func acceptLoop(l net.Listener, sn *sniffing, grpcL, httpL *chanListener) error {
+func acceptLoop(l net.Listener, sn *sniffing, rt *router) error {
 	var delay time.Duration
 	for {
 		c, err := l.Accept()
@@ -129,7 +173,7 @@ func acceptLoop(l net.Listener, sn *sniffing, grpcL, httpL *chanListener) error 
 		}
 		go func() {
 			defer sn.done(c)
-			route(c, grpcL, httpL)
+			rt.route(c)
 		}()
 	}
 }
@@ -182,10 +226,52 @@ func (s *sniffing) closeAll() {
 	}
 }
 
-// route reads the first bytes of c and hands it to the gRPC or HTTP listener. It reads
+// router hands each accepted connection to the gRPC or the HTTP listener.
+type router struct {
+	port         ClientPort
+	grpcL, httpL *chanListener
+}
+
+// route finishes c's TLS handshake (on a TLS port) and hands c to the listener its
+// protocol belongs to; a connection that cannot be served is closed.
+func (rt *router) route(c net.Conn) {
+	p := rt.port
+	if p.TLS != nil {
+		tc := tls.Server(c, p.TLS)
+		ctx, cancel := context.WithTimeout(context.Background(), sniffTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			if p.Logger != nil {
+				p.Logger.Warn("rejected connection on client endpoint", zap.String("remote-addr", c.RemoteAddr().String()), zap.Error(err))
+			}
+			c.Close()
+			return
+		}
+		switch {
+		case p.GRPC == nil:
+			rt.httpL.deliver(tc)
+		case p.HTTP == nil, tc.ConnectionState().NegotiatedProtocol == "h2":
+			rt.grpcL.deliver(tc)
+		default:
+			rt.httpL.deliver(tc)
+		}
+		return
+	}
+	switch {
+	case p.GRPC == nil:
+		rt.httpL.deliver(c)
+	case p.HTTP == nil:
+		rt.grpcL.deliver(c)
+	default:
+		sniff(c, rt.grpcL, rt.httpL)
+	}
+}
+
+// sniff reads the first bytes of c and hands it to the gRPC or HTTP listener. It reads
 // only until the bytes stop matching the HTTP/2 preface, so an HTTP/1.1 request is
 // routed after its first byte.
-func route(c net.Conn, grpcL, httpL *chanListener) {
+func sniff(c net.Conn, grpcL, httpL *chanListener) {
 	c.SetReadDeadline(time.Now().Add(sniffTimeout))
 	buf := make([]byte, 0, len(http2Preface))
 	isH2 := true

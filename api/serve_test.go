@@ -2,20 +2,24 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-kv/cairn/internal/tlsutil"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 )
 
@@ -31,7 +35,7 @@ func startClientPort(t *testing.T, b Backend) (string, func() error) {
 	hh := NewHTTPHandler(b, prometheus.NewRegistry(), false, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServeClient(ctx, l, gs, hh) }()
+	go func() { done <- ServeClient(ctx, l, ClientPort{GRPC: gs, HTTP: hh}) }()
 	stopped := false
 	stop := func() error {
 		if stopped {
@@ -164,8 +168,9 @@ func TestServeClientGRPCAndHTTPOnOnePort(t *testing.T) {
 			t.Fatalf("MemberAdd(%q) = %v; want %v", u, err, ErrGRPCMemberBadURLs)
 		}
 	}
-	if _, err := mc.Defragment(ctx, &pb.DefragmentRequest{}); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("Defragment = %v; want Unimplemented", err)
+	// etcd's Defragment answers no header.
+	if dr, err := mc.Defragment(ctx, &pb.DefragmentRequest{}); err != nil || dr.Header != nil {
+		t.Fatalf("Defragment = %v, %v; want an empty response", dr, err)
 	}
 	// Watch is served: a create is answered with its created response.
 	wctx, wcancel := context.WithCancel(ctx)
@@ -224,7 +229,7 @@ func TestGRPCRecvLimit(t *testing.T) {
 	gs := NewGRPCServer(b, GRPCConfig{MaxRequestBytes: 1024}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServeClient(ctx, l, gs, http.NotFoundHandler()) }()
+	go func() { done <- ServeClient(ctx, l, ClientPort{GRPC: gs, HTTP: http.NotFoundHandler()}) }()
 	defer func() { cancel(); <-done }()
 
 	cc := dial(t, l.Addr().String())
@@ -262,5 +267,73 @@ func TestServeClientShutdownWithIdleConn(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("shutdown took %v", d)
+	}
+}
+
+// TestServeClientTLS: on a TLS port a gRPC client (ALPN h2 only) reaches gRPC and an
+// HTTP client (offering http/1.1, with or without h2) the HTTP endpoints; an HTTP-only
+// port answers HTTP and refuses gRPC.
+func TestServeClientTLS(t *testing.T) {
+	info, err := tlsutil.SelfCert(nil, filepath.Join(t.TempDir(), "fixtures"), []string{"127.0.0.1:0"}, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(alpn func([]string) []string, gs *grpc.Server, hh http.Handler) string {
+		in := info
+		in.NextProtos = alpn
+		cfg, err := in.ServerConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- ServeClient(ctx, l, ClientPort{TLS: cfg, GRPC: gs, HTTP: hh}) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return l.Addr().String()
+	}
+	b := newFakeBackend()
+	hh := NewHTTPHandler(b, prometheus.NewRegistry(), false, nil)
+	both := serve(ClientNextProtos, NewGRPCServer(b, GRPCConfig{MaxTxnOps: 4}, nil), hh)
+	httpOnly := serve(HTTPNextProtos, nil, hh)
+
+	tc := &tls.Config{InsecureSkipVerify: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cc, err := grpc.NewClient(both, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if hr, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || hr.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("gRPC over TLS: %v %v", hr, err)
+	}
+	for _, h2 := range []bool{false, true} {
+		for _, addr := range []string{both, httpOnly} {
+			hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tc.Clone(), ForceAttemptHTTP2: h2}}
+			resp, err := hc.Get("https://" + addr + "/health")
+			if err != nil {
+				t.Fatalf("GET /health on %s (h2 offered %v): %v", addr, h2, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.ProtoMajor != 1 || string(body) != `{"health":"true","reason":""}` {
+				t.Fatalf("GET /health on %s (h2 offered %v) = %s %d %q", addr, h2, resp.Proto, resp.StatusCode, body)
+			}
+			hc.CloseIdleConnections()
+		}
+	}
+	cc2, err := grpc.NewClient(httpOnly, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc2.Close()
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+	defer scancel()
+	if _, err := healthpb.NewHealthClient(cc2).Check(sctx, &healthpb.HealthCheckRequest{}); err == nil {
+		t.Fatal("gRPC answered on an HTTP-only port")
 	}
 }

@@ -58,6 +58,9 @@ type backend struct {
 	changes int      // changes in tx since it began; guarded by the store's write lock
 	// failCommit, set only by tests, makes the next commits fail as a full disk would.
 	failCommit error
+	// redo, while a defragmentation copies the file, records every change made since
+	// the copy's view began, to replay on the copy; guarded by the store's write lock.
+	redo *[]redoOp
 
 	bufMu sync.RWMutex
 	buf   map[revision][]byte // uncommitted "key" bucket values, by revision
@@ -129,6 +132,7 @@ func (b *backend) put(bucket, key, value []byte) error {
 		return fmt.Errorf("mvcc: put into bucket %q: %w", bucket, err)
 	}
 	b.changes++
+	b.record(bucket, key, value, false)
 	return nil
 }
 
@@ -162,6 +166,7 @@ func (b *backend) delete(bucket, key []byte) error {
 		return fmt.Errorf("mvcc: delete from bucket %q: %w", bucket, err)
 	}
 	b.changes++
+	b.record(bucket, key, nil, true)
 	return nil
 }
 

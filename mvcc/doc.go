@@ -38,7 +38,9 @@
 //     bbolt in background batches of at most 1000 keys per commit; an unfinished compaction
 //     (scheduled > finished) is resumed on Open.
 //   - hash.go: HashByRev, compatible with etcd's HashKV; it scans a bbolt read
-//     transaction (committing the batch first if needed) without the write lock.
+//     transaction (committing the batch first if needed) without the write lock. Hash,
+//     etcd's Maintenance.Hash of the whole db (every bucket but meta's consistent_index,
+//     term and storageVersion).
 //   - watch*.go: the watch hub. Update hands each revision's events to synced
 //     watchers without ever blocking on a stream (a full stream makes its watcher
 //     unsynced); a catch-up loop replays unsynced watchers from bbolt in bounded batches

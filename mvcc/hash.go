@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"bytes"
 	"fmt"
 	"hash/crc32"
 
@@ -54,6 +55,49 @@ func (s *Store) HashByRev(rev int64) (hash uint32, hashRev, compactRev int64, er
 		return 0, 0, compactRev, fmt.Errorf("mvcc: hash: %w", err)
 	}
 	return h.Sum32(), rev, compactRev, nil
+}
+
+// Hash is etcd's Maintenance.Hash: a crc32 (Castagnoli) over the whole db, bucket by
+// bucket in name order (each bucket's name, then each of its keys and values in order),
+// leaving out the meta keys that differ between members holding the same data (the
+// consistent index, the term and the storage version), plus the revision it covers. Like
+// etcd it commits the batch first, so every applied write is covered; the hashing itself
+// reads a bbolt view and does not hold up writes.
+func (s *Store) Hash() (hash uint32, rev int64, err error) {
+	s.wmu.Lock()
+	if err := s.commitLocked(); err != nil {
+		s.wmu.Unlock()
+		return 0, 0, fmt.Errorf("mvcc: hash: %w", err)
+	}
+	tx, err := s.b.db.Begin(false)
+	rev = s.currentRev.Load()
+	s.wmu.Unlock()
+	if err != nil {
+		return 0, 0, fmt.Errorf("mvcc: hash: begin read: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	c := tx.Cursor()
+	for name, _ := c.First(); name != nil; name, _ = c.Next() {
+		b := tx.Bucket(name)
+		if b == nil {
+			return 0, 0, fmt.Errorf("mvcc: hash: %q is not a bucket", name)
+		}
+		h.Write(name)
+		meta := bytes.Equal(name, bucketMeta)
+		err := b.ForEach(func(k, v []byte) error {
+			if meta && (bytes.Equal(k, metaConsistentIndex) || bytes.Equal(k, metaTerm) || bytes.Equal(k, metaStorageVersion)) {
+				return nil
+			}
+			h.Write(k)
+			h.Write(v)
+			return nil
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("mvcc: hash bucket %q: %w", name, err)
+		}
+	}
+	return h.Sum32(), rev, nil
 }
 
 // hashView checks rev (0: the current revision) and returns a bbolt read transaction that

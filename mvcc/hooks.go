@@ -9,4 +9,6 @@ type testHooks struct {
 	hashScan func(n int)
 	// compactBatch runs in the background compaction before each batch.
 	compactBatch func()
+	// defragCopy runs in Defragment's copy before each of its commits.
+	defragCopy func()
 }

@@ -33,6 +33,12 @@ var (
 		Help:    "Bucketed histogram of index compaction pause duration.",
 		Buckets: prometheus.ExponentialBuckets(0.5, 2, 12),
 	})
+	defragDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "etcd", Subsystem: "disk", Name: "backend_defrag_duration_seconds",
+		Help: "The latency distribution of backend defragmentation.",
+		// 100 ms to 409.6 s, as etcd's.
+		Buckets: prometheus.ExponentialBuckets(.1, 2, 13),
+	})
 	dbTotalSize = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "etcd", Subsystem: "mvcc", Name: "db_total_size_in_bytes",
 		Help: "Total size of the underlying database physically allocated in bytes.",
@@ -75,7 +81,7 @@ var (
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		rangeCounter, putCounter, deleteCounter, txnCounter, keysGauge, compactionKeys,
-		indexCompactionPause, dbTotalSize, dbInUseSize, commitDuration,
+		indexCompactionPause, dbTotalSize, dbInUseSize, commitDuration, defragDuration,
 		watchStreamGauge, watcherGauge, slowWatcherGauge, totalEventsCounter, pendingEventsGauge,
 	}
 }

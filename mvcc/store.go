@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,9 @@ type Store struct {
 	failed error
 
 	hooks testHooks
+
+	defragMu sync.Mutex     // one Defragment at a time
+	bg       sync.WaitGroup // closes of db files replaced by Defragment
 }
 
 // Open opens (or creates) the bbolt file at path and rebuilds the index from it. A
@@ -97,6 +101,10 @@ func Open(lg *zap.Logger, path string, cfg Config) (*Store, error) {
 	}
 	if cfg.BatchLimit <= 0 {
 		cfg.BatchLimit = defaultBatchLimit
+	}
+	// A defragmentation's copy left by a crash: the db file itself is whole.
+	if err := os.Remove(path + defragSuffix); err == nil {
+		lg.Warn("removed an unfinished defragmentation copy", zap.String("path", path+defragSuffix))
 	}
 	b, err := openBackend(path, cfg.InitialMmapSize)
 	if err != nil {
@@ -317,6 +325,7 @@ func (s *Store) Close() error {
 	s.hub.stop()
 	<-s.donec
 	s.compact.Wait()
+	s.bg.Wait()
 
 	s.wmu.Lock()
 	defer s.wmu.Unlock()

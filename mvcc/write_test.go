@@ -26,7 +26,7 @@ func storeState(t *testing.T, s *Store) []any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []any{s.Rev(), dump(t, s, 1), batchKeyCount(t, s), leases, members, alarms, h}
+	return []any{s.Rev(), dump(t, s, max(1, s.CompactedRev())), batchKeyCount(t, s), leases, members, alarms, h}
 }
 
 // A failing Update undoes every change its function made (keys, including new, revived,

@@ -2,7 +2,11 @@
 // of hard state and entries to the WAL (one fsync per Ready), snapshots, hand-off of
 // committed entries to the server's apply loop, and the gRPC peer transport (raft
 // messages on long-lived streams; a snapshot with the db it stands for on a stream and
-// connection of its own, checked by SHA-256).
+// connection of its own, checked by SHA-256). Every connection to another member is made
+// by DialPeer: plaintext for http:// peer URLs, TLS with the member's peer TLS
+// configuration for https:// ones. At each snapshot it purges the snapshot files and
+// released WAL segments beyond --max-snapshots / --max-wals; ForceNewCluster rewrites a
+// restarting member's log for --force-new-cluster.
 //
 // It must never interpret the entries it carries: applying them is the server's job. It
 // must never acknowledge, as a follower, what it has not made durable, and never let the

@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,8 +26,12 @@ import (
 // (etcd's default for --snapshot-catchup-entries).
 const DefaultSnapshotCatchUpEntries = 5000
 
-// snapshotsKept is how many snapshot files survive a purge.
-const snapshotsKept = 5
+// DefaultMaxSnapshots and DefaultMaxWALs are how many snapshot files and WAL segments a
+// member keeps at most (etcd's --max-snapshots and --max-wals defaults).
+const (
+	DefaultMaxSnapshots = 5
+	DefaultMaxWALs      = 5
+)
 
 // Transport sends raft messages to peers. A single-member cluster has none.
 type Transport interface {
@@ -45,6 +50,15 @@ type Config struct {
 	// SnapshotCatchUpEntries is how many entries the log keeps behind each snapshot
 	// (DefaultSnapshotCatchUpEntries when 0).
 	SnapshotCatchUpEntries uint64
+	// MaxSnapshotBytes bounds the db a received snapshot may carry (the backend quota:
+	// a db past it could not be written to anyway); 0 means no bound.
+	MaxSnapshotBytes int64
+	// MaxSnapshots and MaxWALs bound the snapshot files and WAL segments kept, purged
+	// oldest first at each snapshot; WAL segments only once the newest snapshot no longer
+	// needs them. 0 means DefaultMaxSnapshots / DefaultMaxWALs; a negative value keeps
+	// them all (etcd's 0, "unlimited").
+	MaxSnapshots int
+	MaxWALs      int
 
 	// For a new member: the WAL metadata to create it with and the initial peers. A
 	// member joining an existing cluster has no peers: it learns the membership from the
@@ -69,6 +83,9 @@ type Apply struct {
 	Entries  []*raftpb.Entry
 }
 
+// maxSizePerMsg is raft's MaxSizePerMsg: a MsgApp carries about this much of entries.
+const maxSizePerMsg = 1 << 20
+
 // Node runs the raft Ready loop for one member.
 type Node struct {
 	lg          *zap.Logger
@@ -76,9 +93,13 @@ type Node struct {
 	raft        raft.Node
 	storage     *raft.MemoryStorage
 	snapshotter *snap.Snapshotter
-	transport   Transport
-	tick        time.Duration
-	catchUp     uint64
+	// maxSnapshotBytes is Config.MaxSnapshotBytes.
+	maxSnapshotBytes int64
+	transport        Transport
+	tick             time.Duration
+	catchUp          uint64
+	maxSnaps         int // < 0: unlimited
+	maxWALs          int // < 0: unlimited
 
 	walMu sync.Mutex // the WAL has one writer at a time: the Ready loop or Snapshot
 	wal   *wal.WAL
@@ -102,23 +123,26 @@ type Node struct {
 // its store needed it: Start removes received db files.
 func Start(cfg Config, p *Persisted) (*Node, error) {
 	n := &Node{
-		lg:          cfg.Logger,
-		id:          cfg.ID,
-		snapshotter: snap.New(cfg.Logger, cfg.SnapDir),
-		transport:   cfg.Transport,
-		tick:        cfg.TickInterval,
-		catchUp:     cfg.SnapshotCatchUpEntries,
-		applyc:      make(chan Apply, 64),
-		readStatec:  make(chan raft.ReadState, 1),
-		freezec:     make(chan time.Duration),
-		stopc:       make(chan struct{}),
-		donec:       make(chan struct{}),
+		lg:               cfg.Logger,
+		id:               cfg.ID,
+		snapshotter:      snap.New(cfg.Logger, cfg.SnapDir),
+		maxSnapshotBytes: cfg.MaxSnapshotBytes,
+		transport:        cfg.Transport,
+		tick:             cfg.TickInterval,
+		catchUp:          cfg.SnapshotCatchUpEntries,
+		maxSnaps:         cmp.Or(cfg.MaxSnapshots, DefaultMaxSnapshots),
+		maxWALs:          cmp.Or(cfg.MaxWALs, DefaultMaxWALs),
+		applyc:           make(chan Apply, 64),
+		readStatec:       make(chan raft.ReadState, 1),
+		freezec:          make(chan time.Duration),
+		stopc:            make(chan struct{}),
+		donec:            make(chan struct{}),
 	}
 	rc := &raft.Config{
 		ID:              cfg.ID,
 		ElectionTick:    cfg.ElectionTicks,
 		HeartbeatTick:   cfg.HeartbeatTicks,
-		MaxSizePerMsg:   1 << 20,
+		MaxSizePerMsg:   maxSizePerMsg,
 		MaxInflightMsgs: 512,
 		CheckQuorum:     true,
 		PreVote:         true,
@@ -313,6 +337,12 @@ func (n *Node) handleReady(rd raft.Ready) error {
 // Ready loop always has it.
 func (n *Node) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, r io.Reader) error {
 	index := m.GetSnapshot().GetMetadata().GetIndex()
+	if err := n.checkSnapshotSender(m); err != nil {
+		return err
+	}
+	if max := n.maxSnapshotBytes; max > 0 {
+		r = &limitedReader{r: r, left: max}
+	}
 	if _, err := n.snapshotter.SaveDB(index, r); err != nil {
 		return err
 	}
@@ -320,6 +350,40 @@ func (n *Node) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, r io.Read
 		return fmt.Errorf("raftnode: step snapshot %d: %w", index, err)
 	}
 	return nil
+}
+
+// ErrSnapshotRefused is why a received snapshot is not even saved: it comes from a
+// term older than this member's, or from a member that is not the leader of its term as
+// this member knows it, or its db is larger than the backend quota.
+var ErrSnapshotRefused = errors.New("raftnode: snapshot refused")
+
+// checkSnapshotSender refuses, before any of its db is written to disk, a snapshot only a
+// stale or false leader could send: raft would drop its message anyway, but only after
+// the whole db was received and saved.
+func (n *Node) checkSnapshotSender(m *raftpb.Message) error {
+	st := n.raft.Status()
+	term := st.HardState.GetTerm()
+	switch {
+	case m.GetTerm() < term:
+		return fmt.Errorf("%w: from %x at term %d, this member is at term %d", ErrSnapshotRefused, m.GetFrom(), m.GetTerm(), term)
+	case m.GetTerm() == term && st.Lead != raft.None && st.Lead != m.GetFrom():
+		return fmt.Errorf("%w: from %x, but the leader of term %d is %x", ErrSnapshotRefused, m.GetFrom(), term, st.Lead)
+	}
+	return nil
+}
+
+// limitedReader fails once more than left bytes are read.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if l.left -= int64(n); l.left < 0 {
+		return n, fmt.Errorf("%w: its db is larger than the backend quota", ErrSnapshotRefused)
+	}
+	return n, err
 }
 
 // SnapshotDB is the db file received with the snapshot at index.
@@ -434,13 +498,19 @@ func (n *Node) Snapshot(applied uint64, data []byte) error {
 			return fmt.Errorf("raftnode: compact log: %w", err)
 		}
 	}
-	n.walMu.Lock()
-	err = n.wal.ReleaseTo(applied)
-	n.walMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("raftnode: release wal: %w", err)
+	if n.maxWALs > 0 {
+		n.walMu.Lock()
+		err = n.wal.ReleaseToKeep(applied, n.maxWALs)
+		n.walMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("raftnode: release wal: %w", err)
+		}
 	}
-	if err := n.snapshotter.Purge(snapshotsKept); err != nil {
+	keepSnaps := n.maxSnaps
+	if keepSnaps < 0 {
+		keepSnaps = math.MaxInt // still clears temp files of interrupted saves
+	}
+	if err := n.snapshotter.Purge(keepSnaps); err != nil {
 		n.lg.Warn("failed to purge old snapshots", zap.Error(err))
 	}
 	n.lg.Info("saved snapshot", zap.Uint64("snapshot-index", applied))

@@ -93,7 +93,7 @@ func (t *PeerTransport) streamSnapshot(p *peer, m *raftpb.Message) (uint64, erro
 	p.mu.Lock()
 	var target string
 	if len(p.urls) > 0 {
-		target = DialTarget(p.urls[p.next%len(p.urls)])
+		target = p.urls[p.next%len(p.urls)]
 	}
 	p.mu.Unlock()
 	if target == "" {
@@ -113,7 +113,7 @@ func (t *PeerTransport) streamSnapshot(p *peer, m *raftpb.Message) (uint64, erro
 	if err != nil {
 		return index, fmt.Errorf("peer: marshal snapshot message: %w", err)
 	}
-	cc, err := DialPeer(target, maxReconnectBackoff, 5*time.Second)
+	cc, err := DialPeer(target, t.dialTLS, maxReconnectBackoff, 5*time.Second)
 	if err != nil {
 		return index, err
 	}

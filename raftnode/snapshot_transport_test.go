@@ -39,7 +39,7 @@ type receivedSnapshot struct {
 // snapshotPair is member 1 sending snapshots of db to member 2, whose receive takes
 // them (nil: record them on got).
 func snapshotPair(t *testing.T, db []byte, receive SnapshotReceiver) (send *PeerTransport, src *bytesDB, got chan receivedSnapshot, reports chan raft.SnapshotStatus) {
-	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
+	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID, nil)
 	t.Cleanup(recv.Stop)
 	got = make(chan receivedSnapshot, 4)
 	if receive == nil {

@@ -2,7 +2,9 @@ package raftnode
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -71,6 +74,8 @@ type PeerTransport struct {
 	lg        *zap.Logger
 	localID   uint64
 	clusterID uint64
+	// dialTLS is the TLS configuration for https:// peer URLs (see DialPeer).
+	dialTLS *tls.Config
 
 	ctx    context.Context // cancelled by Stop
 	cancel context.CancelFunc
@@ -103,8 +108,9 @@ type forwardedProposal struct {
 	arrived time.Time
 }
 
-// NewPeerTransport creates the transport of member localID in cluster clusterID.
-func NewPeerTransport(lg *zap.Logger, localID, clusterID uint64) *PeerTransport {
+// NewPeerTransport creates the transport of member localID in cluster clusterID; it dials
+// https:// peer URLs with dialTLS (see DialPeer).
+func NewPeerTransport(lg *zap.Logger, localID, clusterID uint64, dialTLS *tls.Config) *PeerTransport {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
@@ -113,6 +119,7 @@ func NewPeerTransport(lg *zap.Logger, localID, clusterID uint64) *PeerTransport 
 		lg:        lg,
 		localID:   localID,
 		clusterID: clusterID,
+		dialTLS:   dialTLS,
 		ctx:       ctx,
 		cancel:    cancel,
 		peers:     make(map[uint64]*peer),
@@ -405,11 +412,12 @@ func (p *peer) conn() (*grpc.ClientConn, string, error) {
 	if len(p.urls) == 0 {
 		return nil, "", errors.New("peer: no URLs")
 	}
-	target := DialTarget(p.urls[p.next%len(p.urls)])
+	u := p.urls[p.next%len(p.urls)]
+	target := DialTarget(u)
 	if cc, ok := p.conns[target]; ok {
 		return cc, target, nil
 	}
-	cc, err := DialPeer(target, maxReconnectBackoff, 5*time.Second)
+	cc, err := DialPeer(u, p.t.dialTLS, maxReconnectBackoff, 5*time.Second)
 	if err != nil {
 		return nil, target, err
 	}
@@ -417,15 +425,23 @@ func (p *peer) conn() (*grpc.ClientConn, string, error) {
 	return cc, target, nil
 }
 
-// DialPeer opens a client connection to another member's peer listener (target is
-// host:port, see DialTarget). Every member-to-member connection is made here: the raft
-// transport's and the server's own requests to peers. gRPC reconnects with a backoff
-// from 100 ms up to maxBackoff (its default of minutes would keep a restarted member
-// unreachable far beyond an election).
-func DialPeer(target string, maxBackoff, minConnectTimeout time.Duration) (*grpc.ClientConn, error) {
-	// TODO: TLS for https peer URLs (--peer-cert-file etc.); peers are plaintext for now.
-	return grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+// DialPeer opens a client connection to another member's peer listener at peerURL:
+// plaintext for http:// (or a bare host:port), TLS with tlsCfg for https:// (nil: Go's
+// defaults, the server verified against the system roots, as etcd does without peer TLS
+// options). Every member-to-member connection is made here: the raft transport's and
+// the server's own requests to peers. gRPC reconnects with a backoff from 100 ms up to
+// maxBackoff (its default of minutes would keep a restarted member unreachable far
+// beyond an election).
+func DialPeer(peerURL string, tlsCfg *tls.Config, maxBackoff, minConnectTimeout time.Duration) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if strings.HasPrefix(peerURL, "https://") {
+		if tlsCfg == nil {
+			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	return grpc.NewClient(DialTarget(peerURL),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
 				BaseDelay:  minReconnectBackoff,
@@ -694,10 +710,10 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 		}
 		from := idString(env.GetFrom())
 		for _, b := range env.GetMessages() {
-			m := &raftpb.Message{}
-			if err := proto.Unmarshal(b, m); err != nil {
+			m, err := decodePeerMessage(b, env.GetFrom(), t.localID)
+			if err != nil {
 				t.lg.Warn("rejected peer stream: bad raft message", zap.String("remote-peer-id", from), zap.Error(err))
-				return status.Errorf(codes.InvalidArgument, "peer: unmarshal raft message: %v", err)
+				return status.Error(codes.InvalidArgument, err.Error())
 			}
 			peerReceivedBytes.WithLabelValues(from).Add(float64(len(b)))
 			if m.GetType() == raftpb.MsgProp {
@@ -714,6 +730,29 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 			}
 		}
 	}
+}
+
+// MaxPeerMessageBytes bounds one message received on the peer port, for members whose
+// client requests are at most maxRequestBytes: an envelope is cut after maxEnvelopeBytes
+// plus one raft message, which holds up to MaxSizePerMsg of entries and one more entry
+// (a request and its header); snapshot chunks and peer RPCs are smaller. Anything
+// larger is no member's message.
+func MaxPeerMessageBytes(maxRequestBytes uint) int {
+	return maxEnvelopeBytes + maxSizePerMsg + 2*int(maxRequestBytes) + 1<<20
+}
+
+// decodePeerMessage decodes one raft message of an envelope from member from, which
+// must be from that member and for this one (local): a member may not speak for another.
+func decodePeerMessage(b []byte, from, local uint64) (*raftpb.Message, error) {
+	m := &raftpb.Message{}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("peer: unmarshal raft message: %w", err)
+	}
+	if m.GetFrom() != from || m.GetTo() != local {
+		return nil, fmt.Errorf("peer: a raft message from %s to %s in an envelope from %s to %s",
+			idString(m.GetFrom()), idString(m.GetTo()), idString(from), idString(local))
+	}
+	return m, nil
 }
 
 // checkSender refuses a stream from another cluster, meant for another member, or from a
@@ -737,10 +776,17 @@ func (t *PeerTransport) checkSender(clusterID, from, to uint64) error {
 	}
 	t.mu.RLock()
 	isRemoved := t.isRemoved
+	_, known := t.peers[from]
 	t.mu.RUnlock()
 	if isRemoved != nil && isRemoved(from) {
 		t.lg.Warn("rejected peer stream: the sender was removed from the cluster", zap.String("remote-peer-id", idString(from)))
 		return status.Error(codes.PermissionDenied, errRemovedText)
+	}
+	if !known {
+		// Not (yet) a member as this member applied the log: a joining member becomes one
+		// when its addition is applied, and raft resends what was refused meanwhile.
+		t.lg.Warn("rejected peer stream: the sender is not a member of the cluster", zap.String("remote-peer-id", idString(from)))
+		return status.Errorf(codes.PermissionDenied, "peer: member %s is not a member of this cluster", idString(from))
 	}
 	return nil
 }

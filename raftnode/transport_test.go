@@ -104,7 +104,7 @@ func startTestCluster(t *testing.T, size int) []*testMember {
 	}
 	for i, m := range members {
 		mlg := lg.Named(fmt.Sprint("m", m.id))
-		m.tr = NewPeerTransport(mlg, m.id, testClusterID)
+		m.tr = NewPeerTransport(mlg, m.id, testClusterID, nil)
 		for _, o := range members {
 			m.tr.AddPeer(o.id, []string{o.url}) // its own id is ignored
 		}
@@ -278,7 +278,7 @@ func TestPeerTransportThreeMembers(t *testing.T) {
 
 	// The same through a transport of the wrong cluster: the sender sees the peer as
 	// unreachable, the cluster is unaffected.
-	stranger := NewPeerTransport(zaptest.NewLogger(t), 9, testClusterID+1)
+	stranger := NewPeerTransport(zaptest.NewLogger(t), 9, testClusterID+1, nil)
 	defer stranger.Stop()
 	var unreachable atomic.Int32
 	stranger.SetHandler(func(context.Context, *raftpb.Message) error { return nil },
@@ -309,7 +309,7 @@ func TestPeerTransportSendNeverBlocks(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 
-	tr := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID)
+	tr := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID, nil)
 	defer tr.Stop()
 	var unreachable atomic.Int32
 	tr.SetHandler(func(context.Context, *raftpb.Message) error { return nil },
@@ -338,7 +338,7 @@ func TestPeerTransportSendNeverBlocks(t *testing.T) {
 // ends). A proposal a follower forwarded must not stall the stream it came on: the
 // heartbeats behind it are what gives the member its leader back.
 func TestPeerTransportForwardedProposalDoesNotStallStream(t *testing.T) {
-	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
+	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID, nil)
 	defer recv.Stop()
 	heartbeats := make(chan struct{}, 16)
 	proposalDeadline := make(chan bool, 16)
@@ -378,7 +378,7 @@ func TestPeerTransportForwardedProposalDoesNotStallStream(t *testing.T) {
 // A peer raft has nothing to send to still counts as reachable once the link works (the
 // idle probe), and stops counting when it goes away.
 func TestPeerTransportActiveSinceWithoutTraffic(t *testing.T) {
-	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
+	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID, nil)
 	defer recv.Stop()
 	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
 	srv, url := servePeerTransport(t, recv)
@@ -406,7 +406,7 @@ func TestPeerTransportActiveSinceWithoutTraffic(t *testing.T) {
 // A member the others removed learns it from the first peer that refuses it, even
 // though it never applied its own removal.
 func TestPeerTransportRemovedMemberIsTold(t *testing.T) {
-	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
+	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID, nil)
 	defer recv.Stop()
 	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
 	recv.SetRemovedHandlers(func(id uint64) bool { return id == 1 }, func() {})
@@ -435,12 +435,14 @@ func servePeerTransport(t *testing.T, tr *PeerTransport) (*grpc.Server, string) 
 	tr.Register(srv)
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)
+	// Member 1 (newTestSender) is a member of tr's cluster: tr takes its streams.
+	tr.AddPeer(1, nil)
 	return srv, "http://" + l.Addr().String()
 }
 
 // newTestSender is member 1's transport, which ignores what it receives.
 func newTestSender(t *testing.T) *PeerTransport {
-	send := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID)
+	send := NewPeerTransport(zaptest.NewLogger(t), 1, testClusterID, nil)
 	t.Cleanup(send.Stop)
 	send.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
 	return send
@@ -449,7 +451,7 @@ func newTestSender(t *testing.T) *PeerTransport {
 // The round trip to each peer is measured from the start, as etcd's
 // etcd_network_peer_round_trip_time_seconds.
 func TestPeerTransportMeasuresRoundTrip(t *testing.T) {
-	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID)
+	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID, nil)
 	defer recv.Stop()
 	_, url := servePeerTransport(t, recv)
 	send := newTestSender(t)

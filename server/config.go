@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"net/url"
 	"time"
 
@@ -54,6 +55,9 @@ type Config struct {
 	AuthToken    string
 	AuthTokenTTL time.Duration
 	BcryptCost   int
+	// PeerDialTLS is the TLS configuration this member dials https:// peer URLs with
+	// (--peer-cert-file etc.); nil dials them with Go's defaults.
+	PeerDialTLS *tls.Config
 
 	// InitialCorruptCheck makes the caller compare this member's HashKV with its peers'
 	// before serving (CheckInitialHashKV); CompactHashCheck makes the leader compare the
@@ -68,6 +72,40 @@ type Config struct {
 	// resumes a lease from its checkpointed remaining TTL instead of a full TTL.
 	// 0 means DefaultLeaseCheckpointInterval; a negative value turns checkpointing off.
 	LeaseCheckpointInterval time.Duration
+
+	// AutoCompactionMode is etcd's --auto-compaction-mode (CompactorModePeriodic, the
+	// default when empty, or CompactorModeRevision); AutoCompactionRetention is
+	// --auto-compaction-retention as ParseCompactionRetention reads it (a duration, or a
+	// revision count in revision mode). 0 turns auto-compaction off.
+	AutoCompactionMode      string
+	AutoCompactionRetention time.Duration
+
+	// MaxLearners is how many learners the cluster may have (etcd's --max-learners),
+	// checked when a learner is added, by the member asked and again by every member when
+	// the change is applied. 0 means DefaultMaxLearners; a negative value allows none
+	// (etcd's --max-learners=0).
+	MaxLearners int
+
+	// MaxSnapshots and MaxWALs are etcd's --max-snapshots and --max-wals: how many
+	// snapshot files and WAL segments the member keeps (WAL segments only while the
+	// newest snapshot does not need them). 0 means 5, etcd's default; a negative value
+	// keeps them all (etcd's 0).
+	MaxSnapshots int
+	MaxWALs      int
+
+	// ForceNewCluster restarts an existing member as a one-member cluster (etcd's
+	// --force-new-cluster): committed conf changes removing every other member are
+	// written to its own log at start, so it keeps all its data and leads alone. Ignored
+	// for a new member.
+	ForceNewCluster bool
+
+	// BackupDir, if set, is where the member saves a backup of its db every
+	// BackupInterval (default DefaultBackupInterval), keeping the newest BackupRetention
+	// (default DefaultBackupRetention) files: Cairn's --backup-dir, --backup-interval and
+	// --backup-retention.
+	BackupDir       string
+	BackupInterval  time.Duration
+	BackupRetention int
 
 	Logger *zap.Logger
 }
@@ -87,6 +125,10 @@ const (
 	// checkpoints only behind --feature-gates=LeaseCheckpoint=true; Cairn always does.)
 	DefaultLeaseCheckpointInterval = 5 * time.Minute
 	DefaultCompactHashCheckTime    = time.Minute
+	DefaultBackupInterval          = time.Hour
+	DefaultBackupRetention         = 24
+	// DefaultMaxLearners is etcd's default --max-learners.
+	DefaultMaxLearners = 1
 )
 
 // MemberDir is where a member keeps its state: <data-dir>/member, as etcd does.
@@ -133,11 +175,23 @@ func (c Config) withDefaults() Config {
 	if c.LeaseCheckpointInterval == 0 {
 		c.LeaseCheckpointInterval = DefaultLeaseCheckpointInterval
 	}
+	if c.BackupInterval <= 0 {
+		c.BackupInterval = DefaultBackupInterval
+	}
+	if c.BackupRetention <= 0 {
+		c.BackupRetention = DefaultBackupRetention
+	}
 	if c.CompactHashCheckTime <= 0 {
 		c.CompactHashCheckTime = DefaultCompactHashCheckTime
 	}
 	if c.InitialClusterState == "" {
 		c.InitialClusterState = "new"
+	}
+	if c.MaxLearners == 0 {
+		c.MaxLearners = DefaultMaxLearners
+	}
+	if c.AutoCompactionMode == "" {
+		c.AutoCompactionMode = CompactorModePeriodic
 	}
 	if c.InitialMmapSize <= 0 {
 		c.InitialMmapSize = DefaultInitialMmapSize

@@ -57,7 +57,7 @@ func (s *Server) peerHashes(ctx context.Context, ms []*member, rev int64) []peer
 func (s *Server) peerHash(ctx context.Context, urls []string, rev int64) (*pb.HashKVResponse, error) {
 	err := errors.New("no peer URL")
 	for _, u := range urls {
-		cc, derr := raftnode.DialPeer(raftnode.DialTarget(u), time.Second, time.Second)
+		cc, derr := raftnode.DialPeer(u, s.cfg.PeerDialTLS, time.Second, time.Second)
 		if derr != nil {
 			err = derr
 			continue
@@ -201,7 +201,7 @@ type hashCheckService struct {
 
 func (h *hashCheckService) HashKV(ctx context.Context, r *peerpb.PeerHashKVRequest) (*pb.HashKVResponse, error) {
 	s := h.s
-	if err := s.refuseOtherCluster("hash", r.GetClusterId(), r.GetFrom()); err != nil {
+	if err := s.refuseNonMember("hash", r.GetClusterId(), r.GetFrom()); err != nil {
 		return nil, err
 	}
 	resp, err := s.HashKV(ctx, &pb.HashKVRequest{Revision: r.GetRevision()})

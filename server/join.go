@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -52,7 +53,7 @@ func joinExisting(lg *zap.Logger, cfg *Config) (clusterID, id uint64, ms []*memb
 	var errs []error
 	for ctx.Err() == nil {
 		for _, target := range targets {
-			resp, err := fetchMembers(ctx, target)
+			resp, err := fetchMembers(ctx, target, cfg.PeerDialTLS)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", target, err))
 				continue
@@ -117,8 +118,8 @@ func lastErrors(errs []error, n int) []error {
 	return errs
 }
 
-func fetchMembers(ctx context.Context, peerURL string) (*peerpb.MembersResponse, error) {
-	cc, err := raftnode.DialPeer(raftnode.DialTarget(peerURL), time.Second, 2*time.Second)
+func fetchMembers(ctx context.Context, peerURL string, tlsCfg *tls.Config) (*peerpb.MembersResponse, error) {
+	cc, err := raftnode.DialPeer(peerURL, tlsCfg, time.Second, 2*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +154,7 @@ func (s *Server) checkPeersCluster() {
 			}
 			for _, u := range m.PeerURLs {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				resp, err := fetchMembers(ctx, u)
+				resp, err := fetchMembers(ctx, u, s.cfg.PeerDialTLS)
 				cancel()
 				if err != nil {
 					continue

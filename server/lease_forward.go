@@ -77,7 +77,7 @@ func (f *leaseForwarder) conn(s *Server, u string, known []string) (*grpc.Client
 			delete(f.conns, t)
 		}
 	}
-	cc, err := raftnode.DialPeer(target, leaseForwardMaxBackoff, minLeaseForwardAttempt)
+	cc, err := raftnode.DialPeer(u, s.cfg.PeerDialTLS, leaseForwardMaxBackoff, minLeaseForwardAttempt)
 	if err != nil {
 		return nil, fmt.Errorf("server: dial peer %s: %w", u, err)
 	}
@@ -264,7 +264,7 @@ type leaseForwardService struct {
 // or a new leader's before it was promoted, has no expiries to renew or report.
 func (h *leaseForwardService) checkLeader(clusterID, from uint64) error {
 	s := h.s
-	if err := s.refuseOtherCluster("lease", clusterID, from); err != nil {
+	if err := s.refuseNonMember("lease", clusterID, from); err != nil {
 		return err
 	}
 	select {

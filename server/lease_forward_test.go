@@ -121,7 +121,7 @@ func boundedCtx(t *testing.T, d time.Duration) context.Context {
 
 // TestLeaseForwardFollower: keep-alives and time-to-live queries a follower receives
 // are answered by the leader's lessor, well within the request timeout, with the
-// leader's not-found; the peer service refuses another cluster and, on a follower,
+// leader's not-found; the peer service refuses another cluster, a non-member and, on a follower,
 // answers a retryable Unavailable; after the leader stops, keep-alives reach the next
 // one; stopping a member closes its cached connections.
 func TestLeaseForwardFollower(t *testing.T) {
@@ -171,23 +171,27 @@ func TestLeaseForwardFollower(t *testing.T) {
 	}
 
 	// The peer service itself.
-	call := func(m *clusterMember, clusterID uint64) error {
+	call := func(m *clusterMember, clusterID, from uint64) error {
 		cc, err := grpc.NewClient(raftnode.DialTarget(m.peerURL), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer cc.Close()
 		_, err = peerpb.NewLeaseForwardClient(cc).Renew(boundedCtx(t, 3*time.Second),
-			&peerpb.LeaseRenewRequest{ClusterId: clusterID, Request: &pb.LeaseKeepAliveRequest{ID: g.ID}})
+			&peerpb.LeaseRenewRequest{ClusterId: clusterID, From: from, Request: &pb.LeaseKeepAliveRequest{ID: g.ID}})
 		return err
 	}
-	if err := call(leader, leader.s.ClusterID()+1); status.Code(err) != codes.FailedPrecondition {
+	member := f.s.ID()
+	if err := call(leader, leader.s.ClusterID()+1, member); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("renew from another cluster: %v, want FailedPrecondition", err)
 	}
-	if err := call(leader, leader.s.ClusterID()); err != nil {
+	if err := call(leader, leader.s.ClusterID(), 0x7777); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("renew from a non-member: %v, want PermissionDenied", err)
+	}
+	if err := call(leader, leader.s.ClusterID(), member); err != nil {
 		t.Fatalf("renew on the leader's peer service: %v", err)
 	}
-	if err := call(followers[1], leader.s.ClusterID()); status.Code(err) != codes.Unavailable {
+	if err := call(followers[1], leader.s.ClusterID(), member); status.Code(err) != codes.Unavailable {
 		t.Fatalf("renew on a follower's peer service: %v, want Unavailable", err)
 	}
 

@@ -87,6 +87,18 @@ func (s *Server) Snapshot(ctx context.Context) (int64, io.ReadCloser, error) {
 	return sn.Size(), pr, nil
 }
 
+// Defragment rewrites the db file without its free pages. Unlike etcd's, reads and writes
+// are served meanwhile (see mvcc.Store.Defragment).
+func (s *Server) Defragment(ctx context.Context) (*pb.DefragmentResponse, error) {
+	before, _ := s.store.Size()
+	s.lg.Info("defragmenting the backend", zap.Int64("current-db-size-bytes", before))
+	if err := s.store.Defragment(); err != nil {
+		s.lg.Warn("failed to defragment the backend", zap.Error(err))
+		return nil, err
+	}
+	return &pb.DefragmentResponse{Header: s.Header()}, nil
+}
+
 // HashKV hashes the key-value history up to a revision (0: the current one), for
 // comparing members.
 func (s *Server) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
@@ -97,4 +109,18 @@ func (s *Server) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVRes
 	hdr := s.Header()
 	hdr.Revision = hashRev
 	return &pb.HashKVResponse{Header: hdr, Hash: h, CompactRevision: compactRev, HashRevision: hashRev}, nil
+}
+
+// Hash is etcd's Maintenance.Hash: a hash of this member's whole db (every bucket but the
+// applied index, term and storage version), with the current revision in the header.
+// Unlike HashKV it covers members, leases, alarms and the compaction marks, so members
+// agree only once they applied the same entries and finished the same compactions.
+func (s *Server) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	h, rev, err := s.store.Hash()
+	if err != nil {
+		return nil, err
+	}
+	hdr := s.Header()
+	hdr.Revision = rev
+	return &pb.HashResponse{Header: hdr, Hash: h}, nil
 }

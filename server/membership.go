@@ -95,10 +95,13 @@ type membership struct {
 	mu      sync.RWMutex
 	members map[uint64]*member
 	removed map[uint64]bool
+	// maxLearners is the most learners the membership may hold (--max-learners); fixed
+	// at start.
+	maxLearners int
 }
 
 func newMembership() *membership {
-	return &membership{members: map[uint64]*member{}, removed: map[uint64]bool{}}
+	return &membership{members: map[uint64]*member{}, removed: map[uint64]bool{}, maxLearners: DefaultMaxLearners}
 }
 
 // get returns a copy of member id, nil if it is not a member.
@@ -195,7 +198,7 @@ func (ms *membership) validate(typ raftpb.ConfChangeType, id uint64, m *member) 
 		}
 		// Checked here too, not only when proposed: two adds sent to different members
 		// can both pass their member's check before either is applied.
-		if _, _, learners := ms.counts(0); learners >= maxLearners {
+		if _, _, learners := ms.counts(0); learners >= ms.maxLearners {
 			return ErrTooManyLearners
 		}
 		if ms.peerURLTaken(m.PeerURLs, id) {

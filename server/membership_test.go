@@ -78,3 +78,22 @@ func TestValidateJoin(t *testing.T) {
 		}
 	}
 }
+
+// --max-learners bounds the learners a conf change may add, when it is applied too.
+func TestMembershipMaxLearners(t *testing.T) {
+	for _, tc := range []struct {
+		max, have int
+		want      error
+	}{{1, 0, nil}, {1, 1, ErrTooManyLearners}, {2, 1, nil}, {2, 2, ErrTooManyLearners}, {0, 0, ErrTooManyLearners}} {
+		ms := newMembership()
+		ms.maxLearners = tc.max
+		ms.add(&member{ID: 1, Name: "m1", PeerURLs: []string{"http://a:1"}})
+		for i := 0; i < tc.have; i++ {
+			ms.add(&member{ID: uint64(10 + i), PeerURLs: []string{"http://l:" + string(rune('1'+i))}, IsLearner: true})
+		}
+		err := ms.validate(raftpb.ConfChangeAddLearnerNode, 99, &member{ID: 99, PeerURLs: []string{"http://new:1"}})
+		if !errors.Is(err, tc.want) {
+			t.Errorf("max %d with %d learners: %v, want %v", tc.max, tc.have, err, tc.want)
+		}
+	}
+}

@@ -13,7 +13,11 @@ import (
 type serverMetrics struct {
 	proposalsPending prometheus.Gauge
 	proposalsFailed  prometheus.Counter
-	collectors       []prometheus.Collector
+	// Built-in backups (Cairn only).
+	backupLastSuccess prometheus.Gauge
+	backupFailures    prometheus.Counter
+	backupDuration    prometheus.Histogram
+	collectors        []prometheus.Collector
 }
 
 func newServerMetrics(s *Server) *serverMetrics {
@@ -26,12 +30,25 @@ func newServerMetrics(s *Server) *serverMetrics {
 			Namespace: "etcd", Subsystem: "server", Name: "proposals_failed_total",
 			Help: "The total number of failed proposals seen.",
 		}),
+		backupLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "cairn", Subsystem: "backup", Name: "last_success_timestamp_seconds",
+			Help: "Unix time of the last backup saved and verified in --backup-dir (0: none yet).",
+		}),
+		backupFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "cairn", Subsystem: "backup", Name: "failures_total",
+			Help: "Backups that failed (the error is logged).",
+		}),
+		backupDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "cairn", Subsystem: "backup", Name: "duration_seconds",
+			Help:    "How long a backup took, saving and verifying.",
+			Buckets: prometheus.ExponentialBuckets(.01, 2, 16),
+		}),
 	}
 	gaugeFunc := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "server", Name: name, Help: help}, f)
 	}
 	m.collectors = []prometheus.Collector{
-		m.proposalsPending, m.proposalsFailed,
+		m.proposalsPending, m.proposalsFailed, m.backupLastSuccess, m.backupFailures, m.backupDuration,
 		gaugeFunc("has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", func() float64 {
 			if s.node.Leader() != 0 {
 				return 1

@@ -72,16 +72,23 @@ func (s *Server) applyMemberAttributes(tx *mvcc.WriteTxn, r *pb.MemberAttributes
 	return applyResult{resp: &pb.ResponseHeader{}}
 }
 
-// refuseOtherCluster refuses (FailedPrecondition) a request a member of another cluster
-// sent to this member's peer services.
-func (s *Server) refuseOtherCluster(what string, clusterID, from uint64) error {
-	if clusterID == s.clusterID {
-		return nil
+// refuseNonMember refuses a request to this member's peer services unless it comes from
+// a current member of this cluster: another cluster's (FailedPrecondition), or one that
+// is unknown or was removed (PermissionDenied). Anyone who can reach the peer port could
+// otherwise renew leases or promote learners.
+func (s *Server) refuseNonMember(what string, clusterID, from uint64) error {
+	if clusterID != s.clusterID {
+		s.lg.Warn("refused a peer request from another cluster",
+			zap.String("request", what),
+			zap.String("remote-peer-id", fmt.Sprintf("%x", from)),
+			zap.String("remote-cluster-id", fmt.Sprintf("%x", clusterID)),
+			zap.String("local-cluster-id", fmt.Sprintf("%x", s.clusterID)))
+		return status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch: request from cluster %x, this is %x", clusterID, s.clusterID)
 	}
-	s.lg.Warn("refused a peer request from another cluster",
-		zap.String("request", what),
-		zap.String("remote-peer-id", fmt.Sprintf("%x", from)),
-		zap.String("remote-cluster-id", fmt.Sprintf("%x", clusterID)),
-		zap.String("local-cluster-id", fmt.Sprintf("%x", s.clusterID)))
-	return status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch: request from cluster %x, this is %x", clusterID, s.clusterID)
+	if s.members.isRemoved(from) || s.members.get(from) == nil {
+		s.lg.Warn("refused a peer request from a member not in the cluster",
+			zap.String("request", what), zap.String("remote-peer-id", fmt.Sprintf("%x", from)))
+		return status.Errorf(codes.PermissionDenied, "peer: %x is not a member of this cluster", from)
+	}
+	return nil
 }

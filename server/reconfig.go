@@ -9,15 +9,13 @@ import (
 
 	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"github.com/cairn-kv/cairn/raftnode"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 )
-
-// maxLearners is etcd's default --max-learners.
-const maxLearners = 1
 
 // healthInterval is how long every peer must have been reachable before a voter may
 // be added (etcd's HealthInterval).
@@ -35,14 +33,16 @@ func (s *Server) IsLearner() bool {
 
 // MemberAdd adds a voting member or a learner through raft. Like etcd with
 // --strict-reconfig-check (the default), a voter is only added while the started
-// members keep a quorum of the grown cluster.
+// members keep a quorum of the grown cluster, or to a single started member.
 func (s *Server) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
 	voters, started, learners := s.members.counts(0)
 	if r.IsLearner {
-		if learners >= maxLearners {
+		if learners >= s.members.maxLearners {
 			return nil, ErrTooManyLearners
 		}
-	} else if started < (voters+1)/2+1 {
+	} else if started < (voters+1)/2+1 && !(voters == 1 && started == 1) {
+		// etcd lets a started single member add a second voter (how a one-node
+		// cluster grows), though the two then need the new one to start for a quorum.
 		return nil, ErrNotEnoughStartedMembers
 	}
 	// etcd refuses a new member unless every voter has been reachable for a while: a
@@ -347,4 +347,27 @@ func (s *Server) stopRemoved() {
 	err := ErrMemberRemoved
 	s.stopErr.Store(&err)
 	s.Stop()
+}
+
+// forceNewCluster rewrites the persisted log of a restarting member so that applying it
+// removes every other member (--force-new-cluster); the removals are applied like any
+// conf change, through the apply loop and the store.
+func (s *Server) forceNewCluster(p *raftnode.Persisted) error {
+	self := s.members.get(s.id)
+	if self == nil {
+		self = &member{ID: s.id, Name: s.cfg.Name, PeerURLs: urlStrings(s.cfg.AdvertisePeerURLs), ClientURLs: urlStrings(s.cfg.AdvertiseClientURLs)}
+	}
+	self.IsLearner = false
+	ctx, err := json.Marshal(self)
+	if err != nil {
+		return fmt.Errorf("server: force new cluster: encode member: %w", err)
+	}
+	removed, err := p.ForceNewCluster(s.lg, s.id, ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range removed {
+		s.lg.Warn("force new cluster: removing member", zap.String("removed-member-id", fmt.Sprintf("%x", id)))
+	}
+	return nil
 }

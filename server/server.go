@@ -115,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	s.members.maxLearners = max(cfg.MaxLearners, 0)
 	rcfg := raftnode.Config{
 		Logger:                 lg,
 		TickInterval:           cfg.HeartbeatInterval,
@@ -123,6 +124,11 @@ func New(cfg Config) (*Server, error) {
 		WALDir:                 cfg.WALPath(),
 		SnapDir:                cfg.SnapPath(),
 		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
+		MaxSnapshots:           cfg.MaxSnapshots,
+		MaxWALs:                cfg.MaxWALs,
+	}
+	if q := (&Server{cfg: cfg}).quota(); q > 0 {
+		rcfg.MaxSnapshotBytes = q + q/10 // a db may pass the quota a little before NOSPACE stops it
 	}
 	if err := recoverSnapshotDB(lg, store, persisted); err != nil {
 		persisted.WAL.Close()
@@ -181,10 +187,17 @@ func New(cfg Config) (*Server, error) {
 			store.Close()
 			return nil, err
 		}
+		if cfg.ForceNewCluster {
+			if err := s.forceNewCluster(persisted); err != nil {
+				persisted.WAL.Close()
+				store.Close()
+				return nil, err
+			}
+		}
 		peers = s.members.all()
 	}
 	rcfg.ID = s.id
-	s.peers = raftnode.NewPeerTransport(lg, s.id, s.clusterID)
+	s.peers = raftnode.NewPeerTransport(lg, s.id, s.clusterID, cfg.PeerDialTLS)
 	s.addPeers(peers)
 	s.peers.SetMembersSource(s.membersResponse)
 	s.peers.SetRemovedHandlers(s.members.isRemoved, func() { s.stopRemoved() })
@@ -232,6 +245,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.CompactHashCheck {
 		go s.runCompactHashCheck(cfg.CompactHashCheckTime)
+	}
+	if cfg.AutoCompactionRetention != 0 {
+		go s.newAutoCompactor().run()
+	}
+	if cfg.BackupDir != "" {
+		go s.runBackups()
 	}
 	lg.Info("started member",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.id)),

@@ -318,33 +318,41 @@ func (w *WAL) SaveSnapshot(s Snapshot) error {
 
 // ReleaseTo deletes the segments that Open(Snapshot{Index: index}) would not read: those
 // before the last segment named at or below index. The segment being written is kept.
-func (w *WAL) ReleaseTo(index uint64) error {
+func (w *WAL) ReleaseTo(index uint64) error { return w.ReleaseToKeep(index, 0) }
+
+// ReleaseToKeep is ReleaseTo deleting, oldest first, only as many of those segments as
+// leave at least keep segments in all (etcd's --max-wals; 0 deletes all it may). A
+// segment Open(Snapshot{Index: index}) needs is never deleted, however many there are.
+func (w *WAL) ReleaseToKeep(index uint64, keep int) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return errors.New("wal: release: log is closed")
 	}
-	keep := 0
+	release := 0
 	for i, s := range w.segs {
 		if s.index <= index {
-			keep = i
+			release = i
 		}
 	}
-	if keep == 0 {
+	if keep > 0 {
+		release = min(release, len(w.segs)-keep)
+	}
+	if release <= 0 {
 		return nil
 	}
 	// Oldest first, so a crash part-way still leaves a contiguous run of segments.
-	for i, s := range w.segs[:keep] {
+	for i, s := range w.segs[:release] {
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			w.dropSegments(i)
 			return fmt.Errorf("wal: release %s: %w", s.path, err)
 		}
 	}
-	w.dropSegments(keep)
+	w.dropSegments(release)
 	if err := fsutil.SyncDir(w.dir); err != nil {
 		return err
 	}
-	w.lg.Info("wal: released segments", zap.String("dir", w.dir), zap.Uint64("index", index), zap.Int("removed", keep))
+	w.lg.Info("wal: released segments", zap.String("dir", w.dir), zap.Uint64("index", index), zap.Int("removed", release))
 	return nil
 }
 

@@ -364,3 +364,56 @@ func TestDataLen(t *testing.T) {
 		}
 	}
 }
+
+// ReleaseToKeep (--max-wals) deletes released segments only down to keep segments in
+// all, oldest first, and never a segment the mark still needs.
+func TestReleaseToKeep(t *testing.T) {
+	setSegmentSize(t, 1024)
+	dir := t.TempDir()
+	w := mustCreate(t, dir, "m")
+	for i := uint64(1); i <= 300; i++ {
+		mustSave(t, w, hardState(1, 1, i), entries(i, i, 1))
+	}
+	mark := Snapshot{Index: 250, Term: 1}
+	if err := w.SaveSnapshot(mark); err != nil {
+		t.Fatal(err)
+	}
+	mustSave(t, w, hardState(1, 1, 301), entries(301, 301, 1))
+	all := segmentFiles(t, dir)
+	needed := 0 // segments Open(mark) reads: from the last one named at or below the mark
+	for i, s := range all {
+		if s.index <= mark.Index {
+			needed = len(all) - i
+		}
+	}
+	if len(all) < needed+4 {
+		t.Fatalf("test setup: %d segments, %d needed", len(all), needed)
+	}
+	// More than there are: nothing goes.
+	if err := w.ReleaseToKeep(mark.Index, len(all)+1); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(segmentFiles(t, dir)); n != len(all) {
+		t.Fatalf("keep %d of %d: %d left", len(all)+1, len(all), n)
+	}
+	// needed+2: the two newest released segments stay, the oldest go.
+	if err := w.ReleaseToKeep(mark.Index, needed+2); err != nil {
+		t.Fatal(err)
+	}
+	left := segmentFiles(t, dir)
+	if len(left) != needed+2 || left[0] != all[len(all)-needed-2] {
+		t.Fatalf("keep %d: left %v of %v", needed+2, left, all)
+	}
+	// keep 1: only what the mark needs remains, however many that is.
+	if err := w.ReleaseToKeep(mark.Index, 1); err != nil {
+		t.Fatal(err)
+	}
+	if left := segmentFiles(t, dir); len(left) != needed {
+		t.Fatalf("keep 1: %d left, %d needed", len(left), needed)
+	}
+	mustClose(t, w)
+	w, _, hs, ents := mustRead(t, dir, mark)
+	checkState(t, hs, hardState(1, 1, 301))
+	checkEntries(t, ents, entries(251, 301, 1))
+	mustClose(t, w)
+}

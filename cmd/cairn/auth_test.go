@@ -16,7 +16,7 @@ func TestAuthFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := c.serverConfig(nil)
+	sc := c.serverConfig(nil, &tlsConfigs{})
 	if sc.AuthToken != "simple" || sc.AuthTokenTTL != 300*time.Second || sc.BcryptCost != 10 {
 		t.Fatalf("defaults: token %q ttl %v cost %d, want etcd's simple 5m0s 10", sc.AuthToken, sc.AuthTokenTTL, sc.BcryptCost)
 	}
@@ -24,7 +24,7 @@ func TestAuthFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc = c.serverConfig(nil)
+	sc = c.serverConfig(nil, &tlsConfigs{})
 	if sc.AuthToken != "jwt,sign-method=RS256,priv-key=/k" || sc.AuthTokenTTL != 7*time.Second || sc.BcryptCost != 4 {
 		t.Fatalf("flags: token %q ttl %v cost %d", sc.AuthToken, sc.AuthTokenTTL, sc.BcryptCost)
 	}
@@ -32,7 +32,7 @@ func TestAuthFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sc := c.serverConfig(nil); sc.AuthTokenTTL != 9*time.Second {
+	if sc := c.serverConfig(nil, &tlsConfigs{}); sc.AuthTokenTTL != 9*time.Second {
 		t.Fatalf("ETCD_AUTH_TOKEN_TTL: ttl %v", sc.AuthTokenTTL)
 	}
 }

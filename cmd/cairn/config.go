@@ -1,10 +1,12 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -15,9 +17,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/errs"
 	"github.com/cairn-kv/cairn/server"
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
+
+	"github.com/cairn-kv/cairn/internal/tlsutil"
 )
 
 // Defaults as etcd 3.6 has them (etcd embed.NewConfig and etcdmain).
@@ -40,6 +45,11 @@ const (
 	defaultLogLevel                 = "info"
 	defaultLogOutput                = "default"
 	maxElectionMs                   = 50000
+	defaultAutoCompactionMode       = "periodic"
+	defaultAutoCompactionRetention  = "0"
+	defaultMaxLearners              = 1
+	defaultMaxSnapshots             = 5
+	defaultMaxWALs                  = 5
 
 	envPrefix = "ETCD"
 )
@@ -57,10 +67,13 @@ type config struct {
 	ListenPeerURLs      []url.URL
 	AdvertisePeerURLs   []url.URL
 	ListenMetricsURLs   []url.URL
-	InitialCluster      string
-	InitialClusterState string
-	InitialClusterToken string
-	SnapshotCount       uint64
+	// ListenClientHTTPURLs serve the HTTP endpoints only; once given, ListenClientURLs
+	// serve gRPC only (etcd's --listen-client-http-urls).
+	ListenClientHTTPURLs []url.URL
+	InitialCluster       string
+	InitialClusterState  string
+	InitialClusterToken  string
+	SnapshotCount        uint64
 	// SnapshotCatchUpEntries is etcd 3.6's --snapshot-catchup-entries (also spelled
 	// --experimental-snapshot-catchup-entries, deprecated).
 	SnapshotCatchUpEntries uint64
@@ -69,9 +82,12 @@ type config struct {
 	QuotaBackendBytes      int64
 	// InitialMmapSize is Cairn's --initial-mmap-size (etcd 3.6 has no such flag: it maps
 	// 10 GiB, or the quota plus 10%); 0 sizes the map as etcd does.
-	InitialMmapSize       int64
-	MaxRequestBytes       uint
-	MaxTxnOps             uint
+	InitialMmapSize int64
+	MaxRequestBytes uint
+	MaxTxnOps       uint
+	// MaxConcurrentStreams is etcd's --max-concurrent-streams: gRPC streams one client
+	// connection may have open at a time.
+	MaxConcurrentStreams  uint
 	LogLevel              string
 	Logger                string
 	LogOutputs            []string
@@ -79,6 +95,9 @@ type config struct {
 	GRPCKeepAliveInterval time.Duration
 	GRPCKeepAliveTimeout  time.Duration
 	EnablePprof           bool
+	// EnableGRPCGateway is --enable-grpc-gateway: etcd's HTTP/JSON API under /v3/ on the
+	// client URLs (default on, as etcd's).
+	EnableGRPCGateway bool
 	// Corruption checks: etcd 3.6's feature gates InitialCorruptCheck and CompactHashCheck
 	// (--feature-gates), also spelled --experimental-initial-corrupt-check and
 	// --experimental-compact-hash-check-enabled (deprecated).
@@ -94,6 +113,33 @@ type config struct {
 	AuthToken    string
 	AuthTokenTTL uint
 	BcryptCost   uint
+	// AutoCompactionMode and AutoCompactionRetention are etcd's --auto-compaction-mode and
+	// --auto-compaction-retention (as given: a bare number is hours or revisions).
+	AutoCompactionMode      string
+	AutoCompactionRetention string
+	// MaxLearners is etcd's --max-learners.
+	MaxLearners int
+	// MaxSnapshots and MaxWALs are etcd's --max-snapshots and --max-wals (0: unlimited).
+	MaxSnapshots uint
+	MaxWALs      uint
+	// ForceNewCluster is etcd's --force-new-cluster.
+	ForceNewCluster bool
+	// Built-in backups, Cairn only (etcd has none): --backup-dir (empty: off),
+	// --backup-interval, --backup-retention (files kept).
+	BackupDir       string
+	BackupInterval  time.Duration
+	BackupRetention int
+
+	// Security (etcd's --cert-file ... --tls-max-version).
+	ClientTLS              tlsOptions
+	PeerTLS                tlsOptions
+	SelfSignedCertValidity uint
+	// PeerSkipClientSANVerify turns off etcd's peer-port check that a member's client
+	// certificate names the address it connects from.
+	PeerSkipClientSANVerify bool
+	CipherSuites            []string
+	TLSMinVersion           string
+	TLSMaxVersion           string
 
 	ConfigFile   string
 	PrintVersion bool
@@ -104,10 +150,26 @@ type config struct {
 
 	// initialClusterMap is InitialCluster parsed.
 	initialClusterMap map[string][]url.URL
+	// autoCompactionRetention is AutoCompactionRetention parsed.
+	autoCompactionRetention time.Duration
 
 	// Messages for the log once the logger exists: unknown flags, environment variables
 	// used or ignored, defaults applied. Each is a message plus key/value pairs.
 	notes []note
+}
+
+// tlsOptions are one port's security flags (--cert-file or --peer-cert-file, ...).
+type tlsOptions struct {
+	CertFile         string
+	KeyFile          string
+	ClientCertFile   string // peer only: the certificate a member dials others with
+	ClientKeyFile    string
+	TrustedCAFile    string
+	ClientCertAuth   bool
+	CRLFile          string
+	AutoTLS          bool
+	AllowedCNs       []string // peer only
+	AllowedHostnames []string
 }
 
 type note struct {
@@ -131,10 +193,13 @@ func newConfig() *config {
 		SnapshotCount:          defaultSnapshotCount,
 		SnapshotCatchUpEntries: defaultSnapshotCatchUpEntries,
 		CompactHashCheckTime:   time.Minute,
+		BackupInterval:         server.DefaultBackupInterval,
+		BackupRetention:        server.DefaultBackupRetention,
 		HeartbeatMs:            defaultHeartbeatMs,
 		ElectionMs:             defaultElectionMs,
 		MaxRequestBytes:        defaultMaxRequestBytes,
 		MaxTxnOps:              defaultMaxTxnOps,
+		MaxConcurrentStreams:   math.MaxUint32,
 		LogLevel:               defaultLogLevel,
 		Logger:                 "zap",
 		LogOutputs:             []string{defaultLogOutput},
@@ -144,7 +209,15 @@ func newConfig() *config {
 		AuthToken:              "simple",
 		AuthTokenTTL:           300,
 		BcryptCost:             10,
+		SelfSignedCertValidity: 1,
+		TLSMinVersion:          "TLS1.2",
+		EnableGRPCGateway:      true,
 	}
+	c.AutoCompactionMode = defaultAutoCompactionMode
+	c.AutoCompactionRetention = defaultAutoCompactionRetention
+	c.MaxLearners = defaultMaxLearners
+	c.MaxSnapshots = defaultMaxSnapshots
+	c.MaxWALs = defaultMaxWALs
 	c.InitialCluster = initialClusterFromName(c.Name, c.AdvertisePeerURLs)
 	return c
 }
@@ -243,6 +316,28 @@ func (v optionalURLsValue) Set(s string) error {
 	return v.urlsValue.Set(s)
 }
 
+// listValue is a comma-separated list kept in order, empty items dropped (--cipher-suites,
+// --peer-cert-allowed-cn).
+type listValue struct{ p *[]string }
+
+func (v listValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strings.Join(*v.p, ",")
+}
+
+func (v listValue) Set(s string) error {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	*v.p = out
+	return nil
+}
+
 // stringsValue is a comma-separated list (--log-outputs).
 type stringsValue struct{ p *[]string }
 
@@ -301,6 +396,7 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.Var(urlsValue{&c.ListenPeerURLs}, "listen-peer-urls", "List of URLs to listen on for peer traffic.")
 	fs.Var(urlsValue{&c.AdvertisePeerURLs}, "initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster.")
 	fs.Var(optionalURLsValue{urlsValue{&c.ListenMetricsURLs}}, "listen-metrics-urls", "List of URLs to listen on for the /metrics and /health endpoints.")
+	fs.Var(optionalURLsValue{urlsValue{&c.ListenClientHTTPURLs}}, "listen-client-http-urls", "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls.")
 	fs.StringVar(&c.InitialCluster, "initial-cluster", c.InitialCluster, "Initial cluster configuration for bootstrapping.")
 	fs.Var(selectiveValue{&c.InitialClusterState, []string{"new", "existing"}}, "initial-cluster-state", "Initial cluster state ('new' or 'existing').")
 	fs.StringVar(&c.InitialClusterToken, "initial-cluster-token", c.InitialClusterToken, "Initial cluster token for the etcd cluster during bootstrap.")
@@ -310,12 +406,16 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.UintVar(&c.HeartbeatMs, "heartbeat-interval", c.HeartbeatMs, "Time (in milliseconds) of a heartbeat interval.")
 	fs.UintVar(&c.ElectionMs, "election-timeout", c.ElectionMs, "Time (in milliseconds) for an election to timeout.")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when backend size exceeds the given quota. 0 means use the default quota.")
+	fs.StringVar(&c.BackupDir, "backup-dir", c.BackupDir, "Cairn only: directory where this member saves a backup of its db (as etcdctl snapshot save writes it) every --backup-interval; empty means no backups.")
+	fs.DurationVar(&c.BackupInterval, "backup-interval", c.BackupInterval, "Cairn only: time between backups into --backup-dir.")
+	fs.IntVar(&c.BackupRetention, "backup-retention", c.BackupRetention, "Cairn only: how many of this member's newest backups --backup-dir keeps.")
 	fs.Int64Var(&c.InitialMmapSize, "initial-mmap-size", c.InitialMmapSize, "Cairn only: initial size in bytes of the backend's memory map (a commit that outgrows it waits for open reads to remap). 0 sizes it as etcd does: --quota-backend-bytes plus 10% for a quota other than the default, else 10 GiB.")
 	fs.UintVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
 	fs.StringVar(&c.AuthToken, "auth-token", c.AuthToken, "Specify auth token specific options.")
 	fs.UintVar(&c.AuthTokenTTL, "auth-token-ttl", c.AuthTokenTTL, "The lifetime in seconds of the auth token.")
 	fs.UintVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
+	fs.UintVar(&c.MaxConcurrentStreams, "max-concurrent-streams", c.MaxConcurrentStreams, "Maximum concurrent streams that each client can open at a time.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&c.Logger, "logger", c.Logger, "Currently only supports 'zap' for structured logging.")
 	fs.Var(stringsValue{&c.LogOutputs}, "log-outputs", "'stdout', 'stderr', 'default' (stderr), or file paths, comma separated.")
@@ -329,7 +429,38 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.BoolVar(&c.CompactHashCheck, "experimental-compact-hash-check-enabled", c.CompactHashCheck, "Enable leader to periodically check followers compaction hashes. Deprecated in v3.6: use --feature-gates=CompactHashCheck=true.")
 	fs.DurationVar(&c.CompactHashCheckTime, "compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes.")
 	fs.DurationVar(&c.CompactHashCheckTime, "experimental-compact-hash-check-time", c.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes. Deprecated in v3.6: use --compact-hash-check-time.")
+	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention length. 0 means disable auto compaction.")
+	fs.StringVar(&c.AutoCompactionMode, "auto-compaction-mode", c.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
+	fs.UintVar(&c.MaxSnapshots, "max-snapshots", c.MaxSnapshots, "Maximum number of snapshot files to retain (0 is unlimited). Deprecated in v3.6 and will be decommissioned in v3.8.")
+	fs.UintVar(&c.MaxWALs, "max-wals", c.MaxWALs, "Maximum number of wal files to retain (0 is unlimited).")
+	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", c.ForceNewCluster, "Force to create a new one-member cluster.")
+	fs.IntVar(&c.MaxLearners, "max-learners", c.MaxLearners, "Set the max number of learner members allowed in the cluster membership.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
+	fs.BoolVar(&c.EnableGRPCGateway, "enable-grpc-gateway", c.EnableGRPCGateway, "Enable GRPC gateway.")
+	// Security.
+	fs.StringVar(&c.ClientTLS.CertFile, "cert-file", "", "Path to the client server TLS cert file.")
+	fs.StringVar(&c.ClientTLS.KeyFile, "key-file", "", "Path to the client server TLS key file.")
+	fs.BoolVar(&c.ClientTLS.ClientCertAuth, "client-cert-auth", false, "Enable client cert authentication.")
+	fs.StringVar(&c.ClientTLS.CRLFile, "client-crl-file", "", "Path to the client certificate revocation list file.")
+	fs.Var(listValue{&c.ClientTLS.AllowedHostnames}, "client-cert-allowed-hostname", "Comma-separated list of SAN hostnames for client cert authentication.")
+	fs.StringVar(&c.ClientTLS.TrustedCAFile, "trusted-ca-file", "", "Path to the client server TLS trusted CA cert file.")
+	fs.BoolVar(&c.ClientTLS.AutoTLS, "auto-tls", false, "Client TLS using generated certificates.")
+	fs.StringVar(&c.PeerTLS.CertFile, "peer-cert-file", "", "Path to the peer server TLS cert file.")
+	fs.StringVar(&c.PeerTLS.KeyFile, "peer-key-file", "", "Path to the peer server TLS key file.")
+	fs.BoolVar(&c.PeerTLS.ClientCertAuth, "peer-client-cert-auth", false, "Enable peer client cert authentication.")
+	fs.StringVar(&c.PeerTLS.ClientCertFile, "peer-client-cert-file", "", "Path to an explicit peer client TLS cert file otherwise peer cert file will be used when client auth is required.")
+	fs.StringVar(&c.PeerTLS.ClientKeyFile, "peer-client-key-file", "", "Path to an explicit peer client TLS key file otherwise peer key file will be used when client auth is required.")
+	fs.StringVar(&c.PeerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "Path to the peer server TLS trusted CA file.")
+	fs.Var(listValue{&c.PeerTLS.AllowedCNs}, "peer-cert-allowed-cn", "Comma-separated list of allowed CNs for inter-peer TLS authentication.")
+	fs.Var(listValue{&c.PeerTLS.AllowedHostnames}, "peer-cert-allowed-hostname", "Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication.")
+	fs.BoolVar(&c.PeerTLS.AutoTLS, "peer-auto-tls", false, "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided.")
+	fs.UintVar(&c.SelfSignedCertValidity, "self-signed-cert-validity", c.SelfSignedCertValidity, "The validity period of the client and peer certificates that are automatically generated by etcd when you specify ClientAutoTLS and PeerAutoTLS, the unit is year, and the default is 1.")
+	fs.StringVar(&c.PeerTLS.CRLFile, "peer-crl-file", "", "Path to the peer certificate revocation list file.")
+	fs.BoolVar(&c.PeerSkipClientSANVerify, "peer-skip-client-san-verification", false, "Skip verification of SAN field in client certificate for peer connections.")
+	fs.BoolVar(&c.PeerSkipClientSANVerify, "experimental-peer-skip-client-san-verification", false, "Skip verification of SAN field in client certificate for peer connections. Deprecated in v3.6 and will be decommissioned in v3.7. Use '--peer-skip-client-san-verification' instead.")
+	fs.Var(listValue{&c.CipherSuites}, "cipher-suites", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
+	fs.StringVar(&c.TLSMinVersion, "tls-min-version", c.TLSMinVersion, "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.")
+	fs.StringVar(&c.TLSMaxVersion, "tls-max-version", c.TLSMaxVersion, "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty will be auto-populated by Go).")
 	fs.StringVar(&c.ConfigFile, "config-file", c.ConfigFile, "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.")
 	fs.BoolVar(&c.PrintVersion, "version", c.PrintVersion, "Print the version and exit.")
 	return fs
@@ -541,6 +672,20 @@ func (c *config) setFileKey(k string, v any) error {
 		return asString(v, &c.DataDir)
 	case "wal-dir":
 		return asString(v, &c.WALDir)
+	case "backup-dir":
+		return asString(v, &c.BackupDir)
+	case "backup-interval":
+		d, err := asDuration(v)
+		if err != nil {
+			return err
+		}
+		c.BackupInterval = d
+	case "backup-retention":
+		n, err := asInt(v)
+		if err != nil {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.BackupRetention = int(n)
 	case "initial-cluster":
 		return asString(v, &c.InitialCluster)
 	case "initial-cluster-state":
@@ -559,7 +704,33 @@ func (c *config) setFileKey(k string, v any) error {
 		return asString(v, &c.LogLevel)
 	case "logger":
 		return asString(v, &c.Logger)
-	case "listen-client-urls", "advertise-client-urls", "listen-peer-urls", "initial-advertise-peer-urls", "listen-metrics-urls":
+	case "client-transport-security", "peer-transport-security":
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("expected a mapping, got %v", v)
+		}
+		o := &c.ClientTLS
+		if k == "peer-transport-security" {
+			o = &c.PeerTLS
+		}
+		return c.setTransportSecurity(k, o, m)
+	case "self-signed-cert-validity":
+		n, err := asInt(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.SelfSignedCertValidity = uint(n)
+	case "cipher-suites":
+		ss, err := asStrings(v)
+		if err != nil {
+			return err
+		}
+		c.CipherSuites = ss
+	case "tls-min-version":
+		return asString(v, &c.TLSMinVersion)
+	case "tls-max-version":
+		return asString(v, &c.TLSMaxVersion)
+	case "listen-client-urls", "advertise-client-urls", "listen-peer-urls", "initial-advertise-peer-urls", "listen-metrics-urls", "listen-client-http-urls":
 		var s string
 		if err := asString(v, &s); err != nil {
 			return err
@@ -582,6 +753,8 @@ func (c *config) setFileKey(k string, v any) error {
 			c.AdvertisePeerURLs = us
 		case "listen-metrics-urls":
 			c.ListenMetricsURLs = us
+		case "listen-client-http-urls":
+			c.ListenClientHTTPURLs = us
 		}
 		return nil
 	case "log-outputs":
@@ -614,7 +787,7 @@ func (c *config) setFileKey(k string, v any) error {
 			return fmt.Errorf("invalid value %v", v)
 		}
 		c.SnapshotCatchUpEntries = uint64(n)
-	case "heartbeat-interval", "election-timeout", "max-request-bytes", "max-txn-ops":
+	case "heartbeat-interval", "election-timeout", "max-request-bytes", "max-txn-ops", "max-concurrent-streams":
 		n, err := asInt(v)
 		if err != nil || n < 0 {
 			return fmt.Errorf("invalid value %v", v)
@@ -628,6 +801,8 @@ func (c *config) setFileKey(k string, v any) error {
 			c.MaxRequestBytes = uint(n)
 		case "max-txn-ops":
 			c.MaxTxnOps = uint(n)
+		case "max-concurrent-streams":
+			c.MaxConcurrentStreams = uint(n)
 		}
 	case "auth-token":
 		s, ok := v.(string)
@@ -671,7 +846,13 @@ func (c *config) setFileKey(k string, v any) error {
 		case "grpc-keepalive-timeout":
 			c.GRPCKeepAliveTimeout = d
 		}
-	case "enable-pprof", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled":
+	case "peer-skip-client-san-verification", "experimental-peer-skip-client-san-verification":
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("expected a boolean, got %v", v)
+		}
+		c.PeerSkipClientSANVerify = b
+	case "enable-pprof", "enable-grpc-gateway", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled":
 		b, ok := v.(bool)
 		if !ok {
 			return fmt.Errorf("expected a boolean, got %v", v)
@@ -679,6 +860,8 @@ func (c *config) setFileKey(k string, v any) error {
 		switch k {
 		case "enable-pprof":
 			c.EnablePprof = b
+		case "enable-grpc-gateway":
+			c.EnableGRPCGateway = b
 		case "experimental-initial-corrupt-check":
 			c.InitialCorruptCheck = b
 		default:
@@ -690,6 +873,32 @@ func (c *config) setFileKey(k string, v any) error {
 			return err
 		}
 		c.CompactHashCheckTime = d
+	case "force-new-cluster":
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("expected a boolean, got %v", v)
+		}
+		c.ForceNewCluster = b
+	case "max-snapshots", "max-wals":
+		n, err := asInt(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		if k == "max-snapshots" {
+			c.MaxSnapshots = uint(n)
+		} else {
+			c.MaxWALs = uint(n)
+		}
+	case "max-learners":
+		n, err := asInt(v)
+		if err != nil {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		c.MaxLearners = int(n)
+	case "auto-compaction-mode":
+		return asString(v, &c.AutoCompactionMode)
+	case "auto-compaction-retention":
+		return asString(v, &c.AutoCompactionRetention)
 	case "feature-gates":
 		str, ok := v.(string)
 		if !ok {
@@ -700,6 +909,74 @@ func (c *config) setFileKey(k string, v any) error {
 		c.warn("ignoring unrecognized config file key; Cairn does not implement it", "key", k)
 	}
 	return nil
+}
+
+// setTransportSecurity reads etcd's client-transport-security / peer-transport-security
+// mapping: etcd 3.6's keys (cert-file, key-file, client-cert-file, client-key-file,
+// client-cert-auth, trusted-ca-file, auto-tls); the CRL files and allowed CNs/hostnames
+// have no file key in etcd either.
+func (c *config) setTransportSecurity(section string, o *tlsOptions, m map[string]any) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := m[k]
+		if v == nil {
+			continue
+		}
+		var err error
+		switch k {
+		case "cert-file":
+			err = asString(v, &o.CertFile)
+		case "key-file":
+			err = asString(v, &o.KeyFile)
+		case "client-cert-file":
+			err = asString(v, &o.ClientCertFile)
+		case "client-key-file":
+			err = asString(v, &o.ClientKeyFile)
+		case "trusted-ca-file":
+			err = asString(v, &o.TrustedCAFile)
+		case "client-cert-auth", "auto-tls":
+			b, ok := v.(bool)
+			if !ok {
+				return fmt.Errorf("%s: expected a boolean, got %v", k, v)
+			}
+			if k == "auto-tls" {
+				o.AutoTLS = b
+			} else {
+				o.ClientCertAuth = b
+			}
+		default:
+			c.warn("ignoring unrecognized config file key; Cairn does not implement it", "key", section+"."+k)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// asStrings reads a YAML list of strings, or one comma-separated string.
+func asStrings(v any) ([]string, error) {
+	switch x := v.(type) {
+	case string:
+		var out []string
+		err := listValue{&out}.Set(x)
+		return out, err
+	case []any:
+		var out []string
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("expected a list of strings, got %v", v)
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("expected a list of strings, got %v", v)
 }
 
 func asString(v any, p *string) error {
@@ -751,7 +1028,7 @@ func asDuration(v any) (time.Duration, error) {
 }
 
 // validate checks the configuration as etcd's embed.Config.Validate does, in its order
-// and with its messages, plus what Cairn does not serve yet (TLS, unix sockets).
+// and with its messages, plus what Cairn does not serve yet (unix sockets).
 func (c *config) validate() error {
 	switch c.Logger {
 	case "zap":
@@ -774,7 +1051,7 @@ func (c *config) validate() error {
 	if err := lvl.Set(c.LogLevel); err != nil {
 		return fmt.Errorf("invalid --log-level %q: only debug, info, warn, error, dpanic, panic or fatal", c.LogLevel)
 	}
-	for _, us := range [][]url.URL{c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs} {
+	for _, us := range [][]url.URL{c.ListenPeerURLs, c.ListenClientURLs, c.ListenClientHTTPURLs, c.ListenMetricsURLs} {
 		if err := checkBindURLs(us); err != nil {
 			return err
 		}
@@ -800,6 +1077,12 @@ func (c *config) validate() error {
 	if c.ElectionMs > maxElectionMs {
 		return fmt.Errorf("--election-timeout[%vms] is too long, and should be set less than %vms", c.ElectionMs, maxElectionMs)
 	}
+	if c.BackupInterval <= 0 {
+		return fmt.Errorf("--backup-interval must be > 0 (set to %v)", c.BackupInterval)
+	}
+	if c.BackupRetention < 1 {
+		return fmt.Errorf("--backup-retention must be >= 1 (set to %d)", c.BackupRetention)
+	}
 	if c.InitialMmapSize < 0 {
 		return fmt.Errorf("--initial-mmap-size must be >= 0 (set to %d)", c.InitialMmapSize)
 	}
@@ -814,6 +1097,13 @@ func (c *config) validate() error {
 		return fmt.Errorf("invalid --initial-cluster %q: %w", c.InitialCluster, err)
 	}
 	c.initialClusterMap = m
+	if err := c.validateOps(); err != nil {
+		return err
+	}
+
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
 
 	// What Cairn does not serve yet.
 	for _, l := range []struct {
@@ -821,17 +1111,61 @@ func (c *config) validate() error {
 		us   []url.URL
 	}{
 		{"--listen-client-urls", c.ListenClientURLs},
+		{"--listen-client-http-urls", c.ListenClientHTTPURLs},
 		{"--listen-peer-urls", c.ListenPeerURLs},
 		{"--listen-metrics-urls", c.ListenMetricsURLs},
 	} {
 		for _, u := range l.us {
-			if u.Scheme != "http" {
-				return fmt.Errorf("%s %q: only http:// URLs are supported by Cairn for now (TLS and unix sockets are not)", l.flag, u.String())
+			if u.Scheme != "http" && u.Scheme != "https" {
+				return fmt.Errorf("%s %q: only http:// and https:// URLs are supported by Cairn (unix sockets are not)", l.flag, u.String())
 			}
 		}
 	}
 	return nil
 }
+
+// validateTLS checks the TLS versions and cipher suites as etcd's flag verification
+// does (same messages), and that every https:// URL has a certificate.
+func (c *config) validateTLS() error {
+	minV, err := tlsutil.ParseVersion(c.TLSMinVersion)
+	if err != nil {
+		return err
+	}
+	maxV, err := tlsutil.ParseVersion(c.TLSMaxVersion)
+	if err != nil {
+		return err
+	}
+	if maxV != 0 && minV > maxV {
+		return fmt.Errorf("min version (%s) is greater than max version (%s)", c.TLSMinVersion, c.TLSMaxVersion)
+	}
+	if minV == tls.VersionTLS13 && len(c.CipherSuites) > 0 {
+		return errors.New("cipher suites cannot be configured when only TLS1.3 is enabled")
+	}
+	if _, err := tlsutil.ParseCipherSuites(c.CipherSuites); err != nil {
+		return err
+	}
+	clientCert := !c.ClientTLS.empty() || c.ClientTLS.AutoTLS
+	for _, us := range [][]url.URL{c.ListenClientURLs, c.ListenClientHTTPURLs} {
+		for _, u := range us {
+			if u.Scheme == "https" && !clientCert {
+				return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u.String())
+			}
+		}
+	}
+	for _, u := range c.ListenMetricsURLs {
+		if u.Scheme == "https" && !clientCert {
+			return errors.New("client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url")
+		}
+	}
+	for _, u := range c.ListenPeerURLs {
+		if u.Scheme == "https" && c.PeerTLS.empty() && !c.PeerTLS.AutoTLS {
+			return fmt.Errorf("cannot listen on TLS for %s: KeyFile and CertFile are not presented", u.Host)
+		}
+	}
+	return nil
+}
+
+func (o *tlsOptions) empty() bool { return o.CertFile == "" && o.KeyFile == "" }
 
 // parseInitialCluster parses "name=url,name=url2,..." as etcd's types.NewURLsMap does.
 func parseInitialCluster(s string) (map[string][]url.URL, error) {
@@ -954,4 +1288,45 @@ func (f featureGatesValue) Set(s string) error {
 		(*f.m)[k] = b
 	}
 	return nil
+}
+
+// validateOps checks the operations options (auto-compaction, file retention, learners)
+// with etcd's messages: the mode as embed.Config.Validate does, the retention as
+// etcd's server start does.
+func (c *config) validateOps() error {
+	switch c.AutoCompactionMode {
+	case "periodic", "revision":
+	case "":
+		return errors.New("undefined auto-compaction-mode")
+	default:
+		return fmt.Errorf("unknown auto-compaction-mode %q", c.AutoCompactionMode)
+	}
+	d, err := server.ParseCompactionRetention(c.AutoCompactionMode, c.AutoCompactionRetention)
+	if err != nil {
+		return err
+	}
+	c.autoCompactionRetention = d
+	// etcd starts, then fails its bootstrap with this (0 learners is already too many).
+	if c.MaxLearners < 0 {
+		return errs.ErrTooManyLearners
+	}
+	return nil
+}
+
+// serverMaxLearners maps --max-learners to server.Config's (where 0 means the default and
+// a negative value none).
+func serverMaxLearners(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// serverFileLimit maps --max-snapshots / --max-wals (0: unlimited) to server.Config's
+// (0: the default, negative: unlimited).
+func serverFileLimit(n uint) int {
+	if n == 0 {
+		return -1
+	}
+	return int(min(n, uint(math.MaxInt32)))
 }

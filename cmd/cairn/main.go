@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cairn-kv/cairn/api"
+	"github.com/cairn-kv/cairn/internal/tlsutil"
+	"github.com/cairn-kv/cairn/raftnode"
 	"github.com/cairn-kv/cairn/server"
 )
 
@@ -124,7 +126,7 @@ func logNotes(lg *zap.Logger, notes []note) {
 }
 
 // serverConfig is the member's configuration.
-func (c *config) serverConfig(lg *zap.Logger) server.Config {
+func (c *config) serverConfig(lg *zap.Logger, t *tlsConfigs) server.Config {
 	return server.Config{
 		Name:                   c.Name,
 		DataDir:                c.DataDir,
@@ -146,6 +148,9 @@ func (c *config) serverConfig(lg *zap.Logger) server.Config {
 		ElectionTimeout:        time.Duration(c.ElectionMs) * time.Millisecond,
 		QuotaBackendBytes:      c.QuotaBackendBytes,
 		InitialMmapSize:        c.InitialMmapSize,
+		BackupDir:              c.BackupDir,
+		BackupInterval:         c.BackupInterval,
+		BackupRetention:        c.BackupRetention,
 		MaxRequestBytes:        c.MaxRequestBytes,
 		MaxTxnOps:              c.MaxTxnOps,
 		AuthToken:              c.AuthToken,
@@ -155,7 +160,16 @@ func (c *config) serverConfig(lg *zap.Logger) server.Config {
 		GRPCKeepAliveInterval:  c.GRPCKeepAliveInterval,
 		GRPCKeepAliveTimeout:   c.GRPCKeepAliveTimeout,
 		EnablePprof:            c.EnablePprof,
+		PeerDialTLS:            t.peerDial,
 		Logger:                 lg,
+
+		// Operations: auto-compaction, snapshot and WAL file retention, learners.
+		AutoCompactionMode:      c.AutoCompactionMode,
+		AutoCompactionRetention: c.autoCompactionRetention,
+		MaxLearners:             serverMaxLearners(c.MaxLearners),
+		MaxSnapshots:            serverFileLimit(c.MaxSnapshots),
+		MaxWALs:                 serverFileLimit(c.MaxWALs),
+		ForceNewCluster:         c.ForceNewCluster,
 	}
 }
 
@@ -179,29 +193,44 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	lg.Info("starting Cairn", zap.String("etcd-version", etcdVersion), zap.String("cairn-version", cairnVersion),
 		zap.String("name", cfg.Name), zap.String("data-dir", cfg.DataDir))
 
+	tc, err := cfg.tlsConfigs(lg)
+	if err != nil {
+		return err
+	}
 	// Bind every port before starting the member, so a taken port fails fast.
 	clientLs, err := listenAll(cfg.ListenClientURLs)
 	if err != nil {
 		return err
 	}
+	clientHTTPLs, err := listenAll(cfg.ListenClientHTTPURLs)
+	if err != nil {
+		closeAll(clientLs)
+		return err
+	}
 	metricsLs, err := listenAll(cfg.ListenMetricsURLs)
 	if err != nil {
 		closeAll(clientLs)
+		closeAll(clientHTTPLs)
 		return err
 	}
 	peerLs, err := listenAll(cfg.ListenPeerURLs)
 	if err != nil {
 		closeAll(clientLs)
+		closeAll(clientHTTPLs)
 		closeAll(metricsLs)
 		return err
 	}
-
-	sc := cfg.serverConfig(lg)
-	srv, err := server.New(sc)
-	if err != nil {
+	closeListeners := func() {
 		closeAll(clientLs)
+		closeAll(clientHTTPLs)
 		closeAll(metricsLs)
 		closeAll(peerLs)
+	}
+
+	sc := cfg.serverConfig(lg, tc)
+	srv, err := server.New(sc)
+	if err != nil {
+		closeListeners()
 		return fmt.Errorf("cannot start member: %w", err)
 	}
 	// Before any client or peer traffic, as etcd does: a member whose data differs from
@@ -209,16 +238,17 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	if sc.InitialCorruptCheck {
 		if err := srv.CheckInitialHashKV(ctx); err != nil {
 			srv.Stop()
-			closeAll(clientLs)
-			closeAll(metricsLs)
-			closeAll(peerLs)
+			closeListeners()
 			return fmt.Errorf("initial corruption check failed: %w", err)
 		}
 	}
 	// Raft traffic between members: its own gRPC server on the peer URLs.
-	ps := grpc.NewServer(grpc.MaxRecvMsgSize(math.MaxInt32))
+	ps := grpc.NewServer(grpc.MaxRecvMsgSize(raftnode.MaxPeerMessageBytes(cfg.MaxRequestBytes)))
 	srv.RegisterPeerService(ps)
-	for _, l := range peerLs {
+	for i, l := range peerLs {
+		if cfg.ListenPeerURLs[i].Scheme == "https" {
+			l = tlsutil.Listener(l, tc.peerServer, rejectedLogger(lg, "rejected connection on peer endpoint"))
+		}
 		go func(l net.Listener) {
 			if err := ps.Serve(l); err != nil {
 				lg.Warn("peer listener stopped", zap.String("address", l.Addr().String()), zap.Error(err))
@@ -231,6 +261,7 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	gs := api.NewGRPCServer(b, api.GRPCConfig{
 		MaxRequestBytes:   cfg.MaxRequestBytes,
 		MaxTxnOps:         cfg.MaxTxnOps,
+		MaxStreams:        uint32(min(cfg.MaxConcurrentStreams, math.MaxUint32)),
 		KeepAliveMinTime:  cfg.GRPCKeepAliveMinTime,
 		KeepAliveInterval: cfg.GRPCKeepAliveInterval,
 		KeepAliveTimeout:  cfg.GRPCKeepAliveTimeout,
@@ -245,23 +276,63 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		mux.Handle("/", hh)
 		hh = mux
 	}
+	// etcd's HTTP/JSON API (/v3/...) on the client port only, as etcd serves it. It
+	// calls gs in-process; closed once the client listeners have drained (defers run
+	// after the drain below).
+	clientHH := hh
+	if cfg.EnableGRPCGateway {
+		gw, err := api.NewGateway(gs, lg)
+		if err != nil {
+			srv.Stop()
+			closeListeners()
+			return err
+		}
+		defer gw.Close()
+		clientHH = gw.Mount(hh)
+	}
+	clientHH = api.AccessControl(clientHH)
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	api.ShutdownTimeout = stopTimeout
 
+	// etcd: once --listen-client-http-urls is given, the client URLs serve gRPC only.
+	clientHTTP := clientHH
+	if len(clientHTTPLs) > 0 {
+		clientHTTP = nil
+	}
 	var wg sync.WaitGroup
-	errc := make(chan error, len(clientLs)+len(metricsLs))
-	for _, l := range clientLs {
+	errc := make(chan error, len(clientLs)+len(clientHTTPLs)+len(metricsLs))
+	serveClient := func(l net.Listener, port api.ClientPort) {
 		wg.Add(1)
-		go func(l net.Listener) {
+		go func() {
 			defer wg.Done()
-			if err := api.ServeClient(sctx, l, gs, hh); err != nil {
+			if err := api.ServeClient(sctx, l, port); err != nil {
 				errc <- fmt.Errorf("serving client requests on %s: %w", l.Addr(), err)
 			}
-		}(l)
+		}()
 	}
-	for _, l := range metricsLs {
+	for i, l := range clientLs {
+		port := api.ClientPort{GRPC: gs, HTTP: clientHTTP, Logger: lg}
+		if cfg.ListenClientURLs[i].Scheme == "https" {
+			port.TLS = tc.client
+			if clientHTTP == nil {
+				port.TLS = tc.clientGRPC
+			}
+		}
+		serveClient(l, port)
+	}
+	for i, l := range clientHTTPLs {
+		port := api.ClientPort{HTTP: clientHH, Logger: lg}
+		if cfg.ListenClientHTTPURLs[i].Scheme == "https" {
+			port.TLS = tc.clientHTTP
+		}
+		serveClient(l, port)
+	}
+	for i, l := range metricsLs {
+		if cfg.ListenMetricsURLs[i].Scheme == "https" {
+			l = tlsutil.Listener(l, tc.clientHTTP, rejectedLogger(lg, "rejected connection on client endpoint"))
+		}
 		wg.Add(1)
 		go func(l net.Listener) {
 			defer wg.Done()
@@ -274,11 +345,14 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	var runErr error
 	select {
 	case <-srv.ReadyNotify():
-		for _, l := range clientLs {
-			lg.Info("serving client traffic insecurely; this is strongly discouraged!", zap.String("traffic", "grpc+http"), zap.String("address", l.Addr().String()))
+		traffic := "grpc+http"
+		if clientHTTP == nil {
+			traffic = "grpc"
 		}
-		for _, l := range metricsLs {
-			lg.Info("serving metrics", zap.String("address", "http://"+l.Addr().String()+"/metrics"))
+		logServing(lg, cfg.ListenClientURLs, clientLs, traffic)
+		logServing(lg, cfg.ListenClientHTTPURLs, clientHTTPLs, "http")
+		for i, l := range metricsLs {
+			lg.Info("serving metrics", zap.String("address", cfg.ListenMetricsURLs[i].Scheme+"://"+l.Addr().String()+"/metrics"))
 		}
 		lg.Info("ready to serve client requests")
 		select {
@@ -333,12 +407,28 @@ func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
 	}
 }
 
+// rejectedLogger logs a refused TLS handshake as etcd does.
+func rejectedLogger(lg *zap.Logger, msg string) func(remote string, err error) {
+	return func(remote string, err error) { lg.Warn(msg, zap.String("remote-addr", remote), zap.Error(err)) }
+}
+
+// logServing logs, as etcd does, how each client listener serves.
+func logServing(lg *zap.Logger, us []url.URL, ls []net.Listener, traffic string) {
+	for i, l := range ls {
+		if us[i].Scheme == "https" {
+			lg.Info("serving client traffic securely", zap.String("traffic", traffic), zap.String("address", l.Addr().String()))
+		} else {
+			lg.Info("serving client traffic insecurely; this is strongly discouraged!", zap.String("traffic", traffic), zap.String("address", l.Addr().String()))
+		}
+	}
+}
+
 func listenAll(us []url.URL) ([]net.Listener, error) {
 	var ls []net.Listener
 	for _, u := range us {
-		if u.Scheme != "http" {
+		if u.Scheme != "http" && u.Scheme != "https" {
 			closeAll(ls)
-			return nil, fmt.Errorf("cannot listen on %s: only http:// is supported by Cairn for now", u.String())
+			return nil, fmt.Errorf("cannot listen on %s: only http:// and https:// are supported by Cairn", u.String())
 		}
 		l, err := net.Listen("tcp", u.Host)
 		if err != nil {

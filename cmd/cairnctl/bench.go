@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
@@ -81,7 +79,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 // benchConfig is one load run, as given on the command line.
 type benchConfig struct {
 	op          string
-	endpoints   []string
+	endpoints   members
 	clients     int
 	conns       int
 	keySize     int
@@ -110,7 +108,8 @@ type benchConfig struct {
 func parseBenchFlags(op string, args []string, stdout, stderr io.Writer) (*benchConfig, int) {
 	cfg := &benchConfig{op: op}
 	fs := flag.NewFlagSet("cairnctl bench "+op, flag.ContinueOnError)
-	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated gRPC endpoints (host:port or http://host:port)")
+	var conn connFlags
+	conn.register(fs)
 	switch op {
 	case "watch":
 		fs.IntVar(&cfg.clients, "put-clients", 1, "concurrent goroutines issuing the puts")
@@ -141,7 +140,7 @@ func parseBenchFlags(op string, args []string, stdout, stderr io.Writer) (*bench
 	switch op {
 	case "range":
 		fs.StringVar(&cfg.consistency, "consistency", "l", "l (linearizable) or s (serializable)")
-		fs.StringVar(&cfg.key, "key", "foo", "key to read; it is Put (with --val-size bytes) before the run")
+		fs.StringVar(&cfg.key, "read-key", "foo", "key to read; it is Put (with --val-size bytes) before the run")
 	case "watch":
 		fs.IntVar(&cfg.keySize, "key-size", 8, "key size in bytes (keys are zero-padded decimal numbers)")
 		fs.IntVar(&cfg.keySpace, "key-space-size", 1, "number of distinct keys watched and put (put i goes to key i%key-space-size)")
@@ -164,7 +163,7 @@ func parseBenchFlags(op string, args []string, stdout, stderr io.Writer) (*bench
 		return nil, exitUsage
 	}
 	var err error
-	if cfg.endpoints, err = parseEndpoints(*endpoints); err == nil {
+	if cfg.endpoints, err = conn.members(); err == nil {
 		err = cfg.validate()
 	}
 	if err != nil {
@@ -172,24 +171,6 @@ func parseBenchFlags(op string, args []string, stdout, stderr io.Writer) (*bench
 		return nil, exitUsage
 	}
 	return cfg, exitOK
-}
-
-func parseEndpoints(s string) ([]string, error) {
-	var eps []string
-	for _, ep := range strings.Split(s, ",") {
-		ep = strings.TrimSpace(ep)
-		if ep == "" {
-			continue
-		}
-		if strings.HasPrefix(ep, "https://") {
-			return nil, fmt.Errorf("endpoint %q: TLS is not supported", ep)
-		}
-		eps = append(eps, strings.TrimPrefix(ep, "http://"))
-	}
-	if len(eps) == 0 {
-		return nil, errors.New("--endpoints: no endpoint given")
-	}
-	return eps, nil
 }
 
 func (c *benchConfig) validate() error {
@@ -346,7 +327,7 @@ func runLoad(ctx context.Context, cfg *benchConfig) (*Result, error) {
 	res.TimedOut = ctx.Err() != nil
 	res.Op, res.Workload, res.Target, res.Round = cfg.op, cfg.workload, cfg.target, cfg.round
 	res.Clients, res.Conns = cfg.clients, cfg.conns
-	res.Endpoints = strings.Join(cfg.endpoints, ",")
+	res.Endpoints = cfg.endpoints.String()
 	return res, nil
 }
 
@@ -433,29 +414,6 @@ func makeValue(n int) []byte {
 		v[i] = 'a' + byte(i%26)
 	}
 	return v
-}
-
-// dialAll opens n connections, assigning endpoints round-robin, and waits
-// until all are ready so connection setup is not part of the measurement.
-// It returns the connections opened so far even on error, for closing.
-func dialAll(ctx context.Context, endpoints []string, n int) ([]*grpc.ClientConn, error) {
-	conns := make([]*grpc.ClientConn, 0, n)
-	for i := range n {
-		ep := endpoints[i%len(endpoints)]
-		// passthrough: the endpoint is dialled as given, no DNS resolver round trip.
-		cc, err := grpc.NewClient("passthrough:///"+ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return conns, fmt.Errorf("connect to %s: %w", ep, err)
-		}
-		conns = append(conns, cc)
-		cc.Connect()
-	}
-	for i, cc := range conns {
-		if err := waitReady(ctx, cc); err != nil {
-			return conns, fmt.Errorf("connect to %s: %w", endpoints[i%len(endpoints)], err)
-		}
-	}
-	return conns, nil
 }
 
 func waitReady(ctx context.Context, cc *grpc.ClientConn) error {

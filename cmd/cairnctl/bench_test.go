@@ -209,7 +209,7 @@ func TestBenchRange(t *testing.T) {
 			kv := &mapKV{}
 			addr, lis := startKV(t, kv)
 			r := runJSON(t, exitOK, "bench", "range", "--endpoints", "http://"+addr, "--total", "200", "--clients", "4",
-				"--conns", "2", "--consistency", tc.consistency, "--key", "k1", "--val-size", "10")
+				"--conns", "2", "--consistency", tc.consistency, "--read-key", "k1", "--val-size", "10")
 			checkSane(t, r, 200)
 			if got := kv.ranges.Load(); got != 200 {
 				t.Errorf("server saw %d ranges, want 200", got)
@@ -337,7 +337,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"bench", "put", "--clients", "0"}, exitUsage, "", "--clients"},
 		{[]string{"bench", "put", "--key-size", "2", "--key-space-size", "101"}, exitUsage, "", "needs keys of 3 bytes"},
 		{[]string{"bench", "range", "--consistency", "x"}, exitUsage, "", "--consistency"},
-		{[]string{"bench", "put", "--endpoints", "https://a:1"}, exitUsage, "", "TLS"},
+		{[]string{"bench", "put", "--endpoints", "ftp://a:1"}, exitUsage, "", "not host:port, http:// or https://"},
+		{[]string{"bench", "put", "--cert", "c.pem"}, exitUsage, "", "--cert and --key go together"},
 		{[]string{"bench", "put", "extra"}, exitUsage, "", "unexpected arguments"},
 	} {
 		var out, errb bytes.Buffer

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,6 +145,6 @@ func runLeaseKeepAlive(ctx context.Context, cfg *benchConfig) (*Result, error) {
 	res.TimedOut = timedOut
 	res.Op, res.Workload, res.Target, res.Round = cfg.op, cfg.workload, cfg.target, cfg.round
 	res.Clients, res.Conns, res.Leases = cfg.clients, cfg.conns, cfg.leases
-	res.Endpoints = strings.Join(cfg.endpoints, ",")
+	res.Endpoints = cfg.endpoints.String()
 	return res, nil
 }

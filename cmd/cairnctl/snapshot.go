@@ -31,7 +31,7 @@ func newSnapshotCommand(stdout, stderr io.Writer) *cobra.Command {
 }
 
 func newSnapshotSaveCommand(stdout, stderr io.Writer) *cobra.Command {
-	var endpoint string
+	var conn connFlags
 	var dialTimeout, commandTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "save <filename>",
@@ -40,10 +40,10 @@ func newSnapshotSaveCommand(stdout, stderr io.Writer) *cobra.Command {
 		RunE: func(_ *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 			defer cancel()
-			return failed(saveSnapshot(ctx, endpoint, dialTimeout, args[0], stdout, stderr))
+			return failed(saveSnapshot(ctx, conn, dialTimeout, args[0], stdout, stderr))
 		},
 	}
-	cmd.Flags().StringVar(&endpoint, "endpoints", "127.0.0.1:2379", "the one member to save from (host:port or http://host:port)")
+	conn.register(cmd.Flags())
 	cmd.Flags().DurationVar(&dialTimeout, "dial-timeout", 2*time.Second, "how long to wait for the connection")
 	cmd.Flags().DurationVar(&commandTimeout, "command-timeout", time.Hour, "how long the whole save may take")
 	return cmd
@@ -52,16 +52,17 @@ func newSnapshotSaveCommand(stdout, stderr io.Writer) *cobra.Command {
 // saveSnapshot writes the member's db and its SHA-256 trailer (as received, so etcdutl
 // can verify it) to path: into a temporary file, checked and fsynced before it is
 // renamed into place, so a file at path is always a whole snapshot.
-func saveSnapshot(ctx context.Context, endpoint string, dialTimeout time.Duration, path string, stdout, stderr io.Writer) error {
-	eps, err := parseEndpoints(endpoint)
+func saveSnapshot(ctx context.Context, conn connFlags, dialTimeout time.Duration, path string, stdout, stderr io.Writer) error {
+	to, err := conn.members()
 	if err != nil {
 		return err
 	}
-	if len(eps) != 1 {
-		return fmt.Errorf("snapshot save needs exactly one endpoint, got %d", len(eps))
+	if len(to.addrs) != 1 {
+		return fmt.Errorf("snapshot save needs exactly one endpoint, got %d", len(to.addrs))
 	}
+	eps := to.addrs
 	dctx, dcancel := context.WithTimeout(ctx, dialTimeout)
-	conns, err := dialAll(dctx, eps, 1)
+	conns, err := dialAll(dctx, to, 1)
 	dcancel()
 	for _, cc := range conns {
 		defer cc.Close()
@@ -238,7 +239,9 @@ func newSnapshotRestoreCommand(stdout, stderr io.Writer) *cobra.Command {
 // restoreSnapshot lays out a data dir that cairn starts from as a member of a new
 // cluster: the snapshot's db (checked against its sha256 trailer unless skipped), with
 // the old membership trimmed and the raft index reset; the new cluster's membership
-// comes from the bootstrap of its --initial-cluster, on every member alike.
+// comes from the bootstrap of its --initial-cluster, on every member alike. The dir is
+// built under a temporary name and renamed into place once complete, so an interrupted
+// restore never leaves a data dir a member would start from.
 func restoreSnapshot(src string, c restoreConfig, stdout, stderr io.Writer) error {
 	if err := checkRestoreBootstrap(c); err != nil {
 		return err
@@ -254,27 +257,35 @@ func restoreSnapshot(src string, c restoreConfig, stdout, stderr io.Writer) erro
 			return fmt.Errorf("wal-dir %q exists", c.walDir)
 		}
 	}
-	snapDir := filepath.Join(c.dataDir, "member", "snap")
+	tmp := filepath.Clean(c.dataDir) + ".restoring"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp) // gone once renamed
+	snapDir := filepath.Join(tmp, "member", "snap")
 	if err := os.MkdirAll(snapDir, 0o700); err != nil {
 		return err
 	}
 	db := filepath.Join(snapDir, "db")
-	if err := copySnapshotDB(src, db+".part", c.skipHashCheck, stderr); err != nil {
-		os.RemoveAll(c.dataDir)
+	if err := copySnapshotDB(src, db, c.skipHashCheck, stderr); err != nil {
 		return err
 	}
-	if _, err := mvcc.ReadSnapshotStatus(db + ".part"); err != nil { // bbolt's own check
-		os.RemoveAll(c.dataDir)
+	if _, err := mvcc.ReadSnapshotStatus(db); err != nil { // bbolt's own check
 		return err
 	}
-	if err := mvcc.PrepareRestoredDB(db+".part", mvcc.RestoreOptions{BumpRevision: c.bumpRevision, MarkCompacted: c.markCompact}); err != nil {
-		os.RemoveAll(c.dataDir)
-		return err
-	}
-	if err := os.Rename(db+".part", db); err != nil {
+	if err := mvcc.PrepareRestoredDB(db, mvcc.RestoreOptions{BumpRevision: c.bumpRevision, MarkCompacted: c.markCompact}); err != nil {
 		return err
 	}
 	if err := fsutil.SyncDir(snapDir); err != nil {
+		return err
+	}
+	if err := os.Remove(c.dataDir); err != nil && !errors.Is(err, os.ErrNotExist) { // empty, checked above
+		return err
+	}
+	if err := os.Rename(tmp, c.dataDir); err != nil {
+		return err
+	}
+	if err := fsutil.SyncDir(filepath.Dir(filepath.Clean(c.dataDir))); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "restored snapshot %s into %s as member %q; start it with --name=%s --initial-cluster=%s --initial-cluster-state=new\n",

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,7 +326,7 @@ func runWatch(ctx context.Context, cfg *benchConfig) (*Result, error) {
 	res.Op, res.Workload, res.Target, res.Round = cfg.op, cfg.workload, cfg.target, cfg.round
 	res.Clients, res.Conns = cfg.clients, cfg.conns
 	res.Watchers, res.Streams, res.Puts = cfg.watchers, cfg.streams, int(min(next.Load(), int64(cfg.total)))
-	res.Endpoints = strings.Join(cfg.endpoints, ",")
+	res.Endpoints = cfg.endpoints.String()
 	return res, nil
 }
 

@@ -55,6 +55,13 @@ var (
 	ErrAuthOldRevision      = errors.New("auth: revision in header is old")
 	ErrInvalidAuthToken     = errors.New("auth: invalid auth token")
 	ErrInvalidAuthMgmt      = errors.New("auth: invalid auth management")
+	// Downgrade errors: etcd's texts, plus what Cairn does not do.
+	ErrWrongDowngradeVersionFormat   = errors.New("etcdserver: wrong downgrade target version format")
+	ErrInvalidDowngradeTargetVersion = errors.New("etcdserver: invalid downgrade target version")
+	ErrDowngradeNotSupported         = errors.New("cairn: downgrade is not supported: Cairn cannot move the cluster and its storage to version 3.5")
+	// ErrUnknownMethod is etcd's answer to a request kind it does not know (etcd sends it
+	// as codes.Unknown).
+	ErrUnknownMethod = errors.New("etcdserver: unknown method")
 
 	// ErrNotImplemented marks a request kind this member does not serve yet; api turns it
 	// into codes.Unimplemented, never a success.
@@ -84,6 +91,7 @@ func All() []error {
 		ErrPermissionNotGiven, ErrAuthFailed, ErrNoPasswordUser, ErrPermissionDenied,
 		ErrRoleNotGranted, ErrPermissionNotGranted, ErrAuthNotEnabled, ErrAuthOldRevision,
 		ErrInvalidAuthToken, ErrInvalidAuthMgmt,
+		ErrWrongDowngradeVersionFormat, ErrInvalidDowngradeTargetVersion, ErrDowngradeNotSupported, ErrUnknownMethod,
 		ErrNotImplemented,
 		ErrMemberRemoved, ErrClusterIDMismatch, ErrBackendFailed,
 	}

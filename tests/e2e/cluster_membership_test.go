@@ -354,3 +354,33 @@ func TestClusterStaleDataDirOfAnotherClusterStops(t *testing.T) {
 		t.Fatalf("%s with another cluster's data dir: exited=%v (%v); log tail:\n%s", stale.Name, exited, exitErr, stale.LogTail(20))
 	}
 }
+
+// A voter can be added to a single-member cluster (etcd's special case of its started
+// quorum check: the way to grow a one-node cluster); a second one then is refused, the
+// new member not having started. Cairn and etcd alike.
+func TestMemberAddVoterToSingleMember(t *testing.T) {
+	t.Parallel()
+	p := framework.StartPair(t)
+	var got [2]string
+	for i, m := range p.Members() {
+		ctx, cancel := mbCtx()
+		added, err := m.Client().MemberAdd(ctx, []string{"http://127.0.0.1:1"})
+		cancel()
+		if err != nil {
+			got[i] = "add: " + err.Error()
+			continue
+		}
+		got[i] = fmt.Sprintf("add: %d members, new one learner=%v peers=%v", len(added.Members), added.Member.IsLearner, added.Member.PeerURLs)
+		ctx, cancel = mbCtx()
+		_, err = m.Client().MemberAdd(ctx, []string{"http://127.0.0.1:2"})
+		cancel()
+		got[i] += fmt.Sprintf("; second add: %v", err)
+	}
+	t.Logf("etcd: %s", got[1])
+	if got[0] != got[1] {
+		t.Fatalf("member add on a single-member cluster:\n  %s: %s\n  etcd: %s", binName(p.Cairn), got[0], got[1])
+	}
+	if !strings.HasPrefix(got[1], "add: 2 members") {
+		t.Fatalf("etcd refused the first voter: %s", got[1])
+	}
+}

@@ -87,8 +87,15 @@ func TestLinearizability(t *testing.T) {
 		if i%2 == 1 {
 			size = 5
 		}
-		ok := t.Run(fmt.Sprintf("run%d-%dmembers", i+1, size), func(t *testing.T) {
-			linRun(t, size, workload, seed+int64(i))
+		// The first run has TLS on the client and the peer ports (mutual, as kubeadm
+		// sets them up): the faults then hit TLS connections too.
+		withTLS := i == 0
+		name := fmt.Sprintf("run%d-%dmembers", i+1, size)
+		if withTLS {
+			name += "-tls"
+		}
+		ok := t.Run(name, func(t *testing.T) {
+			linRun(t, size, workload, seed+int64(i), withTLS)
 		})
 		if !ok {
 			// Later runs would bury the evidence of this one.
@@ -99,7 +106,7 @@ func TestLinearizability(t *testing.T) {
 
 // linRun is one run: a fresh proxied cluster, the workload, the nemesis, the
 // final checks.
-func linRun(t *testing.T, size int, workload time.Duration, seed int64) {
+func linRun(t *testing.T, size int, workload time.Duration, seed int64, withTLS bool) {
 	rnd := rand.New(rand.NewSource(seed))
 	begin := time.Now()
 	// Frequent snapshots with a short retained log: a member that was cut off or killed
@@ -107,6 +114,12 @@ func linRun(t *testing.T, size int, workload time.Duration, seed int64) {
 	opts := framework.Options{Flags: []string{"--snapshot-count=1000", "--snapshot-catchup-entries=100"}}
 	if !framework.AgainstEtcd() {
 		opts.Env = []string{framework.FaultInjectionEnv} // FaultFreeze
+	}
+	if withTLS {
+		ca := framework.NewCA(t, "ca")
+		client := ca.Issue(t, "client", framework.CertOptions{CN: "client"})
+		opts.ClientTLS = &framework.TLSOptions{CA: ca, Server: ca.ServerCert(t, "server", "server"), ClientCertAuth: true, Client: &client}
+		opts.PeerTLS = &framework.TLSOptions{CA: ca, Server: ca.ServerCert(t, "peer", "member"), ClientCertAuth: true}
 	}
 	c, pn := framework.StartProxiedCluster(t, size, opts)
 	t.Logf("%d-member cluster behind peer proxies ready in %v", size, time.Since(begin).Round(time.Millisecond))
@@ -118,7 +131,8 @@ func linRun(t *testing.T, size int, workload time.Duration, seed int64) {
 			m := c.Members[(i/2)%size]
 			eps, name = []string{m.ClientURL}, fmt.Sprintf("client%d->%s", i, m.Name)
 		}
-		cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: framework.DefaultDialTimeout, Logger: zap.NewNop()})
+		cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: framework.DefaultDialTimeout,
+			TLS: c.Members[0].ClientTLSConfig(), Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatalf("clientv3.New(%v): %v", eps, err)
 		}
@@ -137,7 +151,8 @@ func linRun(t *testing.T, size int, workload time.Duration, seed int64) {
 	}
 	var keepers []linearizability.Client
 	for _, m := range c.Members {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, DialTimeout: framework.DefaultDialTimeout, Logger: zap.NewNop()})
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, DialTimeout: framework.DefaultDialTimeout,
+			TLS: m.ClientTLSConfig(), Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatalf("clientv3.New(%s): %v", m.ClientURL, err)
 		}

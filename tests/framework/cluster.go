@@ -239,6 +239,7 @@ func (c *Cluster) newClientLocked() *clientv3.Client {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   c.Endpoints(),
 		DialTimeout: DefaultDialTimeout,
+		TLS:         c.Members[0].ClientTLSConfig(),
 		Logger:      zap.NewNop(),
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,44 @@ type Options struct {
 	OmitFlags []string
 	// ReadyTimeout bounds the readiness wait; default DefaultReadyTimeout.
 	ReadyTimeout time.Duration
+	// ClientTLS makes the client URL https:// with these certificates; the
+	// framework's clients (clientv3, etcdctl, HTTPGet) then use TLS too.
+	ClientTLS *TLSOptions
+	// PeerTLS makes the peer URL https:// with these certificates.
+	PeerTLS *TLSOptions
+}
+
+// TLSOptions are the certificates of a member's client or peer URLs.
+type TLSOptions struct {
+	// CA signed Server; its file is given as the trusted CA (--trusted-ca-file,
+	// --peer-trusted-ca-file), and the framework's clients verify the member with it.
+	CA *CA
+	// Server is the member's certificate (--cert-file and --key-file, or the peer
+	// ones); unused with AutoTLS.
+	Server CertFiles
+	// ClientCertAuth adds --client-cert-auth=true (--peer-client-cert-auth=true).
+	ClientCertAuth bool
+	// AutoTLS gives --auto-tls (--peer-auto-tls) instead of certificate files; the
+	// framework's clients then do not verify the member.
+	AutoTLS bool
+	// Client is the certificate the framework's clients present; nil: none.
+	Client *CertFiles
+}
+
+// flags are the member's command-line flags for these options; prefix is "" for the
+// client URLs, "peer-" for the peer URLs.
+func (o *TLSOptions) flags(prefix string) []string {
+	if o.AutoTLS {
+		return []string{"--" + prefix + "auto-tls"}
+	}
+	f := []string{"--" + prefix + "cert-file=" + o.Server.CertFile, "--" + prefix + "key-file=" + o.Server.KeyFile}
+	if o.CA != nil {
+		f = append(f, "--"+prefix+"trusted-ca-file="+o.CA.CAFile)
+	}
+	if o.ClientCertAuth {
+		f = append(f, "--"+prefix+"client-cert-auth=true")
+	}
+	return f
 }
 
 // Member is one server process (Cairn or etcd) with its own data dir and
@@ -70,8 +109,8 @@ type Member struct {
 
 	Bin       string // binary path
 	Name      string // --name
-	ClientURL string // http://127.0.0.1:port
-	PeerURL   string // http://127.0.0.1:port
+	ClientURL string // http://127.0.0.1:port (https:// with Options.ClientTLS)
+	PeerURL   string // http://127.0.0.1:port (https:// with Options.PeerTLS)
 	DataDir   string // --data-dir (not created by the framework)
 	LogPath   string // stdout+stderr of every run, appended
 	Dir       string // per-member scratch dir (holds DataDir, LogPath)
@@ -134,14 +173,21 @@ func NewMember(t testing.TB, opts Options) *Member {
 	}
 	dir := t.TempDir()
 	etcdBin := os.Getenv(EnvEtcdBin)
+	clientScheme, peerScheme := "http", "http"
+	if opts.ClientTLS != nil {
+		clientScheme = "https"
+	}
+	if opts.PeerTLS != nil {
+		peerScheme = "https"
+	}
 	m := &Member{
 		IsEtcd:    etcdBin != "" && bin == etcdBin,
 		t:         t,
 		opts:      opts,
 		Bin:       bin,
 		Name:      opts.Name,
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
-		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
+		ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", clientScheme, FreePort(t)),
+		PeerURL:   fmt.Sprintf("%s://127.0.0.1:%d", peerScheme, FreePort(t)),
 		DataDir:   filepath.Join(dir, opts.Name+".data"),
 		LogPath:   filepath.Join(dir, opts.Name+".log"),
 		Dir:       dir,
@@ -185,6 +231,12 @@ func (m *Member) Args() []string {
 		if !omit {
 			args = append(args, kv[0]+"="+kv[1])
 		}
+	}
+	if m.opts.ClientTLS != nil {
+		args = append(args, m.opts.ClientTLS.flags("")...)
+	}
+	if m.opts.PeerTLS != nil {
+		args = append(args, m.opts.PeerTLS.flags("peer-")...)
 	}
 	return append(args, m.opts.Flags...)
 }
@@ -331,7 +383,7 @@ func (m *Member) WaitReady(timeout time.Duration) error {
 		return err
 	}
 	defer cli.Close()
-	hc := &http.Client{Timeout: time.Second}
+	hc := m.httpClient(time.Second)
 	deadline := time.Now().Add(timeout)
 	done := m.Done()
 	var lastErr error
@@ -375,12 +427,62 @@ func (m *Member) healthOK(hc *http.Client) bool {
 func (m *Member) Endpoint() string { return m.ClientURL }
 
 // HostPort returns the client address as host:port.
-func (m *Member) HostPort() string { return strings.TrimPrefix(m.ClientURL, "http://") }
+func (m *Member) HostPort() string {
+	return strings.TrimPrefix(strings.TrimPrefix(m.ClientURL, "http://"), "https://")
+}
+
+// PeerHostPort returns the peer address as host:port.
+func (m *Member) PeerHostPort() string {
+	return strings.TrimPrefix(strings.TrimPrefix(m.PeerURL, "http://"), "https://")
+}
+
+// ClientTLSConfig is the TLS configuration the framework's clients use with the
+// member's client URL (see Options.ClientTLS); nil for a plaintext one.
+func (m *Member) ClientTLSConfig() *tls.Config {
+	o := m.opts.ClientTLS
+	if o == nil {
+		return nil
+	}
+	ca := o.CA
+	if o.AutoTLS {
+		ca = nil
+	}
+	return ClientTLS(m.t, ca, o.Client)
+}
+
+// EtcdctlTLSFlags are the etcdctl flags for the member's client TLS (see
+// Options.ClientTLS); none for a plaintext client URL.
+func (m *Member) EtcdctlTLSFlags() []string {
+	o := m.opts.ClientTLS
+	if o == nil {
+		return nil
+	}
+	var f []string
+	if o.AutoTLS || o.CA == nil {
+		f = append(f, "--insecure-skip-tls-verify")
+	} else {
+		f = append(f, "--cacert="+o.CA.CAFile)
+	}
+	if o.Client != nil {
+		f = append(f, "--cert="+o.Client.CertFile, "--key="+o.Client.KeyFile)
+	}
+	return f
+}
+
+// httpClient is an HTTP client for the member's client URL (with its TLS, if any).
+func (m *Member) httpClient(timeout time.Duration) *http.Client {
+	tc := m.ClientTLSConfig()
+	if tc == nil {
+		return &http.Client{Timeout: timeout}
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
+}
 
 func (m *Member) newClient(dialTimeout time.Duration) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints:   []string{m.ClientURL},
 		DialTimeout: dialTimeout,
+		TLS:         m.ClientTLSConfig(),
 		Logger:      zap.NewNop(),
 	})
 }
@@ -577,7 +679,8 @@ func (m *Member) keepFailedLog() {
 	}
 }
 
-// Etcdctl runs $ETCDCTL_BIN --endpoints=<client URL> args... (30 s timeout).
+// Etcdctl runs $ETCDCTL_BIN --endpoints=<client URL> [TLS flags] args... (30 s timeout);
+// the TLS flags are EtcdctlTLSFlags.
 func (m *Member) Etcdctl(args ...string) (stdout, stderr string, err error) {
 	m.t.Helper()
 	return m.EtcdctlStdin("", args...)
@@ -586,7 +689,7 @@ func (m *Member) Etcdctl(args ...string) (stdout, stderr string, err error) {
 // EtcdctlStdin is Etcdctl with stdin.
 func (m *Member) EtcdctlStdin(stdin string, args ...string) (stdout, stderr string, err error) {
 	m.t.Helper()
-	full := append([]string{"--endpoints=" + m.ClientURL}, args...)
+	full := append(append([]string{"--endpoints=" + m.ClientURL}, m.EtcdctlTLSFlags()...), args...)
 	r := Run(m.t, 30*time.Second, stdin, nil, EtcdctlBin(m.t), full...)
 	return r.Stdout, r.Stderr, r.Err
 }

@@ -22,8 +22,7 @@ const FaultInjectionEnv = "CAIRN_FAULT_INJECTION=1"
 // It returns once the member's Ready loop took the request.
 func (m *Member) FreezeRaft(d time.Duration) error {
 	u := m.ClientURL + "/debug/fault/raft-freeze?seconds=" + strconv.FormatFloat(d.Seconds(), 'f', 3, 64)
-	hc := &http.Client{Timeout: 10 * time.Second}
-	resp, err := hc.Post(u, "text/plain", nil)
+	resp, err := m.httpClient(10*time.Second).Post(u, "text/plain", nil)
 	if err != nil {
 		return fmt.Errorf("freeze raft of %s for %v: %w", m.Name, d, err)
 	}

@@ -3,7 +3,6 @@ package framework
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"testing"
 	"time"
 )
@@ -46,7 +45,7 @@ func CairnOnly(t testing.TB, why string) {
 // HTTPGet fetches path on the member's client URL and returns status code
 // and body.
 func (m *Member) HTTPGet(path string) (int, string, error) {
-	hc := &http.Client{Timeout: 10 * time.Second}
+	hc := m.httpClient(10 * time.Second)
 	resp, err := hc.Get(m.ClientURL + path)
 	if err != nil {
 		return 0, "", err

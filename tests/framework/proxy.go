@@ -63,7 +63,7 @@ type peerProxy struct {
 	pn     *PeerNetwork
 	member *Member
 	ln     net.Listener
-	url    string // http://127.0.0.1:port, advertised by the member
+	url    string // http(s)://127.0.0.1:port, advertised by the member
 	target string // the member's own peer listener, host:port
 
 	mu    sync.Mutex
@@ -440,8 +440,11 @@ func newProxiedCluster(t testing.TB, n int, opts Options) (*Cluster, *PeerNetwor
 			listenErr = fmt.Errorf("%w %s: %v", errProxyListen, addr, err)
 			ln = nil
 		}
-		p := &peerProxy{pn: pn, member: m, ln: ln, url: "http://" + addr,
-			target: strings.TrimPrefix(m.PeerURL, "http://"), conns: map[*proxyConn]struct{}{}}
+		// The proxy forwards bytes: with peer TLS the members' TLS goes through it, so it
+		// is advertised with the member's own scheme.
+		scheme, target, _ := strings.Cut(m.PeerURL, "://")
+		p := &peerProxy{pn: pn, member: m, ln: ln, url: scheme + "://" + addr,
+			target: target, conns: map[*proxyConn]struct{}{}}
 		if ln != nil {
 			pn.proxies = append(pn.proxies, p)
 		}
