@@ -95,6 +95,7 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 		recvLimit = math.MaxInt32
 	}
 	opts := []grpc.ServerOption{
+		grpc.Creds(tlsInfoCreds{}), // the client's certificate, for --client-cert-auth
 		grpc.ChainUnaryInterceptor(unaryInterceptor(b), authUnaryInterceptor(b)),
 		grpc.ChainStreamInterceptor(streamInterceptor(b), authStreamInterceptor(b)),
 		grpc.MaxRecvMsgSize(int(recvLimit)),

@@ -6,7 +6,9 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"github.com/cairn-kv/cairn/auth"
 	"github.com/cairn-kv/cairn/lease"
@@ -69,17 +71,48 @@ func (s *Server) authInfo(ctx context.Context) (*auth.AuthInfo, error) {
 		return &auth.AuthInfo{Username: auth.RootUser, Revision: s.auth.Revision()}, nil
 	}
 	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok || !s.auth.Enabled() {
-		return nil, nil
-	}
-	ts, ok := md[tokenFieldGRPC]
 	if !ok {
-		ts, ok = md[tokenFieldSwagger]
-	}
-	if !ok || len(ts) == 0 {
 		return nil, nil
 	}
-	return s.auth.AuthInfoFromToken(ctx, strings.TrimPrefix(ts[0], "Bearer "))
+	if s.auth.Enabled() {
+		ts, ok := md[tokenFieldGRPC]
+		if !ok {
+			ts, ok = md[tokenFieldSwagger]
+		}
+		if ok && len(ts) > 0 {
+			return s.auth.AuthInfoFromToken(ctx, strings.TrimPrefix(ts[0], "Bearer "))
+		}
+	}
+	if !s.cfg.ClientCertAuth {
+		return nil, nil
+	}
+	return s.authInfoFromTLS(ctx, md), nil
+}
+
+// authInfoFromTLS is etcd's AuthInfoFromTLS: the common name of the client's verified
+// certificate, except for requests through the gRPC gateway (the gateway's own
+// certificate is not the caller's).
+func (s *Server) authInfoFromTLS(ctx context.Context, md metadata.MD) *auth.AuthInfo {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p == nil || p.AuthInfo == nil {
+		return nil
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return nil
+	}
+	for _, chain := range ti.State.VerifiedChains {
+		if len(chain) == 0 {
+			continue
+		}
+		if gw := md["grpcgateway-accept"]; len(gw) > 0 {
+			s.lg.Warn("ignoring common name in gRPC-gateway proxy request",
+				zap.String("common-name", chain[0].Subject.CommonName))
+			return nil
+		}
+		return &auth.AuthInfo{Username: chain[0].Subject.CommonName, Revision: s.auth.Revision()}
+	}
+	return nil
 }
 
 // requestHeader is what a proposal carries of its sender for the checks at apply time.

@@ -55,6 +55,9 @@ type Config struct {
 	AuthToken    string
 	AuthTokenTTL time.Duration
 	BcryptCost   int
+	// ClientCertAuth is --client-cert-auth: a client that sends no token is the user
+	// its verified certificate's common name names.
+	ClientCertAuth bool
 	// PeerDialTLS is the TLS configuration this member dials https:// peer URLs with
 	// (--peer-cert-file etc.); nil dials them with Go's defaults.
 	PeerDialTLS *tls.Config

@@ -156,6 +156,7 @@ func (c *config) serverConfig(lg *zap.Logger, t *tlsConfigs) server.Config {
 		AuthToken:              c.AuthToken,
 		AuthTokenTTL:           time.Duration(c.AuthTokenTTL) * time.Second,
 		BcryptCost:             int(c.BcryptCost),
+		ClientCertAuth:         c.ClientTLS.ClientCertAuth,
 		GRPCKeepAliveMinTime:   c.GRPCKeepAliveMinTime,
 		GRPCKeepAliveInterval:  c.GRPCKeepAliveInterval,
 		GRPCKeepAliveTimeout:   c.GRPCKeepAliveTimeout,

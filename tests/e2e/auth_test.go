@@ -522,3 +522,51 @@ func TestAuthClientV3(t *testing.T) {
 		})
 	}
 }
+
+// With --client-cert-auth, a client that sends no token is the user its certificate's
+// common name names (a token, when sent, wins); on Cairn and etcd alike.
+func TestAuthClientCertCN(t *testing.T) {
+	ca := framework.NewCA(t, "ca")
+	srv := ca.ServerCert(t, "server", "server")
+	rootCert := ca.Issue(t, "root", framework.CertOptions{CN: "root"})
+	alice := ca.Issue(t, "alice", framework.CertOptions{CN: "alice"})
+	ghost := ca.Issue(t, "ghost", framework.CertOptions{CN: "ghost"})
+	p := framework.StartPair(t, framework.Options{
+		ClientTLS: &framework.TLSOptions{CA: ca, Server: srv, ClientCertAuth: true, Client: &rootCert},
+	})
+	as := func(c framework.CertFiles) []string { return []string{"--cert=" + c.CertFile, "--key=" + c.KeyFile} }
+	script := [][]string{
+		{"user", "add", "root", "--new-user-password=rootpw"},
+		{"user", "grant-role", "root", "root"},
+		{"role", "add", "r"},
+		{"role", "grant-permission", "r", "read", "k"},
+		{"user", "add", "alice", "--new-user-password=alicepw"},
+		{"user", "grant-role", "alice", "r"},
+		{"auth", "enable"},
+		{"put", "k", "v"}, // as CN root
+		{"user", "list"},  // admin, as CN root
+		append(as(alice), "get", "k"),
+		append(as(alice), "put", "k", "v2"),
+		append(as(alice), "user", "list"),
+		append(as(ghost), "get", "k"),
+		append(as(ghost), "user", "list"),
+		{"--user", "alice:alicepw", "put", "k", "v3"}, // the token's user, not the CN's
+		{"--user", "alice:alicepw", "get", "k"},
+		{"auth", "disable"},
+	}
+	outs := map[string][]string{}
+	for _, m := range p.Members() {
+		for _, step := range script {
+			stdout, stderr, _ := m.Etcdctl(step...)
+			out := volatile.ReplaceAllString(stdout+clientLogLine.ReplaceAllString(stderr, ""), "<v>")
+			outs[sideName(m)] = append(outs[sideName(m)], out)
+		}
+	}
+	for i, step := range script {
+		if c, e := outs["cairn"][i], outs["etcd"][i]; c != e {
+			t.Errorf("step %d etcdctl %s:\ncairn: %q\netcd:  %q", i, strings.Join(step, " "), c, e)
+		} else {
+			t.Logf("step %d etcdctl %s: %q", i, strings.Join(step, " "), c)
+		}
+	}
+}
