@@ -27,7 +27,6 @@ import (
 // (both are etcd under CAIRN_TEST_AGAINST=etcd).
 var pairSide = []string{"cairn", "etcd"}
 
-
 // clientLogLine is etcd client's own JSON log output ("retrying of unary invoker
 // failed"), which carries timestamps and addresses.
 var clientLogLine = regexp.MustCompile(`(?m)^\{"level".*\n?`)
