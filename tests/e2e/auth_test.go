@@ -439,7 +439,7 @@ func TestAuthClientV3(t *testing.T) {
 			authSetup(t, m.Client())
 			newCli := func(user, pw string) (*clientv3.Client, error) {
 				return clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, Username: user, Password: pw,
-					DialTimeout: 5 * time.Second, Logger: zap.NewNop(), DialOptions: []grpc.DialOption{grpc.WithBlock()}})
+					DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 			}
 			if _, err := newCli("prefix", "wrong"); !errors.Is(err, rpctypes.ErrAuthFailed) {
 				t.Fatalf("wrong password: %v, want %v", err, rpctypes.ErrAuthFailed)
