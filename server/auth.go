@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc/credentials"
@@ -364,15 +366,27 @@ func (s *Server) AuthDisable(ctx context.Context, r *pb.AuthDisableRequest) (*pb
 // Authenticate checks the password here (bcrypt stays out of the apply loop and the
 // password out of the log), then has raft assign the token; if the auth revision moved
 // between the check and the assignment, it checks again, as etcd does.
+//
+// A source (client address) whose attempts failed authFailureBurst times in a row may
+// try again once per authFailureRefill; until then it gets "too many requests" without a
+// password check (Cairn's brute-force limit; etcd has none).
 func (s *Server) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
 	if err := s.linearizableRead(ctx); err != nil {
 		return nil, err
 	}
+	src := sourceOf(ctx)
 	for {
+		if !s.authFailures.Allow(src) {
+			s.lg.Warn("refused authentication: too many failed attempts from this source",
+				zap.String("source", src), zap.String("user", r.Name))
+			return nil, ErrTooManyRequests
+		}
 		checked, err := s.auth.CheckPassword(r.Name, r.Password)
 		if err != nil {
 			if err != auth.ErrAuthNotEnabled {
-				s.lg.Warn("invalid authentication was requested", zap.String("user", r.Name), zap.Error(err))
+				s.authFailures.Failed(src)
+				s.lg.Warn("invalid authentication was requested", zap.String("user", r.Name),
+					zap.String("source", src), zap.Error(err))
 			}
 			return nil, err
 		}
@@ -391,6 +405,24 @@ func (s *Server) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*
 		}
 		s.lg.Info("revision when password checked became stale; retrying")
 	}
+}
+
+// Cairn's limit on failed authentications per source (see Authenticate).
+const (
+	authFailureBurst  = 10
+	authFailureRefill = time.Second
+)
+
+// sourceOf is the client's address without its port ("" if unknown).
+func sourceOf(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
+		return host
+	}
+	return p.Addr.String()
 }
 
 // UserAdd adds a user; the password is hashed here, before it is proposed.

@@ -44,6 +44,8 @@ type Server struct {
 	leaseFwd  *leaseForwarder // connections to the leader for forwarded lease requests
 	alarms    *alarmStore
 	auth      *auth.Store
+	// authFailures limits failed authentications per client address.
+	authFailures *auth.FailureLimiter
 
 	// snapshotRequests carries the transport's requests for a snapshot to send to a
 	// follower to the apply loop.
@@ -108,6 +110,7 @@ func New(cfg Config) (*Server, error) {
 		stopping:         make(chan struct{}),
 		donec:            make(chan struct{}),
 	}
+	s.authFailures = auth.NewFailureLimiter(authFailureBurst, authFailureRefill, nil)
 	if s.auth, err = newAuthStore(cfg, lg, s.waitApplied); err != nil {
 		if persisted != nil {
 			persisted.WAL.Close()

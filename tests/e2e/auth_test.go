@@ -729,3 +729,30 @@ func TestAuthJWT(t *testing.T) {
 		})
 	}
 }
+
+// Cairn's brute-force limit: after 10 failed authentications in a row a source may try
+// once a second; the refusal ("too many requests") is logged. etcd has no such limit.
+func TestAuthFailureLimit(t *testing.T) {
+	framework.CairnOnly(t, "etcd does not limit failed authentications")
+	m := start(t)
+	authSetup(t, m.Client())
+	conn, err := grpc.NewClient(m.HostPort(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ac := pb.NewAuthClient(conn)
+	for i := 0; i < 10; i++ {
+		_, err := ac.Authenticate(ctx(t), &pb.AuthenticateRequest{Name: "root", Password: "guess"})
+		framework.RequireGRPCError(t, err, codes.InvalidArgument, "etcdserver: authentication failed, invalid user ID or password")
+	}
+	_, err = ac.Authenticate(ctx(t), &pb.AuthenticateRequest{Name: "root", Password: "rootpw"})
+	framework.RequireGRPCError(t, err, codes.Unknown, "etcdserver: too many requests")
+	if !m.LogContains("refused authentication: too many failed attempts from this source") {
+		t.Fatal("the refusal is not logged")
+	}
+	waitFor(t, "a refilled attempt", func() bool {
+		_, err := ac.Authenticate(ctx(t), &pb.AuthenticateRequest{Name: "root", Password: "rootpw"})
+		return err == nil
+	})
+}
