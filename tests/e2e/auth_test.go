@@ -101,6 +101,8 @@ var authScript = [][]string{
 	{"--user", "u1:u1pw", "endpoint", "health"},
 	{"endpoint", "status"},
 	{"--user", "u1:u1pw", "snapshot", "save", "snap.db"},
+	{"--user", "u1:u1pw", "downgrade", "validate", "3.5"},
+	{"--user", "u1:u1pw", "endpoint", "hashkv"},
 	{"--user", "root:rootpw", "role", "get", "root"},
 	{"--user", "root:rootpw", "user", "get", "np"},
 	{"--user", "root:rootpw", "auth", "status"},
