@@ -7,6 +7,10 @@
 // passes the same checks as a gRPC one. It validates requests (sizes, op counts, key ranges), routes them to the
 // server and maps every error to etcd's gRPC code and exact message.
 //
+// Auth (auth.go): the Auth service and the checks etcd makes at its edge (Maintenance and
+// KV.Compact by method, Cluster changes, watch ranges) go through AuthBackend; a Backend
+// without it has no auth.
+//
 // It must never touch storage or raft directly, and never invent a success for an RPC the
 // server does not implement: those answer codes.Unimplemented.
 package api

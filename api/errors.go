@@ -127,6 +127,23 @@ var backendErrors = []struct {
 	{errs.ErrLeaseTTLTooLarge, ErrGRPCLeaseTTLTooLarge},
 	{errs.ErrCompacted, ErrGRPCCompacted},
 	{errs.ErrFutureRev, ErrGRPCFutureRev},
+	{errs.ErrRootUserNotExist, ErrGRPCRootUserNotExist},
+	{errs.ErrRootRoleNotExist, ErrGRPCRootRoleNotExist},
+	{errs.ErrUserAlreadyExist, ErrGRPCUserAlreadyExist},
+	{errs.ErrUserEmpty, ErrGRPCUserEmpty},
+	{errs.ErrUserNotFound, ErrGRPCUserNotFound},
+	{errs.ErrRoleAlreadyExist, ErrGRPCRoleAlreadyExist},
+	{errs.ErrRoleNotFound, ErrGRPCRoleNotFound},
+	{errs.ErrRoleEmpty, ErrGRPCRoleEmpty},
+	{errs.ErrAuthFailed, ErrGRPCAuthFailed},
+	{errs.ErrPermissionNotGiven, ErrGRPCPermissionNotGiven},
+	{errs.ErrPermissionDenied, ErrGRPCPermissionDenied},
+	{errs.ErrRoleNotGranted, ErrGRPCRoleNotGranted},
+	{errs.ErrPermissionNotGranted, ErrGRPCPermissionNotGranted},
+	{errs.ErrAuthNotEnabled, ErrGRPCAuthNotEnabled},
+	{errs.ErrInvalidAuthToken, ErrGRPCInvalidAuthToken},
+	{errs.ErrInvalidAuthMgmt, ErrGRPCInvalidAuthMgmt},
+	{errs.ErrAuthOldRevision, ErrGRPCAuthOldRevision},
 	{errs.ErrWrongDowngradeVersionFormat, ErrGRPCWrongDowngradeVersionFormat},
 	{errs.ErrInvalidDowngradeTargetVersion, ErrGRPCInvalidDowngradeTargetVersion},
 	{errs.ErrDowngradeNotSupported, status.Error(codes.FailedPrecondition, errs.ErrDowngradeNotSupported.Error())},
@@ -138,7 +155,10 @@ var backendErrors = []struct {
 
 // unmappedBackendErrors are the errs values no client request is answered with (why a
 // member stops); like any unknown error they go out as codes.Unknown with their text.
-var unmappedBackendErrors = []error{errs.ErrMemberRemoved, errs.ErrClusterIDMismatch, errs.ErrBackendFailed}
+//
+// ErrNoPasswordUser is one of them as in etcd, which has no gRPC error for it: a client
+// sees codes.Unknown with the auth package's text.
+var unmappedBackendErrors = []error{errs.ErrNoPasswordUser, errs.ErrMemberRemoved, errs.ErrClusterIDMismatch, errs.ErrBackendFailed}
 
 // toGRPCError turns a Backend error into the gRPC error etcd would send for it.
 func toGRPCError(err error) error {

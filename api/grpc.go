@@ -95,8 +95,9 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 		recvLimit = math.MaxInt32
 	}
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryInterceptor(b)),
-		grpc.ChainStreamInterceptor(streamInterceptor(b)),
+		grpc.Creds(tlsInfoCreds{}), // the client's certificate, for --client-cert-auth
+		grpc.ChainUnaryInterceptor(unaryInterceptor(b), authUnaryInterceptor(b)),
+		grpc.ChainStreamInterceptor(streamInterceptor(b), authStreamInterceptor(b)),
 		grpc.MaxRecvMsgSize(int(recvLimit)),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(cmp.Or(cfg.MaxStreams, math.MaxUint32)),
@@ -121,7 +122,7 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 	pb.RegisterClusterServer(s, &clusterServer{b: b})
 	pb.RegisterWatchServer(s, newWatchServer(b, cfg, lg))
 	pb.RegisterLeaseServer(s, &leaseServer{b: b, lg: lg})
-	pb.RegisterAuthServer(s, pb.UnimplementedAuthServer{})
+	registerAuth(s, b)
 	v3lockpb.RegisterLockServer(s, &lockServer{c: concurrency{b: b}})
 	v3electionpb.RegisterElectionServer(s, &electionServer{c: concurrency{b: b}})
 
@@ -401,11 +402,17 @@ func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	if err := validatePeerURLs(r.GetPeerURLs()); err != nil {
 		return nil, err
 	}
+	if err := checkAdmin(ctx, s.b); err != nil {
+		return nil, err
+	}
 	resp, err := s.b.MemberAdd(ctx, r)
 	return resp, toGRPCError(err)
 }
 
 func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := checkAdmin(ctx, s.b); err != nil {
+		return nil, err
+	}
 	resp, err := s.b.MemberRemove(ctx, r)
 	return resp, toGRPCError(err)
 }
@@ -414,18 +421,27 @@ func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 	if err := validatePeerURLs(r.GetPeerURLs()); err != nil {
 		return nil, err
 	}
+	if err := checkAdmin(ctx, s.b); err != nil {
+		return nil, err
+	}
 	resp, err := s.b.MemberUpdate(ctx, r)
 	return resp, toGRPCError(err)
 }
 
 func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if err := checkAdmin(ctx, s.b); err != nil {
+		return nil, err
+	}
 	resp, err := s.b.MemberPromote(ctx, r)
 	return resp, toGRPCError(err)
 }
 
 func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 	// No fillHeader: etcd's cluster service stamps no revision, and the member already
-	// filled the rest.
+	// filled the rest. etcd requires a user (any) when auth is enabled.
+	if err := requireAuthInfo(ctx, s.b); err != nil {
+		return nil, err
+	}
 	resp, err := s.b.MemberList(ctx, r)
 	if err != nil {
 		return nil, toGRPCError(err)

@@ -154,7 +154,7 @@ func checkHealth(ctx context.Context, b Backend, excluded map[string]struct{}, s
 		lg.Warn("serving /health false; no leader")
 		return healthStatus{Health: "false", Reason: "RAFT NO LEADER"}
 	}
-	cctx, cancel := context.WithTimeout(ctx, healthRequestTimeout)
+	cctx, cancel := context.WithTimeout(withRoot(ctx, b), healthRequestTimeout)
 	_, err := b.Range(cctx, &pb.RangeRequest{Key: []byte{0}, KeysOnly: true, Limit: 1, Serializable: serializable})
 	cancel()
 	if err != nil {
@@ -263,7 +263,7 @@ func (reg *checkRegistry) run(ctx context.Context, names []string) (bool, string
 
 func readCheck(b Backend, serializable bool) healthCheck {
 	return func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, healthRequestTimeout)
+		ctx, cancel := context.WithTimeout(withRoot(ctx, b), healthRequestTimeout)
 		defer cancel()
 		_, err := b.Range(ctx, &pb.RangeRequest{Key: []byte{0}, KeysOnly: true, Limit: 1, Serializable: serializable})
 		return err

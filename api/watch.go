@@ -333,6 +333,15 @@ func (sws *watchStream) create(r *pb.WatchCreateRequest) bool {
 			CancelReason: errTextCompacted,
 		})
 	}
+	if reason, denied := watchDenied(sws.gs.Context(), sws.s.b, r.Key, r.RangeEnd); denied {
+		return sws.queueCtrl(&pb.WatchResponse{
+			Header:       sws.header(0),
+			WatchId:      invalidWatchID,
+			Created:      true,
+			Canceled:     true,
+			CancelReason: reason,
+		})
+	}
 	o := &watchOpts{
 		prevKV:         r.PrevKv,
 		fragment:       r.Fragment,

@@ -46,5 +46,6 @@
 //     unsynced); a catch-up loop replays unsynced watchers from bbolt in bounded batches
 //     until they rejoin the live set. Single-key watchers are matched through a map, range
 //     watchers through an interval tree.
-//   - leases.go, members.go: the lease and members buckets, written by the apply loop.
+//   - leases.go, members.go, auth.go: the lease, members and auth buckets, written by the
+//     apply loop (auth.go stores package auth's encoded users and roles as they are).
 package mvcc

@@ -90,7 +90,7 @@ func (s *Server) applyEntry(e *raftpb.Entry) error {
 		}
 		var res applyResult
 		apply = func(tx *mvcc.WriteTxn) error {
-			res = s.applyRequest(tx, &r)
+			res = s.applyRequest(tx, &r, e.GetIndex())
 			return res.err
 		}
 		after = func() {
@@ -167,8 +167,9 @@ func (s *Server) replayNormal(e *raftpb.Entry) error {
 	return nil
 }
 
-// applyRequest applies one client or member request inside the entry's store txn.
-func (s *Server) applyRequest(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest) applyResult {
+// applyRequest applies one client or member request (raft entry index) inside the
+// entry's store txn.
+func (s *Server) applyRequest(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest, index uint64) applyResult {
 	if err := s.refusedByAlarm(r); err != nil {
 		return applyResult{err: err}
 	}
@@ -184,12 +185,14 @@ func (s *Server) applyRequest(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest) appl
 			res.resp = &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: tx.Rev()}}
 		}
 		return res
+	case r.Authenticate != nil, isAuthRequest(r):
+		return s.applyAuth(tx, r, index)
 	case r.MemberAttributes != nil:
 		return s.applyMemberAttributes(tx, r.MemberAttributes)
 	case r.LeaseGrant != nil:
 		return s.applyLeaseGrant(tx, r.LeaseGrant)
 	case r.LeaseRevoke != nil:
-		return s.applyLeaseRevoke(tx, r.LeaseRevoke)
+		return s.applyLeaseRevoke(tx, r.LeaseRevoke, r.Header)
 	case r.LeaseCheckpoint != nil:
 		return s.applyLeaseCheckpoint(tx, r.LeaseCheckpoint)
 	}
@@ -200,6 +203,9 @@ func (s *Server) applyRequest(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest) appl
 // request succeeded (res.done): a failed one is undone in the store and never reaches
 // the lessor.
 func (s *Server) applyKV(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest) applyResult {
+	if err := s.checkKVAuth(r); err != nil {
+		return applyResult{err: err}
+	}
 	v := s.newWriteView(tx)
 	var res applyResult
 	switch {

@@ -49,6 +49,15 @@ type Config struct {
 
 	EnablePprof bool
 
+	// AuthToken is --auth-token ("simple", or "jwt,pub-key=...,priv-key=...,sign-method=...,
+	// ttl=..."); AuthTokenTTL is --auth-token-ttl for simple tokens (0: 300 s); BcryptCost
+	// is --bcrypt-cost (0: 10).
+	AuthToken    string
+	AuthTokenTTL time.Duration
+	BcryptCost   int
+	// ClientCertAuth is --client-cert-auth: a client that sends no token is the user
+	// its verified certificate's common name names.
+	ClientCertAuth bool
 	// PeerDialTLS is the TLS configuration this member dials https:// peer URLs with
 	// (--peer-cert-file etc.); nil dials them with Go's defaults.
 	PeerDialTLS *tls.Config

@@ -5,6 +5,13 @@
 // time-to-live, learner promotion), and keeps membership, alarms, corruption checks,
 // quotas and status.
 //
+// Auth (auth.go): every proposal carries its sender's user and auth revision (from the
+// token in the gRPC metadata, or the client certificate's CN with --client-cert-auth);
+// the apply loop checks KV writes, lease revokes and auth changes against them, local
+// reads are checked after the linearizable read and answer ErrAuthOldRevision if the
+// auth revision moved meanwhile, and auth.Store follows the auth buckets only once the
+// entry's store txn ended without error.
+//
 // It must never apply a write that did not come out of the raft log, and never acknowledge
 // one before the log entry holding it is durable. The leader renews a lease only after a
 // quorum confirmed, through a ReadIndex round, that it still leads (a stalled leader

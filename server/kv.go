@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/cairn-kv/cairn/auth"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -15,9 +16,16 @@ func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespon
 			return nil, err
 		}
 	}
-	rt := s.store.Read()
-	defer rt.End()
-	resp, err := executeRange(readView{rt}, r)
+	var resp *pb.RangeResponse
+	err := s.serialize(ctx, func(ai *auth.AuthInfo) error {
+		return s.auth.IsRangePermitted(ai, r.Key, r.RangeEnd)
+	}, func() error {
+		rt := s.store.Read()
+		defer rt.End()
+		var err error
+		resp, err = executeRange(readView{rt}, r)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -43,9 +51,14 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 				return nil, err
 			}
 		}
-		rt := s.store.Read()
-		defer rt.End()
-		resp, err := s.executeTxn(readView{rt}, r)
+		var resp *pb.TxnResponse
+		err := s.serialize(ctx, func(ai *auth.AuthInfo) error { return s.checkTxnAuth(ai, r) }, func() error {
+			rt := s.store.Read()
+			defer rt.End()
+			var err error
+			resp, err = s.executeTxn(readView{rt}, r)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -96,6 +109,15 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (applyR
 	}
 	if s.node.CommittedIndex() > s.applied.Load()+maxGapBetweenApplyAndCommit {
 		return applyResult{}, ErrTooManyRequests
+	}
+	// Who asks, for the checks at apply time (etcd: not for Authenticate, which has
+	// none); a member's own request may come with its header set.
+	if r.Header == nil && r.Authenticate == nil {
+		h, err := s.requestHeader(ctx)
+		if err != nil {
+			return applyResult{}, err
+		}
+		r.Header = h
 	}
 	r.Id = s.ids.next()
 	data, err := proto.Marshal(r)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/cairn-kv/cairn/auth"
 	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
@@ -80,11 +81,17 @@ func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 	for r.ID == 0 {
 		r.ID = int64(s.ids.next() & math.MaxInt64)
 	}
+	if err := s.RequireAuthInfo(ctx); err != nil {
+		return nil, err
+	}
 	return proposeFor[*pb.LeaseGrantResponse](ctx, s, &pb.InternalRaftRequest{LeaseGrant: r})
 }
 
 // LeaseRevoke deletes a lease and its keys through raft.
 func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	if err := s.RequireAuthInfo(ctx); err != nil {
+		return nil, err
+	}
 	return proposeFor[*pb.LeaseRevokeResponse](ctx, s, &pb.InternalRaftRequest{LeaseRevoke: r})
 }
 
@@ -97,6 +104,9 @@ func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 // is codes.Unknown "not a primary lessor"), rather than renewing a lease that a new
 // leader may be expiring.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	if err := s.checkLeaseRenew(ctx, id); err != nil {
+		return 0, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
 	for {
@@ -197,10 +207,30 @@ func (s *Server) clearLeaseCheckpoint(ctx context.Context, id lease.LeaseID) err
 // LeaseTimeToLive reports a lease's remaining and granted TTL, and its keys if asked.
 // Only the leader's lessor knows the remaining TTL, so a follower asks the leader.
 func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-	if s.node.Leader() != s.id {
-		return s.forwardLeaseTimeToLive(ctx, r)
+	if err := s.RequireAuthInfo(ctx); err != nil {
+		return nil, err
 	}
-	return s.leaseTimeToLiveLocal(ctx, r)
+	var rev uint64
+	if r.Keys { // etcd checks the keys' read permission only when they are asked for
+		var err error
+		if rev, err = s.checkLeaseKeysRead(ctx, r.ID); err != nil {
+			return nil, err
+		}
+	}
+	var resp *pb.LeaseTimeToLiveResponse
+	var err error
+	if s.node.Leader() != s.id {
+		resp, err = s.forwardLeaseTimeToLive(ctx, r)
+	} else {
+		resp, err = s.leaseTimeToLiveLocal(ctx, r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Keys && s.auth.Enabled() && rev != s.auth.Revision() {
+		return nil, auth.ErrAuthOldRevision
+	}
+	return resp, nil
 }
 
 // leaseTimeToLiveLocal answers LeaseTimeToLive from this member's lessor: the leader's
@@ -232,6 +262,9 @@ func (s *Server) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) (*pb
 	if err := s.linearizableRead(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.checkLeaseLeases(ctx); err != nil {
+		return nil, err
+	}
 	resp := &pb.LeaseLeasesResponse{Header: s.Header()}
 	for _, l := range s.lessor.Leases() {
 		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: int64(l.ID)})
@@ -252,7 +285,10 @@ func (s *Server) applyLeaseGrant(tx *mvcc.WriteTxn, r *pb.LeaseGrantRequest) app
 
 // applyLeaseRevoke runs in the apply loop: the lease's keys go in one revision, with
 // the lease record.
-func (s *Server) applyLeaseRevoke(tx *mvcc.WriteTxn, r *pb.LeaseRevokeRequest) applyResult {
+func (s *Server) applyLeaseRevoke(tx *mvcc.WriteTxn, r *pb.LeaseRevokeRequest, h *pb.RequestHeader) applyResult {
+	if err := s.checkLeasePuts(headerAuthInfo(h), r.ID); err != nil {
+		return applyResult{err: err}
+	}
 	keys, err := s.lessor.Revoke(lease.LeaseID(r.ID))
 	if err != nil {
 		return applyResult{err: err}
@@ -378,7 +414,8 @@ func (s *Server) revokeExpired(ids []lease.LeaseID) {
 func (s *Server) revokeOne(id lease.LeaseID) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
-	_, err := s.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: int64(id)})
+	// As root, as etcd revokes expired leases: the lease's keys need no permission.
+	_, err := proposeFor[*pb.LeaseRevokeResponse](ctx, s, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: int64(id)}, Header: rootHeader()})
 	if err != nil && !errors.Is(err, lease.ErrLeaseNotFound) && !errors.Is(err, ErrStopped) {
 		s.lg.Warn("failed to revoke expired lease", zap.Int64("lease", int64(id)), zap.Error(err))
 	}

@@ -63,7 +63,8 @@ func (s *Server) checkQuota(ctx context.Context, r *pb.InternalRaftRequest) erro
 			zap.Int64("quota-size-bytes", quota), zap.Int64("request-cost-bytes", cost))
 	}
 	alarm := &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: s.id, Alarm: pb.AlarmType_NOSPACE}
-	if _, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: alarm}); err != nil {
+	// The member raises it, whoever sent the request (its token is not checked for it).
+	if _, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: alarm, Header: &pb.RequestHeader{}}); err != nil {
 		s.lg.Warn("failed to raise the NOSPACE alarm", zap.Error(err))
 	}
 	return ErrNoSpace

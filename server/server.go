@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-kv/cairn/auth"
 	"github.com/cairn-kv/cairn/lease"
 	"github.com/cairn-kv/cairn/mvcc"
 	"github.com/cairn-kv/cairn/raftnode"
@@ -42,6 +43,9 @@ type Server struct {
 	ids       *idGenerator
 	leaseFwd  *leaseForwarder // connections to the leader for forwarded lease requests
 	alarms    *alarmStore
+	auth      *auth.Store
+	// authFailures limits failed authentications per client address.
+	authFailures *auth.FailureLimiter
 
 	// snapshotRequests carries the transport's requests for a snapshot to send to a
 	// follower to the apply loop.
@@ -105,6 +109,14 @@ func New(cfg Config) (*Server, error) {
 		readyc:           make(chan struct{}),
 		stopping:         make(chan struct{}),
 		donec:            make(chan struct{}),
+	}
+	s.authFailures = auth.NewFailureLimiter(authFailureBurst, authFailureRefill, nil)
+	if s.auth, err = newAuthStore(cfg, lg, s.waitApplied); err != nil {
+		if persisted != nil {
+			persisted.WAL.Close()
+		}
+		store.Close()
+		return nil, err
 	}
 	s.members.maxLearners = max(cfg.MaxLearners, 0)
 	rcfg := raftnode.Config{
@@ -197,6 +209,9 @@ func New(cfg Config) (*Server, error) {
 	err = s.restoreLeases()
 	if err == nil {
 		err = s.loadAlarms()
+	}
+	if err == nil {
+		err = s.loadAuth()
 	}
 	if err != nil {
 		if persisted != nil {

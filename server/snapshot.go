@@ -109,6 +109,9 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 	if err := s.loadAlarms(); err != nil {
 		return err
 	}
+	if err := s.loadAuth(); err != nil {
+		return err
+	}
 	s.storeIndex = ci
 	s.snapIndex = index
 	if index > s.applied.Load() {

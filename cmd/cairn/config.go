@@ -108,6 +108,11 @@ type config struct {
 	// WatchProgressNotifyInterval is etcd 3.6's --watch-progress-notify-interval (also
 	// spelled --experimental-watch-progress-notify-interval, deprecated); 0 = 10 minutes.
 	WatchProgressNotifyInterval time.Duration
+	// Auth: etcd's --auth-token ("simple" or "jwt,..."), --auth-token-ttl (seconds, for
+	// simple tokens) and --bcrypt-cost.
+	AuthToken    string
+	AuthTokenTTL uint
+	BcryptCost   uint
 	// AutoCompactionMode and AutoCompactionRetention are etcd's --auto-compaction-mode and
 	// --auto-compaction-retention (as given: a bare number is hours or revisions).
 	AutoCompactionMode      string
@@ -201,6 +206,9 @@ func newConfig() *config {
 		GRPCKeepAliveMinTime:   defaultGRPCKeepAliveMinTime,
 		GRPCKeepAliveInterval:  defaultGRPCKeepAliveInterval,
 		GRPCKeepAliveTimeout:   defaultGRPCKeepAliveTimeout,
+		AuthToken:              "simple",
+		AuthTokenTTL:           300,
+		BcryptCost:             10,
 		SelfSignedCertValidity: 1,
 		TLSMinVersion:          "TLS1.2",
 		EnableGRPCGateway:      true,
@@ -404,6 +412,9 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.Int64Var(&c.InitialMmapSize, "initial-mmap-size", c.InitialMmapSize, "Cairn only: initial size in bytes of the backend's memory map (a commit that outgrows it waits for open reads to remap). 0 sizes it as etcd does: --quota-backend-bytes plus 10% for a quota other than the default, else 10 GiB.")
 	fs.UintVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
+	fs.StringVar(&c.AuthToken, "auth-token", c.AuthToken, "Specify auth token specific options.")
+	fs.UintVar(&c.AuthTokenTTL, "auth-token-ttl", c.AuthTokenTTL, "The lifetime in seconds of the auth token.")
+	fs.UintVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
 	fs.UintVar(&c.MaxConcurrentStreams, "max-concurrent-streams", c.MaxConcurrentStreams, "Maximum concurrent streams that each client can open at a time.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&c.Logger, "logger", c.Logger, "Currently only supports 'zap' for structured logging.")
@@ -792,6 +803,22 @@ func (c *config) setFileKey(k string, v any) error {
 			c.MaxTxnOps = uint(n)
 		case "max-concurrent-streams":
 			c.MaxConcurrentStreams = uint(n)
+		}
+	case "auth-token":
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("expected a string, got %v", v)
+		}
+		c.AuthToken = s
+	case "auth-token-ttl", "bcrypt-cost":
+		n, err := asInt(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value %v", v)
+		}
+		if k == "auth-token-ttl" {
+			c.AuthTokenTTL = uint(n)
+		} else {
+			c.BcryptCost = uint(n)
 		}
 	case "quota-backend-bytes", "initial-mmap-size":
 		n, err := asInt(v)

@@ -36,6 +36,25 @@ var (
 	ErrCompacted = errors.New("mvcc: required revision has been compacted")
 	ErrFutureRev = errors.New("mvcc: required revision is a future revision")
 
+	// Auth errors: etcd's auth package texts.
+	ErrRootUserNotExist     = errors.New("auth: root user does not exist")
+	ErrRootRoleNotExist     = errors.New("auth: root user does not have root role")
+	ErrUserAlreadyExist     = errors.New("auth: user already exists")
+	ErrUserEmpty            = errors.New("auth: user name is empty")
+	ErrUserNotFound         = errors.New("auth: user not found")
+	ErrRoleAlreadyExist     = errors.New("auth: role already exists")
+	ErrRoleNotFound         = errors.New("auth: role not found")
+	ErrRoleEmpty            = errors.New("auth: role name is empty")
+	ErrPermissionNotGiven   = errors.New("auth: permission not given")
+	ErrAuthFailed           = errors.New("auth: authentication failed, invalid user ID or password")
+	ErrNoPasswordUser       = errors.New("auth: authentication failed, password was given for no password user")
+	ErrPermissionDenied     = errors.New("auth: permission denied")
+	ErrRoleNotGranted       = errors.New("auth: role is not granted to the user")
+	ErrPermissionNotGranted = errors.New("auth: permission is not granted to the role")
+	ErrAuthNotEnabled       = errors.New("auth: authentication is not enabled")
+	ErrAuthOldRevision      = errors.New("auth: revision in header is old")
+	ErrInvalidAuthToken     = errors.New("auth: invalid auth token")
+	ErrInvalidAuthMgmt      = errors.New("auth: invalid auth management")
 	// Downgrade errors: etcd's texts, plus what Cairn does not do.
 	ErrWrongDowngradeVersionFormat   = errors.New("etcdserver: wrong downgrade target version format")
 	ErrInvalidDowngradeTargetVersion = errors.New("etcdserver: invalid downgrade target version")
@@ -67,6 +86,11 @@ func All() []error {
 		ErrTooManyLearners, ErrNotEnoughStartedMembers, ErrLearnerNotReady,
 		ErrLeaseNotFound, ErrLeaseExists, ErrLeaseTTLTooLarge,
 		ErrCompacted, ErrFutureRev,
+		ErrRootUserNotExist, ErrRootRoleNotExist, ErrUserAlreadyExist, ErrUserEmpty,
+		ErrUserNotFound, ErrRoleAlreadyExist, ErrRoleNotFound, ErrRoleEmpty,
+		ErrPermissionNotGiven, ErrAuthFailed, ErrNoPasswordUser, ErrPermissionDenied,
+		ErrRoleNotGranted, ErrPermissionNotGranted, ErrAuthNotEnabled, ErrAuthOldRevision,
+		ErrInvalidAuthToken, ErrInvalidAuthMgmt,
 		ErrWrongDowngradeVersionFormat, ErrInvalidDowngradeTargetVersion, ErrDowngradeNotSupported, ErrUnknownMethod,
 		ErrNotImplemented,
 		ErrMemberRemoved, ErrClusterIDMismatch, ErrBackendFailed,

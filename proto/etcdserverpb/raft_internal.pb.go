@@ -41,8 +41,22 @@ type InternalRaftRequest struct {
 	// A member announcing its name and client URLs once it serves, so every member's
 	// MemberList carries them (etcd publishes the same attributes through raft).
 	MemberAttributes *MemberAttributesRequest `protobuf:"bytes,11,opt,name=member_attributes,json=memberAttributes,proto3" json:"member_attributes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Auth changes, with etcd's field numbers. Reads (AuthStatus, UserGet/List,
+	// RoleGet/List) are served by the member after a linearizable read, not logged.
+	AuthEnable               *AuthEnableRequest               `protobuf:"bytes,1000,opt,name=auth_enable,json=authEnable,proto3" json:"auth_enable,omitempty"`
+	AuthDisable              *AuthDisableRequest              `protobuf:"bytes,1011,opt,name=auth_disable,json=authDisable,proto3" json:"auth_disable,omitempty"`
+	Authenticate             *InternalAuthenticateRequest     `protobuf:"bytes,1012,opt,name=authenticate,proto3" json:"authenticate,omitempty"`
+	AuthUserAdd              *AuthUserAddRequest              `protobuf:"bytes,1100,opt,name=auth_user_add,json=authUserAdd,proto3" json:"auth_user_add,omitempty"`
+	AuthUserDelete           *AuthUserDeleteRequest           `protobuf:"bytes,1101,opt,name=auth_user_delete,json=authUserDelete,proto3" json:"auth_user_delete,omitempty"`
+	AuthUserChangePassword   *AuthUserChangePasswordRequest   `protobuf:"bytes,1103,opt,name=auth_user_change_password,json=authUserChangePassword,proto3" json:"auth_user_change_password,omitempty"`
+	AuthUserGrantRole        *AuthUserGrantRoleRequest        `protobuf:"bytes,1104,opt,name=auth_user_grant_role,json=authUserGrantRole,proto3" json:"auth_user_grant_role,omitempty"`
+	AuthUserRevokeRole       *AuthUserRevokeRoleRequest       `protobuf:"bytes,1105,opt,name=auth_user_revoke_role,json=authUserRevokeRole,proto3" json:"auth_user_revoke_role,omitempty"`
+	AuthRoleAdd              *AuthRoleAddRequest              `protobuf:"bytes,1200,opt,name=auth_role_add,json=authRoleAdd,proto3" json:"auth_role_add,omitempty"`
+	AuthRoleDelete           *AuthRoleDeleteRequest           `protobuf:"bytes,1201,opt,name=auth_role_delete,json=authRoleDelete,proto3" json:"auth_role_delete,omitempty"`
+	AuthRoleGrantPermission  *AuthRoleGrantPermissionRequest  `protobuf:"bytes,1203,opt,name=auth_role_grant_permission,json=authRoleGrantPermission,proto3" json:"auth_role_grant_permission,omitempty"`
+	AuthRoleRevokePermission *AuthRoleRevokePermissionRequest `protobuf:"bytes,1204,opt,name=auth_role_revoke_permission,json=authRoleRevokePermission,proto3" json:"auth_role_revoke_permission,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *InternalRaftRequest) Reset() {
@@ -152,6 +166,153 @@ func (x *InternalRaftRequest) GetMemberAttributes() *MemberAttributesRequest {
 	return nil
 }
 
+func (x *InternalRaftRequest) GetAuthEnable() *AuthEnableRequest {
+	if x != nil {
+		return x.AuthEnable
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthDisable() *AuthDisableRequest {
+	if x != nil {
+		return x.AuthDisable
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthenticate() *InternalAuthenticateRequest {
+	if x != nil {
+		return x.Authenticate
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthUserAdd() *AuthUserAddRequest {
+	if x != nil {
+		return x.AuthUserAdd
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthUserDelete() *AuthUserDeleteRequest {
+	if x != nil {
+		return x.AuthUserDelete
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthUserChangePassword() *AuthUserChangePasswordRequest {
+	if x != nil {
+		return x.AuthUserChangePassword
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthUserGrantRole() *AuthUserGrantRoleRequest {
+	if x != nil {
+		return x.AuthUserGrantRole
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthUserRevokeRole() *AuthUserRevokeRoleRequest {
+	if x != nil {
+		return x.AuthUserRevokeRole
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthRoleAdd() *AuthRoleAddRequest {
+	if x != nil {
+		return x.AuthRoleAdd
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthRoleDelete() *AuthRoleDeleteRequest {
+	if x != nil {
+		return x.AuthRoleDelete
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthRoleGrantPermission() *AuthRoleGrantPermissionRequest {
+	if x != nil {
+		return x.AuthRoleGrantPermission
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetAuthRoleRevokePermission() *AuthRoleRevokePermissionRequest {
+	if x != nil {
+		return x.AuthRoleRevokePermission
+	}
+	return nil
+}
+
+// InternalAuthenticateRequest assigns a token to a user whose password the proposing
+// member already checked (the password never enters the log). simple_token is the
+// random prefix of a simple token; the applied entry's index completes it, as in etcd.
+type InternalAuthenticateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	SimpleToken   string                 `protobuf:"bytes,3,opt,name=simple_token,json=simpleToken,proto3" json:"simple_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InternalAuthenticateRequest) Reset() {
+	*x = InternalAuthenticateRequest{}
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InternalAuthenticateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InternalAuthenticateRequest) ProtoMessage() {}
+
+func (x *InternalAuthenticateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InternalAuthenticateRequest.ProtoReflect.Descriptor instead.
+func (*InternalAuthenticateRequest) Descriptor() ([]byte, []int) {
+	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *InternalAuthenticateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *InternalAuthenticateRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *InternalAuthenticateRequest) GetSimpleToken() string {
+	if x != nil {
+		return x.SimpleToken
+	}
+	return ""
+}
+
 type MemberAttributesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MemberId      uint64                 `protobuf:"varint,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
@@ -163,7 +324,7 @@ type MemberAttributesRequest struct {
 
 func (x *MemberAttributesRequest) Reset() {
 	*x = MemberAttributesRequest{}
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -175,7 +336,7 @@ func (x *MemberAttributesRequest) String() string {
 func (*MemberAttributesRequest) ProtoMessage() {}
 
 func (x *MemberAttributesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -188,7 +349,7 @@ func (x *MemberAttributesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAttributesRequest.ProtoReflect.Descriptor instead.
 func (*MemberAttributesRequest) Descriptor() ([]byte, []int) {
-	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{1}
+	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *MemberAttributesRequest) GetMemberId() uint64 {
@@ -223,7 +384,7 @@ type RequestHeader struct {
 
 func (x *RequestHeader) Reset() {
 	*x = RequestHeader{}
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[2]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +396,7 @@ func (x *RequestHeader) String() string {
 func (*RequestHeader) ProtoMessage() {}
 
 func (x *RequestHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[2]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +409,7 @@ func (x *RequestHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestHeader.ProtoReflect.Descriptor instead.
 func (*RequestHeader) Descriptor() ([]byte, []int) {
-	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{2}
+	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RequestHeader) GetUsername() string {
@@ -269,7 +430,7 @@ var File_etcdserverpb_raft_internal_proto protoreflect.FileDescriptor
 
 const file_etcdserverpb_raft_internal_proto_rawDesc = "" +
 	"\n" +
-	" etcdserverpb/raft_internal.proto\x12\fetcdserverpb\x1a\x16etcdserverpb/rpc.proto\"\x96\x05\n" +
+	" etcdserverpb/raft_internal.proto\x12\fetcdserverpb\x1a\x16etcdserverpb/rpc.proto\"\x98\r\n" +
 	"\x13InternalRaftRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
 	"\x06header\x18\x02 \x01(\v2\x1b.etcdserverpb.RequestHeaderR\x06header\x12*\n" +
@@ -285,7 +446,24 @@ const file_etcdserverpb_raft_internal_proto_rawDesc = "" +
 	"\x05alarm\x18\t \x01(\v2\x1a.etcdserverpb.AlarmRequestR\x05alarm\x12O\n" +
 	"\x10lease_checkpoint\x18\n" +
 	" \x01(\v2$.etcdserverpb.LeaseCheckpointRequestR\x0fleaseCheckpoint\x12R\n" +
-	"\x11member_attributes\x18\v \x01(\v2%.etcdserverpb.MemberAttributesRequestR\x10memberAttributes\"k\n" +
+	"\x11member_attributes\x18\v \x01(\v2%.etcdserverpb.MemberAttributesRequestR\x10memberAttributes\x12A\n" +
+	"\vauth_enable\x18\xe8\a \x01(\v2\x1f.etcdserverpb.AuthEnableRequestR\n" +
+	"authEnable\x12D\n" +
+	"\fauth_disable\x18\xf3\a \x01(\v2 .etcdserverpb.AuthDisableRequestR\vauthDisable\x12N\n" +
+	"\fauthenticate\x18\xf4\a \x01(\v2).etcdserverpb.InternalAuthenticateRequestR\fauthenticate\x12E\n" +
+	"\rauth_user_add\x18\xcc\b \x01(\v2 .etcdserverpb.AuthUserAddRequestR\vauthUserAdd\x12N\n" +
+	"\x10auth_user_delete\x18\xcd\b \x01(\v2#.etcdserverpb.AuthUserDeleteRequestR\x0eauthUserDelete\x12g\n" +
+	"\x19auth_user_change_password\x18\xcf\b \x01(\v2+.etcdserverpb.AuthUserChangePasswordRequestR\x16authUserChangePassword\x12X\n" +
+	"\x14auth_user_grant_role\x18\xd0\b \x01(\v2&.etcdserverpb.AuthUserGrantRoleRequestR\x11authUserGrantRole\x12[\n" +
+	"\x15auth_user_revoke_role\x18\xd1\b \x01(\v2'.etcdserverpb.AuthUserRevokeRoleRequestR\x12authUserRevokeRole\x12E\n" +
+	"\rauth_role_add\x18\xb0\t \x01(\v2 .etcdserverpb.AuthRoleAddRequestR\vauthRoleAdd\x12N\n" +
+	"\x10auth_role_delete\x18\xb1\t \x01(\v2#.etcdserverpb.AuthRoleDeleteRequestR\x0eauthRoleDelete\x12j\n" +
+	"\x1aauth_role_grant_permission\x18\xb3\t \x01(\v2,.etcdserverpb.AuthRoleGrantPermissionRequestR\x17authRoleGrantPermission\x12m\n" +
+	"\x1bauth_role_revoke_permission\x18\xb4\t \x01(\v2-.etcdserverpb.AuthRoleRevokePermissionRequestR\x18authRoleRevokePermission\"p\n" +
+	"\x1bInternalAuthenticateRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12!\n" +
+	"\fsimple_token\x18\x03 \x01(\tR\vsimpleToken\"k\n" +
 	"\x17MemberAttributesRequest\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\x04R\bmemberId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
@@ -307,36 +485,60 @@ func file_etcdserverpb_raft_internal_proto_rawDescGZIP() []byte {
 	return file_etcdserverpb_raft_internal_proto_rawDescData
 }
 
-var file_etcdserverpb_raft_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_etcdserverpb_raft_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_etcdserverpb_raft_internal_proto_goTypes = []any{
-	(*InternalRaftRequest)(nil),     // 0: etcdserverpb.InternalRaftRequest
-	(*MemberAttributesRequest)(nil), // 1: etcdserverpb.MemberAttributesRequest
-	(*RequestHeader)(nil),           // 2: etcdserverpb.RequestHeader
-	(*PutRequest)(nil),              // 3: etcdserverpb.PutRequest
-	(*DeleteRangeRequest)(nil),      // 4: etcdserverpb.DeleteRangeRequest
-	(*TxnRequest)(nil),              // 5: etcdserverpb.TxnRequest
-	(*CompactionRequest)(nil),       // 6: etcdserverpb.CompactionRequest
-	(*LeaseGrantRequest)(nil),       // 7: etcdserverpb.LeaseGrantRequest
-	(*LeaseRevokeRequest)(nil),      // 8: etcdserverpb.LeaseRevokeRequest
-	(*AlarmRequest)(nil),            // 9: etcdserverpb.AlarmRequest
-	(*LeaseCheckpointRequest)(nil),  // 10: etcdserverpb.LeaseCheckpointRequest
+	(*InternalRaftRequest)(nil),             // 0: etcdserverpb.InternalRaftRequest
+	(*InternalAuthenticateRequest)(nil),     // 1: etcdserverpb.InternalAuthenticateRequest
+	(*MemberAttributesRequest)(nil),         // 2: etcdserverpb.MemberAttributesRequest
+	(*RequestHeader)(nil),                   // 3: etcdserverpb.RequestHeader
+	(*PutRequest)(nil),                      // 4: etcdserverpb.PutRequest
+	(*DeleteRangeRequest)(nil),              // 5: etcdserverpb.DeleteRangeRequest
+	(*TxnRequest)(nil),                      // 6: etcdserverpb.TxnRequest
+	(*CompactionRequest)(nil),               // 7: etcdserverpb.CompactionRequest
+	(*LeaseGrantRequest)(nil),               // 8: etcdserverpb.LeaseGrantRequest
+	(*LeaseRevokeRequest)(nil),              // 9: etcdserverpb.LeaseRevokeRequest
+	(*AlarmRequest)(nil),                    // 10: etcdserverpb.AlarmRequest
+	(*LeaseCheckpointRequest)(nil),          // 11: etcdserverpb.LeaseCheckpointRequest
+	(*AuthEnableRequest)(nil),               // 12: etcdserverpb.AuthEnableRequest
+	(*AuthDisableRequest)(nil),              // 13: etcdserverpb.AuthDisableRequest
+	(*AuthUserAddRequest)(nil),              // 14: etcdserverpb.AuthUserAddRequest
+	(*AuthUserDeleteRequest)(nil),           // 15: etcdserverpb.AuthUserDeleteRequest
+	(*AuthUserChangePasswordRequest)(nil),   // 16: etcdserverpb.AuthUserChangePasswordRequest
+	(*AuthUserGrantRoleRequest)(nil),        // 17: etcdserverpb.AuthUserGrantRoleRequest
+	(*AuthUserRevokeRoleRequest)(nil),       // 18: etcdserverpb.AuthUserRevokeRoleRequest
+	(*AuthRoleAddRequest)(nil),              // 19: etcdserverpb.AuthRoleAddRequest
+	(*AuthRoleDeleteRequest)(nil),           // 20: etcdserverpb.AuthRoleDeleteRequest
+	(*AuthRoleGrantPermissionRequest)(nil),  // 21: etcdserverpb.AuthRoleGrantPermissionRequest
+	(*AuthRoleRevokePermissionRequest)(nil), // 22: etcdserverpb.AuthRoleRevokePermissionRequest
 }
 var file_etcdserverpb_raft_internal_proto_depIdxs = []int32{
-	2,  // 0: etcdserverpb.InternalRaftRequest.header:type_name -> etcdserverpb.RequestHeader
-	3,  // 1: etcdserverpb.InternalRaftRequest.put:type_name -> etcdserverpb.PutRequest
-	4,  // 2: etcdserverpb.InternalRaftRequest.delete_range:type_name -> etcdserverpb.DeleteRangeRequest
-	5,  // 3: etcdserverpb.InternalRaftRequest.txn:type_name -> etcdserverpb.TxnRequest
-	6,  // 4: etcdserverpb.InternalRaftRequest.compaction:type_name -> etcdserverpb.CompactionRequest
-	7,  // 5: etcdserverpb.InternalRaftRequest.lease_grant:type_name -> etcdserverpb.LeaseGrantRequest
-	8,  // 6: etcdserverpb.InternalRaftRequest.lease_revoke:type_name -> etcdserverpb.LeaseRevokeRequest
-	9,  // 7: etcdserverpb.InternalRaftRequest.alarm:type_name -> etcdserverpb.AlarmRequest
-	10, // 8: etcdserverpb.InternalRaftRequest.lease_checkpoint:type_name -> etcdserverpb.LeaseCheckpointRequest
-	1,  // 9: etcdserverpb.InternalRaftRequest.member_attributes:type_name -> etcdserverpb.MemberAttributesRequest
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	3,  // 0: etcdserverpb.InternalRaftRequest.header:type_name -> etcdserverpb.RequestHeader
+	4,  // 1: etcdserverpb.InternalRaftRequest.put:type_name -> etcdserverpb.PutRequest
+	5,  // 2: etcdserverpb.InternalRaftRequest.delete_range:type_name -> etcdserverpb.DeleteRangeRequest
+	6,  // 3: etcdserverpb.InternalRaftRequest.txn:type_name -> etcdserverpb.TxnRequest
+	7,  // 4: etcdserverpb.InternalRaftRequest.compaction:type_name -> etcdserverpb.CompactionRequest
+	8,  // 5: etcdserverpb.InternalRaftRequest.lease_grant:type_name -> etcdserverpb.LeaseGrantRequest
+	9,  // 6: etcdserverpb.InternalRaftRequest.lease_revoke:type_name -> etcdserverpb.LeaseRevokeRequest
+	10, // 7: etcdserverpb.InternalRaftRequest.alarm:type_name -> etcdserverpb.AlarmRequest
+	11, // 8: etcdserverpb.InternalRaftRequest.lease_checkpoint:type_name -> etcdserverpb.LeaseCheckpointRequest
+	2,  // 9: etcdserverpb.InternalRaftRequest.member_attributes:type_name -> etcdserverpb.MemberAttributesRequest
+	12, // 10: etcdserverpb.InternalRaftRequest.auth_enable:type_name -> etcdserverpb.AuthEnableRequest
+	13, // 11: etcdserverpb.InternalRaftRequest.auth_disable:type_name -> etcdserverpb.AuthDisableRequest
+	1,  // 12: etcdserverpb.InternalRaftRequest.authenticate:type_name -> etcdserverpb.InternalAuthenticateRequest
+	14, // 13: etcdserverpb.InternalRaftRequest.auth_user_add:type_name -> etcdserverpb.AuthUserAddRequest
+	15, // 14: etcdserverpb.InternalRaftRequest.auth_user_delete:type_name -> etcdserverpb.AuthUserDeleteRequest
+	16, // 15: etcdserverpb.InternalRaftRequest.auth_user_change_password:type_name -> etcdserverpb.AuthUserChangePasswordRequest
+	17, // 16: etcdserverpb.InternalRaftRequest.auth_user_grant_role:type_name -> etcdserverpb.AuthUserGrantRoleRequest
+	18, // 17: etcdserverpb.InternalRaftRequest.auth_user_revoke_role:type_name -> etcdserverpb.AuthUserRevokeRoleRequest
+	19, // 18: etcdserverpb.InternalRaftRequest.auth_role_add:type_name -> etcdserverpb.AuthRoleAddRequest
+	20, // 19: etcdserverpb.InternalRaftRequest.auth_role_delete:type_name -> etcdserverpb.AuthRoleDeleteRequest
+	21, // 20: etcdserverpb.InternalRaftRequest.auth_role_grant_permission:type_name -> etcdserverpb.AuthRoleGrantPermissionRequest
+	22, // 21: etcdserverpb.InternalRaftRequest.auth_role_revoke_permission:type_name -> etcdserverpb.AuthRoleRevokePermissionRequest
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_etcdserverpb_raft_internal_proto_init() }
@@ -351,7 +553,7 @@ func file_etcdserverpb_raft_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_etcdserverpb_raft_internal_proto_rawDesc), len(file_etcdserverpb_raft_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

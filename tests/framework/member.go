@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -405,7 +406,8 @@ func (m *Member) WaitReady(timeout time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, lastErr = cli.Get(ctx, "cairn-framework-ready", clientv3.WithSerializable())
 		cancel()
-		if lastErr == nil {
+		// An auth-enabled member refusing the anonymous read is serving too.
+		if lastErr == nil || errors.Is(lastErr, rpctypes.ErrUserEmpty) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
