@@ -345,6 +345,45 @@ func TestTLSKubeadmShape(t *testing.T) {
 	requireHealthy(t, "metrics URL", &http.Client{Timeout: 5 * time.Second}, metrics+"/health")
 }
 
+// The kubeadm-shaped launch with three members (kubeadm's stacked etcd after two more
+// control-plane nodes joined): each member gets the same flag set and its own plaintext
+// metrics URL; a write through one member is read through another with etcdctl and
+// client certificates, every member is healthy, and kubelet's probe answers on each.
+func TestTLSKubeadmShapeCluster(t *testing.T) {
+	ca := framework.NewCA(t, "etcd-ca")
+	client := ca.Issue(t, "healthcheck-client", framework.CertOptions{CN: "kube-etcd-healthcheck-client"})
+	c := framework.NewCluster(t, 3, framework.Options{
+		ClientTLS: &framework.TLSOptions{CA: ca, Server: ca.ServerCert(t, "server", "control-plane"), ClientCertAuth: true, Client: &client},
+		PeerTLS:   &framework.TLSOptions{CA: ca, Server: ca.ServerCert(t, "peer", "control-plane"), ClientCertAuth: true},
+		Flags: []string{"--snapshot-count=10000", "--experimental-initial-corrupt-check=true",
+			"--experimental-watch-progress-notify-interval=5s"},
+	})
+	metrics := map[*framework.Member]string{}
+	for _, m := range c.Members {
+		metrics[m] = fmt.Sprintf("http://127.0.0.1:%d", framework.FreePort(t))
+		m.AddFlags("--listen-metrics-urls=" + metrics[m])
+	}
+	if err := c.Start(); err != nil {
+		t.Fatalf("kubeadm-shaped cluster: %v", err)
+	}
+	first, last := c.Members[0], c.Members[2]
+	if _, stderr, err := first.Etcdctl("put", "/registry/pods/default/p", "x"); err != nil {
+		t.Fatalf("etcdctl put: %v %s", err, stderr)
+	}
+	if out, stderr, err := last.Etcdctl("get", "/registry/", "--prefix", "--keys-only"); err != nil || !strings.Contains(out, "/registry/pods/default/p") {
+		t.Fatalf("etcdctl get through %s: %q %v %s", last.Name, out, err, stderr)
+	}
+	for _, m := range c.Members {
+		if out, stderr, err := m.Etcdctl("endpoint", "health"); err != nil || !strings.Contains(out, "is healthy") {
+			t.Fatalf("%s: etcdctl endpoint health: %q %v %s", m.Name, out, err, stderr)
+		}
+		requireHealthy(t, m.Name+" metrics URL", &http.Client{Timeout: 5 * time.Second}, metrics[m]+"/health")
+	}
+	if out, stderr, err := first.Etcdctl("member", "list"); err != nil || strings.Count(out, "https://127.0.0.1:") < 6 {
+		t.Fatalf("etcdctl member list: %q %v %s", out, err, stderr)
+	}
+}
+
 // TestTLSPeerCluster: three members with peer TLS (client certificate auth, an allowed
 // CN) and client TLS elect a leader, replicate writes, forward lease keep-alives, send a
 // snapshot to a member that fell behind and let a learner join, all over TLS; the peer
