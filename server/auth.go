@@ -566,36 +566,41 @@ func (s *Server) RoleList(ctx context.Context, _ *pb.AuthRoleListRequest) (*pb.A
 // checkLeaseRenew is etcd's: a keep-alive needs write permission on every key of the
 // lease (root passes).
 func (s *Server) checkLeaseRenew(ctx context.Context, id int64) error {
-	rev := s.auth.Revision()
-	if !s.auth.Enabled() {
-		return nil
-	}
-	ai, err := s.authInfo(ctx)
-	if err != nil {
-		return err
-	}
-	if ai == nil {
-		return auth.ErrUserEmpty
-	}
-	if s.auth.IsAdminPermitted(ai) == nil {
-		return nil
-	}
-	if l := s.lessor.Lookup(lease.LeaseID(id)); l != nil {
-		for _, k := range l.Keys() {
-			if err := s.auth.IsPutPermitted(ai, []byte(k)); err != nil {
-				return err
-			}
-		}
-	}
-	if rev != s.auth.Revision() {
-		return auth.ErrAuthOldRevision
-	}
-	return nil
+	_, err := s.checkLeaseKeys(ctx, s.leaseOf(id), true, func(ai *auth.AuthInfo, k []byte) error {
+		return s.auth.IsPutPermitted(ai, k)
+	})
+	return err
 }
 
 // checkLeaseKeysRead is etcd's checkLeaseTimeToLive: read permission on every key of
 // the lease (root passes); it returns the auth revision it checked at.
 func (s *Server) checkLeaseKeysRead(ctx context.Context, id int64) (uint64, error) {
+	return s.checkLeaseKeys(ctx, s.leaseOf(id), false, s.readPermitted)
+}
+
+// checkLeaseLeases is etcd's: listing leases needs read permission on every key of
+// every lease (root passes).
+func (s *Server) checkLeaseLeases(ctx context.Context) error {
+	_, err := s.checkLeaseKeys(ctx, s.lessor.Leases(), true, s.readPermitted)
+	return err
+}
+
+func (s *Server) readPermitted(ai *auth.AuthInfo, k []byte) error {
+	return s.auth.IsRangePermitted(ai, k, nil)
+}
+
+// leaseOf is the lease with id, as a list of at most one.
+func (s *Server) leaseOf(id int64) []*lease.Lease {
+	if l := s.lessor.Lookup(lease.LeaseID(id)); l != nil {
+		return []*lease.Lease{l}
+	}
+	return nil
+}
+
+// checkLeaseKeys is etcd's rule for the lease RPCs: with auth on, a user other than
+// root needs perm on every key attached to leases; with strict, an auth change during
+// the check answers ErrAuthOldRevision. It returns the auth revision it checked at.
+func (s *Server) checkLeaseKeys(ctx context.Context, leases []*lease.Lease, strict bool, perm func(ai *auth.AuthInfo, key []byte) error) (uint64, error) {
 	rev := s.auth.Revision()
 	if !s.auth.Enabled() {
 		return rev, nil
@@ -610,42 +615,15 @@ func (s *Server) checkLeaseKeysRead(ctx context.Context, id int64) (uint64, erro
 	if s.auth.IsAdminPermitted(ai) == nil {
 		return rev, nil
 	}
-	if l := s.lessor.Lookup(lease.LeaseID(id)); l != nil {
+	for _, l := range leases {
 		for _, k := range l.Keys() {
-			if err := s.auth.IsRangePermitted(ai, []byte(k), nil); err != nil {
+			if err := perm(ai, []byte(k)); err != nil {
 				return 0, err
 			}
 		}
 	}
+	if strict && rev != s.auth.Revision() {
+		return 0, auth.ErrAuthOldRevision
+	}
 	return rev, nil
-}
-
-// checkLeaseLeases is etcd's: listing leases needs read permission on every key of
-// every lease (root passes).
-func (s *Server) checkLeaseLeases(ctx context.Context) error {
-	rev := s.auth.Revision()
-	if !s.auth.Enabled() {
-		return nil
-	}
-	ai, err := s.authInfo(ctx)
-	if err != nil {
-		return err
-	}
-	if ai == nil {
-		return auth.ErrUserEmpty
-	}
-	if s.auth.IsAdminPermitted(ai) == nil {
-		return nil
-	}
-	for _, l := range s.lessor.Leases() {
-		for _, k := range l.Keys() {
-			if err := s.auth.IsRangePermitted(ai, []byte(k), nil); err != nil {
-				return err
-			}
-		}
-	}
-	if rev != s.auth.Revision() {
-		return auth.ErrAuthOldRevision
-	}
-	return nil
 }
