@@ -206,8 +206,8 @@ func (f *fakeBackend) Snapshot(ctx context.Context) (DBSnapshot, error) {
 	return DBSnapshot{Size: int64(len(f.db)), StorageVersion: "3.6.0", Data: io.NopCloser(bytes.NewReader(f.db))}, nil
 }
 
-func (f *fakeBackend) Defragment(ctx context.Context) (*pb.DefragmentResponse, error) {
-	return &pb.DefragmentResponse{}, f.record("Defragment")
+func (f *fakeBackend) Defragment(ctx context.Context) error {
+	return f.record("Defragment")
 }
 
 func (f *fakeBackend) NewWatchStream() WatchStream {

@@ -47,7 +47,7 @@ type Backend interface {
 	Snapshot(ctx context.Context) (DBSnapshot, error)
 	// Defragment rewrites the member's db file without its free space (reads and
 	// writes go on meanwhile) and returns once it is swapped in.
-	Defragment(ctx context.Context) (*pb.DefragmentResponse, error)
+	Defragment(ctx context.Context) error
 }
 
 // DBSnapshot is a member's db file being read for Maintenance.Snapshot.

@@ -347,7 +347,7 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 
 // Defragment compacts this member's db file (etcdctl defrag; --cluster calls every member).
 func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
-	if _, err := s.b.Defragment(ctx); err != nil {
+	if err := s.b.Defragment(ctx); err != nil {
 		return nil, toGRPCError(err)
 	}
 	// etcd answers an empty DefragmentResponse: no header ("{}" through the gateway).

@@ -113,6 +113,14 @@ type Config struct {
 	Logger *zap.Logger
 }
 
+// quota is QuotaBackendBytes: 0 means etcd's default, a negative value no quota.
+func (c *Config) quota() int64 {
+	if c.QuotaBackendBytes != 0 {
+		return c.QuotaBackendBytes
+	}
+	return DefaultQuotaBackendBytes
+}
+
 // Defaults as etcd 3.6 has them.
 const (
 	DefaultName              = "default"

@@ -47,13 +47,7 @@ func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	return resp, nil
 }
 
-// quota is --quota-backend-bytes: 0 means etcd's default, a negative value no quota.
-func (s *Server) quota() int64 {
-	if s.cfg.QuotaBackendBytes != 0 {
-		return s.cfg.QuotaBackendBytes
-	}
-	return DefaultQuotaBackendBytes
-}
+func (s *Server) quota() int64 { return s.cfg.quota() }
 
 // MemberList lists the cluster's members.
 func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
@@ -89,14 +83,14 @@ func (s *Server) Snapshot(ctx context.Context) (int64, io.ReadCloser, error) {
 
 // Defragment rewrites the db file without its free pages. Unlike etcd's, reads and writes
 // are served meanwhile (see mvcc.Store.Defragment).
-func (s *Server) Defragment(ctx context.Context) (*pb.DefragmentResponse, error) {
+func (s *Server) Defragment(ctx context.Context) error {
 	before, _ := s.store.Size()
 	s.lg.Info("defragmenting the backend", zap.Int64("current-db-size-bytes", before))
 	if err := s.store.Defragment(); err != nil {
 		s.lg.Warn("failed to defragment the backend", zap.Error(err))
-		return nil, err
+		return err
 	}
-	return &pb.DefragmentResponse{Header: s.Header()}, nil
+	return nil
 }
 
 // HashKV hashes the key-value history up to a revision (0: the current one), for

@@ -130,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 		MaxSnapshots:           cfg.MaxSnapshots,
 		MaxWALs:                cfg.MaxWALs,
 	}
-	if q := (&Server{cfg: cfg}).quota(); q > 0 {
+	if q := cfg.quota(); q > 0 {
 		rcfg.MaxSnapshotBytes = q + q/10 // a db may pass the quota a little before NOSPACE stops it
 	}
 	if err := recoverSnapshotDB(lg, store, persisted); err != nil {
