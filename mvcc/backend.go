@@ -90,6 +90,15 @@ func openBackend(path string, mmapSize int) (*backend, error) {
 		return nil, fmt.Errorf("mvcc: open backend %s: %w", path, err)
 	}
 	b := &backend{db: db, buf: make(map[revision][]byte)}
+	// A commit even of nothing writes pages; a db that has its layout is not written at
+	// all, so it opens on a full disk too.
+	if hasLayout(db) {
+		if err := b.begin(); err != nil {
+			db.Close()
+			return nil, err
+		}
+		return b, nil
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -110,6 +119,19 @@ func openBackend(path string, mmapSize int) (*backend, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// hasLayout tells whether db has every bucket and the storage version.
+func hasLayout(db *bolt.DB) bool {
+	ok := true
+	_ = db.View(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			ok = ok && tx.Bucket(name) != nil
+		}
+		ok = ok && tx.Bucket(bucketMeta).Get(metaStorageVersion) != nil
+		return nil
+	})
+	return ok
 }
 
 func (b *backend) begin() error {
