@@ -39,8 +39,8 @@
 //     transaction from the list of its changes (backend.pending), so the in-memory
 //     index, the buffer and the batch agree again. The store keeps serving and taking
 //     writes (the raft log holds them durably), retries the commit with backoff (100ms
-//     doubling to 5s, each failure logged) and reports it through CommitBlocked (an
-//     error wrapping ErrDiskFull) until a commit succeeds; the server refuses client
+//     doubling to 5s, each failure logged) and reports it through CommitBlocked
+//     (commits meanwhile answer an error wrapping ErrDiskFull) until a commit succeeds; the server refuses client
 //     writes meanwhile. Nothing depending on a commit (a raft snapshot, which would
 //     release WAL segments, a hash, a db snapshot, a defragmentation) happens before.
 //   - compact.go: Compact updates the index at once and deletes the dropped revisions from

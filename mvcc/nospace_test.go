@@ -30,7 +30,7 @@ func TestCommitNoSpaceKeepsBatchAndRecovers(t *testing.T) {
 	if !errors.Is(err, ErrDiskFull) || !errors.Is(err, syscall.ENOSPC) || errors.Is(err, ErrBackendFailed) {
 		t.Fatalf("Commit on a full disk = %v, want ErrDiskFull wrapping ENOSPC", err)
 	}
-	if !errors.Is(s.CommitBlocked(), ErrDiskFull) {
+	if !errors.Is(s.CommitBlocked(), syscall.ENOSPC) {
 		t.Fatalf("CommitBlocked = %v", s.CommitBlocked())
 	}
 	// Within the backoff a commit is not even tried.

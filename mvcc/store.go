@@ -84,8 +84,8 @@ type Store struct {
 	// failed is the storage failure (wrapping ErrBackendFailed) after which the store
 	// takes no more writes and never commits again; guarded by wmu.
 	failed error
-	// noSpace is the last commit, failed for lack of disk space, that the rebuilt batch
-	// waits to retry (wrapping ErrDiskFull); nil while commits succeed. Set under wmu,
+	// noSpace is the last commit failure, for lack of disk space, of the batch that waits
+	// (rebuilt) to be retried; nil while commits succeed. Set under wmu,
 	// read by CommitBlocked without it. retryAt and backoff pace the retries (wmu).
 	noSpace atomic.Pointer[error]
 	retryAt time.Time
@@ -271,7 +271,7 @@ func (s *Store) commitLocked() error {
 		return err
 	}
 	if p := s.noSpace.Load(); p != nil && time.Now().Before(s.retryAt) {
-		return *p
+		return fmt.Errorf("%w: %w", ErrDiskFull, *p)
 	}
 	s.ciMu.Lock()
 	ci, term := s.ci, s.term
@@ -309,7 +309,6 @@ const (
 // store goes on taking writes into the batch (the raft log holds them durably) and the
 // commit is retried with backoff. Caller holds wmu.
 func (s *Store) commitBlocked(err error) error {
-	err = fmt.Errorf("%w: %w", ErrDiskFull, err)
 	if s.noSpace.Swap(&err) == nil {
 		s.backoff = noSpaceFirstRetry
 		s.lg.Error("backend commit failed for lack of disk space; keeping the batch in memory, refusing client writes and retrying",
@@ -320,11 +319,11 @@ func (s *Store) commitBlocked(err error) error {
 			zap.String("path", s.path), zap.Int("batch-changes", s.b.changes), zap.Duration("retry-in", s.backoff), zap.Error(err))
 	}
 	s.retryAt = time.Now().Add(s.backoff)
-	return err
+	return fmt.Errorf("%w: %w", ErrDiskFull, err)
 }
 
-// CommitBlocked is the last commit failure, for lack of disk space, that the store is
-// retrying (wrapping ErrDiskFull), or nil while commits succeed. Meanwhile it keeps
+// CommitBlocked is the last commit failure, for lack of disk space, of the batch the
+// store is retrying to commit, or nil while commits succeed. Meanwhile it keeps
 // serving reads and taking writes into its batch, all in memory.
 func (s *Store) CommitBlocked() error {
 	if p := s.noSpace.Load(); p != nil {
