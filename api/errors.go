@@ -97,6 +97,8 @@ var errGRPCTooManyRequestsOnWire = status.Error(codes.Unknown, "etcdserver: too 
 // mvcc alias them) to etcd's gRPC error, as etcd's v3rpc togRPCError does for its own
 // server errors. Matched with errors.Is, so wrapped errors map too; the first match in
 // this order wins. api imports neither server nor mvcc: the values live in internal/errs.
+// A withOwnText row sends its code with the whole error's text instead of a fixed
+// message.
 var backendErrors = []struct {
 	err  error
 	grpc error
@@ -151,7 +153,18 @@ var backendErrors = []struct {
 	// A request kind the member does not serve yet answers codes.Unimplemented, never a
 	// fake success.
 	{errs.ErrNotImplemented, status.Error(codes.Unimplemented, errs.ErrNotImplemented.Error())},
+	// Cairn's member-local refusal while a disk is (nearly) full: etcd has no such error
+	// (it panics on ENOSPC); ResourceExhausted as its NOSPACE, which clientv3 does not
+	// retry.
+	{errs.ErrDiskFull, withOwnText(codes.ResourceExhausted)},
 }
+
+// withOwnText, as a row's gRPC error, sends that code with the whole error's text: the
+// error carries what the client needs to act on (which member, which directory, how
+// many bytes are free).
+type withOwnText codes.Code
+
+func (c withOwnText) Error() string { return codes.Code(c).String() + " with the error's own text" }
 
 // unmappedBackendErrors are the errs values no client request is answered with (why a
 // member stops); like any unknown error they go out as codes.Unknown with their text.
@@ -177,6 +190,9 @@ func toGRPCError(err error) error {
 	}
 	for _, m := range backendErrors {
 		if errors.Is(err, m.err) {
+			if c, ok := m.grpc.(withOwnText); ok {
+				return status.Error(codes.Code(c), err.Error())
+			}
 			return m.grpc
 		}
 	}

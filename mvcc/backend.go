@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cairn-kv/cairn/internal/fsutil"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
@@ -58,6 +60,11 @@ type backend struct {
 	changes int      // changes in tx since it began; guarded by the store's write lock
 	// failCommit, set only by tests, makes the next commits fail as a full disk would.
 	failCommit error
+	// pending is every change of the open batch, in order, to rebuild it in a new
+	// transaction after a commit that failed for lack of space (bbolt rolls the batch
+	// back). It holds the very slices given to bbolt, which must stay unchanged for the
+	// transaction's life anyway. Guarded by the store's write lock.
+	pending []redoOp
 	// redo, while a defragmentation copies the file, records every change made since
 	// the copy's view began, to replay on the copy; guarded by the store's write lock.
 	redo *[]redoOp
@@ -83,6 +90,15 @@ func openBackend(path string, mmapSize int) (*backend, error) {
 		return nil, fmt.Errorf("mvcc: open backend %s: %w", path, err)
 	}
 	b := &backend{db: db, buf: make(map[revision][]byte)}
+	// A commit even of nothing writes pages; a db that has its layout is not written at
+	// all, so it opens on a full disk too.
+	if hasLayout(db) {
+		if err := b.begin(); err != nil {
+			db.Close()
+			return nil, err
+		}
+		return b, nil
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -103,6 +119,19 @@ func openBackend(path string, mmapSize int) (*backend, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// hasLayout tells whether db has every bucket and the storage version.
+func hasLayout(db *bolt.DB) bool {
+	ok := true
+	_ = db.View(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			ok = ok && tx.Bucket(name) != nil
+		}
+		ok = ok && tx.Bucket(bucketMeta).Get(metaStorageVersion) != nil
+		return nil
+	})
+	return ok
 }
 
 func (b *backend) begin() error {
@@ -132,6 +161,7 @@ func (b *backend) put(bucket, key, value []byte) error {
 		return fmt.Errorf("mvcc: put into bucket %q: %w", bucket, err)
 	}
 	b.changes++
+	b.pending = append(b.pending, redoOp{bucket: bucket, key: key, value: value})
 	b.record(bucket, key, value, false)
 	return nil
 }
@@ -166,6 +196,7 @@ func (b *backend) delete(bucket, key []byte) error {
 		return fmt.Errorf("mvcc: delete from bucket %q: %w", bucket, err)
 	}
 	b.changes++
+	b.pending = append(b.pending, redoOp{bucket: bucket, key: key, delete: true})
 	b.record(bucket, key, nil, true)
 	return nil
 }
@@ -175,22 +206,61 @@ func (b *backend) delete(bucket, key []byte) error {
 // Readers keep going during the commit (and its fsync): the buffer still holds the batch's
 // values until the commit is complete, and it is cleared only then, so a reader that misses
 // the buffer opens its bbolt view after the values are committed.
-func (b *backend) commit() error {
+//
+// A commit that fails for lack of space (fsutil.IsNoSpace) leaves the file at its last
+// commit, as any failed bbolt commit does; the batch is then rebuilt from pending in a
+// new transaction, so the caller may retry the commit later. rebuilt says it was: with
+// rebuilt false after an error the backend has no batch and takes no more writes.
+func (b *backend) commit() (rebuilt bool, err error) {
 	start := time.Now()
 	if b.failCommit != nil {
 		_ = b.tx.Rollback() // what bbolt does on a failed commit
-		b.tx = nil
-		return fmt.Errorf("mvcc: commit batch: %w", b.failCommit)
+		err = b.failCommit
+	} else {
+		err = b.tx.Commit()
 	}
-	if err := b.tx.Commit(); err != nil {
+	if err != nil {
 		b.tx = nil
-		return fmt.Errorf("mvcc: commit batch: %w", err)
+		err = fmt.Errorf("mvcc: commit batch: %w", err)
+		if !fsutil.IsNoSpace(err) {
+			return false, err
+		}
+		if rerr := b.rebuild(); rerr != nil {
+			return false, errors.Join(err, rerr)
+		}
+		return true, err
 	}
 	commitDuration.Observe(time.Since(start).Seconds())
+	b.pending = nil
 	b.bufMu.Lock()
 	clear(b.buf)
 	b.bufMu.Unlock()
-	return b.begin()
+	return false, b.begin()
+}
+
+// rebuild opens a new batch holding every change of the one a failed commit dropped. It
+// only writes memory (bbolt's dirty pages): the disk is needed again at the next commit.
+// The buffer still holds the batch's values, which are still uncommitted.
+func (b *backend) rebuild() error {
+	if err := b.begin(); err != nil {
+		return err
+	}
+	for _, op := range b.pending {
+		bk := b.tx.Bucket(op.bucket)
+		var err error
+		if op.delete {
+			err = bk.Delete(op.key)
+		} else {
+			err = bk.Put(op.key, op.value)
+		}
+		if err != nil {
+			_ = b.tx.Rollback()
+			b.tx = nil
+			return fmt.Errorf("mvcc: rebuild batch: %q in %q: %w", op.key, op.bucket, err)
+		}
+	}
+	b.changes = len(b.pending)
+	return nil
 }
 
 // reader reads committed data plus the buffered uncommitted values; it must be closed.

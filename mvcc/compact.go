@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -124,7 +125,11 @@ func (s *Store) runCompaction(rev int64, keep map[revision]struct{}, gen uint64)
 			err = s.b.put(bucketMeta, metaFinishedCompact, revision{main: rev}.bytes(false))
 		}
 		if err == nil {
-			err = s.commitLocked()
+			// A commit failing for lack of space keeps the deletes in the batch, retried
+			// with it: the compaction goes on (a restart resumes it from the file).
+			if err = s.commitLocked(); errors.Is(err, ErrDiskFull) {
+				err = nil
+			}
 		} else {
 			s.fail(err)
 		}

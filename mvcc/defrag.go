@@ -21,7 +21,8 @@ const defragSuffix = ".defrag"
 // defragCopyBatch is how many keys one write transaction of the copy takes.
 const defragCopyBatch = 10000
 
-// redoOp is one change of the batch made while a defragmentation copies the file.
+// redoOp is one change of the batch: kept to rebuild a batch a full disk dropped
+// (backend.pending), and to replay on the copy a defragmentation is making.
 type redoOp struct {
 	bucket, key, value []byte
 	delete             bool

@@ -34,6 +34,15 @@
 //     A storage failure (a failed bbolt write or commit) marks the store failed
 //     (ErrBackendFailed): it takes no more writes and never commits again, so the file
 //     keeps its last commit and a restart replays the raft log from there.
+//   - A commit that fails for lack of space (ENOSPC or EDQUOT) is not such a failure:
+//     bbolt leaves the file at its last commit, and the batch is rebuilt in a new
+//     transaction from the list of its changes (backend.pending), so the in-memory
+//     index, the buffer and the batch agree again. The store keeps serving and taking
+//     writes (the raft log holds them durably), retries the commit with backoff (100ms
+//     doubling to 5s, each failure logged) and reports it through CommitBlocked
+//     (commits meanwhile answer an error wrapping ErrDiskFull) until a commit succeeds; the server refuses client
+//     writes meanwhile. Nothing depending on a commit (a raft snapshot, which would
+//     release WAL segments, a hash, a db snapshot, a defragmentation) happens before.
 //   - compact.go: Compact updates the index at once and deletes the dropped revisions from
 //     bbolt in background batches of at most 1000 keys per commit; an unfinished compaction
 //     (scheduled > finished) is resumed on Open.

@@ -94,5 +94,6 @@ func (s *Store) replaceBackend(path string) (scheduled, finished int64, err erro
 		return 0, 0, err
 	}
 	s.b = b
+	s.noSpace.Store(nil) // the failed batch went with the old contents
 	return s.load()
 }

@@ -20,6 +20,7 @@ import (
 var (
 	ErrCompacted = errs.ErrCompacted
 	ErrFutureRev = errs.ErrFutureRev
+	ErrDiskFull  = errs.ErrDiskFull
 )
 
 // Config tunes the backend's batched commits.
@@ -83,6 +84,12 @@ type Store struct {
 	// failed is the storage failure (wrapping ErrBackendFailed) after which the store
 	// takes no more writes and never commits again; guarded by wmu.
 	failed error
+	// noSpace is the last commit failure, for lack of disk space, of the batch that waits
+	// (rebuilt) to be retried; nil while commits succeed. Set under wmu,
+	// read by CommitBlocked without it. retryAt and backoff pace the retries (wmu).
+	noSpace atomic.Pointer[error]
+	retryAt time.Time
+	backoff time.Duration
 
 	hooks testHooks
 
@@ -257,9 +264,14 @@ func (s *Store) commitIfDirty() error {
 }
 
 // commitLocked writes the consistent index into the batch and commits it. Caller holds wmu.
+// While a commit failed for lack of space it retries only once its backoff has passed,
+// answering the failure (wrapping ErrDiskFull) until then.
 func (s *Store) commitLocked() error {
 	if err := s.usable(); err != nil {
 		return err
+	}
+	if p := s.noSpace.Load(); p != nil && time.Now().Before(s.retryAt) {
+		return fmt.Errorf("%w: %w", ErrDiskFull, *p)
 	}
 	s.ciMu.Lock()
 	ci, term := s.ci, s.term
@@ -269,14 +281,54 @@ func (s *Store) commitLocked() error {
 	if err == nil {
 		err = s.b.put(bucketMeta, metaTerm, uint64Bytes(term))
 	}
+	var rebuilt bool
 	if err == nil {
-		err = s.b.commit()
+		rebuilt, err = s.b.commit()
+	}
+	if rebuilt {
+		return s.commitBlocked(err)
 	}
 	if err != nil {
 		s.fail(err)
 		return s.failed
 	}
 	s.committedRev.Store(s.currentRev.Load())
+	if p := s.noSpace.Swap(nil); p != nil {
+		s.lg.Info("backend commit succeeded again; the batch kept in memory is on disk", zap.Error(*p))
+	}
+	return nil
+}
+
+// Pacing of the retries of a commit that failed for lack of space.
+const (
+	noSpaceFirstRetry = 100 * time.Millisecond
+	noSpaceMaxRetry   = 5 * time.Second
+)
+
+// commitBlocked records a commit that failed for lack of space, its batch rebuilt: the
+// store goes on taking writes into the batch (the raft log holds them durably) and the
+// commit is retried with backoff. Caller holds wmu.
+func (s *Store) commitBlocked(err error) error {
+	if s.noSpace.Swap(&err) == nil {
+		s.backoff = noSpaceFirstRetry
+		s.lg.Error("backend commit failed for lack of disk space; keeping the batch in memory, refusing client writes and retrying",
+			zap.String("path", s.path), zap.Int("batch-changes", s.b.changes), zap.Duration("retry-in", s.backoff), zap.Error(err))
+	} else {
+		s.backoff = min(2*s.backoff, noSpaceMaxRetry)
+		s.lg.Warn("backend commit still failing for lack of disk space",
+			zap.String("path", s.path), zap.Int("batch-changes", s.b.changes), zap.Duration("retry-in", s.backoff), zap.Error(err))
+	}
+	s.retryAt = time.Now().Add(s.backoff)
+	return fmt.Errorf("%w: %w", ErrDiskFull, err)
+}
+
+// CommitBlocked is the last commit failure, for lack of disk space, of the batch the
+// store is retrying to commit, or nil while commits succeed. Meanwhile it keeps
+// serving reads and taking writes into its batch, all in memory.
+func (s *Store) CommitBlocked() error {
+	if p := s.noSpace.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 
@@ -331,6 +383,7 @@ func (s *Store) Close() error {
 	defer s.wmu.Unlock()
 	var err error
 	if s.failed == nil {
+		s.retryAt = time.Time{} // a last try, whatever the backoff
 		err = s.commitLocked()
 	}
 	s.closed = true

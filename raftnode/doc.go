@@ -8,6 +8,12 @@
 // released WAL segments beyond --max-snapshots / --max-wals; ForceNewCluster rewrites a
 // restarting member's log for --force-new-cluster.
 //
+// A Ready whose WAL or snapshot write fails for lack of space (ENOSPC, EDQUOT) is not
+// fatal: the Ready loop waits and writes the same Ready again, with backoff (100ms
+// doubling to 5s, each retry logged), until it succeeds or the node stops, and DiskFull
+// reports it meanwhile; nothing of that Ready is acknowledged or applied before. A
+// snapshot the apply loop asks for (Snapshot) that fails so just returns the error.
+//
 // It must never interpret the entries it carries: applying them is the server's job. It
 // must never acknowledge, as a follower, what it has not made durable, and never let the
 // Ready loop install a leader's snapshot whose db file is not saved first.

@@ -111,6 +111,9 @@ type Node struct {
 	lead      atomic.Uint64
 	term      atomic.Uint64
 	committed atomic.Uint64
+	// diskFull is the last persist failure for lack of space while the Ready loop waits
+	// to retry it; nil otherwise.
+	diskFull atomic.Pointer[error]
 
 	stopOnce sync.Once
 	stopc    chan struct{}
@@ -290,18 +293,10 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		if _, err := n.snapshotter.DBPath(index); err != nil {
 			return fmt.Errorf("raftnode: install snapshot %d: %w", index, err)
 		}
-		// Durable before the log after it: a restart then finds the snapshot mark (and
-		// the db file, which stays until the store took it) before those entries.
-		if err := n.saveSnapshot(rd.Snapshot); err != nil {
-			return err
-		}
 		ap.Snapshot = rd.Snapshot
 	}
-	n.walMu.Lock()
-	err := n.wal.Save(rd.HardState, rd.Entries)
-	n.walMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("raftnode: save to wal: %w", err)
+	if err := n.untilSpace(func() error { return n.persist(rd) }); err != nil {
+		return err
 	}
 	if ap.Snapshot != nil {
 		if err := n.storage.ApplySnapshot(ap.Snapshot); err != nil {
@@ -328,6 +323,24 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		case <-n.stopc:
 			return errStopped
 		}
+	}
+	return nil
+}
+
+// persist makes a Ready's snapshot, entries and hard state durable. A snapshot goes
+// first: a restart then finds its mark (and the db file, which stays until the store took
+// it) before the log after it.
+func (n *Node) persist(rd raft.Ready) error {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.saveSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	n.walMu.Lock()
+	err := n.wal.Save(rd.HardState, rd.Entries)
+	n.walMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("raftnode: save to wal: %w", err)
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/cairn-kv/cairn/internal/fsutil"
 	"github.com/cairn-kv/cairn/mvcc"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
@@ -226,17 +228,33 @@ func (s *Server) applyKV(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest) applyResu
 
 // maybeSnapshot takes a raft snapshot every SnapshotCount applied entries. The store is
 // committed first, so the snapshot never stands for state that is not on disk.
+//
+// On a full disk it waits: while the store's commits fail for lack of space (the store
+// logs and retries them) no snapshot is taken, so no WAL segment the store still needs
+// is released; a snapshot file that cannot be written is tried again after
+// snapshotNoSpaceRetry.
 func (s *Server) maybeSnapshot(applied uint64) {
-	if applied-s.snapIndex <= s.cfg.SnapshotCount {
+	if applied-s.snapIndex <= s.cfg.SnapshotCount || time.Now().Before(s.snapRetryAt) {
 		return
 	}
-	if err := s.store.Commit(); err != nil {
+	if err := s.store.Commit(); errors.Is(err, mvcc.ErrDiskFull) {
+		return
+	} else if err != nil {
 		s.lg.Error("failed to commit backend before snapshot", zap.Error(err))
 		return
 	}
-	if err := s.node.Snapshot(applied, s.members.marshalSnapshot()); err != nil {
+	if err := s.node.Snapshot(applied, s.members.marshalSnapshot()); fsutil.IsNoSpace(err) {
+		s.snapRetryAt = time.Now().Add(snapshotNoSpaceRetry)
+		s.lg.Warn("cannot save a snapshot for lack of disk space; trying again later",
+			zap.Uint64("applied-index", applied), zap.Duration("retry-in", snapshotNoSpaceRetry), zap.Error(err))
+		return
+	} else if err != nil {
 		s.lg.Error("failed to snapshot", zap.Error(err))
 		return
 	}
 	s.snapIndex = applied
 }
+
+// snapshotNoSpaceRetry is how long the apply loop waits before it tries again a snapshot
+// that could not be saved for lack of disk space.
+const snapshotNoSpaceRetry = 5 * time.Second

@@ -110,6 +110,15 @@ type Config struct {
 	BackupInterval  time.Duration
 	BackupRetention int
 
+	// DiskReserveBytes is Cairn's --disk-reserve-bytes: the free space the file systems
+	// of the data dir and the WAL dir must each keep; below it the member refuses client
+	// writes until space returns (see diskguard.go). 0 means defaultDiskReserve(); a
+	// negative value turns the free-space check off (the refusals while a write that
+	// failed for lack of space is retried stay).
+	DiskReserveBytes int64
+	// DiskCheckInterval is how often the free space is read (0: DefaultDiskCheckInterval).
+	DiskCheckInterval time.Duration
+
 	Logger *zap.Logger
 }
 
@@ -138,6 +147,7 @@ const (
 	DefaultCompactHashCheckTime    = time.Minute
 	DefaultBackupInterval          = time.Hour
 	DefaultBackupRetention         = 24
+	DefaultDiskCheckInterval       = time.Second
 	// DefaultMaxLearners is etcd's default --max-learners.
 	DefaultMaxLearners = 1
 )
@@ -191,6 +201,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BackupRetention <= 0 {
 		c.BackupRetention = DefaultBackupRetention
+	}
+	if c.DiskCheckInterval <= 0 {
+		c.DiskCheckInterval = DefaultDiskCheckInterval
+	}
+	if c.DiskReserveBytes == 0 {
+		c.DiskReserveBytes = defaultDiskReserve()
 	}
 	if c.CompactHashCheckTime <= 0 {
 		c.CompactHashCheckTime = DefaultCompactHashCheckTime

@@ -17,6 +17,15 @@
 // quorum confirmed, through a ReadIndex round, that it still leads (a stalled leader
 // must not keep a lease alive that its successor expires).
 //
+// Full disk (diskguard.go): the member refuses client writes that make the store grow
+// (ErrDiskFull, naming the member, the directory and its free bytes) while the free space
+// of the data dir's or the WAL dir's file system is below Config.DiskReserveBytes (read
+// every DiskCheckInterval, never per request), or while a write that failed for lack of
+// space is being retried (mvcc.Store.CommitBlocked, raftnode.Node.DiskFull); it lifts
+// the refusal by itself. It is member-local, not the NOSPACE alarm. A raft snapshot is
+// taken only after a successful backend commit, so no WAL segment the store still needs
+// is released while commits fail.
+//
 // FaultHandler (fault.go) is a test-only fault hook: it freezes the raft Ready loop while
 // everything else keeps serving. cmd/cairn serves it only when the environment has
 // CAIRN_FAULT_INJECTION=1; it is never on by default.

@@ -35,4 +35,6 @@ var (
 	ErrClusterIDMismatch = errs.ErrClusterIDMismatch
 	// ErrNotImplemented marks a request kind this member does not serve yet.
 	ErrNotImplemented = errs.ErrNotImplemented
+	// ErrDiskFull is this member refusing a write while a disk it writes to is full.
+	ErrDiskFull = errs.ErrDiskFull
 )

@@ -104,6 +104,9 @@ func proposeFor[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Conte
 
 // propose puts r through raft and waits for the apply loop's result.
 func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (applyResult, error) {
+	if err := s.checkDiskSpace(r); err != nil {
+		return applyResult{}, err
+	}
 	if err := s.checkQuota(ctx, r); err != nil {
 		return applyResult{}, err
 	}

@@ -74,6 +74,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
+	m.collectors = append(m.collectors, s.disk.collectors()...)
 	return m
 }
 

@@ -53,6 +53,8 @@ type Server struct {
 
 	// Owned by the apply loop.
 	snapIndex uint64
+	// snapRetryAt: no snapshot before it (one failed for lack of disk space).
+	snapRetryAt time.Time
 	// replayMembership says the in-memory membership starts from the snapshot's (or
 	// empty, with the whole log to replay), so replayed conf changes are validated and
 	// applied to it again; otherwise it was loaded from the store.
@@ -65,6 +67,8 @@ type Server struct {
 
 	reg     *prometheus.Registry
 	metrics *serverMetrics
+	// disk refuses client writes while a disk the member writes to is full.
+	disk *diskGuard
 
 	readyOnce sync.Once
 	readyc    chan struct{}
@@ -224,6 +228,7 @@ func New(cfg Config) (*Server, error) {
 	s.appliedW = newAppliedWaiters(applied)
 	s.ids = newIDGenerator(s.id, time.Now())
 	s.reg = prometheus.NewRegistry()
+	s.disk = newDiskGuard(s)
 	s.metrics = newServerMetrics(s)
 	s.registerMetrics()
 
@@ -235,6 +240,8 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	s.disk.check()
+	go s.disk.run()
 	s.peers.SetHandler(s.node.Step, s.node.ReportUnreachable)
 	s.peers.SetSnapshotHandlers(s.makeSnapshot, s.node.ReceiveSnapshot, s.node.ReportSnapshot)
 	s.reads = newReadIndexBatcher(s)

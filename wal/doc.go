@@ -9,6 +9,15 @@
 // data only; the zeros after the last record of the segment being written mark the end of
 // the log.
 //
+// Out of space (ENOSPC or EDQUOT, see fsutil.IsNoSpace): an append whose write fails so
+// is cut off again and returned without making the log unusable, so the caller may retry
+// the same Save or SaveSnapshot once there is space; a cut that fails so before its new
+// segment appeared leaves the synced segment the last one, taking appends past
+// SegmentSizeBytes, and is retried at each append (logged once); a torn last segment that
+// cannot be preallocated again at Open just grows as written. Any other failure, and
+// every failed fsync, still makes the log refuse all later appends: the file's contents
+// are then unknown.
+//
 // It must never return a record whose checksum failed, and never drop a record that was
 // synced.
 package wal

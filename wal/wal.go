@@ -51,6 +51,7 @@ type WAL struct {
 	read       bool  // ReadAll was attempted
 	unsynced   bool  // the last segment holds appends not yet fdatasync'd
 	err        error // sticky: after a failed write or sync the file state is unknown
+	cutErr     error // the last cut, failed for lack of space; retried at each append
 	closed     bool
 	buf        []byte // reused encode buffer
 
@@ -63,6 +64,9 @@ type testHooks struct {
 	synced func(path string)
 	// cut is called once a new segment is in place and before anything is written to it.
 	cut func()
+	// noSpace, when it answers true for op ("append" or "cut"), makes that step fail as
+	// a full disk does: an append writes half its bytes, a cut creates nothing.
+	noSpace func(op string) bool
 }
 
 func (w *WAL) syncedHook() func(string) {
@@ -228,7 +232,11 @@ func (w *WAL) ReadAll() (metadata []byte, hs *raftpb.HardState, ents []*raftpb.E
 			if err := w.f.Truncate(end); err != nil {
 				return nil, nil, nil, fmt.Errorf("wal: truncate torn tail of %s: %w", w.segs[i].path, err)
 			}
-			if err := preallocate(w.f, SegmentSizeBytes); err != nil {
+			// Without the space the segment just grows as it is written: a full disk
+			// must not keep the member from starting.
+			if err := preallocate(w.f, SegmentSizeBytes); fsutil.IsNoSpace(err) {
+				w.lg.Warn("wal: cannot preallocate the last segment for lack of disk space", zap.String("file", w.segs[i].path), zap.Error(err))
+			} else if err != nil {
 				return nil, nil, nil, fmt.Errorf("wal: preallocate %s: %w", w.segs[i].path, err)
 			}
 			if err := w.f.Sync(); err != nil {
@@ -384,68 +392,6 @@ func (w *WAL) writable() error {
 	case !w.appendable:
 		return errors.New("wal: write: ReadAll must succeed before appending")
 	}
-	return nil
-}
-
-// append writes buf at the end of the last segment and, if sync is set, makes it and
-// everything before it durable.
-func (w *WAL) append(buf []byte, sync bool) error {
-	start := time.Now()
-	n, err := w.f.WriteAt(buf, w.size)
-	if err == nil {
-		w.unsynced = true
-		if sync {
-			err = w.sync()
-		}
-	}
-	writeDuration.Observe(time.Since(start).Seconds())
-	writeBytes.Add(float64(n))
-	if err != nil {
-		// After a failed write or fsync the file's contents are unknown, so refuse further
-		// appends; cutting the partial write keeps a restart from seeing garbage mid-log.
-		_ = w.f.Truncate(w.size)
-		w.err = fmt.Errorf("wal: append to %s at offset %d: %w", w.segs[len(w.segs)-1].path, w.size, err)
-		return w.err
-	}
-	w.size += int64(n)
-	return nil
-}
-
-// maybeCut starts a new segment once the current one is over SegmentSizeBytes.
-func (w *WAL) maybeCut() error {
-	if w.size <= SegmentSizeBytes {
-		return nil
-	}
-	cur := w.segs[len(w.segs)-1]
-	// Only the last segment may end in a torn write: once the next one exists, a crash
-	// that lost this one's unsynced tail (e.g. a commit-only hard state) would leave a
-	// short segment mid-log whose CRC chain breaks, and the log would not open. So it
-	// must be durable before its successor appears.
-	if w.unsynced {
-		if err := w.sync(); err != nil {
-			w.err = fmt.Errorf("wal: sync %s before cutting: %w", cur.path, err)
-			return w.err
-		}
-	}
-	next := segment{seq: cur.seq + 1, index: w.lastIndex + 1}
-	next.path = filepath.Join(w.dir, segmentName(next.seq, next.index))
-	hdr, crc := w.segmentHeader(w.crc)
-	f, err := createSegment(w.dir, next, hdr, w.syncedHook())
-	if err != nil {
-		w.err = err
-		return err
-	}
-	old := w.f
-	w.f, w.size, w.crc = f, int64(len(hdr)), crc
-	w.segs = append(w.segs, next)
-	// Closing the old file drops its lock; the new segment was locked before it appeared.
-	if err := old.Close(); err != nil {
-		w.lg.Warn("wal: close finished segment", zap.String("file", cur.path), zap.Error(err))
-	}
-	if w.hooks != nil && w.hooks.cut != nil {
-		w.hooks.cut()
-	}
-	w.lg.Debug("wal: cut segment", zap.String("file", next.path))
 	return nil
 }
 

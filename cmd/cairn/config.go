@@ -129,6 +129,8 @@ type config struct {
 	BackupDir       string
 	BackupInterval  time.Duration
 	BackupRetention int
+	// DiskReserveBytes is Cairn's --disk-reserve-bytes (server.Config.DiskReserveBytes).
+	DiskReserveBytes int64
 
 	// Security (etcd's --cert-file ... --tls-max-version).
 	ClientTLS              tlsOptions
@@ -409,6 +411,7 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.BackupDir, "backup-dir", c.BackupDir, "Cairn only: directory where this member saves a backup of its db (as etcdctl snapshot save writes it) every --backup-interval; empty means no backups.")
 	fs.DurationVar(&c.BackupInterval, "backup-interval", c.BackupInterval, "Cairn only: time between backups into --backup-dir.")
 	fs.IntVar(&c.BackupRetention, "backup-retention", c.BackupRetention, "Cairn only: how many of this member's newest backups --backup-dir keeps.")
+	fs.Int64Var(&c.DiskReserveBytes, "disk-reserve-bytes", c.DiskReserveBytes, "Cairn only: free space in bytes the file systems of the data dir and the WAL dir must each keep; below it this member refuses puts, writing txns and lease grants (reads, deletes and compaction go on) until space returns. 0 means 80 MiB (a WAL segment and a backend commit); negative turns the check off.")
 	fs.Int64Var(&c.InitialMmapSize, "initial-mmap-size", c.InitialMmapSize, "Cairn only: initial size in bytes of the backend's memory map (a commit that outgrows it waits for open reads to remap). 0 sizes it as etcd does: --quota-backend-bytes plus 10% for a quota other than the default, else 10 GiB.")
 	fs.UintVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
@@ -820,14 +823,17 @@ func (c *config) setFileKey(k string, v any) error {
 		} else {
 			c.BcryptCost = uint(n)
 		}
-	case "quota-backend-bytes", "initial-mmap-size":
+	case "quota-backend-bytes", "initial-mmap-size", "disk-reserve-bytes":
 		n, err := asInt(v)
 		if err != nil {
 			return fmt.Errorf("invalid value %v", v)
 		}
-		if k == "initial-mmap-size" {
+		switch k {
+		case "initial-mmap-size":
 			c.InitialMmapSize = n
-		} else {
+		case "disk-reserve-bytes":
+			c.DiskReserveBytes = n
+		default:
 			c.QuotaBackendBytes = n
 		}
 	case "grpc-keepalive-min-time", "grpc-keepalive-interval", "grpc-keepalive-timeout",

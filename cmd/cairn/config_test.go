@@ -441,6 +441,27 @@ func TestInitialMmapSizeOption(t *testing.T) {
 	}
 }
 
+// --disk-reserve-bytes (Cairn only): 0 by default (the server's sizing), from a flag,
+// ETCD_* and the config file; negative turns the check off.
+func TestDiskReserveBytesOption(t *testing.T) {
+	if c := mustParse(t, nil); c.serverConfig(zap.NewNop(), &tlsConfigs{}).DiskReserveBytes != 0 {
+		t.Fatalf("default disk-reserve-bytes = %d, want 0", c.DiskReserveBytes)
+	}
+	if c := mustParse(t, []string{"--disk-reserve-bytes=-1"}); c.serverConfig(zap.NewNop(), &tlsConfigs{}).DiskReserveBytes != -1 {
+		t.Fatalf("flag: %d", c.DiskReserveBytes)
+	}
+	if c := mustParse(t, nil, "ETCD_DISK_RESERVE_BYTES=2048"); c.DiskReserveBytes != 2048 {
+		t.Fatalf("env: %d", c.DiskReserveBytes)
+	}
+	p := filepath.Join(t.TempDir(), "etcd.yaml")
+	if err := os.WriteFile(p, []byte("disk-reserve-bytes: 4096\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c := mustParse(t, []string{"--config-file", p}); c.DiskReserveBytes != 4096 {
+		t.Fatalf("config file: %d, notes %v", c.DiskReserveBytes, c.notes)
+	}
+}
+
 // Cairn's backup options: off by default, from a flag, ETCD_* and the config file, and
 // refused when they make no sense.
 func TestBackupOptions(t *testing.T) {

@@ -148,6 +148,7 @@ func (c *config) serverConfig(lg *zap.Logger, t *tlsConfigs) server.Config {
 		ElectionTimeout:        time.Duration(c.ElectionMs) * time.Millisecond,
 		QuotaBackendBytes:      c.QuotaBackendBytes,
 		InitialMmapSize:        c.InitialMmapSize,
+		DiskReserveBytes:       c.DiskReserveBytes,
 		BackupDir:              c.BackupDir,
 		BackupInterval:         c.BackupInterval,
 		BackupRetention:        c.BackupRetention,
@@ -229,7 +230,7 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	}
 
 	sc := cfg.serverConfig(lg, tc)
-	srv, err := server.New(sc)
+	srv, err := newMember(ctx, sc, lg)
 	if err != nil {
 		closeListeners()
 		return fmt.Errorf("cannot start member: %w", err)

@@ -73,6 +73,13 @@ var (
 	// ErrBackendFailed marks a storage failure (a failed bbolt write or commit, a stored
 	// value that does not decode): the store takes no more writes and the member stops.
 	ErrBackendFailed = errors.New("mvcc: backend failed")
+
+	// ErrDiskFull is a member refusing a write because a file system it writes to is
+	// (nearly) full, or a write to it just failed with ENOSPC. It is member-local and
+	// lifted by the member itself once space returns (unlike the NOSPACE alarm, which
+	// is raised through raft and needs a disarm). It goes out wrapped with the member,
+	// the directory and its free bytes, and the client gets that whole text.
+	ErrDiskFull = errors.New("cairn: not enough free disk space, writes refused")
 )
 
 // All lists every error above, so a test can check that each one is mapped (or
@@ -93,7 +100,7 @@ func All() []error {
 		ErrInvalidAuthToken, ErrInvalidAuthMgmt,
 		ErrWrongDowngradeVersionFormat, ErrInvalidDowngradeTargetVersion, ErrDowngradeNotSupported, ErrUnknownMethod,
 		ErrNotImplemented,
-		ErrMemberRemoved, ErrClusterIDMismatch, ErrBackendFailed,
+		ErrMemberRemoved, ErrClusterIDMismatch, ErrBackendFailed, ErrDiskFull,
 	}
 }
 
