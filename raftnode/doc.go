@@ -7,6 +7,8 @@
 // configuration for https:// ones. At each snapshot it purges the snapshot files and
 // released WAL segments beyond --max-snapshots / --max-wals; ForceNewCluster rewrites a
 // restarting member's log for --force-new-cluster.
+// A member that is the only voter campaigns as soon as its configuration is applied
+// (campaign.go) instead of waiting out an election timeout.
 //
 // A Ready whose WAL or snapshot write fails for lack of space (ENOSPC, EDQUOT) is not
 // fatal: the Ready loop waits and writes the same Ready again, with backoff (100ms

@@ -107,6 +107,7 @@ type Node struct {
 	applyc     chan Apply
 	readStatec chan raft.ReadState
 	freezec    chan time.Duration // FreezeReadyLoop's requests to the Ready loop
+	campaignc  chan struct{}      // nudgeCampaign's wake-ups of the Ready loop
 
 	lead      atomic.Uint64
 	term      atomic.Uint64
@@ -138,6 +139,7 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		applyc:           make(chan Apply, 64),
 		readStatec:       make(chan raft.ReadState, 1),
 		freezec:          make(chan time.Duration),
+		campaignc:        make(chan struct{}, 1),
 		stopc:            make(chan struct{}),
 		donec:            make(chan struct{}),
 	}
@@ -184,25 +186,7 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		n.lg.Warn("failed to purge received snapshot db files", zap.Error(err))
 	}
 	go n.run()
-	n.campaignIfAlone(cfg.ID)
 	return n, nil
-}
-
-// campaignIfAlone skips the election timeout when this member is the only voter: there
-// is nobody to wait for, so a single-member restart is ready at once.
-func (n *Node) campaignIfAlone(id uint64) {
-	_, cs, err := n.storage.InitialState()
-	if err != nil {
-		return
-	}
-	voters := cs.Voters
-	if len(voters) == 0 { // a new member: its conf state is still in the bootstrap entries
-		st := n.raft.Status()
-		voters = st.Config.Voters[0].Slice()
-	}
-	if len(voters) == 1 && voters[0] == id {
-		_ = n.raft.Campaign(context.Background())
-	}
 }
 
 func (n *Node) run() {
@@ -210,10 +194,18 @@ func (n *Node) run() {
 	defer close(n.applyc)
 	ticker := time.NewTicker(n.tick)
 	defer ticker.Stop()
+	seeking := n.seekingLeader()
 	for {
 		select {
 		case <-ticker.C:
 			n.raft.Tick()
+			if seeking {
+				seeking = n.seekingLeader()
+			}
+		case <-n.campaignc:
+			if seeking {
+				seeking = n.seekingLeader()
+			}
 		case rd := <-n.raft.Ready():
 			if err := n.handleReady(rd); err != nil {
 				n.err = err
@@ -222,6 +214,9 @@ func (n *Node) run() {
 				return
 			}
 			n.raft.Advance()
+			if seeking {
+				seeking = n.seekingLeader()
+			}
 		case d := <-n.freezec:
 			if !n.frozen(d) {
 				n.raft.Stop()
@@ -455,7 +450,9 @@ func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
 
 // ApplyConfChange applies a committed membership change to raft.
 func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
-	return n.raft.ApplyConfChange(cc)
+	cs := n.raft.ApplyConfChange(cc)
+	n.nudgeCampaign()
+	return cs
 }
 
 // Step hands raft a message received from a peer.
