@@ -379,11 +379,14 @@ const ReadyLogLine = "ready to serve client requests"
 // GET /health with 200) and then serves a serializable Get, until the
 // process exits, or until timeout passes.
 func (m *Member) WaitReady(timeout time.Duration) error {
-	cli, err := m.newClient(DefaultDialTimeout)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
+	// The client is made once the member announced itself: a connection tried before it
+	// listens would wait out gRPC's reconnect backoff (1 s) first.
+	var cli *clientv3.Client
+	defer func() {
+		if cli != nil {
+			cli.Close()
+		}
+	}()
 	hc := m.httpClient(time.Second)
 	deadline := time.Now().Add(timeout)
 	done := m.Done()
@@ -401,6 +404,12 @@ func (m *Member) WaitReady(timeout time.Duration) error {
 				lastErr = fmt.Errorf("no %q in the log and /health not 200 yet", ReadyLogLine)
 				time.Sleep(50 * time.Millisecond)
 				continue
+			}
+		}
+		if cli == nil {
+			var err error
+			if cli, err = m.newClient(DefaultDialTimeout); err != nil {
+				return err
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
