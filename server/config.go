@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/cairn-kv/cairn/internal/fsutil"
 )
 
 // Config is everything a member needs to start. cmd/cairn fills it from etcd-compatible
@@ -118,6 +120,9 @@ type Config struct {
 	DiskReserveBytes int64
 	// DiskCheckInterval is how often the free space is read (0: DefaultDiskCheckInterval).
 	DiskCheckInterval time.Duration
+	// FreeBytes reads a directory's free space (nil: fsutil.FreeBytes, statfs); tests
+	// give a fake disk.
+	FreeBytes func(dir string) (uint64, error)
 
 	Logger *zap.Logger
 }
@@ -204,6 +209,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DiskCheckInterval <= 0 {
 		c.DiskCheckInterval = DefaultDiskCheckInterval
+	}
+	if c.FreeBytes == nil {
+		c.FreeBytes = fsutil.FreeBytes
 	}
 	if c.DiskReserveBytes == 0 {
 		c.DiskReserveBytes = defaultDiskReserve()

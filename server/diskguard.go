@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cairn-kv/cairn/internal/fsutil"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/wal"
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,15 +50,12 @@ type diskGuard struct {
 	refused prometheus.Counter
 }
 
-// freeBytes reads a directory's free space; tests replace it before New.
-var freeBytes = fsutil.FreeBytes
-
 func newDiskGuard(s *Server) *diskGuard {
 	g := &diskGuard{
 		s:         s,
 		dirs:      []string{s.cfg.SnapPath(), s.cfg.WALPath()},
 		reserve:   s.cfg.DiskReserveBytes,
-		freeBytes: freeBytes,
+		freeBytes: s.cfg.FreeBytes,
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "cairn", Subsystem: "disk", Name: "writes_refused_total",
 			Help: "Client writes this member refused because a disk it writes to is full.",

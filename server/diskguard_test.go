@@ -18,11 +18,8 @@ import (
 func TestDiskGuardRefusesWritesWhileSpaceIsLow(t *testing.T) {
 	var free atomic.Uint64
 	free.Store(1 << 40)
-	old := freeBytes
-	freeBytes = func(string) (uint64, error) { return free.Load(), nil }
-	t.Cleanup(func() { freeBytes = old })
-
 	cfg := testConfig(t)
+	cfg.FreeBytes = func(string) (uint64, error) { return free.Load(), nil }
 	cfg.DiskReserveBytes = 1 << 20
 	cfg.DiskCheckInterval = 10 * time.Millisecond
 	s := startServer(t, cfg)
@@ -67,10 +64,8 @@ func TestDiskGuardRefusesWritesWhileSpaceIsLow(t *testing.T) {
 
 // A negative reserve turns the free-space check off.
 func TestDiskGuardOff(t *testing.T) {
-	old := freeBytes
-	freeBytes = func(string) (uint64, error) { return 0, nil }
-	t.Cleanup(func() { freeBytes = old })
 	cfg := testConfig(t)
+	cfg.FreeBytes = func(string) (uint64, error) { return 0, nil }
 	cfg.DiskReserveBytes = -1
 	s := startServer(t, cfg)
 	mustPut(t, s, "a", "1")
