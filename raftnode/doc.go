@@ -14,7 +14,7 @@
 // connection's certificate, only if that certificate is valid for a host of one of the
 // claimed member's peer URLs (CheckMemberCert; a certificate without IP or DNS SANs is not
 // checked; --peer-skip-member-cert-check turns it off). The peer gRPC server takes the
-// handshaken connections of tlsutil.Listener through PeerServerCredentials.
+// handshaken connections of tlsutil.Listener through tlsutil.ServerCredentials.
 //
 // It must never interpret the entries it carries: applying them is the server's job. It
 // must never acknowledge, as a follower, what it has not made durable, and never let the

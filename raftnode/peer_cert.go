@@ -2,10 +2,7 @@ package raftnode
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"net"
 	"net/url"
 
 	"go.uber.org/zap"
@@ -14,40 +11,6 @@ import (
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
-
-// PeerServerCredentials are the transport credentials of the peer-URL gRPC server. Its
-// listeners hand it connections whose TLS handshake is done already (tlsutil.Listener,
-// for https:// peer URLs) or plaintext ones (http://): it does no handshake of its own
-// and passes a TLS connection's state on to the peer services (grpcpeer.FromContext), whose
-// member-certificate check (CheckMemberCert) reads the verified client certificate.
-func PeerServerCredentials() credentials.TransportCredentials { return handshakenCreds{} }
-
-type handshakenCreds struct{}
-
-var errServerOnly = errors.New("raftnode: peer server credentials cannot dial")
-
-func (handshakenCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	return nil, nil, errServerOnly
-}
-
-func (handshakenCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	if tc, ok := c.(*tls.Conn); ok {
-		return c, credentials.TLSInfo{State: tc.ConnectionState(),
-			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
-	}
-	return c, plainInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
-}
-
-func (handshakenCreds) Info() credentials.ProtocolInfo {
-	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
-}
-func (handshakenCreds) Clone() credentials.TransportCredentials { return handshakenCreds{} }
-func (handshakenCreds) OverrideServerName(string) error         { return nil }
-
-// plainInfo is a plaintext connection's AuthInfo.
-type plainInfo struct{ credentials.CommonAuthInfo }
-
-func (plainInfo) AuthType() string { return "insecure" }
 
 // verifiedClientCert is the client certificate of the connection ctx's request came on,
 // when peer client certificate auth verified it against the trusted CA; nil otherwise

@@ -245,7 +245,7 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		}
 	}
 	// Raft traffic between members: its own gRPC server on the peer URLs.
-	ps := grpc.NewServer(grpc.Creds(raftnode.PeerServerCredentials()),
+	ps := grpc.NewServer(grpc.Creds(tlsutil.ServerCredentials()),
 		grpc.MaxRecvMsgSize(raftnode.MaxPeerMessageBytes(cfg.MaxRequestBytes)))
 	srv.RegisterPeerService(ps)
 	for i, l := range peerLs {
