@@ -161,8 +161,9 @@ func requireIntrusionsRefused(t *testing.T, who string, ins []intrusion, code co
 // is not a member of this cluster", logged) or the receiving member's own id, and when
 // they claim another cluster (FailedPrecondition "cluster ID mismatch"). The leader, the
 // term, the revision, HashKV, the keys and a lease's TTL stay as they were. Cairn-only:
-// etcd's peer port speaks its own rafthttp protocol (which answers an unknown sender's
-// stream 404 "error sender not found" and a removed member 410 "removed member").
+// etcd's peer port speaks its own rafthttp protocol (etcd 3.6.16 answers a raft stream
+// from an unknown sender 404 "error sender not found", logged "failed to find remote peer
+// in cluster").
 func TestPeerPortRefusesNonMember(t *testing.T) {
 	framework.CairnOnly(t, "Cairn's peer protocol; etcd's peer port speaks rafthttp")
 	m := framework.StartMember(t, framework.Options{})
