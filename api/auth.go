@@ -2,12 +2,9 @@ package api
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"net"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/cairn-kv/cairn/internal/errs"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
@@ -231,28 +228,3 @@ func registerAuth(s *grpc.Server, b Backend) {
 	}
 	pb.RegisterAuthServer(s, pb.UnimplementedAuthServer{})
 }
-
-// tlsInfoCreds hands gRPC the TLS state of a connection ServeClient already
-// terminated (it delivers *tls.Conn after the handshake), so handlers see the client's
-// verified certificate in peer.AuthInfo (credentials.TLSInfo), as etcd's do: with
-// --client-cert-auth the certificate's CN is the user when no token is sent. It does
-// no handshake itself; a plain connection gets no AuthInfo.
-type tlsInfoCreds struct{}
-
-func (tlsInfoCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	if tc, ok := c.(*tls.Conn); ok {
-		return c, credentials.TLSInfo{State: tc.ConnectionState(),
-			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
-	}
-	return c, nil, nil
-}
-
-func (tlsInfoCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	return nil, nil, errors.New("api: tlsInfoCreds is server-side only")
-}
-
-func (tlsInfoCreds) Info() credentials.ProtocolInfo { return credentials.ProtocolInfo{} }
-
-func (c tlsInfoCreds) Clone() credentials.TransportCredentials { return c }
-
-func (tlsInfoCreds) OverrideServerName(string) error { return nil }

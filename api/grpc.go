@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/cairn-kv/cairn/internal/tlsutil"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/v3electionpb"
 	"github.com/cairn-kv/cairn/proto/v3lockpb"
@@ -95,7 +96,7 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 		recvLimit = math.MaxInt32
 	}
 	opts := []grpc.ServerOption{
-		grpc.Creds(tlsInfoCreds{}), // the client's certificate, for --client-cert-auth
+		grpc.Creds(tlsutil.ServerCredentials()), // the client's certificate, for --client-cert-auth
 		grpc.ChainUnaryInterceptor(unaryInterceptor(b), authUnaryInterceptor(b)),
 		grpc.ChainStreamInterceptor(streamInterceptor(b), authStreamInterceptor(b)),
 		grpc.MaxRecvMsgSize(int(recvLimit)),

@@ -26,13 +26,18 @@ var (
 	// ShutdownTimeout bounds the graceful part of ServeClient's shutdown: in-flight
 	// HTTP requests and gRPC calls get this long, then connections are closed.
 	ShutdownTimeout = 10 * time.Second
+	// h2SniffWindow bounds how long routeH2 waits for the first request of an HTTP/2
+	// connection on a TLS port: one that sends none within it goes to gRPC (a gRPC
+	// client may connect before it has a call to make; any other client connects for
+	// a request and sends it at once).
+	h2SniffWindow = time.Second
 )
 
 // ClientPort is what one client URL serves.
 type ClientPort struct {
 	// TLS, when set, makes the port https: each connection's TLS handshake comes first,
-	// and its ALPN protocol says where it goes ("h2" to gRPC, anything else to HTTP); see
-	// ClientNextProtos.
+	// and its ALPN protocol says where it goes: "h2" to gRPC, unless its first request is
+	// not a gRPC one (routeH2), anything else to HTTP; see ClientNextProtos.
 	TLS *tls.Config
 	// GRPC serves gRPC; nil on an HTTP-only port (--listen-client-http-urls).
 	GRPC *grpc.Server
@@ -45,7 +50,8 @@ type ClientPort struct {
 
 // ClientNextProtos is the ALPN choice of a TLS port serving both gRPC and HTTP: a client
 // that can speak HTTP/1.1 (curl, browsers, Go's http.Client) gets it and the HTTP
-// endpoints; one that offers only HTTP/2 (every gRPC client) gets "h2" and gRPC.
+// endpoints; one that offers only HTTP/2 gets "h2": gRPC for a gRPC client, the HTTP
+// endpoints over HTTP/2 for any other (routeH2), as etcd serves them.
 func ClientNextProtos(offered []string) []string {
 	if slices.Contains(offered, "http/1.1") {
 		return []string{"http/1.1"}
@@ -58,8 +64,10 @@ func HTTPNextProtos([]string) []string { return []string{"http/1.1"} }
 
 // ServeClient serves a client port on l until ctx is done: gRPC and HTTP/1.1 on one
 // port. On a plaintext port a connection that opens with the HTTP/2 client preface goes
-// to p.GRPC, any other to an http.Server running p.HTTP; on a TLS port the negotiated
-// ALPN protocol decides instead. A port with only one of them sends every connection
+// to p.GRPC (as etcd's: a plaintext HTTP/2 request that is not gRPC gets gRPC's 415),
+// any other to an http.Server running p.HTTP; on a TLS port the negotiated ALPN protocol
+// decides instead, and an HTTP/2 connection whose first request is not gRPC is served
+// p.HTTP over HTTP/2. A port with only one of them sends every connection
 // there. When ctx is done it stops accepting, lets in-flight requests finish (bounded by
 // ShutdownTimeout), stops p.GRPC and returns nil. It returns an error if accepting fails
 // for another reason; l is closed either way.
@@ -70,6 +78,12 @@ func ServeClient(ctx context.Context, l net.Listener, p ClientPort) error {
 	grpcL := newChanListener(l.Addr())
 	httpL := newChanListener(l.Addr())
 	httpSrv := &http.Server{Handler: p.HTTP, ReadHeaderTimeout: 30 * time.Second}
+	// h2Srv serves the HTTP/2 connections routeH2 sends to the HTTP endpoints. Their TLS
+	// is terminated already, so it takes them as HTTP/2 with prior knowledge.
+	h2L := newChanListener(l.Addr())
+	var h2Only http.Protocols
+	h2Only.SetUnencryptedHTTP2(true)
+	h2Srv := &http.Server{Handler: p.HTTP, ReadHeaderTimeout: 30 * time.Second, Protocols: &h2Only}
 
 	var wg sync.WaitGroup
 	if p.GRPC != nil {
@@ -80,15 +94,19 @@ func ServeClient(ctx context.Context, l net.Listener, p ClientPort) error {
 		}()
 	}
 	if p.HTTP != nil {
-		wg.Add(1)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			httpSrv.Serve(httpL) // returns http.ErrServerClosed on Shutdown
 		}()
+		go func() {
+			defer wg.Done()
+			h2Srv.Serve(h2L)
+		}()
 	}
 
 	sn := &sniffing{conns: make(map[net.Conn]struct{})}
-	rt := &router{port: p, grpcL: grpcL, httpL: httpL}
+	rt := &router{port: p, grpcL: grpcL, httpL: httpL, h2L: h2L}
 	acceptErr := make(chan error, 1)
 	go func() { acceptErr <- acceptLoop(l, sn, rt) }()
 
@@ -102,19 +120,22 @@ func ServeClient(ctx context.Context, l net.Listener, p ClientPort) error {
 	}
 	grpcL.Close()
 	httpL.Close()
+	h2L.Close()
 	sn.closeAll()
 
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	var sw sync.WaitGroup
 	if p.HTTP != nil {
-		sw.Add(1)
-		go func() {
-			defer sw.Done()
-			if httpSrv.Shutdown(sctx) != nil {
-				httpSrv.Close()
-			}
-		}()
+		for _, hs := range []*http.Server{httpSrv, h2Srv} {
+			sw.Add(1)
+			go func() {
+				defer sw.Done()
+				if hs.Shutdown(sctx) != nil {
+					hs.Close()
+				}
+			}()
+		}
 	}
 	if p.GRPC != nil {
 		sw.Add(1)
@@ -230,6 +251,7 @@ func (s *sniffing) closeAll() {
 type router struct {
 	port         ClientPort
 	grpcL, httpL *chanListener
+	h2L          *chanListener // routeH2's HTTP/2 connections for the HTTP endpoints
 }
 
 // route finishes c's TLS handshake (on a TLS port) and hands c to the listener its
@@ -251,8 +273,10 @@ func (rt *router) route(c net.Conn) {
 		switch {
 		case p.GRPC == nil:
 			rt.httpL.deliver(tc)
-		case p.HTTP == nil, tc.ConnectionState().NegotiatedProtocol == "h2":
+		case p.HTTP == nil:
 			rt.grpcL.deliver(tc)
+		case tc.ConnectionState().NegotiatedProtocol == "h2":
+			rt.routeH2(tc)
 		default:
 			rt.httpL.deliver(tc)
 		}

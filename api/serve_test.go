@@ -6,13 +6,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -335,5 +338,94 @@ func TestServeClientTLS(t *testing.T) {
 	defer scancel()
 	if _, err := healthpb.NewHealthClient(cc2).Check(sctx, &healthpb.HealthCheckRequest{}); err == nil {
 		t.Fatal("gRPC answered on an HTTP-only port")
+	}
+}
+
+// On a TLS port serving gRPC and HTTP, a client that speaks only HTTP/2 gets the HTTP
+// endpoints over HTTP/2 (as from etcd), several requests on one connection included,
+// while gRPC clients keep getting gRPC, also one that connects and stays idle past the
+// sniffing window before its first call.
+func TestServeClientTLSHTTP2(t *testing.T) {
+	defer func(w time.Duration) { h2SniffWindow = w }(h2SniffWindow)
+	h2SniffWindow = 200 * time.Millisecond
+	info, err := tlsutil.SelfCert(nil, filepath.Join(t.TempDir(), "fixtures"), []string{"127.0.0.1:0"}, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info.NextProtos = ClientNextProtos
+	cfg, err := info.ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newFakeBackend()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ServeClient(ctx, l, ClientPort{TLS: cfg, GRPC: NewGRPCServer(b, GRPCConfig{MaxTxnOps: 4}, nil),
+			HTTP: NewHTTPHandler(b, prometheus.NewRegistry(), false, nil)})
+	}()
+	defer func() { cancel(); <-done }()
+	addr := l.Addr().String()
+	tc := &tls.Config{InsecureSkipVerify: true}
+
+	var protos http.Protocols
+	protos.SetHTTP2(true) // offers only h2, as gRPC clients do
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tc.Clone(), Protocols: &protos}}
+	defer hc.CloseIdleConnections()
+	var conns int
+	for i, path := range []string{"/health", "/version", "/health"} {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(ci httptrace.GotConnInfo) {
+				if !ci.Reused {
+					conns++
+				}
+			}}))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("request %d, GET %s over HTTP/2: %v", i, path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("GET %s over HTTP/2 = %s %d %q %q", path, resp.Proto, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		if path == "/health" && string(body) != `{"health":"true","reason":""}` {
+			t.Fatalf("GET /health over HTTP/2: %q", body)
+		}
+		time.Sleep(50 * time.Millisecond) // the client's settings acknowledgement goes meanwhile
+	}
+	if conns != 1 {
+		t.Fatalf("three requests took %d connections, want 1 (the HTTP/2 server hung up)", conns)
+	}
+
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cc.Connect()
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+		if !cc.WaitForStateChange(cctx, s) {
+			t.Fatalf("gRPC connection not ready: %v", s)
+		}
+	}
+	time.Sleep(2 * h2SniffWindow) // idle past the window: the connection went to gRPC
+	if hr, err := healthpb.NewHealthClient(cc).Check(cctx, &healthpb.HealthCheckRequest{}); err != nil || hr.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("gRPC over TLS after an idle start: %v %v", hr, err)
+	}
+	cc2, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc2.Close()
+	if _, err := pb.NewKVClient(cc2).Range(cctx, &pb.RangeRequest{Key: []byte("k")}); err != nil {
+		t.Fatalf("gRPC over TLS, a call at once: %v", err)
 	}
 }

@@ -16,6 +16,14 @@
 // reports it meanwhile; nothing of that Ready is acknowledged or applied before. A
 // snapshot the apply loop asks for (Snapshot) that fails so just returns the error.
 //
+// The peer port takes raft messages, snapshots and forwarded requests only from a current
+// member of this cluster other than itself (PermissionDenied otherwise, logged; another
+// cluster's is FailedPrecondition), and, when peer client certificate auth verified the
+// connection's certificate, only if that certificate is valid for a host of one of the
+// claimed member's peer URLs (CheckMemberCert; a certificate without IP or DNS SANs is not
+// checked; --peer-skip-member-cert-check turns it off). The peer gRPC server takes the
+// handshaken connections of tlsutil.Listener through tlsutil.ServerCredentials.
+//
 // It must never interpret the entries it carries: applying them is the server's job. It
 // must never acknowledge, as a follower, what it has not made durable, and never let the
 // Ready loop install a leader's snapshot whose db file is not saved first.

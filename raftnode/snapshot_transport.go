@@ -196,6 +196,9 @@ func (s *peerService) SendSnapshot(st grpc.ClientStreamingServer[peerpb.Snapshot
 	if err := t.checkSender(first.GetClusterId(), first.GetFrom(), first.GetTo()); err != nil {
 		return err
 	}
+	if err := t.CheckMemberCert(ctx, first.GetFrom(), t.peerURLs(first.GetFrom())); err != nil {
+		return err
+	}
 	m := &raftpb.Message{}
 	if err := proto.Unmarshal(first.GetMessage(), m); err != nil {
 		return status.Errorf(codes.InvalidArgument, "peer: unmarshal snapshot message: %v", err)

@@ -95,6 +95,8 @@ type PeerTransport struct {
 	isRemoved   func(id uint64) bool // is id a member removed from the cluster
 	onRemoved   func()               // a peer told us we were removed
 	removedOnce sync.Once
+
+	skipCertCheck atomic.Bool // see CheckMemberCert
 }
 
 // errRemovedText is how a receiver refuses a stream from a member that was removed
@@ -682,6 +684,7 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 		}
 	}()
 
+	var certChecked uint64 // the sender whose claim the connection's certificate passed
 	for {
 		var r recv
 		select {
@@ -701,6 +704,12 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 		env := r.env
 		if err := t.checkSender(env.GetClusterId(), env.GetFrom(), env.GetTo()); err != nil {
 			return err
+		}
+		if env.GetFrom() != certChecked {
+			if err := t.CheckMemberCert(ctx, env.GetFrom(), t.peerURLs(env.GetFrom())); err != nil {
+				return err
+			}
+			certChecked = env.GetFrom()
 		}
 		t.mu.RLock()
 		h := t.handler

@@ -63,6 +63,10 @@ type Config struct {
 	// PeerDialTLS is the TLS configuration this member dials https:// peer URLs with
 	// (--peer-cert-file etc.); nil dials them with Go's defaults.
 	PeerDialTLS *tls.Config
+	// PeerSkipMemberCertCheck turns off the peer port's check that a connection's
+	// verified client certificate is valid for a peer URL of the member it claims to be
+	// (raftnode's CheckMemberCert; Cairn's --peer-skip-member-cert-check).
+	PeerSkipMemberCertCheck bool
 
 	// InitialCorruptCheck makes the caller compare this member's HashKV with its peers'
 	// before serving (CheckInitialHashKV); CompactHashCheck makes the leader compare the

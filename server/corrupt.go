@@ -201,7 +201,7 @@ type hashCheckService struct {
 
 func (h *hashCheckService) HashKV(ctx context.Context, r *peerpb.PeerHashKVRequest) (*pb.HashKVResponse, error) {
 	s := h.s
-	if err := s.refuseNonMember("hash", r.GetClusterId(), r.GetFrom()); err != nil {
+	if err := s.refuseNonMember(ctx, "hash", r.GetClusterId(), r.GetFrom()); err != nil {
 		return nil, err
 	}
 	resp, err := s.HashKV(ctx, &pb.HashKVRequest{Revision: r.GetRevision()})

@@ -262,9 +262,9 @@ type leaseForwardService struct {
 // checkLeader refuses a request from another cluster, and answers Unavailable (the
 // sender retries) unless this member leads with a primary lessor: a follower's lessor,
 // or a new leader's before it was promoted, has no expiries to renew or report.
-func (h *leaseForwardService) checkLeader(clusterID, from uint64) error {
+func (h *leaseForwardService) checkLeader(ctx context.Context, clusterID, from uint64) error {
 	s := h.s
-	if err := s.refuseNonMember("lease", clusterID, from); err != nil {
+	if err := s.refuseNonMember(ctx, "lease", clusterID, from); err != nil {
 		return err
 	}
 	select {
@@ -282,7 +282,7 @@ func (h *leaseForwardService) checkLeader(clusterID, from uint64) error {
 // member still leads (renewAsLeader), else Unavailable, which the sender retries with
 // whoever leads then. The response carries no header: the follower stamps its own.
 func (h *leaseForwardService) Renew(ctx context.Context, r *peerpb.LeaseRenewRequest) (*peerpb.LeaseRenewResponse, error) {
-	if err := h.checkLeader(r.GetClusterId(), r.GetFrom()); err != nil {
+	if err := h.checkLeader(ctx, r.GetClusterId(), r.GetFrom()); err != nil {
 		return nil, err
 	}
 	id := r.GetRequest().GetID()
@@ -295,7 +295,7 @@ func (h *leaseForwardService) Renew(ctx context.Context, r *peerpb.LeaseRenewReq
 
 // TimeToLive is LeaseTimeToLive's leader path.
 func (h *leaseForwardService) TimeToLive(ctx context.Context, r *peerpb.LeaseTimeToLiveRequest) (*peerpb.LeaseTimeToLiveResponse, error) {
-	if err := h.checkLeader(r.GetClusterId(), r.GetFrom()); err != nil {
+	if err := h.checkLeader(ctx, r.GetClusterId(), r.GetFrom()); err != nil {
 		return nil, err
 	}
 	s := h.s

@@ -121,7 +121,7 @@ func boundedCtx(t *testing.T, d time.Duration) context.Context {
 
 // TestLeaseForwardFollower: keep-alives and time-to-live queries a follower receives
 // are answered by the leader's lessor, well within the request timeout, with the
-// leader's not-found; the peer service refuses another cluster, a non-member and, on a follower,
+// leader's not-found; the peer service refuses another cluster, a non-member, its own id and, on a follower,
 // answers a retryable Unavailable; after the leader stops, keep-alives reach the next
 // one; stopping a member closes its cached connections.
 func TestLeaseForwardFollower(t *testing.T) {
@@ -187,6 +187,9 @@ func TestLeaseForwardFollower(t *testing.T) {
 	}
 	if err := call(leader, leader.s.ClusterID(), 0x7777); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("renew from a non-member: %v, want PermissionDenied", err)
+	}
+	if err := call(leader, leader.s.ClusterID(), leader.s.ID()); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("renew claiming the receiver's own id: %v, want PermissionDenied", err)
 	}
 	if err := call(leader, leader.s.ClusterID(), member); err != nil {
 		t.Fatalf("renew on the leader's peer service: %v", err)

@@ -74,9 +74,11 @@ func (s *Server) applyMemberAttributes(tx *mvcc.WriteTxn, r *pb.MemberAttributes
 
 // refuseNonMember refuses a request to this member's peer services unless it comes from
 // a current member of this cluster: another cluster's (FailedPrecondition), or one that
-// is unknown or was removed (PermissionDenied). Anyone who can reach the peer port could
+// is unknown, was removed or claims this member's own id (PermissionDenied: a member
+// never sends itself a peer request), or a member whose certificate the connection does
+// not carry (raftnode's CheckMemberCert). Anyone who can reach the peer port could
 // otherwise renew leases or promote learners.
-func (s *Server) refuseNonMember(what string, clusterID, from uint64) error {
+func (s *Server) refuseNonMember(ctx context.Context, what string, clusterID, from uint64) error {
 	if clusterID != s.clusterID {
 		s.lg.Warn("refused a peer request from another cluster",
 			zap.String("request", what),
@@ -85,10 +87,11 @@ func (s *Server) refuseNonMember(what string, clusterID, from uint64) error {
 			zap.String("local-cluster-id", fmt.Sprintf("%x", s.clusterID)))
 		return status.Errorf(codes.FailedPrecondition, "peer: cluster ID mismatch: request from cluster %x, this is %x", clusterID, s.clusterID)
 	}
-	if s.members.isRemoved(from) || s.members.get(from) == nil {
+	m := s.members.get(from)
+	if from == s.id || s.members.isRemoved(from) || m == nil {
 		s.lg.Warn("refused a peer request from a member not in the cluster",
 			zap.String("request", what), zap.String("remote-peer-id", fmt.Sprintf("%x", from)))
 		return status.Errorf(codes.PermissionDenied, "peer: %x is not a member of this cluster", from)
 	}
-	return nil
+	return s.peers.CheckMemberCert(ctx, from, m.PeerURLs)
 }

@@ -50,7 +50,7 @@ type memberForwardService struct {
 
 func (h *memberForwardService) Promote(ctx context.Context, r *peerpb.MemberPromoteForwardRequest) (*peerpb.MemberPromoteForwardResponse, error) {
 	s := h.s
-	if err := s.refuseNonMember("member promote", r.GetClusterId(), r.GetFrom()); err != nil {
+	if err := s.refuseNonMember(ctx, "member promote", r.GetClusterId(), r.GetFrom()); err != nil {
 		return nil, err
 	}
 	if r.GetRequest() == nil {

@@ -205,6 +205,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	rcfg.ID = s.id
 	s.peers = raftnode.NewPeerTransport(lg, s.id, s.clusterID, cfg.PeerDialTLS)
+	s.peers.SkipMemberCertCheck(cfg.PeerSkipMemberCertCheck)
 	s.addPeers(peers)
 	s.peers.SetMembersSource(s.membersResponse)
 	s.peers.SetRemovedHandlers(s.members.isRemoved, func() { s.stopRemoved() })

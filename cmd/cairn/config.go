@@ -139,6 +139,9 @@ type config struct {
 	// PeerSkipClientSANVerify turns off etcd's peer-port check that a member's client
 	// certificate names the address it connects from.
 	PeerSkipClientSANVerify bool
+	// PeerSkipMemberCertCheck (Cairn only) turns off the peer port's check that a
+	// verified client certificate is valid for a peer URL of the member it claims to be.
+	PeerSkipMemberCertCheck bool
 	CipherSuites            []string
 	TLSMinVersion           string
 	TLSMaxVersion           string
@@ -461,6 +464,7 @@ func (c *config) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.PeerTLS.CRLFile, "peer-crl-file", "", "Path to the peer certificate revocation list file.")
 	fs.BoolVar(&c.PeerSkipClientSANVerify, "peer-skip-client-san-verification", false, "Skip verification of SAN field in client certificate for peer connections.")
 	fs.BoolVar(&c.PeerSkipClientSANVerify, "experimental-peer-skip-client-san-verification", false, "Skip verification of SAN field in client certificate for peer connections. Deprecated in v3.6 and will be decommissioned in v3.7. Use '--peer-skip-client-san-verification' instead.")
+	fs.BoolVar(&c.PeerSkipMemberCertCheck, "peer-skip-member-cert-check", false, "Cairn only: accept a raft stream or peer request claiming to come from a member on a connection whose verified client certificate is not valid for any of that member's peer URL hosts (certificates without SANs are never checked).")
 	fs.Var(listValue{&c.CipherSuites}, "cipher-suites", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
 	fs.StringVar(&c.TLSMinVersion, "tls-min-version", c.TLSMinVersion, "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.")
 	fs.StringVar(&c.TLSMaxVersion, "tls-max-version", c.TLSMaxVersion, "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty will be auto-populated by Go).")
@@ -858,6 +862,12 @@ func (c *config) setFileKey(k string, v any) error {
 			return fmt.Errorf("expected a boolean, got %v", v)
 		}
 		c.PeerSkipClientSANVerify = b
+	case "peer-skip-member-cert-check":
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("expected a boolean, got %v", v)
+		}
+		c.PeerSkipMemberCertCheck = b
 	case "enable-pprof", "enable-grpc-gateway", "experimental-initial-corrupt-check", "experimental-compact-hash-check-enabled":
 		b, ok := v.(bool)
 		if !ok {

@@ -258,7 +258,8 @@ func TestTLSOptions(t *testing.T) {
 		"--client-crl-file=/crl", "--listen-client-urls=https://127.0.0.1:2379,http://127.0.0.1:22379", "--advertise-client-urls=https://127.0.0.1:2379",
 		"--listen-client-http-urls=https://127.0.0.1:2382", "--peer-auto-tls", "--listen-peer-urls=https://127.0.0.1:2380",
 		"--peer-cert-allowed-cn=a,b", "--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-		"--tls-max-version=TLS1.3", "--self-signed-cert-validity=3", "--experimental-peer-skip-client-san-verification"},
+		"--tls-max-version=TLS1.3", "--self-signed-cert-validity=3", "--experimental-peer-skip-client-san-verification",
+		"--peer-skip-member-cert-check"},
 		"ETCD_PEER_CLIENT_CERT_AUTH=true", "ETCD_PEER_CRL_FILE=/pcrl")
 	want := tlsOptions{CertFile: "/c.pem", KeyFile: "/k.pem", TrustedCAFile: "/ca.pem", ClientCertAuth: true, CRLFile: "/crl"}
 	if !reflect.DeepEqual(c.ClientTLS, want) {
@@ -270,7 +271,7 @@ func TestTLSOptions(t *testing.T) {
 	}
 	if len(c.CipherSuites) != 2 || c.CipherSuites[1] != "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" || c.TLSMinVersion != "TLS1.2" ||
 		c.TLSMaxVersion != "TLS1.3" || c.SelfSignedCertValidity != 3 || len(c.ListenClientURLs) != 2 || len(c.ListenClientHTTPURLs) != 1 ||
-		!c.PeerSkipClientSANVerify {
+		!c.PeerSkipClientSANVerify || !c.PeerSkipMemberCertCheck {
 		t.Errorf("config %+v", c)
 	}
 
@@ -297,6 +298,7 @@ self-signed-cert-validity: 2
 cipher-suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
 tls-min-version: TLS1.2
 tls-max-version: TLS1.2
+peer-skip-member-cert-check: true
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +313,7 @@ tls-max-version: TLS1.2
 	if !hasNote(c, true, "ignoring unrecognized config file key; Cairn does not implement it", "peer-transport-security.allowed-cn") {
 		t.Errorf("no warning for allowed-cn: %v", c.notes)
 	}
-	if c.SelfSignedCertValidity != 2 || len(c.CipherSuites) != 1 || c.TLSMaxVersion != "TLS1.2" {
+	if c.SelfSignedCertValidity != 2 || len(c.CipherSuites) != 1 || c.TLSMaxVersion != "TLS1.2" || !c.PeerSkipMemberCertCheck {
 		t.Errorf("file: %+v", c)
 	}
 }

@@ -2,7 +2,8 @@
 // of its dials to other members, from etcd's security options (cert and key files, a
 // trusted CA, client certificate auth, a CRL, allowed CNs and hostnames, cipher suites,
 // TLS versions), and generates etcd's self-signed certificates (--auto-tls,
-// --peer-auto-tls).
+// --peer-auto-tls). ServerCredentials hands a gRPC server the TLS state of the
+// connections Listener (or the client port's router) already terminated.
 //
 // Certificates, keys, CA bundles and CRLs are re-read from disk when their files change
 // (checked at each handshake), so certificates can be rotated without a restart.

@@ -34,7 +34,9 @@ const (
 type PeerClient interface {
 	// Send carries raft messages from one member to another for as long as the stream
 	// stays open. The receiver answers only when it ends the stream: with an error when
-	// it refuses the sender (FailedPrecondition) or is stopping (Unavailable).
+	// it refuses the sender (FailedPrecondition: another cluster or receiver;
+	// PermissionDenied: not a current member, or not the member its certificate is for)
+	// or is stopping (Unavailable).
 	Send(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Envelope, Empty], error)
 	// SendSnapshot carries one raft snapshot with the db file it stands for, on a stream
 	// (and connection) of its own so a large db never delays heartbeats. The receiver
@@ -107,7 +109,9 @@ func (c *peerClient) Members(ctx context.Context, in *MembersRequest, opts ...gr
 type PeerServer interface {
 	// Send carries raft messages from one member to another for as long as the stream
 	// stays open. The receiver answers only when it ends the stream: with an error when
-	// it refuses the sender (FailedPrecondition) or is stopping (Unavailable).
+	// it refuses the sender (FailedPrecondition: another cluster or receiver;
+	// PermissionDenied: not a current member, or not the member its certificate is for)
+	// or is stopping (Unavailable).
 	Send(grpc.ClientStreamingServer[Envelope, Empty]) error
 	// SendSnapshot carries one raft snapshot with the db file it stands for, on a stream
 	// (and connection) of its own so a large db never delays heartbeats. The receiver

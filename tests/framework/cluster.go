@@ -56,7 +56,7 @@ var clusterSeq struct {
 // them), all members concurrently, and waits until every member is ready
 // (see Member.WaitReady) and a leader all members agree on exists. opts.Name
 // is ignored; opts.Flags, Env, Binary, OmitFlags and ReadyTimeout apply to
-// every member.
+// every member, and opts.ForMember adjusts each member's options.
 func StartCluster(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	if n < 1 {
@@ -137,6 +137,9 @@ func newCluster(t testing.TB, n int, opts Options) *Cluster {
 	for i := 1; i <= n; i++ {
 		o := opts
 		o.Name = fmt.Sprintf("m%d", i)
+		if opts.ForMember != nil {
+			opts.ForMember(i-1, &o)
+		}
 		m := NewMember(t, o)
 		c.Members = append(c.Members, m)
 		peers = append(peers, m.Name+"="+m.PeerURL)
@@ -148,8 +151,8 @@ func newCluster(t testing.TB, n int, opts Options) *Cluster {
 	for _, m := range c.Members {
 		o := m.opts
 		o.OmitFlags = append(append([]string(nil), opts.OmitFlags...), "--initial-cluster", "--initial-cluster-token")
-		// Generated cluster flags first, so that opts.Flags can override.
-		o.Flags = append(append([]string(nil), extra...), opts.Flags...)
+		// Generated cluster flags first, so that opts.Flags (and ForMember's) can override.
+		o.Flags = append(append([]string(nil), extra...), o.Flags...)
 		m.mu.Lock()
 		m.opts = o
 		m.mu.Unlock()
@@ -166,6 +169,9 @@ func (c *Cluster) NewJoiningMember(name string) *Member {
 	c.t.Helper()
 	o := c.opts
 	o.Name = name
+	if c.opts.ForMember != nil {
+		c.opts.ForMember(len(c.Members), &o)
+	}
 	m := NewMember(c.t, o)
 	var peers []string
 	for _, r := range c.Running() {

@@ -67,6 +67,12 @@ type Options struct {
 	ClientTLS *TLSOptions
 	// PeerTLS makes the peer URL https:// with these certificates.
 	PeerTLS *TLSOptions
+	// Host is the IP the member's client and peer URLs listen on and advertise;
+	// default 127.0.0.1 (any 127.0.0.0/8 address is on lo).
+	Host string
+	// ForMember, for a cluster, adjusts member i's (0-based) options before its URLs
+	// are chosen, e.g. a Host and PeerTLS certificate of its own.
+	ForMember func(i int, o *Options)
 }
 
 // TLSOptions are the certificates of a member's client or peer URLs.
@@ -110,8 +116,8 @@ type Member struct {
 
 	Bin       string // binary path
 	Name      string // --name
-	ClientURL string // http://127.0.0.1:port (https:// with Options.ClientTLS)
-	PeerURL   string // http://127.0.0.1:port (https:// with Options.PeerTLS)
+	ClientURL string // http://127.0.0.1:port (https:// with Options.ClientTLS; Options.Host)
+	PeerURL   string // http://127.0.0.1:port (https:// with Options.PeerTLS; Options.Host)
 	DataDir   string // --data-dir (not created by the framework)
 	LogPath   string // stdout+stderr of every run, appended
 	Dir       string // per-member scratch dir (holds DataDir, LogPath)
@@ -181,14 +187,18 @@ func NewMember(t testing.TB, opts Options) *Member {
 	if opts.PeerTLS != nil {
 		peerScheme = "https"
 	}
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	m := &Member{
 		IsEtcd:    etcdBin != "" && bin == etcdBin,
 		t:         t,
 		opts:      opts,
 		Bin:       bin,
 		Name:      opts.Name,
-		ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", clientScheme, FreePort(t)),
-		PeerURL:   fmt.Sprintf("%s://127.0.0.1:%d", peerScheme, FreePort(t)),
+		ClientURL: fmt.Sprintf("%s://%s:%d", clientScheme, host, FreePort(t)),
+		PeerURL:   fmt.Sprintf("%s://%s:%d", peerScheme, host, FreePort(t)),
 		DataDir:   filepath.Join(dir, opts.Name+".data"),
 		LogPath:   filepath.Join(dir, opts.Name+".log"),
 		Dir:       dir,

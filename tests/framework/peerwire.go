@@ -1,0 +1,147 @@
+package framework
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Cairn's peer protocol (proto/peerpb in the root module), spoken from outside the
+// cluster to check what a member's peer port refuses. The root module's proto packages
+// cannot be linked into this module next to etcd's (both register "etcdserverpb" and
+// "authpb" under the same names), so the few messages the tests send are encoded here by
+// hand; the field numbers are those of proto/peerpb/*.proto.
+
+// Peer RPC method names (proto/peerpb: package cairn.peerpb).
+const (
+	PeerMethodSend         = "/cairn.peerpb.Peer/Send"
+	PeerMethodSendSnapshot = "/cairn.peerpb.Peer/SendSnapshot"
+	PeerMethodLeaseRenew   = "/cairn.peerpb.LeaseForward/Renew"
+	PeerMethodLeaseTTL     = "/cairn.peerpb.LeaseForward/TimeToLive"
+	PeerMethodPromote      = "/cairn.peerpb.MemberForward/Promote"
+	PeerMethodHashKV       = "/cairn.peerpb.HashCheck/HashKV"
+)
+
+// PeerHeader is what every peer request carries first: the sender's cluster and member
+// ids, and (streams only) the receiving member's id.
+type PeerHeader struct {
+	ClusterID, From, To uint64
+}
+
+// PeerEnvelope encodes a cairn.peerpb.Envelope: raft messages (marshalled
+// raftpb.Message) from h.From to h.To.
+func PeerEnvelope(h PeerHeader, msgs ...[]byte) []byte {
+	b := h.append(nil, true)
+	for _, m := range msgs {
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendBytes(b, m)
+	}
+	return b
+}
+
+// PeerSnapshotChunk encodes the first cairn.peerpb.SnapshotChunk of a snapshot stream:
+// the header, the MsgSnap (marshalled raftpb.Message) and a piece of the db.
+func PeerSnapshotChunk(h PeerHeader, msg, data []byte) []byte {
+	b := h.append(nil, true)
+	b = protowire.AppendTag(b, 4, protowire.BytesType)
+	b = protowire.AppendBytes(b, msg)
+	b = protowire.AppendTag(b, 5, protowire.BytesType)
+	return protowire.AppendBytes(b, data)
+}
+
+// PeerRequest encodes a forwarded request (LeaseRenewRequest, LeaseTimeToLiveRequest,
+// MemberPromoteForwardRequest): cluster_id = 1, from = 2 and the marshalled etcd request
+// as field 3.
+func PeerRequest(h PeerHeader, req []byte) []byte {
+	b := h.append(nil, false)
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	return protowire.AppendBytes(b, req)
+}
+
+// PeerHashKVRequest encodes a cairn.peerpb.PeerHashKVRequest.
+func PeerHashKVRequest(h PeerHeader, rev int64) []byte {
+	b := h.append(nil, false)
+	b = protowire.AppendTag(b, 3, protowire.VarintType)
+	return protowire.AppendVarint(b, uint64(rev))
+}
+
+func (h PeerHeader) append(b []byte, withTo bool) []byte {
+	b = protowire.AppendTag(b, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, h.ClusterID)
+	b = protowire.AppendTag(b, 2, protowire.VarintType)
+	b = protowire.AppendVarint(b, h.From)
+	if withTo {
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, h.To)
+	}
+	return b
+}
+
+// rawCodec sends and receives already encoded protobuf messages ([]byte / *[]byte).
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	switch b := v.(type) {
+	case []byte:
+		return b, nil
+	case *[]byte:
+		return *b, nil
+	}
+	return nil, fmt.Errorf("rawCodec: cannot marshal %T", v)
+}
+
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	p, ok := v.(*[]byte)
+	if !ok {
+		return fmt.Errorf("rawCodec: cannot unmarshal into %T", v)
+	}
+	*p = append((*p)[:0], data...)
+	return nil
+}
+
+// DialPeerPort connects to a member's peer URL as an outsider would: plaintext for
+// http://, TLS with cfg for https://.
+func DialPeerPort(peerURL string, cfg *tls.Config) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if strings.HasPrefix(peerURL, "https://") {
+		creds = credentials.NewTLS(cfg)
+	}
+	target := strings.TrimPrefix(strings.TrimPrefix(peerURL, "https://"), "http://")
+	return grpc.NewClient(target, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+}
+
+// PeerCall makes the unary peer RPC method with an encoded request; the answer's bytes
+// or its error (the status the member sent).
+func PeerCall(ctx context.Context, cc *grpc.ClientConn, method string, req []byte) ([]byte, error) {
+	var resp []byte
+	err := cc.Invoke(ctx, method, req, &resp)
+	return resp, err
+}
+
+// PeerStream opens the client stream method (Send, SendSnapshot), writes the encoded
+// messages, half-closes and returns how the member ended the stream. A stream the member
+// ends early (a refusal) returns that refusal, whatever was still unsent.
+func PeerStream(ctx context.Context, cc *grpc.ClientConn, method string, msgs ...[]byte) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, method)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err := st.SendMsg(m); err != nil {
+			break // the stream ended; RecvMsg says why
+		}
+	}
+	_ = st.CloseSend()
+	var resp []byte
+	return st.RecvMsg(&resp)
+}
