@@ -151,3 +151,26 @@ func TestSnapshotTruncatedRefused(t *testing.T) {
 		}
 	}
 }
+
+// A restore makes every new directory entry durable before the rename publishes the data
+// dir (db in snap, snap in member, member in the temporary dir: a crash of the machine
+// after the rename must not leave a data dir without its db), then the rename itself.
+func TestSnapshotRestoreSyncsTheTreeBeforeTheRename(t *testing.T) {
+	var synced []string
+	orig := syncDir
+	t.Cleanup(func() { syncDir = orig })
+	syncDir = func(dir string) error {
+		synced = append(synced, dir)
+		return orig(dir) // fails on a dir that is gone (synced after the rename)
+	}
+	data := filepath.Join(t.TempDir(), "d")
+	var out, errb bytes.Buffer
+	if code := run(restoreArgs(snapshotFile(t, true), data), &out, &errb); code != exitOK {
+		t.Fatalf("restore: exit %d: %s", code, errb.String())
+	}
+	tmp := data + ".restoring"
+	want := []string{filepath.Join(tmp, "member", "snap"), filepath.Join(tmp, "member"), tmp, filepath.Dir(data)}
+	if strings.Join(synced, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("synced dirs:\n  %s\nwant, in this order:\n  %s", strings.Join(synced, "\n  "), strings.Join(want, "\n  "))
+	}
+}
