@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"os"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -27,7 +28,8 @@ type SnapshotStatus struct {
 }
 
 // ReadSnapshotStatus reads a db file (not the store's own, which is locked while open)
-// read-only, after bbolt's consistency check, and computes what etcdutl snapshot status
+// read-only, after bbolt's consistency check (a file shorter than the db it holds, as a
+// copy or save killed midway leaves, is refused with an error), and computes what etcdutl snapshot status
 // reports for it, with the same algorithm so both tools print the same numbers.
 func ReadSnapshotStatus(path string) (SnapshotStatus, error) {
 	var st SnapshotStatus
@@ -36,7 +38,16 @@ func ReadSnapshotStatus(path string) (SnapshotStatus, error) {
 		return st, fmt.Errorf("mvcc: open snapshot %s: %w", path, err)
 	}
 	defer db.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		return st, fmt.Errorf("mvcc: snapshot %s: %w", path, err)
+	}
 	err = db.View(func(tx *bolt.Tx) error {
+		// A file cut short (a copy or a save killed midway) still opens, but its pages
+		// past the end are not there: reading them faults (SIGBUS), so refuse it first.
+		if tx.Size() > fi.Size() {
+			return fmt.Errorf("truncated: the db needs %d bytes, the file has %d", tx.Size(), fi.Size())
+		}
 		var problems []error
 		for err := range tx.Check() {
 			problems = append(problems, err)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.etcd.io/raft/v3"
 )
 
 // readNotifier is shared by every linearizable read waiting on the same ReadIndex round.
@@ -35,8 +37,22 @@ type readIndexBatcher struct {
 	nextID atomic.Uint64
 }
 
-func newReadIndexBatcher(s *Server) *readIndexBatcher {
-	return &readIndexBatcher{s: s, wakec: make(chan struct{}, 1), next: newReadNotifier()}
+// newReadIndexBatcher makes the batcher of a member booted at boot. Its rounds' ids go
+// on from boot in nanoseconds, not from 0: after a restart a peer may still deliver the
+// answer to a round of the member's previous run (the leader queued it while the member
+// was down), and that answer, with an index the restarted member may have applied
+// already, must not answer a round of this run.
+func newReadIndexBatcher(s *Server, boot time.Time) *readIndexBatcher {
+	b := &readIndexBatcher{s: s, wakec: make(chan struct{}, 1), next: newReadNotifier()}
+	b.nextID.Store(uint64(boot.UnixNano()))
+	return b
+}
+
+// answers reports whether rs answers the round with id. Raft hands over every answer it
+// gets: late ones to earlier rounds of this run and, after a restart, ones to rounds of
+// the previous run, which only an exact match tells apart.
+func answers(rs raft.ReadState, id uint64) bool {
+	return len(rs.RequestCtx) == 8 && binary.BigEndian.Uint64(rs.RequestCtx) == id
 }
 
 // wait blocks until the member has applied everything committed before the call.
@@ -88,8 +104,9 @@ func (b *readIndexBatcher) run() {
 // round runs one ReadIndex and waits until that index is applied.
 func (b *readIndexBatcher) round() error {
 	s := b.s
+	n := b.nextID.Add(1)
 	id := make([]byte, 8)
-	binary.BigEndian.PutUint64(id, b.nextID.Add(1))
+	binary.BigEndian.PutUint64(id, n)
 	timeout := time.NewTimer(s.requestTimeout())
 	defer timeout.Stop()
 	// Ask again every so often: raft drops a ReadIndex it cannot serve (no leader yet).
@@ -103,8 +120,8 @@ func (b *readIndexBatcher) round() error {
 	for {
 		select {
 		case rs := <-s.node.ReadStates():
-			if len(rs.RequestCtx) != 8 || binary.BigEndian.Uint64(rs.RequestCtx) < binary.BigEndian.Uint64(id) {
-				continue // an answer to an older round
+			if !answers(rs, n) {
+				continue // an answer to another round, of this run or the previous one
 			}
 			select {
 			case <-s.appliedW.wait(rs.Index):

@@ -245,7 +245,7 @@ func New(cfg Config) (*Server, error) {
 	go s.disk.run()
 	s.peers.SetHandler(s.node.Step, s.node.ReportUnreachable)
 	s.peers.SetSnapshotHandlers(s.makeSnapshot, s.node.ReceiveSnapshot, s.node.ReportSnapshot)
-	s.reads = newReadIndexBatcher(s)
+	s.reads = newReadIndexBatcher(s, time.Now())
 	go s.reads.run()
 	go s.applyLoop()
 	go s.runLeaseExpiry()

@@ -203,6 +203,9 @@ func borderedTable(header, row []string) string {
 	return b.String()
 }
 
+// syncDir is fsutil.SyncDir; the restore's unit test watches which dirs it syncs.
+var syncDir = fsutil.SyncDir
+
 // restoreConfig is etcdutl snapshot restore's flags, with its defaults.
 type restoreConfig struct {
 	name, dataDir, walDir       string
@@ -276,8 +279,12 @@ func restoreSnapshot(src string, c restoreConfig, stdout, stderr io.Writer) erro
 	if err := mvcc.PrepareRestoredDB(db, mvcc.RestoreOptions{BumpRevision: c.bumpRevision, MarkCompacted: c.markCompact}); err != nil {
 		return err
 	}
-	if err := fsutil.SyncDir(snapDir); err != nil {
-		return err
+	// Every level's new entry is made durable before the rename publishes the dir: db in
+	// snap, snap in member, member in the temporary dir.
+	for _, d := range []string{snapDir, filepath.Dir(snapDir), tmp} {
+		if err := syncDir(d); err != nil {
+			return err
+		}
 	}
 	if err := os.Remove(c.dataDir); err != nil && !errors.Is(err, os.ErrNotExist) { // empty, checked above
 		return err
@@ -285,7 +292,7 @@ func restoreSnapshot(src string, c restoreConfig, stdout, stderr io.Writer) erro
 	if err := os.Rename(tmp, c.dataDir); err != nil {
 		return err
 	}
-	if err := fsutil.SyncDir(filepath.Dir(filepath.Clean(c.dataDir))); err != nil {
+	if err := syncDir(filepath.Dir(filepath.Clean(c.dataDir))); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "restored snapshot %s into %s as member %q; start it with --name=%s --initial-cluster=%s --initial-cluster-state=new\n",

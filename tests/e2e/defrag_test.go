@@ -30,6 +30,20 @@ func TestDefragUnderLoad(t *testing.T) {
 // returns the revision of the delete.
 func fillThenFree(t *testing.T, ctx context.Context, cli *clientv3.Client, keys int, val string) int64 {
 	t.Helper()
+	putKeys(t, ctx, cli, keys, val)
+	dr, err := cli.Delete(ctx, "k0", clientv3.WithRange("k2"))
+	if err != nil || dr.Deleted != 2000 {
+		t.Fatalf("delete: %v, %v", dr, err)
+	}
+	if _, err := cli.Compact(ctx, dr.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	return dr.Header.Revision
+}
+
+// putKeys writes keys k0000.. (up to k9999) with val, 8 writers at a time.
+func putKeys(t *testing.T, ctx context.Context, cli *clientv3.Client, keys int, val string) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for w := 0; w < 8; w++ {
@@ -47,16 +61,8 @@ func fillThenFree(t *testing.T, ctx context.Context, cli *clientv3.Client, keys 
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatal(err)
+		t.Fatalf("put: %v", err)
 	}
-	dr, err := cli.Delete(ctx, "k0", clientv3.WithRange("k2"))
-	if err != nil || dr.Deleted != 2000 {
-		t.Fatalf("delete: %v, %v", dr, err)
-	}
-	if _, err := cli.Compact(ctx, dr.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
-		t.Fatal(err)
-	}
-	return dr.Header.Revision
 }
 
 func testDefragUnderLoad(t *testing.T, m *framework.Member) {

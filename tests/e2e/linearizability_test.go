@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/cairn-kv/cairn/tests/framework"
 	"github.com/cairn-kv/cairn/tests/linearizability"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -73,14 +75,8 @@ var linKeys = []string{"lin/k0", "lin/k1", "lin/k2", "lin/k3"}
 // $CAIRN_TEST_KEEP_LOGS (with the members' logs) or a temp dir, both logged.
 func TestLinearizability(t *testing.T) {
 	runs := framework.Pick(2, 10)
-	workload := time.Duration(framework.Pick(20, 60)) * time.Second
-	seed := time.Now().UnixNano()
-	if s := os.Getenv(framework.EnvSeed); s != "" {
-		var err error
-		if seed, err = strconv.ParseInt(s, 10, 64); err != nil {
-			t.Fatalf("%s=%q: %v", framework.EnvSeed, s, err)
-		}
-	}
+	workload := linWorkloadDuration()
+	seed := linSeed(t)
 	t.Logf("seed %d (%s=%d reproduces the choices), %d runs of %v", seed, framework.EnvSeed, seed, runs, workload)
 	for i := 0; i < runs; i++ {
 		size := 3
@@ -104,11 +100,26 @@ func TestLinearizability(t *testing.T) {
 	}
 }
 
-// linRun is one run: a fresh proxied cluster, the workload, the nemesis, the
-// final checks.
-func linRun(t *testing.T, size int, workload time.Duration, seed int64, withTLS bool) {
-	rnd := rand.New(rand.NewSource(seed))
-	begin := time.Now()
+// linWorkloadDuration is how long a run's workload goes on: 20 s, 60 s with CAIRN_SOAK=1.
+func linWorkloadDuration() time.Duration {
+	return time.Duration(framework.Pick(20, 60)) * time.Second
+}
+
+// linSeed is $CAIRN_TEST_SEED, or the time.
+func linSeed(t *testing.T) int64 {
+	t.Helper()
+	seed := time.Now().UnixNano()
+	if s := os.Getenv(framework.EnvSeed); s != "" {
+		var err error
+		if seed, err = strconv.ParseInt(s, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", framework.EnvSeed, s, err)
+		}
+	}
+	return seed
+}
+
+// linOptions are the members' options in a run.
+func linOptions(t *testing.T, withTLS bool) framework.Options {
 	// Frequent snapshots with a short retained log: a member that was cut off or killed
 	// for a while catches up from a snapshot, under the same faults.
 	opts := framework.Options{Flags: []string{"--snapshot-count=1000", "--snapshot-catchup-entries=100"}}
@@ -121,9 +132,24 @@ func linRun(t *testing.T, size int, workload time.Duration, seed int64, withTLS 
 		opts.ClientTLS = &framework.TLSOptions{CA: ca, Server: ca.ServerCert(t, "server", "server"), ClientCertAuth: true, Client: &client}
 		opts.PeerTLS = &framework.TLSOptions{CA: ca, Server: ca.ServerCert(t, "peer", "member"), ClientCertAuth: true}
 	}
-	c, pn := framework.StartProxiedCluster(t, size, opts)
-	t.Logf("%d-member cluster behind peer proxies ready in %v", size, time.Since(begin).Round(time.Millisecond))
+	return opts
+}
 
+// linRun is one run: a fresh proxied cluster, then linCheck.
+func linRun(t *testing.T, size int, workload time.Duration, seed int64, withTLS bool) {
+	begin := time.Now()
+	c, pn := framework.StartProxiedCluster(t, size, linOptions(t, withTLS))
+	t.Logf("%d-member cluster behind peer proxies ready in %v", size, time.Since(begin).Round(time.Millisecond))
+	linCheck(t, c, pn, workload, seed)
+}
+
+// linCheck runs the workload, the lease keepers and the nemesis against the started
+// cluster c behind pn for workload, then the final checks: the history linearizable,
+// lease safety, every member serving a write and reads, HashKV equal on all members.
+// It fails t on any of them.
+func linCheck(t *testing.T, c *framework.Cluster, pn *framework.PeerNetwork, workload time.Duration, seed int64) {
+	rnd := rand.New(rand.NewSource(seed))
+	size := len(c.Members)
 	var clients []linearizability.Client
 	for i := 0; i < linClients; i++ {
 		eps, name := c.Endpoints(), fmt.Sprintf("client%d->all", i)
@@ -483,4 +509,71 @@ func TestLinearizabilityNemesisPartition(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLinearizabilityRestoredCluster: one snapshot of a real etcd with data (live,
+// deleted and leased keys, a compaction: fillForSnapshot), restored with `cairnctl
+// snapshot restore` into 3 data dirs with the same --initial-cluster, makes a Cairn
+// cluster that serves the snapshot's data on every member, then passes
+// TestLinearizability's checks (linCheck: the porcupine-checked workload under the
+// nemesis, lease safety, every member serving writes and reads, HashKV equal) and still
+// serves every restored key, lease and revision unchanged. One 3-member run of 20 s of
+// workload; 60 s with CAIRN_SOAK=1. Cairn-only: it restores into Cairn with cairnctl.
+func TestLinearizabilityRestoredCluster(t *testing.T) {
+	framework.CairnOnly(t, "restores into Cairn data dirs with cairnctl")
+	workload := linWorkloadDuration()
+	seed := linSeed(t)
+	t.Logf("seed %d (%s=%d reproduces the choices), one run of %v", seed, framework.EnvSeed, seed, workload)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	src := framework.StartMember(t, framework.Options{Binary: framework.BinaryEtcd})
+	fx := fillForSnapshot(t, ctx, src)
+	db := filepath.Join(t.TempDir(), "etcd.db")
+	if out, stderr, err := src.Etcdctl("snapshot", "save", db); err != nil {
+		t.Fatalf("etcdctl snapshot save: %v\n%s%s", err, out, stderr)
+	}
+	src.Stop()
+
+	opts := linOptions(t, false)
+	opts.Binary = framework.BinaryCairn
+	c, pn := framework.NewProxiedCluster(t, 3, opts)
+	for _, m := range c.Members {
+		r := framework.Run(t, time.Minute, "", nil, framework.CairnctlBin(t), "snapshot", "restore", db, "--name", m.Name,
+			"--data-dir", m.DataDir, "--initial-cluster", c.InitialCluster, "--initial-advertise-peer-urls", pn.ProxyURL(m),
+			"--initial-cluster-token", c.Token)
+		if r.Err != nil {
+			t.Fatalf("cairnctl snapshot restore for %s: %v\n%s", m.Name, r.Err, r.Combined())
+		}
+	}
+	if err := c.Start(); err != nil {
+		t.Fatalf("restored 3-member cluster: %v", err)
+	}
+	for _, m := range c.Members {
+		requireRestored(t, ctx, m, fx)
+	}
+	t.Logf("3 members restored from an etcd snapshot at revision %d serve its %d keys", fx.rev, len(fx.kvs))
+
+	linCheck(t, c, pn, workload, seed)
+
+	for _, m := range c.Members {
+		r, err := m.NewClient().Get(ctx, "", clientv3.WithFromKey())
+		if err != nil {
+			t.Fatalf("%s after the run: %v", m.Name, err)
+		}
+		var restored []*mvccpb.KeyValue
+		for _, kv := range r.Kvs {
+			if !strings.HasPrefix(string(kv.Key), "lin/") && !strings.HasPrefix(string(kv.Key), linLeasePrefix) {
+				restored = append(restored, kv)
+			}
+		}
+		if got, want := kvStrings(restored), kvStrings(fx.kvs); got != want {
+			t.Fatalf("%s after the run: restored keys\n%s\nwant\n%s", m.Name, got, want)
+		}
+	}
+	ttl, err := c.Client().TimeToLive(ctx, fx.leaseID, clientv3.WithAttachedKeys())
+	if err != nil || ttl.TTL <= 0 || len(ttl.Keys) != 1 || string(ttl.Keys[0]) != "leased" {
+		t.Fatalf("restored lease after the run: %+v, %v", ttl, err)
+	}
+	t.Logf("after the run every member still serves the %d restored keys and the lease", len(fx.kvs))
 }

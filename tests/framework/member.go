@@ -736,13 +736,7 @@ func Run(t testing.TB, timeout time.Duration, stdin string, env []string, bin st
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	for _, e := range os.Environ() {
-		if strings.HasPrefix(e, "ETCD_") || strings.HasPrefix(e, "ETCDCTL_") {
-			continue
-		}
-		cmd.Env = append(cmd.Env, e)
-	}
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = ToolEnv(env...)
 	cmd.Dir = t.TempDir()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -761,6 +755,19 @@ func Run(t testing.TB, timeout time.Duration, stdin string, env []string, bin st
 		r.Err = fmt.Errorf("%s %v: killed after %v (%v)", filepath.Base(bin), args, timeout, err)
 	}
 	return r
+}
+
+// ToolEnv is the test process's environment without its ETCD_* and ETCDCTL_* variables
+// (etcd's tools read them as flags), plus extra: what Run starts a tool with.
+func ToolEnv(extra ...string) []string {
+	var env []string
+	for _, e := range os.Environ() {
+		if strings.HasPrefix(e, "ETCD_") || strings.HasPrefix(e, "ETCDCTL_") {
+			continue
+		}
+		env = append(env, e)
+	}
+	return append(env, extra...)
 }
 
 var (

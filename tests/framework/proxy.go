@@ -416,6 +416,24 @@ func StartProxiedCluster(t testing.TB, n int, opts Options) (*Cluster, *PeerNetw
 
 var errProxyListen = errors.New("proxy listen")
 
+// NewProxiedCluster prepares a cluster as StartProxiedCluster does without starting it,
+// for tests that lay out the members' data dirs first (a restored snapshot: restore each
+// member with the cluster's InitialCluster and Token and its ProxyURL as its advertised
+// peer URL); Cluster.Start starts it. Its proxies already serve, and close when the test
+// ends.
+func NewProxiedCluster(t testing.TB, n int, opts Options) (*Cluster, *PeerNetwork) {
+	t.Helper()
+	if n < 1 {
+		t.Fatalf("NewProxiedCluster: n=%d", n)
+	}
+	c, pn, err := newProxiedCluster(t, n, opts)
+	t.Cleanup(pn.Close)
+	if err != nil {
+		t.Fatalf("proxied cluster of %d: %v", n, err)
+	}
+	return c, pn
+}
+
 // newProxiedCluster prepares the members and starts their proxies. It
 // mirrors newCluster, with the proxies' URLs as the advertised peer URLs.
 func newProxiedCluster(t testing.TB, n int, opts Options) (*Cluster, *PeerNetwork, error) {
