@@ -26,6 +26,11 @@
 //     ReadTxn.ForEach
 //     (iterate.go) visits a range key by key, decoding one value at a time, for scans
 //     of the whole store that must not hold every value at once.
+//   - stream.go: RangeIter reads a range at one pinned revision chunk by chunk (bounded
+//     in bytes and KVs), each chunk an index walk under the lock then a value view
+//     decoded without it, so a chunked read (KV.RangeStream) costs a chunk's memory and
+//     lets writes and compaction run between chunks; a compaction past the pinned
+//     revision fails the next chunk with ErrCompacted.
 //   - write.go: Update(index, term, fn) is the only way to write: fn gets the one
 //     WriteTxn, which holds the store's write lock and writes at Rev()+1 with sub
 //     revisions 0, 1, ...; if fn fails, every change it made is undone (an undo log over
