@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 
@@ -18,97 +15,19 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// KV.RangeStream is etcd 3.7's (rpc.proto: `rpc RangeStream(RangeRequest) returns
-// (stream RangeStreamResponse)`, `message RangeStreamResponse { RangeResponse
-// range_response = 1; }`). This module is on etcd 3.6.16's api, which has neither, so
-// the test calls the method by name with a codec of its own: the request is 3.6.16's
-// RangeRequest, each response is read as bytes and its field 1 decoded as a
-// RangeResponse. The reference etcd 3.6.16 answers Unimplemented, so these checks are
+// KV.RangeStream goes through framework.RangeStream (this module's etcd 3.6.16 api has
+// no stub for it). The reference etcd 3.6.16 answers Unimplemented, so these checks are
 // Cairn-only: against the proto's documented semantics and Cairn's own unary Range,
 // not against a running etcd 3.7.
 
-const rangeStreamMethod = "/etcdserverpb.KV/RangeStream"
-
-// rawCodec marshals etcd's (gogo) requests and hands responses over as bytes.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	return v.(interface{ Marshal() ([]byte, error) }).Marshal()
-}
-
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	*(v.(*[]byte)) = append([]byte(nil), data...)
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }
-
-// decodeRangeStreamResponse decodes a RangeStreamResponse: field 1 (bytes), a
-// RangeResponse; any other field is an error.
-func decodeRangeStreamResponse(b []byte) (*pb.RangeResponse, error) {
-	resp := &pb.RangeResponse{}
-	for len(b) > 0 {
-		tag, n := binary.Uvarint(b)
-		if n <= 0 || tag != 1<<3|2 {
-			return nil, fmt.Errorf("RangeStreamResponse: unexpected tag %d", tag)
-		}
-		b = b[n:]
-		l, n := binary.Uvarint(b)
-		if n <= 0 || uint64(len(b)-n) < l {
-			return nil, fmt.Errorf("RangeStreamResponse: bad length")
-		}
-		part := &pb.RangeResponse{}
-		if err := part.Unmarshal(b[n : n+int(l)]); err != nil {
-			return nil, err
-		}
-		mergeRange(resp, part) // a repeated embedded message merges, as proto.Merge
-		b = b[n+int(l):]
-	}
-	return resp, nil
-}
-
-// mergeRange is proto.Merge for RangeResponse: kvs appended, set scalars replaced.
-func mergeRange(dst, src *pb.RangeResponse) {
-	if src.Header != nil {
-		dst.Header = src.Header
-	}
-	dst.Kvs = append(dst.Kvs, src.Kvs...)
-	if src.More {
-		dst.More = true
-	}
-	if src.Count != 0 {
-		dst.Count = src.Count
-	}
-}
-
-// rangeStream calls KV.RangeStream and returns every chunk with its encoded size, and
-// the status that ended the stream (nil at io.EOF).
+// rangeStream returns every chunk of a RangeStream with its encoded size, and the
+// status that ended the stream.
 func rangeStream(cx context.Context, cc *grpc.ClientConn, r *pb.RangeRequest) (chunks []*pb.RangeResponse, sizes []int, err error) {
-	desc := &grpc.StreamDesc{StreamName: "RangeStream", ServerStreams: true}
-	st, err := cc.NewStream(cx, desc, rangeStreamMethod, grpc.ForceCodec(rawCodec{}))
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := st.SendMsg(r); err != nil {
-		return nil, nil, err
-	}
-	if err := st.CloseSend(); err != nil {
-		return nil, nil, err
-	}
-	for {
-		var b []byte
-		if err := st.RecvMsg(&b); err != nil {
-			if errors.Is(err, io.EOF) {
-				return chunks, sizes, nil
-			}
-			return chunks, sizes, err
-		}
-		c, err := decodeRangeStreamResponse(b)
-		if err != nil {
-			return chunks, sizes, err
-		}
-		chunks, sizes = append(chunks, c), append(sizes, len(b))
-	}
+	err = framework.RangeStream(cx, cc, r, func(c *pb.RangeResponse, size int) error {
+		chunks, sizes = append(chunks, c), append(sizes, size)
+		return nil
+	})
+	return chunks, sizes, err
 }
 
 // mustMerge checks the chunk layout (header, more and count only on the last; the
@@ -125,7 +44,7 @@ func mustMerge(t *testing.T, what string, chunks []*pb.RangeResponse) *pb.RangeR
 		} else if last && c.Header == nil {
 			t.Fatalf("%s: the last chunk has no header", what)
 		}
-		mergeRange(merged, c)
+		framework.MergeRange(merged, c)
 	}
 	return merged
 }
