@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairn-kv/cairn/internal/errs"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
 // fakeBackend is the smallest Backend the api tests need: the real member needs raft and
@@ -20,9 +21,11 @@ type fakeBackend struct {
 	leader   uint64
 	alarms   []*pb.AlarmMember
 	learner  bool
-	rangeErr error // returned by Range (and thus health checks)
-	err      error // returned by every other KV call
-	calls    []string
+	rangeErr error // returned by Range (and thus health checks), and by RangeStream before its last chunk
+	// streamChunks are the KVs of RangeStream's chunks.
+	streamChunks [][]*mvccpb.KeyValue
+	err          error // returned by every other KV call
+	calls        []string
 
 	// watchStreams receives every stream NewWatchStream opens (buffered; tests that
 	// watch read it to drive the stream).
@@ -57,6 +60,31 @@ func (f *fakeBackend) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeR
 		return nil, err
 	}
 	return &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: 7}}, nil
+}
+
+// RangeStream sends streamChunks (or, if empty, one chunk with key "a"), the last one
+// with a header of revision 7, then fails with rangeErr if set.
+func (f *fakeBackend) RangeStream(ctx context.Context, r *pb.RangeRequest, send func(*pb.RangeResponse) error) error {
+	f.record("RangeStream")
+	f.mu.Lock()
+	chunks, err := f.streamChunks, f.rangeErr
+	f.mu.Unlock()
+	if len(chunks) == 0 {
+		chunks = [][]*mvccpb.KeyValue{{{Key: []byte("a")}}}
+	}
+	for i, kvs := range chunks {
+		resp := &pb.RangeResponse{Kvs: kvs}
+		if i == len(chunks)-1 {
+			if err != nil {
+				return err
+			}
+			resp.Header, resp.Count, resp.More = &pb.ResponseHeader{Revision: 7}, 99, true
+		}
+		if err := send(resp); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *fakeBackend) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {

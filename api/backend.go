@@ -11,6 +11,17 @@ import (
 // implements it; api never touches storage or raft itself.
 type Backend interface {
 	Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error)
+	// RangeStream answers r (checked as Range checks it, and with an effective sort
+	// order of ascending by key) in chunks read from one revision, calling send once per
+	// chunk: every call but the last carries only Kvs, disjoint and in key order; the
+	// last carries the header (revision set), the remaining Kvs, More and Count, so that
+	// merging all of them is Range's answer. send is called sequentially from the
+	// calling goroutine, never while the member holds a lock that writers wait on, and
+	// does not keep the response after it returns; its error ends the call and is
+	// returned. An error after some chunks were sent (a compaction past the pinned
+	// revision: ErrCompacted) is returned instead of the last chunk. The member's
+	// memory for one call is a few chunks (of about a MiB), not the result.
+	RangeStream(ctx context.Context, r *pb.RangeRequest, send func(*pb.RangeResponse) error) error
 	Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
 	DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error)
 	Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)

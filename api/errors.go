@@ -87,6 +87,11 @@ var (
 	ErrGRPCDeadlineExceeded = status.Error(codes.DeadlineExceeded, "etcdserver: context deadline exceeded")
 )
 
+// ErrGRPCRangeStreamSort answers a RangeStream sorted other than ascending by key: etcd
+// 3.7 answers codes.Unimplemented (use Range); the text is Cairn's.
+var ErrGRPCRangeStreamSort = status.Error(codes.Unimplemented,
+	"etcdserver: RangeStream supports no sort order other than ascending by key; use Range")
+
 // errGRPCTooManyRequestsOnWire is what etcd actually puts on the wire for its server's
 // "too many requests": etcd maps it to the client-side rpctypes value, which carries no
 // gRPC status, so grpc-go sends it as codes.Unknown with the message. clientv3 still

@@ -224,6 +224,38 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	return resp, nil
 }
 
+// RangeStream is etcd 3.7's streaming Range: the same checks as Range, then the
+// member's chunks, each in a RangeStreamResponse; the header of the last one is filled
+// as Range's is. A sort other than ascending by key would need the whole result before
+// the first chunk: etcd 3.7 refuses it with Unimplemented (use Range), and so does this.
+func (s *kvServer) RangeStream(r *pb.RangeRequest, srv pb.KV_RangeStreamServer) error {
+	if err := checkRangeRequest(r); err != nil {
+		return err
+	}
+	if !isKeyAscending(r) {
+		return ErrGRPCRangeStreamSort
+	}
+	err := s.b.RangeStream(srv.Context(), r, func(resp *pb.RangeResponse) error {
+		if resp.Header != nil {
+			fillHeader(s.b, &resp.Header)
+		}
+		return srv.Send(&pb.RangeStreamResponse{RangeResponse: resp})
+	})
+	return toGRPCError(err)
+}
+
+// isKeyAscending: r's effective order (etcd's: no order with a target other than the
+// key sorts ascending by that target) is the store's own, ascending by key.
+func isKeyAscending(r *pb.RangeRequest) bool {
+	switch r.GetSortOrder() {
+	case pb.RangeRequest_NONE:
+		return r.GetSortTarget() == pb.RangeRequest_KEY
+	case pb.RangeRequest_ASCEND:
+		return r.GetSortTarget() == pb.RangeRequest_KEY
+	}
+	return false
+}
+
 func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := checkPutRequest(r); err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -309,6 +310,38 @@ func (r *reader) close() {
 type rangeView struct {
 	tx   *bolt.Tx // nil if every value was buffered
 	vals [][]byte // the buffered value of the i-th revision, or nil
+	// mapped are the spans of bbolt's memory map the values read from tx lie in
+	// (adjacent ones merged), and mappedBytes their size: a large read drops them from
+	// the resident set when it ends (dropResident), so a range over most of the db does
+	// not leave the process holding the db's pages.
+	mapped      []span
+	mappedBytes uintptr
+	mapStart    uintptr // tx's view of the map: [mapStart, mapEnd)
+	mapEnd      uintptr
+}
+
+type span struct{ start, end uintptr }
+
+// dropResidentMin is the least a view must have read from the map for close to drop
+// its pages: small reads keep theirs (hot keys stay mapped).
+const dropResidentMin = 256 << 10
+
+// noteMapped records that val (read from v.tx) lies in the memory map.
+func (v *rangeView) noteMapped(val []byte) {
+	if len(val) == 0 {
+		return
+	}
+	s := uintptr(unsafe.Pointer(&val[0]))
+	e := s + uintptr(len(val))
+	if s < v.mapStart || e > v.mapEnd {
+		return // not in the map (never dropped: madvise would zero other memory)
+	}
+	v.mappedBytes += e - s
+	if n := len(v.mapped); n > 0 && v.mapped[n-1].end+osPageSize >= s && s >= v.mapped[n-1].start {
+		v.mapped[n-1].end = max(v.mapped[n-1].end, e)
+		return
+	}
+	v.mapped = append(v.mapped, span{s, e})
 }
 
 func (b *backend) view(hits []indexHit) (*rangeView, error) {
@@ -331,6 +364,8 @@ func (b *backend) view(hits []indexHit) (*rangeView, error) {
 			return nil, fmt.Errorf("mvcc: begin read: %w", err)
 		}
 		v.tx = tx
+		v.mapStart = b.db.Info().Data
+		v.mapEnd = v.mapStart + uintptr(tx.Size())
 	}
 	return v, nil
 }
@@ -343,6 +378,7 @@ func (v *rangeView) kv(i int, rev revision) (*mvccpb.KeyValue, error) {
 	}
 	if val == nil && v.tx != nil {
 		val = v.tx.Bucket(bucketKey).Get(rev.bytes(false))
+		v.noteMapped(val)
 	}
 	if val == nil {
 		return nil, fmt.Errorf("mvcc: revision {%d %d} missing from the backend", rev.main, rev.sub)
@@ -356,8 +392,57 @@ func (v *rangeView) kv(i int, rev revision) (*mvccpb.KeyValue, error) {
 
 func (v *rangeView) close() {
 	if v.tx != nil {
+		if v.mappedBytes >= dropResidentMin {
+			for _, sp := range v.mapped {
+				dropResident(sp.start, sp.end-sp.start)
+			}
+		}
 		_ = v.tx.Rollback()
 	}
+}
+
+// scanDropper drops from the resident set, every scanDropBytes read, the part of the
+// memory map a scan of the "key" bucket in revision order read (values, and the pages
+// between them): the index rebuild at Open reads every value once, and keeping them
+// all mapped would make the member's resident set as large as the db.
+type scanDropper struct {
+	mapStart, mapEnd uintptr
+	lo, hi, read     uintptr
+}
+
+const scanDropBytes = 64 << 20
+
+// newScanDropper is for a scan through tx, which must stay open until the last flush.
+func (b *backend) newScanDropper(tx *bolt.Tx) *scanDropper {
+	d := &scanDropper{mapStart: b.db.Info().Data}
+	d.mapEnd = d.mapStart + uintptr(tx.Size())
+	return d
+}
+
+// note records that the scan read val.
+func (d *scanDropper) note(val []byte) {
+	if len(val) == 0 {
+		return
+	}
+	s := uintptr(unsafe.Pointer(&val[0]))
+	e := s + uintptr(len(val))
+	if s < d.mapStart || e > d.mapEnd {
+		return // not in the map (a page the transaction changed)
+	}
+	if d.read == 0 {
+		d.lo, d.hi = s, e
+	}
+	d.lo, d.hi = min(d.lo, s), max(d.hi, e)
+	if d.read += e - s; d.read >= scanDropBytes {
+		d.flush()
+	}
+}
+
+func (d *scanDropper) flush() {
+	if d.read > 0 {
+		dropResident(d.lo, d.hi-d.lo)
+	}
+	d.read = 0
 }
 
 // batchValue reads a live revision through the batch (which sees uncommitted writes).

@@ -26,6 +26,17 @@
 //     ReadTxn.ForEach
 //     (iterate.go) visits a range key by key, decoding one value at a time, for scans
 //     of the whole store that must not hold every value at once.
+//   - stream.go: RangeIter reads a range at one pinned revision chunk by chunk (bounded
+//     in bytes and KVs), each chunk an index walk under the lock then a value view
+//     decoded without it, so a chunked read (KV.RangeStream) costs a chunk's memory and
+//     lets writes and compaction run between chunks; a compaction past the pinned
+//     revision fails the next chunk with ErrCompacted.
+//   - resident_linux.go: bbolt maps the db file shared and read-only, so every value a
+//     read touches stays in the process's resident set until unmapped. A range view
+//     that read 256 KiB or more, and the index rebuild at Open (every 64 MiB), drop the
+//     pages they read (madvise MADV_DONTNEED, only on addresses inside the map, under an
+//     open bbolt transaction): they stay in the page cache, and the member's resident
+//     set stays its own memory rather than the size of the db.
 //   - write.go: Update(index, term, fn) is the only way to write: fn gets the one
 //     WriteTxn, which holds the store's write lock and writes at Rev()+1 with sub
 //     revisions 0, 1, ...; if fn fails, every change it made is undone (an undo log over

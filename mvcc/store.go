@@ -202,8 +202,11 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 	}
 
 	cur := int64(1)
+	drop := s.b.newScanDropper(tx)
+	defer drop.flush()
 	c := tx.Bucket(bucketKey).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
+		drop.note(v)
 		if len(k) != revBytesLen && len(k) != markedRevBytesLen {
 			return 0, 0, fmt.Errorf("malformed key bucket key %x", k)
 		}

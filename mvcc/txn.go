@@ -31,15 +31,9 @@ type RangeResult struct {
 // revisions of the KVs to return, at most the limit (none for CountOnly). Caller holds
 // s.mu shared.
 func (s *Store) rangeIndex(key, end []byte, o RangeOptions, viewRev int64) (*RangeResult, []indexHit, error) {
-	rev := o.Rev
-	if rev <= 0 {
-		rev = viewRev
-	}
-	if rev > viewRev {
-		return nil, nil, fmt.Errorf("range at %d (current %d): %w", rev, viewRev, ErrFutureRev)
-	}
-	if rev < s.compactRev {
-		return nil, nil, fmt.Errorf("range at %d (compacted %d): %w", rev, s.compactRev, ErrCompacted)
+	rev, err := s.readRev(o.Rev, viewRev)
+	if err != nil {
+		return nil, nil, err
 	}
 	limit := -1
 	switch {

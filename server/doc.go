@@ -12,6 +12,10 @@
 // auth revision moved meanwhile, and auth.Store follows the auth buckets only once the
 // entry's store txn ended without error.
 //
+// RangeStream (rangestream.go) is Range read in chunks from one pinned revision
+// (mvcc.RangeIter): the member holds at most two chunks of about a MiB, whatever the
+// size of the range, and no lock while a chunk is sent.
+//
 // It must never apply a write that did not come out of the raft log, and never acknowledge
 // one before the log entry holding it is durable. The leader renews a lease only after a
 // quorum confirmed, through a ReadIndex round, that it still leads (a stalled leader

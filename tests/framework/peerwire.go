@@ -3,7 +3,6 @@ package framework
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -81,30 +80,6 @@ func (h PeerHeader) append(b []byte, withTo bool) []byte {
 		b = protowire.AppendVarint(b, h.To)
 	}
 	return b
-}
-
-// rawCodec sends and receives already encoded protobuf messages ([]byte / *[]byte).
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	switch b := v.(type) {
-	case []byte:
-		return b, nil
-	case *[]byte:
-		return *b, nil
-	}
-	return nil, fmt.Errorf("rawCodec: cannot marshal %T", v)
-}
-
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	p, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("rawCodec: cannot unmarshal into %T", v)
-	}
-	*p = append((*p)[:0], data...)
-	return nil
 }
 
 // DialPeerPort connects to a member's peer URL as an outsider would: plaintext for
