@@ -139,7 +139,9 @@ func (s *Server) applyClusterVersionSet(tx *mvcc.WriteTxn, r *pb.ClusterVersionS
 
 // runVersionMonitor is the leader's version check, every VersionMonitorInterval as
 // etcd's: the cluster version should be the enabled downgrade job's target, or this
-// release's when there is none; the leader proposes it when it differs.
+// release's when there is none; the leader proposes it when it differs. As etcd's, it
+// moves nothing while a member is unreachable (etcd's leader must read every member's
+// version first).
 func (s *Server) runVersionMonitor() {
 	t := time.NewTicker(s.cfg.VersionMonitorInterval)
 	defer t.Stop()
@@ -160,6 +162,11 @@ func (s *Server) runVersionMonitor() {
 		if cluster == want {
 			continue
 		}
+		if id := s.unreachableMember(); id != 0 {
+			s.lg.Debug("cluster version not updated: a member is unreachable",
+				zap.String("to", want), zap.String("remote-member-id", fmt.Sprintf("%x", id)))
+			continue
+		}
 		s.lg.Info("updating cluster version", zap.String("from", cluster), zap.String("to", want))
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.VersionMonitorInterval)
 		// The member's own request: no user to check.
@@ -172,6 +179,17 @@ func (s *Server) runVersionMonitor() {
 			s.lg.Warn("failed to update cluster version", zap.String("to", want), zap.Error(err))
 		}
 	}
+}
+
+// unreachableMember returns a member other than this one that messages do not reach now,
+// 0 when every member is reachable.
+func (s *Server) unreachableMember() uint64 {
+	for _, m := range s.members.all() {
+		if m.ID != s.id && s.peers.ActiveSince(m.ID).IsZero() {
+			return m.ID
+		}
+	}
+	return 0
 }
 
 // clusterMinorVersion is the cluster version as etcd reports it in downgrade answers.

@@ -152,7 +152,7 @@ func TestDowngradeEnableCancelRestart(t *testing.T) {
 // when it applies it), and a cancel through another follower moves them back.
 func TestDowngradeCluster(t *testing.T) {
 	ms := startTestCluster(t, 3, func(c *Config) { c.VersionMonitorInterval = 50 * time.Millisecond })
-	_, followers := waitLeader(t, ms)
+	leader, followers := waitLeader(t, ms)
 	all := func(what string, cluster, storage string, enabled bool) {
 		t.Helper()
 		eventually(t, 10*time.Second, what, func() bool {
@@ -183,4 +183,17 @@ func TestDowngradeCluster(t *testing.T) {
 		t.Fatalf("cancel through a follower: %v, %v", resp, err)
 	}
 	all("every member back at 3.6", "3.6.0", "3.6.0", false)
+
+	// With a member down the job is recorded but, as etcd's, the leader moves nothing.
+	followers[1].stop()
+	eventually(t, 5*time.Second, "the stopped member unreachable", func() bool { return leader.s.peers.ActiveSince(followers[1].s.ID()).IsZero() })
+	if _, err := followers[0].s.Downgrade(ctx(t), &pb.DowngradeRequest{Action: pb.DowngradeRequest_ENABLE, Version: "3.5"}); err != nil {
+		t.Fatalf("enable with a member down: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // 10 version checks
+	for _, m := range []*clusterMember{leader, followers[0]} {
+		if st, err := m.s.Status(ctx(t)); err != nil || m.s.ClusterVersion() != "3.6.0" || st.StorageVersion != "3.6.0" || !st.DowngradeInfo.GetEnabled() {
+			t.Fatalf("member %x with a member down: %s %v, %v", m.s.ID(), m.s.ClusterVersion(), st, err)
+		}
+	}
 }
