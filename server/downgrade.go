@@ -121,6 +121,7 @@ func (s *Server) applyClusterVersionSet(tx *mvcc.WriteTxn, r *pb.ClusterVersionS
 		return applyResult{err: fmt.Errorf("server: cluster version %q: %w", v, err)}
 	}
 	from, fromStorage, _ := s.versions.get()
+	recorded := s.versions.isRecorded()
 	storage := storageVersionFor(v)
 	tx.PutClusterVersion(v)
 	if storage != fromStorage {
@@ -128,8 +129,12 @@ func (s *Server) applyClusterVersionSet(tx *mvcc.WriteTxn, r *pb.ClusterVersionS
 	}
 	return applyResult{
 		done: func() {
-			s.versions.setCluster(v, storage)
-			s.lg.Info("updated cluster version", zap.String("from", from), zap.String("to", v))
+			s.versions.setCluster(v, storage, true)
+			if recorded {
+				s.lg.Info("updated cluster version", zap.String("from", from), zap.String("to", v))
+			} else {
+				s.lg.Info("set initial cluster version", zap.String("cluster-version", v))
+			}
 			if storage != fromStorage {
 				s.lg.Info("updated storage version", zap.String("from", fromStorage), zap.String("to", storage))
 			}
@@ -137,47 +142,63 @@ func (s *Server) applyClusterVersionSet(tx *mvcc.WriteTxn, r *pb.ClusterVersionS
 	}
 }
 
-// runVersionMonitor is the leader's version check, every VersionMonitorInterval as
-// etcd's: the cluster version should be the enabled downgrade job's target, or this
-// release's when there is none; the leader proposes it when it differs. As etcd's, it
-// moves nothing while a member is unreachable (etcd's leader must read every member's
-// version first).
+// runVersionMonitor is the leader's version check: once the member is ready, then every
+// VersionMonitorInterval as etcd's. The cluster version should be the enabled downgrade
+// job's target, or this release's when there is none; the leader proposes it when it
+// differs, or when the store records none yet (a new cluster: etcd's leader records the
+// initial cluster version the same way). As etcd's, it moves nothing while a member is
+// unreachable (etcd's leader must read every member's version first).
 func (s *Server) runVersionMonitor() {
+	select {
+	case <-s.readyc:
+	case <-s.stopping:
+		return
+	}
 	t := time.NewTicker(s.cfg.VersionMonitorInterval)
 	defer t.Stop()
 	for {
+		s.checkClusterVersion()
 		select {
 		case <-t.C:
 		case <-s.stopping:
 			return
 		}
-		if s.node.Leader() != s.id || !s.isReady() {
-			continue
-		}
-		cluster, _, job := s.versions.get()
-		want := ReleaseClusterVersion
-		if job.Enabled {
-			want = job.TargetVersion
-		}
-		if cluster == want {
-			continue
-		}
-		if id := s.unreachableMember(); id != 0 {
-			s.lg.Debug("cluster version not updated: a member is unreachable",
-				zap.String("to", want), zap.String("remote-member-id", fmt.Sprintf("%x", id)))
-			continue
-		}
+	}
+}
+
+// checkClusterVersion is one check of runVersionMonitor.
+func (s *Server) checkClusterVersion() {
+	if s.node.Leader() != s.id {
+		return
+	}
+	cluster, _, job := s.versions.get()
+	recorded := s.versions.isRecorded()
+	want := ReleaseClusterVersion
+	if job.Enabled {
+		want = job.TargetVersion
+	}
+	if cluster == want && recorded {
+		return
+	}
+	if id := s.unreachableMember(); id != 0 {
+		s.lg.Debug("cluster version not updated: a member is unreachable",
+			zap.String("to", want), zap.String("remote-member-id", fmt.Sprintf("%x", id)))
+		return
+	}
+	if recorded {
 		s.lg.Info("updating cluster version", zap.String("from", cluster), zap.String("to", want))
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.VersionMonitorInterval)
-		// The member's own request: no user to check.
-		_, err := s.propose(ctx, &pb.InternalRaftRequest{
-			ClusterVersionSet: &pb.ClusterVersionSetRequest{Ver: want},
-			Header:            &pb.RequestHeader{},
-		})
-		cancel()
-		if err != nil {
-			s.lg.Warn("failed to update cluster version", zap.String("to", want), zap.Error(err))
-		}
+	} else {
+		s.lg.Info("setting up initial cluster version", zap.String("cluster-version", want))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.VersionMonitorInterval)
+	defer cancel()
+	// The member's own request: no user to check.
+	_, err := s.propose(ctx, &pb.InternalRaftRequest{
+		ClusterVersionSet: &pb.ClusterVersionSetRequest{Ver: want},
+		Header:            &pb.RequestHeader{},
+	})
+	if err != nil {
+		s.lg.Warn("failed to update cluster version", zap.String("to", want), zap.Error(err))
 	}
 }
 

@@ -94,6 +94,11 @@ func TestDowngradeEnableCancelRestart(t *testing.T) {
 	if got := status(s); got != `3.6.0 3.6.0 false ""` {
 		t.Fatalf("fresh: %s", got)
 	}
+	// The leader records the initial cluster version, as etcd's does; no job yet.
+	eventually(t, 5*time.Second, "the initial cluster version recorded", func() bool { c, _, _ := stored(s); return c == "3.6.0" })
+	if c, st, j := stored(s); c != "3.6.0" || st != "3.6.0" || j != "" {
+		t.Fatalf("stored when fresh: %q %q %q", c, st, j)
+	}
 	if v, err := downgrade(s, pb.DowngradeRequest_ENABLE, "3.5"); err != nil || v != "3.6" {
 		t.Fatalf("enable: %q, %v", v, err)
 	}

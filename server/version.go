@@ -38,6 +38,15 @@ type versionState struct {
 	cluster   string // "3.6.0", "3.5.0"
 	storage   string // "3.6.0", "3.5.0"
 	downgrade downgradeJob
+	// recorded says the store has the cluster version (a new cluster's has none until
+	// the leader records it).
+	recorded bool
+}
+
+func (v *versionState) isRecorded() bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.recorded
 }
 
 func (v *versionState) get() (cluster, storage string, job downgradeJob) {
@@ -46,10 +55,11 @@ func (v *versionState) get() (cluster, storage string, job downgradeJob) {
 	return v.cluster, v.storage, v.downgrade
 }
 
-func (v *versionState) setCluster(cluster, storage string) {
+// setCluster sets the versions; recorded says the store has the cluster version.
+func (v *versionState) setCluster(cluster, storage string, recorded bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.cluster, v.storage = cluster, storage
+	v.cluster, v.storage, v.recorded = cluster, storage, recorded
 }
 
 func (v *versionState) setDowngrade(job downgradeJob) {
@@ -75,7 +85,8 @@ func (s *Server) loadVersions() error {
 	if err != nil {
 		return fmt.Errorf("server: load cluster version: %w", err)
 	}
-	if cluster == "" {
+	recorded := cluster != ""
+	if !recorded {
 		cluster = ReleaseClusterVersion
 	}
 	storage, err := s.store.StorageVersion()
@@ -95,7 +106,7 @@ func (s *Server) loadVersions() error {
 			return fmt.Errorf("server: decode downgrade job %q: %w", raw, err)
 		}
 	}
-	s.versions.setCluster(cluster, storage)
+	s.versions.setCluster(cluster, storage, recorded)
 	s.versions.setDowngrade(job)
 	return nil
 }

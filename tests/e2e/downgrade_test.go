@@ -232,7 +232,8 @@ func TestDowngradeValidateCancel(t *testing.T) {
 	}
 }
 
-// TestDowngradeEnableCancel: one member, Cairn and etcd side by side. enable 3.5 answers
+// TestDowngradeEnableCancel: one member, Cairn and etcd side by side. A fresh member's
+// snapshot records cluster version 3.6.0 and storage version 3.6.0. enable 3.5 answers
 // "3.6" and records the job (Status' downgrade info at once); the cluster version and
 // the storage version move to 3.5.0 within the leader's next version check (etcd: every
 // 4 s); then enabling 3.5 again is an invalid target and 3.4 a job in progress; a
@@ -247,6 +248,7 @@ func TestDowngradeEnableCancel(t *testing.T) {
 		ms := []*framework.Member{m}
 		out := []string{
 			"fresh: " + downgradeView(m),
+			snapshotView(t, m),
 			"enable 3.5: " + downgradeAnswer(t, m, pb.DowngradeRequest_ENABLE, "3.5"),
 			"right after: " + downgradeInfo(m),
 		}
