@@ -153,7 +153,7 @@ var backendErrors = []struct {
 	{errs.ErrAuthOldRevision, ErrGRPCAuthOldRevision},
 	{errs.ErrWrongDowngradeVersionFormat, ErrGRPCWrongDowngradeVersionFormat},
 	{errs.ErrInvalidDowngradeTargetVersion, ErrGRPCInvalidDowngradeTargetVersion},
-	{errs.ErrDowngradeNotSupported, status.Error(codes.FailedPrecondition, errs.ErrDowngradeNotSupported.Error())},
+	{errs.ErrDowngradeInProcess, ErrGRPCDowngradeInProcess},
 	{errs.ErrUnknownMethod, status.Error(codes.Unknown, errs.ErrUnknownMethod.Error())},
 	// A request kind the member does not serve yet answers codes.Unimplemented, never a
 	// fake success.

@@ -65,7 +65,7 @@ var wireOf = map[error]struct {
 	// Downgrade (kept apart so the rows above keep their alignment).
 	errs.ErrWrongDowngradeVersionFormat:   {codes.InvalidArgument, "etcdserver: wrong downgrade target version format"},
 	errs.ErrInvalidDowngradeTargetVersion: {codes.InvalidArgument, "etcdserver: invalid downgrade target version"},
-	errs.ErrDowngradeNotSupported:         {codes.FailedPrecondition, "cairn: downgrade is not supported: Cairn cannot move the cluster and its storage to version 3.5"},
+	errs.ErrDowngradeInProcess:            {codes.FailedPrecondition, "etcdserver: cluster has a downgrade job in progress"},
 	errs.ErrUnknownMethod:                 {codes.Unknown, "etcdserver: unknown method"},
 	// Cairn only; an empty message means the error's own (wrapped) text.
 	errs.ErrDiskFull: {codes.ResourceExhausted, ""},

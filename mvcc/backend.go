@@ -106,8 +106,8 @@ func openBackend(path string, mmapSize int) (*backend, error) {
 				return fmt.Errorf("create bucket %q: %w", name, err)
 			}
 		}
-		if meta := tx.Bucket(bucketMeta); meta.Get(metaStorageVersion) == nil {
-			return meta.Put(metaStorageVersion, []byte(StorageVersion))
+		if !schemaComplete(tx) {
+			return tx.Bucket(bucketMeta).Put(metaStorageVersion, []byte(StorageVersion))
 		}
 		return nil
 	})
@@ -122,14 +122,15 @@ func openBackend(path string, mmapSize int) (*backend, error) {
 	return b, nil
 }
 
-// hasLayout tells whether db has every bucket and the storage version.
+// hasLayout tells whether db has every bucket and the storage version (none in a db of
+// cluster version 3.5: etcd 3.5's schema records none).
 func hasLayout(db *bolt.DB) bool {
 	ok := true
 	_ = db.View(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			ok = ok && tx.Bucket(name) != nil
 		}
-		ok = ok && tx.Bucket(bucketMeta).Get(metaStorageVersion) != nil
+		ok = ok && schemaComplete(tx)
 		return nil
 	})
 	return ok

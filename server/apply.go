@@ -197,6 +197,10 @@ func (s *Server) applyRequest(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest, inde
 		return s.applyLeaseRevoke(tx, r.LeaseRevoke, r.Header)
 	case r.LeaseCheckpoint != nil:
 		return s.applyLeaseCheckpoint(tx, r.LeaseCheckpoint)
+	case r.DowngradeInfoSet != nil:
+		return s.applyDowngradeInfoSet(tx, r.DowngradeInfoSet)
+	case r.ClusterVersionSet != nil:
+		return s.applyClusterVersionSet(tx, r.ClusterVersionSet)
 	}
 	return applyResult{err: ErrNotImplemented}
 }

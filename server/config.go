@@ -128,6 +128,11 @@ type Config struct {
 	// give a fake disk.
 	FreeBytes func(dir string) (uint64, error)
 
+	// VersionMonitorInterval is how often the leader moves the cluster version toward
+	// what it should be: the downgrade job's target while one is enabled, 3.6.0 otherwise
+	// (0: DefaultVersionMonitorInterval).
+	VersionMonitorInterval time.Duration
+
 	Logger *zap.Logger
 }
 
@@ -157,6 +162,9 @@ const (
 	DefaultBackupInterval          = time.Hour
 	DefaultBackupRetention         = 24
 	DefaultDiskCheckInterval       = time.Second
+	// DefaultVersionMonitorInterval is etcd's: its leader checks the cluster version every
+	// 4 s (rafthttp.ConnWriteTimeout - 1 s).
+	DefaultVersionMonitorInterval = 4 * time.Second
 	// DefaultMaxLearners is etcd's default --max-learners.
 	DefaultMaxLearners = 1
 )
@@ -219,6 +227,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DiskReserveBytes == 0 {
 		c.DiskReserveBytes = defaultDiskReserve()
+	}
+	if c.VersionMonitorInterval <= 0 {
+		c.VersionMonitorInterval = DefaultVersionMonitorInterval
 	}
 	if c.CompactHashCheckTime <= 0 {
 		c.CompactHashCheckTime = DefaultCompactHashCheckTime

@@ -30,6 +30,15 @@
 // taken only after a successful backend commit, so no WAL segment the store still needs
 // is released while commits fail.
 //
+// Versions (version.go, downgrade.go): the cluster version and the downgrade job are
+// state, changed only by applied raft entries (DowngradeInfoSet from Downgrade enable and
+// cancel, ClusterVersionSet from the leader's version check) and kept in etcd's "cluster"
+// bucket; the in-memory copy is reloaded from the store at start and after a leader
+// snapshot. A member's storage version follows its cluster version in the same store txn
+// (3.5.x: etcd 3.5's schema, no "storageVersion" in "meta"), so members agree on it at
+// every applied index. The leader moves the cluster version only while every member is
+// reachable, as etcd's does.
+//
 // FaultHandler (fault.go) is a test-only fault hook: it freezes the raft Ready loop while
 // everything else keeps serving. cmd/cairn serves it only when the environment has
 // CAIRN_FAULT_INJECTION=1; it is never on by default.

@@ -35,8 +35,9 @@ func (m *clusterMember) stop() {
 }
 
 // startTestCluster starts n members that find each other through their peer listeners
-// (raft and lease forwarding both go over them) and waits until all are ready.
-func startTestCluster(t *testing.T, n int) []*clusterMember {
+// (raft and lease forwarding both go over them) and waits until all are ready. opts
+// change every member's Config.
+func startTestCluster(t *testing.T, n int, opts ...func(*Config)) []*clusterMember {
 	t.Helper()
 	ls := make([]net.Listener, n)
 	initial := map[string][]url.URL{}
@@ -60,6 +61,9 @@ func startTestCluster(t *testing.T, n int) []*clusterMember {
 			HeartbeatInterval: 20 * time.Millisecond,
 			ElectionTimeout:   200 * time.Millisecond,
 			Logger:            zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)).Named(name),
+		}
+		for _, o := range opts {
+			o(&cfg)
 		}
 		s, err := New(cfg)
 		if err != nil {

@@ -26,12 +26,10 @@ func (s *Server) fillHeader(h *pb.ResponseHeader) {
 	}
 }
 
-// ClusterVersion is the cluster-wide version etcd clients see.
-func (s *Server) ClusterVersion() string { return ClusterVersion }
-
 // Status reports this member's view, as etcdctl endpoint status shows it.
 func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	total, inUse := s.store.Size()
+	_, storage, job := s.versions.get()
 	resp := &pb.StatusResponse{
 		Header:           s.Header(),
 		Version:          EtcdVersion,
@@ -41,8 +39,9 @@ func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		RaftIndex:        s.node.CommittedIndex(),
 		RaftTerm:         s.node.Term(),
 		RaftAppliedIndex: s.applied.Load(),
-		StorageVersion:   StorageVersion,
+		StorageVersion:   storage,
 		DbSizeQuota:      s.quota(),
+		DowngradeInfo:    &pb.DowngradeInfo{Enabled: job.Enabled, TargetVersion: job.TargetVersion},
 	}
 	return resp, nil
 }
@@ -62,13 +61,15 @@ func (s *Server) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.M
 }
 
 // Snapshot opens a consistent copy of the whole db as of now, with every applied write
-// committed into it: its size and a reader of its bytes. Closing the reader releases the
-// copy (its bbolt read transaction), also midway.
-func (s *Server) Snapshot(ctx context.Context) (int64, io.ReadCloser, error) {
+// committed into it: its size, the storage version it records ("" in 3.5's schema, as
+// etcd reports it) and a reader of its bytes. Closing the reader releases the copy (its
+// bbolt read transaction), also midway.
+func (s *Server) Snapshot(ctx context.Context) (size int64, storageVersion string, r io.ReadCloser, err error) {
 	sn, err := s.store.Snapshot()
 	if err != nil {
-		return 0, nil, err
+		return 0, "", nil, err
 	}
+	size, storageVersion = sn.Size(), sn.StorageVersion()
 	pr, pw := io.Pipe()
 	go func() {
 		_, err := sn.WriteTo(pw)
@@ -77,8 +78,9 @@ func (s *Server) Snapshot(ctx context.Context) (int64, io.ReadCloser, error) {
 		}
 		pw.CloseWithError(err)
 	}()
-	s.lg.Info("sending database snapshot to client", zap.Int64("total-bytes", sn.Size()))
-	return sn.Size(), pr, nil
+	s.lg.Info("sending database snapshot to client", zap.Int64("total-bytes", size),
+		zap.String("storage-version", storageVersion))
+	return size, storageVersion, pr, nil
 }
 
 // Defragment rewrites the db file without its free pages. Unlike etcd's, reads and writes

@@ -43,6 +43,7 @@ type Server struct {
 	ids       *idGenerator
 	leaseFwd  *leaseForwarder // connections to the leader for forwarded lease requests
 	alarms    *alarmStore
+	versions  versionState
 	auth      *auth.Store
 	// authFailures limits failed authentications per client address.
 	authFailures *auth.FailureLimiter
@@ -218,6 +219,9 @@ func New(cfg Config) (*Server, error) {
 	if err == nil {
 		err = s.loadAuth()
 	}
+	if err == nil {
+		err = s.loadVersions()
+	}
 	if err != nil {
 		if persisted != nil {
 			persisted.WAL.Close()
@@ -251,6 +255,7 @@ func New(cfg Config) (*Server, error) {
 	go s.runLeaseExpiry()
 	go s.publishAttributes()
 	go s.watchReady()
+	go s.runVersionMonitor()
 	if persisted != nil {
 		go s.checkPeersCluster()
 	}

@@ -112,6 +112,9 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 	if err := s.loadAuth(); err != nil {
 		return err
 	}
+	if err := s.loadVersions(); err != nil {
+		return err
+	}
 	s.storeIndex = ci
 	s.snapIndex = index
 	if index > s.applied.Load() {

@@ -183,11 +183,11 @@ type backend struct{ *server.Server }
 func (b backend) NewWatchStream() api.WatchStream { return b.Server.NewWatchStream() }
 
 func (b backend) Snapshot(ctx context.Context) (api.DBSnapshot, error) {
-	size, data, err := b.Server.Snapshot(ctx)
+	size, version, data, err := b.Server.Snapshot(ctx)
 	if err != nil {
 		return api.DBSnapshot{}, err
 	}
-	return api.DBSnapshot{Size: size, StorageVersion: server.StorageVersion, Data: data}, nil
+	return api.DBSnapshot{Size: size, StorageVersion: version, Data: data}, nil
 }
 
 // serve starts the member and its client and metrics listeners, and runs until ctx is

@@ -55,10 +55,10 @@ var (
 	ErrAuthOldRevision      = errors.New("auth: revision in header is old")
 	ErrInvalidAuthToken     = errors.New("auth: invalid auth token")
 	ErrInvalidAuthMgmt      = errors.New("auth: invalid auth management")
-	// Downgrade errors: etcd's texts, plus what Cairn does not do.
+	// Downgrade errors: etcd's texts.
 	ErrWrongDowngradeVersionFormat   = errors.New("etcdserver: wrong downgrade target version format")
 	ErrInvalidDowngradeTargetVersion = errors.New("etcdserver: invalid downgrade target version")
-	ErrDowngradeNotSupported         = errors.New("cairn: downgrade is not supported: Cairn cannot move the cluster and its storage to version 3.5")
+	ErrDowngradeInProcess            = errors.New("etcdserver: cluster has a downgrade job in progress")
 	// ErrUnknownMethod is etcd's answer to a request kind it does not know (etcd sends it
 	// as codes.Unknown).
 	ErrUnknownMethod = errors.New("etcdserver: unknown method")
@@ -98,7 +98,7 @@ func All() []error {
 		ErrPermissionNotGiven, ErrAuthFailed, ErrNoPasswordUser, ErrPermissionDenied,
 		ErrRoleNotGranted, ErrPermissionNotGranted, ErrAuthNotEnabled, ErrAuthOldRevision,
 		ErrInvalidAuthToken, ErrInvalidAuthMgmt,
-		ErrWrongDowngradeVersionFormat, ErrInvalidDowngradeTargetVersion, ErrDowngradeNotSupported, ErrUnknownMethod,
+		ErrWrongDowngradeVersionFormat, ErrInvalidDowngradeTargetVersion, ErrDowngradeInProcess, ErrUnknownMethod,
 		ErrNotImplemented,
 		ErrMemberRemoved, ErrClusterIDMismatch, ErrBackendFailed, ErrDiskFull,
 	}

@@ -55,8 +55,12 @@ type InternalRaftRequest struct {
 	AuthRoleDelete           *AuthRoleDeleteRequest           `protobuf:"bytes,1201,opt,name=auth_role_delete,json=authRoleDelete,proto3" json:"auth_role_delete,omitempty"`
 	AuthRoleGrantPermission  *AuthRoleGrantPermissionRequest  `protobuf:"bytes,1203,opt,name=auth_role_grant_permission,json=authRoleGrantPermission,proto3" json:"auth_role_grant_permission,omitempty"`
 	AuthRoleRevokePermission *AuthRoleRevokePermissionRequest `protobuf:"bytes,1204,opt,name=auth_role_revoke_permission,json=authRoleRevokePermission,proto3" json:"auth_role_revoke_permission,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// The cluster version and the downgrade job, with etcd's field numbers (etcd carries
+	// them as membershippb messages).
+	ClusterVersionSet *ClusterVersionSetRequest `protobuf:"bytes,1300,opt,name=cluster_version_set,json=clusterVersionSet,proto3" json:"cluster_version_set,omitempty"`
+	DowngradeInfoSet  *DowngradeInfoSetRequest  `protobuf:"bytes,1302,opt,name=downgrade_info_set,json=downgradeInfoSet,proto3" json:"downgrade_info_set,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *InternalRaftRequest) Reset() {
@@ -250,6 +254,119 @@ func (x *InternalRaftRequest) GetAuthRoleRevokePermission() *AuthRoleRevokePermi
 	return nil
 }
 
+func (x *InternalRaftRequest) GetClusterVersionSet() *ClusterVersionSetRequest {
+	if x != nil {
+		return x.ClusterVersionSet
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetDowngradeInfoSet() *DowngradeInfoSetRequest {
+	if x != nil {
+		return x.DowngradeInfoSet
+	}
+	return nil
+}
+
+// ClusterVersionSetRequest sets the cluster version ("3.6.0", "3.5.0"); the leader
+// proposes it.
+type ClusterVersionSetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ver           string                 `protobuf:"bytes,1,opt,name=ver,proto3" json:"ver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterVersionSetRequest) Reset() {
+	*x = ClusterVersionSetRequest{}
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterVersionSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterVersionSetRequest) ProtoMessage() {}
+
+func (x *ClusterVersionSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterVersionSetRequest.ProtoReflect.Descriptor instead.
+func (*ClusterVersionSetRequest) Descriptor() ([]byte, []int) {
+	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ClusterVersionSetRequest) GetVer() string {
+	if x != nil {
+		return x.Ver
+	}
+	return ""
+}
+
+// DowngradeInfoSetRequest starts (enabled, ver the target "3.5.0") or ends a downgrade job.
+type DowngradeInfoSetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enabled       bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	Ver           string                 `protobuf:"bytes,2,opt,name=ver,proto3" json:"ver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DowngradeInfoSetRequest) Reset() {
+	*x = DowngradeInfoSetRequest{}
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DowngradeInfoSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DowngradeInfoSetRequest) ProtoMessage() {}
+
+func (x *DowngradeInfoSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DowngradeInfoSetRequest.ProtoReflect.Descriptor instead.
+func (*DowngradeInfoSetRequest) Descriptor() ([]byte, []int) {
+	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DowngradeInfoSetRequest) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *DowngradeInfoSetRequest) GetVer() string {
+	if x != nil {
+		return x.Ver
+	}
+	return ""
+}
+
 // InternalAuthenticateRequest assigns a token to a user whose password the proposing
 // member already checked (the password never enters the log). simple_token is the
 // random prefix of a simple token; the applied entry's index completes it, as in etcd.
@@ -264,7 +381,7 @@ type InternalAuthenticateRequest struct {
 
 func (x *InternalAuthenticateRequest) Reset() {
 	*x = InternalAuthenticateRequest{}
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +393,7 @@ func (x *InternalAuthenticateRequest) String() string {
 func (*InternalAuthenticateRequest) ProtoMessage() {}
 
 func (x *InternalAuthenticateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[1]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +406,7 @@ func (x *InternalAuthenticateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InternalAuthenticateRequest.ProtoReflect.Descriptor instead.
 func (*InternalAuthenticateRequest) Descriptor() ([]byte, []int) {
-	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{1}
+	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *InternalAuthenticateRequest) GetName() string {
@@ -324,7 +441,7 @@ type MemberAttributesRequest struct {
 
 func (x *MemberAttributesRequest) Reset() {
 	*x = MemberAttributesRequest{}
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[2]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +453,7 @@ func (x *MemberAttributesRequest) String() string {
 func (*MemberAttributesRequest) ProtoMessage() {}
 
 func (x *MemberAttributesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[2]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +466,7 @@ func (x *MemberAttributesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAttributesRequest.ProtoReflect.Descriptor instead.
 func (*MemberAttributesRequest) Descriptor() ([]byte, []int) {
-	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{2}
+	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MemberAttributesRequest) GetMemberId() uint64 {
@@ -384,7 +501,7 @@ type RequestHeader struct {
 
 func (x *RequestHeader) Reset() {
 	*x = RequestHeader{}
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[3]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +513,7 @@ func (x *RequestHeader) String() string {
 func (*RequestHeader) ProtoMessage() {}
 
 func (x *RequestHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[3]
+	mi := &file_etcdserverpb_raft_internal_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +526,7 @@ func (x *RequestHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestHeader.ProtoReflect.Descriptor instead.
 func (*RequestHeader) Descriptor() ([]byte, []int) {
-	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{3}
+	return file_etcdserverpb_raft_internal_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RequestHeader) GetUsername() string {
@@ -430,7 +547,7 @@ var File_etcdserverpb_raft_internal_proto protoreflect.FileDescriptor
 
 const file_etcdserverpb_raft_internal_proto_rawDesc = "" +
 	"\n" +
-	" etcdserverpb/raft_internal.proto\x12\fetcdserverpb\x1a\x16etcdserverpb/rpc.proto\"\x98\r\n" +
+	" etcdserverpb/raft_internal.proto\x12\fetcdserverpb\x1a\x16etcdserverpb/rpc.proto\"\xc7\x0e\n" +
 	"\x13InternalRaftRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
 	"\x06header\x18\x02 \x01(\v2\x1b.etcdserverpb.RequestHeaderR\x06header\x12*\n" +
@@ -459,7 +576,16 @@ const file_etcdserverpb_raft_internal_proto_rawDesc = "" +
 	"\rauth_role_add\x18\xb0\t \x01(\v2 .etcdserverpb.AuthRoleAddRequestR\vauthRoleAdd\x12N\n" +
 	"\x10auth_role_delete\x18\xb1\t \x01(\v2#.etcdserverpb.AuthRoleDeleteRequestR\x0eauthRoleDelete\x12j\n" +
 	"\x1aauth_role_grant_permission\x18\xb3\t \x01(\v2,.etcdserverpb.AuthRoleGrantPermissionRequestR\x17authRoleGrantPermission\x12m\n" +
-	"\x1bauth_role_revoke_permission\x18\xb4\t \x01(\v2-.etcdserverpb.AuthRoleRevokePermissionRequestR\x18authRoleRevokePermission\"p\n" +
+	"\x1bauth_role_revoke_permission\x18\xb4\t \x01(\v2-.etcdserverpb.AuthRoleRevokePermissionRequestR\x18authRoleRevokePermission\x12W\n" +
+	"\x13cluster_version_set\x18\x94\n" +
+	" \x01(\v2&.etcdserverpb.ClusterVersionSetRequestR\x11clusterVersionSet\x12T\n" +
+	"\x12downgrade_info_set\x18\x96\n" +
+	" \x01(\v2%.etcdserverpb.DowngradeInfoSetRequestR\x10downgradeInfoSet\",\n" +
+	"\x18ClusterVersionSetRequest\x12\x10\n" +
+	"\x03ver\x18\x01 \x01(\tR\x03ver\"E\n" +
+	"\x17DowngradeInfoSetRequest\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x10\n" +
+	"\x03ver\x18\x02 \x01(\tR\x03ver\"p\n" +
 	"\x1bInternalAuthenticateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12!\n" +
@@ -485,60 +611,64 @@ func file_etcdserverpb_raft_internal_proto_rawDescGZIP() []byte {
 	return file_etcdserverpb_raft_internal_proto_rawDescData
 }
 
-var file_etcdserverpb_raft_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_etcdserverpb_raft_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_etcdserverpb_raft_internal_proto_goTypes = []any{
 	(*InternalRaftRequest)(nil),             // 0: etcdserverpb.InternalRaftRequest
-	(*InternalAuthenticateRequest)(nil),     // 1: etcdserverpb.InternalAuthenticateRequest
-	(*MemberAttributesRequest)(nil),         // 2: etcdserverpb.MemberAttributesRequest
-	(*RequestHeader)(nil),                   // 3: etcdserverpb.RequestHeader
-	(*PutRequest)(nil),                      // 4: etcdserverpb.PutRequest
-	(*DeleteRangeRequest)(nil),              // 5: etcdserverpb.DeleteRangeRequest
-	(*TxnRequest)(nil),                      // 6: etcdserverpb.TxnRequest
-	(*CompactionRequest)(nil),               // 7: etcdserverpb.CompactionRequest
-	(*LeaseGrantRequest)(nil),               // 8: etcdserverpb.LeaseGrantRequest
-	(*LeaseRevokeRequest)(nil),              // 9: etcdserverpb.LeaseRevokeRequest
-	(*AlarmRequest)(nil),                    // 10: etcdserverpb.AlarmRequest
-	(*LeaseCheckpointRequest)(nil),          // 11: etcdserverpb.LeaseCheckpointRequest
-	(*AuthEnableRequest)(nil),               // 12: etcdserverpb.AuthEnableRequest
-	(*AuthDisableRequest)(nil),              // 13: etcdserverpb.AuthDisableRequest
-	(*AuthUserAddRequest)(nil),              // 14: etcdserverpb.AuthUserAddRequest
-	(*AuthUserDeleteRequest)(nil),           // 15: etcdserverpb.AuthUserDeleteRequest
-	(*AuthUserChangePasswordRequest)(nil),   // 16: etcdserverpb.AuthUserChangePasswordRequest
-	(*AuthUserGrantRoleRequest)(nil),        // 17: etcdserverpb.AuthUserGrantRoleRequest
-	(*AuthUserRevokeRoleRequest)(nil),       // 18: etcdserverpb.AuthUserRevokeRoleRequest
-	(*AuthRoleAddRequest)(nil),              // 19: etcdserverpb.AuthRoleAddRequest
-	(*AuthRoleDeleteRequest)(nil),           // 20: etcdserverpb.AuthRoleDeleteRequest
-	(*AuthRoleGrantPermissionRequest)(nil),  // 21: etcdserverpb.AuthRoleGrantPermissionRequest
-	(*AuthRoleRevokePermissionRequest)(nil), // 22: etcdserverpb.AuthRoleRevokePermissionRequest
+	(*ClusterVersionSetRequest)(nil),        // 1: etcdserverpb.ClusterVersionSetRequest
+	(*DowngradeInfoSetRequest)(nil),         // 2: etcdserverpb.DowngradeInfoSetRequest
+	(*InternalAuthenticateRequest)(nil),     // 3: etcdserverpb.InternalAuthenticateRequest
+	(*MemberAttributesRequest)(nil),         // 4: etcdserverpb.MemberAttributesRequest
+	(*RequestHeader)(nil),                   // 5: etcdserverpb.RequestHeader
+	(*PutRequest)(nil),                      // 6: etcdserverpb.PutRequest
+	(*DeleteRangeRequest)(nil),              // 7: etcdserverpb.DeleteRangeRequest
+	(*TxnRequest)(nil),                      // 8: etcdserverpb.TxnRequest
+	(*CompactionRequest)(nil),               // 9: etcdserverpb.CompactionRequest
+	(*LeaseGrantRequest)(nil),               // 10: etcdserverpb.LeaseGrantRequest
+	(*LeaseRevokeRequest)(nil),              // 11: etcdserverpb.LeaseRevokeRequest
+	(*AlarmRequest)(nil),                    // 12: etcdserverpb.AlarmRequest
+	(*LeaseCheckpointRequest)(nil),          // 13: etcdserverpb.LeaseCheckpointRequest
+	(*AuthEnableRequest)(nil),               // 14: etcdserverpb.AuthEnableRequest
+	(*AuthDisableRequest)(nil),              // 15: etcdserverpb.AuthDisableRequest
+	(*AuthUserAddRequest)(nil),              // 16: etcdserverpb.AuthUserAddRequest
+	(*AuthUserDeleteRequest)(nil),           // 17: etcdserverpb.AuthUserDeleteRequest
+	(*AuthUserChangePasswordRequest)(nil),   // 18: etcdserverpb.AuthUserChangePasswordRequest
+	(*AuthUserGrantRoleRequest)(nil),        // 19: etcdserverpb.AuthUserGrantRoleRequest
+	(*AuthUserRevokeRoleRequest)(nil),       // 20: etcdserverpb.AuthUserRevokeRoleRequest
+	(*AuthRoleAddRequest)(nil),              // 21: etcdserverpb.AuthRoleAddRequest
+	(*AuthRoleDeleteRequest)(nil),           // 22: etcdserverpb.AuthRoleDeleteRequest
+	(*AuthRoleGrantPermissionRequest)(nil),  // 23: etcdserverpb.AuthRoleGrantPermissionRequest
+	(*AuthRoleRevokePermissionRequest)(nil), // 24: etcdserverpb.AuthRoleRevokePermissionRequest
 }
 var file_etcdserverpb_raft_internal_proto_depIdxs = []int32{
-	3,  // 0: etcdserverpb.InternalRaftRequest.header:type_name -> etcdserverpb.RequestHeader
-	4,  // 1: etcdserverpb.InternalRaftRequest.put:type_name -> etcdserverpb.PutRequest
-	5,  // 2: etcdserverpb.InternalRaftRequest.delete_range:type_name -> etcdserverpb.DeleteRangeRequest
-	6,  // 3: etcdserverpb.InternalRaftRequest.txn:type_name -> etcdserverpb.TxnRequest
-	7,  // 4: etcdserverpb.InternalRaftRequest.compaction:type_name -> etcdserverpb.CompactionRequest
-	8,  // 5: etcdserverpb.InternalRaftRequest.lease_grant:type_name -> etcdserverpb.LeaseGrantRequest
-	9,  // 6: etcdserverpb.InternalRaftRequest.lease_revoke:type_name -> etcdserverpb.LeaseRevokeRequest
-	10, // 7: etcdserverpb.InternalRaftRequest.alarm:type_name -> etcdserverpb.AlarmRequest
-	11, // 8: etcdserverpb.InternalRaftRequest.lease_checkpoint:type_name -> etcdserverpb.LeaseCheckpointRequest
-	2,  // 9: etcdserverpb.InternalRaftRequest.member_attributes:type_name -> etcdserverpb.MemberAttributesRequest
-	12, // 10: etcdserverpb.InternalRaftRequest.auth_enable:type_name -> etcdserverpb.AuthEnableRequest
-	13, // 11: etcdserverpb.InternalRaftRequest.auth_disable:type_name -> etcdserverpb.AuthDisableRequest
-	1,  // 12: etcdserverpb.InternalRaftRequest.authenticate:type_name -> etcdserverpb.InternalAuthenticateRequest
-	14, // 13: etcdserverpb.InternalRaftRequest.auth_user_add:type_name -> etcdserverpb.AuthUserAddRequest
-	15, // 14: etcdserverpb.InternalRaftRequest.auth_user_delete:type_name -> etcdserverpb.AuthUserDeleteRequest
-	16, // 15: etcdserverpb.InternalRaftRequest.auth_user_change_password:type_name -> etcdserverpb.AuthUserChangePasswordRequest
-	17, // 16: etcdserverpb.InternalRaftRequest.auth_user_grant_role:type_name -> etcdserverpb.AuthUserGrantRoleRequest
-	18, // 17: etcdserverpb.InternalRaftRequest.auth_user_revoke_role:type_name -> etcdserverpb.AuthUserRevokeRoleRequest
-	19, // 18: etcdserverpb.InternalRaftRequest.auth_role_add:type_name -> etcdserverpb.AuthRoleAddRequest
-	20, // 19: etcdserverpb.InternalRaftRequest.auth_role_delete:type_name -> etcdserverpb.AuthRoleDeleteRequest
-	21, // 20: etcdserverpb.InternalRaftRequest.auth_role_grant_permission:type_name -> etcdserverpb.AuthRoleGrantPermissionRequest
-	22, // 21: etcdserverpb.InternalRaftRequest.auth_role_revoke_permission:type_name -> etcdserverpb.AuthRoleRevokePermissionRequest
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	5,  // 0: etcdserverpb.InternalRaftRequest.header:type_name -> etcdserverpb.RequestHeader
+	6,  // 1: etcdserverpb.InternalRaftRequest.put:type_name -> etcdserverpb.PutRequest
+	7,  // 2: etcdserverpb.InternalRaftRequest.delete_range:type_name -> etcdserverpb.DeleteRangeRequest
+	8,  // 3: etcdserverpb.InternalRaftRequest.txn:type_name -> etcdserverpb.TxnRequest
+	9,  // 4: etcdserverpb.InternalRaftRequest.compaction:type_name -> etcdserverpb.CompactionRequest
+	10, // 5: etcdserverpb.InternalRaftRequest.lease_grant:type_name -> etcdserverpb.LeaseGrantRequest
+	11, // 6: etcdserverpb.InternalRaftRequest.lease_revoke:type_name -> etcdserverpb.LeaseRevokeRequest
+	12, // 7: etcdserverpb.InternalRaftRequest.alarm:type_name -> etcdserverpb.AlarmRequest
+	13, // 8: etcdserverpb.InternalRaftRequest.lease_checkpoint:type_name -> etcdserverpb.LeaseCheckpointRequest
+	4,  // 9: etcdserverpb.InternalRaftRequest.member_attributes:type_name -> etcdserverpb.MemberAttributesRequest
+	14, // 10: etcdserverpb.InternalRaftRequest.auth_enable:type_name -> etcdserverpb.AuthEnableRequest
+	15, // 11: etcdserverpb.InternalRaftRequest.auth_disable:type_name -> etcdserverpb.AuthDisableRequest
+	3,  // 12: etcdserverpb.InternalRaftRequest.authenticate:type_name -> etcdserverpb.InternalAuthenticateRequest
+	16, // 13: etcdserverpb.InternalRaftRequest.auth_user_add:type_name -> etcdserverpb.AuthUserAddRequest
+	17, // 14: etcdserverpb.InternalRaftRequest.auth_user_delete:type_name -> etcdserverpb.AuthUserDeleteRequest
+	18, // 15: etcdserverpb.InternalRaftRequest.auth_user_change_password:type_name -> etcdserverpb.AuthUserChangePasswordRequest
+	19, // 16: etcdserverpb.InternalRaftRequest.auth_user_grant_role:type_name -> etcdserverpb.AuthUserGrantRoleRequest
+	20, // 17: etcdserverpb.InternalRaftRequest.auth_user_revoke_role:type_name -> etcdserverpb.AuthUserRevokeRoleRequest
+	21, // 18: etcdserverpb.InternalRaftRequest.auth_role_add:type_name -> etcdserverpb.AuthRoleAddRequest
+	22, // 19: etcdserverpb.InternalRaftRequest.auth_role_delete:type_name -> etcdserverpb.AuthRoleDeleteRequest
+	23, // 20: etcdserverpb.InternalRaftRequest.auth_role_grant_permission:type_name -> etcdserverpb.AuthRoleGrantPermissionRequest
+	24, // 21: etcdserverpb.InternalRaftRequest.auth_role_revoke_permission:type_name -> etcdserverpb.AuthRoleRevokePermissionRequest
+	1,  // 22: etcdserverpb.InternalRaftRequest.cluster_version_set:type_name -> etcdserverpb.ClusterVersionSetRequest
+	2,  // 23: etcdserverpb.InternalRaftRequest.downgrade_info_set:type_name -> etcdserverpb.DowngradeInfoSetRequest
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_etcdserverpb_raft_internal_proto_init() }
@@ -553,7 +683,7 @@ func file_etcdserverpb_raft_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_etcdserverpb_raft_internal_proto_rawDesc), len(file_etcdserverpb_raft_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
