@@ -83,8 +83,9 @@ type Apply struct {
 	Entries  []*raftpb.Entry
 }
 
-// maxSizePerMsg is raft's MaxSizePerMsg: a MsgApp carries about this much of entries.
-const maxSizePerMsg = 1 << 20
+// MaxSizePerMsg is raft's MaxSizePerMsg: a MsgApp carries about this much of entries
+// (and the server's batched proposals are no larger).
+const MaxSizePerMsg = 1 << 20
 
 // Node runs the raft Ready loop for one member.
 type Node struct {
@@ -145,7 +146,7 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		ID:              cfg.ID,
 		ElectionTick:    cfg.ElectionTicks,
 		HeartbeatTick:   cfg.HeartbeatTicks,
-		MaxSizePerMsg:   maxSizePerMsg,
+		MaxSizePerMsg:   MaxSizePerMsg,
 		MaxInflightMsgs: 512,
 		CheckQuorum:     true,
 		PreVote:         true,
