@@ -77,18 +77,26 @@ benchpid=$!
 sleep 2
 curl -sf "http://$leader/debug/pprof/allocs" -o "$out/leader.alloc0"
 curl -sf "http://$follower/debug/pprof/allocs" -o "$out/follower.alloc0"
+rev() { "$bin/etcdctl" --endpoints "$leader" endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])'; }
+rev0=$(rev)
 curl -sf "http://$leader/debug/pprof/profile?seconds=$secs" -o "$out/leader.cpu" &
 c1=$!
 curl -sf "http://$follower/debug/pprof/profile?seconds=$secs" -o "$out/follower.cpu" &
 c2=$!
 wait "$c1" "$c2"
+rev1=$(rev)
+curl -sf "http://$leader/metrics" -o "$out/leader.metrics"
 curl -sf "http://$leader/debug/pprof/allocs" -o "$out/leader.alloc"
 curl -sf "http://$follower/debug/pprof/allocs" -o "$out/follower.alloc"
 kill "$benchpid" 2>/dev/null || true
 wait "$benchpid" 2>/dev/null || true
 
+writes=$((rev1 - rev0))
+echo "writes during the CPU profile: $writes ($((writes / secs))/s)"
+grep '^cairn_server_proposal_batch_requests_\(sum\|count\)' "$out/leader.metrics" || true
 for m in leader follower; do
-	echo "## $m CPU ($workload)"
+	cpu=$(go tool pprof -raw "$out/$m.cpu" 2>/dev/null | awk '/^Samples:/{s=1;next} /^Locations/{s=0} s && /^ *[0-9]+ +[0-9]+:/{n+=$2} END{print int(n/1e6)}')
+	echo "## $m CPU ($workload): ${cpu} ms sampled, $((cpu * 1000 / (writes > 0 ? writes : 1))) ms per 1000 writes"
 	go tool pprof -traces "$out/$m.cpu" 2>/dev/null | python3 "$here/pprof_breakdown.py"
 	echo "## $m allocations during the profile ($workload, alloc_space)"
 	go tool pprof -sample_index=alloc_space -base "$out/$m.alloc0" -traces "$out/$m.alloc" 2>/dev/null |
