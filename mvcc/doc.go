@@ -42,6 +42,9 @@
 //     revisions 0, 1, ...; if fn fails, every change it made is undone (an undo log over
 //     the index, the buffer and every bucket); either way the raft entry is recorded as
 //     applied in the same batch, and the new revision is published when Update returns.
+//     UpdateEach is Update for an entry holding several requests (proposal batching):
+//     each gets its own write transaction and revision, in order, and fails alone; the
+//     entry is recorded once, after the last, with no commit in between.
 //     A storage failure (a failed bbolt write or commit) marks the store failed
 //     (ErrBackendFailed): it takes no more writes and never commits again, so the file
 //     keeps its last commit and a restart replays the raft log from there.

@@ -50,6 +50,40 @@ func (s *Store) Update(index, term uint64, fn func(t *WriteTxn) error) error {
 	return err
 }
 
+// UpdateEach runs n write transactions, fn(0..n-1), for the one raft entry (index, term)
+// that holds n requests: each is exactly what Update would make of it as an entry of its
+// own (its own revision, the next after the one before it, none if it writes nothing;
+// undone alone if it fails), and after(i, err) runs once transaction i has ended, before
+// the next begins (still under the write lock: it must not call the Store). The entry is
+// recorded as applied once, after the last, and no commit falls in between, so a restart
+// finds all of the entry's requests applied or none.
+//
+// The returned error is a storage failure (wrapping ErrBackendFailed), after which the
+// remaining functions do not run; a function's own error goes only to after.
+func (s *Store) UpdateEach(index, term uint64, n int, fn func(i int, t *WriteTxn) error, after func(i int, err error)) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	for i := range n {
+		t := &WriteTxn{s: s, beginRev: s.currentRev.Load()}
+		err := fn(i, t)
+		if err != nil && t.err == nil {
+			t.rollback()
+		}
+		if t.err != nil {
+			s.fail(t.err)
+			return t.err
+		}
+		t.publish()
+		after(i, err)
+	}
+	s.setCI(index, term)
+	s.maybeCommit()
+	return s.failed
+}
+
 // WriteTxn is the one write transaction at a time, handed to Update's function. Its
 // storage errors are kept (the first one) and end the transaction's work: later calls do
 // nothing, and Update reports the error.
@@ -242,18 +276,22 @@ func (t *WriteTxn) rollback() {
 }
 
 // end publishes the transaction's changes, records the applied raft entry (index, term) in
-// the same batch, hands the events to the watch hub and returns them (shared with
-// watchers: read-only). The caller still holds the write lock.
+// the same batch and returns its events (shared with watchers: read-only). The caller
+// still holds the write lock.
 func (t *WriteTxn) end(index, term uint64) []*mvccpb.Event {
+	t.publish()
+	t.s.setCI(index, term)
+	t.s.maybeCommit()
+	return t.events
+}
+
+// publish makes the transaction's revision current and hands its events to the watch
+// hub. The caller still holds the write lock.
+func (t *WriteTxn) publish() {
 	s := t.s
+	txnCounter.Inc()
 	if len(t.events) > 0 {
 		s.currentRev.Store(t.beginRev + 1)
-	}
-	s.setCI(index, term)
-	txnCounter.Inc()
-	s.maybeCommit()
-	if len(t.events) > 0 {
 		s.hub.notify(t.beginRev+1, t.events, t.prevs)
 	}
-	return t.events
 }

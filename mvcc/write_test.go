@@ -135,3 +135,70 @@ func TestCommitFailureStopsWrites(t *testing.T) {
 		t.Fatalf("b from the failed batch reached the file: %v", kv)
 	}
 }
+
+// UpdateEach gives each of an entry's requests what Update would have given it as an
+// entry of its own: consecutive revisions (none for a request that writes nothing), a
+// failed one undone alone, each one's events to watchers at its own revision; the entry
+// is recorded as applied once, and the same requests through Update one entry each leave
+// the same keys.
+func TestUpdateEachMatchesUpdates(t *testing.T) {
+	errRefused := errors.New("refused")
+	reqs := []func(tx *WriteTxn) error{
+		func(tx *WriteTxn) error { tx.Put([]byte("a"), []byte("1"), 0); return nil },
+		func(tx *WriteTxn) error { tx.Put([]byte("b"), []byte("1"), 0); return nil },
+		func(tx *WriteTxn) error { tx.Put([]byte("a"), []byte("x"), 0); return errRefused },
+		func(tx *WriteTxn) error { return nil }, // writes nothing
+		func(tx *WriteTxn) error {
+			tx.DeleteRange([]byte("b"), nil)
+			tx.Put([]byte("a"), []byte("2"), 0)
+			return nil
+		},
+	}
+	wantErrs := []error{nil, nil, errRefused, nil, nil}
+	wantRevs := []int64{2, 3, 3, 3, 4}
+
+	batched, _ := newStore(t)
+	ws := batched.NewWatchStream()
+	defer ws.Close()
+	mustWatch(t, ws, AutoWatchID, "", "\x00", 0, false)
+	var revs []int64
+	var errs []error
+	err := batched.UpdateEach(7, 3, len(reqs), func(i int, tx *WriteTxn) error { return reqs[i](tx) },
+		func(i int, err error) {
+			revs = append(revs, batched.Rev())
+			errs = append(errs, err)
+		})
+	if err != nil {
+		t.Fatalf("UpdateEach = %v", err)
+	}
+	if !reflect.DeepEqual(revs, wantRevs) || !reflect.DeepEqual(errs, wantErrs) {
+		t.Fatalf("revisions %v errors %v, want %v %v", revs, errs, wantRevs, wantErrs)
+	}
+	if i, tm := batched.ConsistentIndex(); i != 7 || tm != 3 {
+		t.Fatalf("consistent index %d/%d, want 7/3", i, tm)
+	}
+	var got []int64
+	for len(got) < 4 {
+		select {
+		case r := <-ws.Chan():
+			for _, e := range r.Events {
+				got = append(got, e.Kv.ModRevision)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("events at revisions %v, want [2 3 4 4]", got)
+		}
+	}
+	if !reflect.DeepEqual(got, []int64{2, 3, 4, 4}) {
+		t.Fatalf("events at revisions %v, want [2 3 4 4]", got)
+	}
+
+	single, _ := newStore(t)
+	for i, f := range reqs {
+		if err := single.Update(uint64(i+1), 3, f); !errors.Is(err, wantErrs[i]) {
+			t.Fatalf("Update %d = %v, want %v", i, err, wantErrs[i])
+		}
+	}
+	if a, b := storeState(t, batched), storeState(t, single); !reflect.DeepEqual(a, b) {
+		t.Fatalf("batched:\n%v\none by one:\n%v", a, b)
+	}
+}

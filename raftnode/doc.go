@@ -1,6 +1,7 @@
 // Package raftnode drives go.etcd.io/raft/v3 for one member: the Ready loop, persistence
 // of hard state and entries to the WAL (one fsync per Ready), snapshots, hand-off of
-// committed entries to the server's apply loop, and the gRPC peer transport (raft
+// committed entries to the server's apply loop (those the WAL already holds before the
+// Ready's own write, so applying overlaps it; the others after it), and the gRPC peer transport (raft
 // messages on long-lived streams; a snapshot with the db it stands for on a stream and
 // connection of its own, checked by SHA-256). Every connection to another member is made
 // by DialPeer: plaintext for http:// peer URLs, TLS with the member's peer TLS

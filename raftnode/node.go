@@ -83,8 +83,9 @@ type Apply struct {
 	Entries  []*raftpb.Entry
 }
 
-// maxSizePerMsg is raft's MaxSizePerMsg: a MsgApp carries about this much of entries.
-const maxSizePerMsg = 1 << 20
+// MaxSizePerMsg is raft's MaxSizePerMsg: a MsgApp carries about this much of entries
+// (and the server's batched proposals are no larger).
+const MaxSizePerMsg = 1 << 20
 
 // Node runs the raft Ready loop for one member.
 type Node struct {
@@ -108,6 +109,9 @@ type Node struct {
 	readStatec chan raft.ReadState
 	freezec    chan time.Duration // FreezeReadyLoop's requests to the Ready loop
 	campaignc  chan struct{}      // nudgeCampaign's wake-ups of the Ready loop
+
+	// durable is the last log index the WAL holds (owned by the Ready loop).
+	durable uint64
 
 	lead      atomic.Uint64
 	term      atomic.Uint64
@@ -147,7 +151,7 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		ID:              cfg.ID,
 		ElectionTick:    cfg.ElectionTicks,
 		HeartbeatTick:   cfg.HeartbeatTicks,
-		MaxSizePerMsg:   maxSizePerMsg,
+		MaxSizePerMsg:   MaxSizePerMsg,
 		MaxInflightMsgs: 512,
 		CheckQuorum:     true,
 		PreVote:         true,
@@ -180,6 +184,7 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		n.committed.Store(p.HardState.GetCommit())
 		n.raft = raft.RestartNode(rc)
 	}
+	n.durable, _ = n.storage.LastIndex()
 	// Received db files are used up: the caller installed the one the newest snapshot
 	// needed (Persisted.SnapshotDB), and raft asks the leader again for anything newer.
 	if err := n.snapshotter.PurgeDBs(math.MaxUint64); err != nil {
@@ -290,8 +295,32 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		}
 		ap.Snapshot = rd.Snapshot
 	}
+	// Committed entries the WAL already holds (from earlier Readies) go to the apply loop
+	// before this Ready is written, so applying them overlaps the write; those durable
+	// only once it is written (a lone member's own) go after. Not with a snapshot, which
+	// must be installed before them.
+	committed := rd.CommittedEntries
+	if ap.Snapshot == nil {
+		i := 0
+		for i < len(committed) && committed[i].GetIndex() <= n.durable {
+			i++
+		}
+		if i > 0 {
+			n.committed.Store(committed[i-1].GetIndex())
+			if err := n.deliver(Apply{Entries: committed[:i]}); err != nil {
+				return err
+			}
+			committed = committed[i:]
+		}
+	}
 	if err := n.untilSpace(func() error { return n.persist(rd) }); err != nil {
 		return err
+	}
+	if ap.Snapshot != nil {
+		n.durable = ap.Snapshot.GetMetadata().GetIndex()
+	}
+	if len(rd.Entries) > 0 {
+		n.durable = rd.Entries[len(rd.Entries)-1].GetIndex()
 	}
 	if ap.Snapshot != nil {
 		if err := n.storage.ApplySnapshot(ap.Snapshot); err != nil {
@@ -308,18 +337,24 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if !leading {
 		n.send(rd.Messages)
 	}
-	if len(rd.CommittedEntries) > 0 {
-		n.committed.Store(rd.CommittedEntries[len(rd.CommittedEntries)-1].GetIndex())
-		ap.Entries = rd.CommittedEntries
+	if len(committed) > 0 {
+		n.committed.Store(committed[len(committed)-1].GetIndex())
+		ap.Entries = committed
 	}
 	if ap.Snapshot != nil || len(ap.Entries) > 0 {
-		select {
-		case n.applyc <- ap:
-		case <-n.stopc:
-			return errStopped
-		}
+		return n.deliver(ap)
 	}
 	return nil
+}
+
+// deliver hands ap to the apply loop.
+func (n *Node) deliver(ap Apply) error {
+	select {
+	case n.applyc <- ap:
+		return nil
+	case <-n.stopc:
+		return errStopped
+	}
 }
 
 // persist makes a Ready's snapshot, entries and hard state durable. A snapshot goes

@@ -747,7 +747,7 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 // (a request and its header); snapshot chunks and peer RPCs are smaller. Anything
 // larger is no member's message.
 func MaxPeerMessageBytes(maxRequestBytes uint) int {
-	return maxEnvelopeBytes + maxSizePerMsg + 2*int(maxRequestBytes) + 1<<20
+	return maxEnvelopeBytes + MaxSizePerMsg + 2*int(maxRequestBytes) + 1<<20
 }
 
 // decodePeerMessage decodes one raft message of an envelope from member from, which

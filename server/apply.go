@@ -90,6 +90,9 @@ func (s *Server) applyEntry(e *raftpb.Entry) error {
 		if err := proto.Unmarshal(e.Data, &r); err != nil {
 			return fmt.Errorf("server: decode request at %d: %w", e.GetIndex(), err)
 		}
+		if len(r.Batch) > 0 {
+			return s.applyBatched(e, r.Batch)
+		}
 		var res applyResult
 		apply = func(tx *mvcc.WriteTxn) error {
 			res = s.applyRequest(tx, &r, e.GetIndex())
@@ -154,7 +157,8 @@ func (s *Server) replayEntry(e *raftpb.Entry) error {
 }
 
 // replayNormal: of a normal entry the store already has, only the attributes members
-// published matter, to a membership rebuilt from the snapshot's.
+// published matter, to a membership rebuilt from the snapshot's (never in a batched
+// entry, which holds only KV writes).
 func (s *Server) replayNormal(e *raftpb.Entry) error {
 	if !s.replayMembership || len(e.Data) == 0 {
 		return nil

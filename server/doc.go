@@ -16,6 +16,18 @@
 // (mvcc.RangeIter): the member holds at most two chunks of about a MiB, whatever the
 // size of the range, and no lock while a chunk is sent.
 //
+// Proposal batching (batch.go): client KV writes (Put, DeleteRange, writing Txn) go
+// through one goroutine that proposes what is queued when it gets to it: a lone request
+// as its own entry at once (no timer, never a wait for more), several that queued up
+// meanwhile as one entry (InternalRaftRequest.batch: at most maxBatchRequests, 128, and
+// min(--max-request-bytes, raftnode.MaxSizePerMsg) bytes, a lone larger request
+// excepted). Every other kind (compaction, leases, alarms, auth, member attributes,
+// conf changes) is proposed alone, as before. A batched entry is applied by
+// mvcc.Store.UpdateEach: each request in order, in a write transaction of its own, so it
+// gets the revision, the answer and the failure it would get in an entry of its own; the
+// entry is recorded as applied once, after the last. Plain single-request entries (and
+// old logs) stay valid.
+//
 // It must never apply a write that did not come out of the raft log, and never acknowledge
 // one before the log entry holding it is durable. The leader renews a lease only after a
 // quorum confirmed, through a ReadIndex round, that it still leads (a stalled leader

@@ -130,7 +130,11 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (applyR
 	if len(data) > int(s.cfg.MaxRequestBytes) {
 		return applyResult{}, ErrRequestTooLarge
 	}
-	return s.proposeAndWait(ctx, r.Id, func(cctx context.Context) error { return s.node.Propose(cctx, data) })
+	propose := s.node.Propose
+	if isBatchable(r) {
+		propose = s.batcher.propose
+	}
+	return s.proposeAndWait(ctx, r.Id, func(cctx context.Context) error { return propose(cctx, data) })
 }
 
 // proposeAndWait hands a proposal to raft (propose) and waits, bounded by the request

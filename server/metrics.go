@@ -13,6 +13,8 @@ import (
 type serverMetrics struct {
 	proposalsPending prometheus.Gauge
 	proposalsFailed  prometheus.Counter
+	// proposalBatchRequests: requests per raft entry the proposal batcher proposed.
+	proposalBatchRequests prometheus.Histogram
 	// Built-in backups (Cairn only).
 	backupLastSuccess prometheus.Gauge
 	backupFailures    prometheus.Counter
@@ -29,6 +31,11 @@ func newServerMetrics(s *Server) *serverMetrics {
 		proposalsFailed: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "etcd", Subsystem: "server", Name: "proposals_failed_total",
 			Help: "The total number of failed proposals seen.",
+		}),
+		proposalBatchRequests: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "cairn", Subsystem: "server", Name: "proposal_batch_requests",
+			Help:    "Client writes per raft entry proposed (proposal batching; 1: proposed alone).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 8),
 		}),
 		backupLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "cairn", Subsystem: "backup", Name: "last_success_timestamp_seconds",
@@ -48,7 +55,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "server", Name: name, Help: help}, f)
 	}
 	m.collectors = []prometheus.Collector{
-		m.proposalsPending, m.proposalsFailed, m.backupLastSuccess, m.backupFailures, m.backupDuration,
+		m.proposalsPending, m.proposalsFailed, m.proposalBatchRequests, m.backupLastSuccess, m.backupFailures, m.backupDuration,
 		gaugeFunc("has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", func() float64 {
 			if s.node.Leader() != 0 {
 				return 1

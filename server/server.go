@@ -40,6 +40,7 @@ type Server struct {
 	applied   atomic.Uint64
 	appliedW  *appliedWaiters
 	reads     *readIndexBatcher
+	batcher   *proposalBatcher
 	ids       *idGenerator
 	leaseFwd  *leaseForwarder // connections to the leader for forwarded lease requests
 	alarms    *alarmStore
@@ -251,6 +252,8 @@ func New(cfg Config) (*Server, error) {
 	s.peers.SetSnapshotHandlers(s.makeSnapshot, s.node.ReceiveSnapshot, s.node.ReportSnapshot)
 	s.reads = newReadIndexBatcher(s, time.Now())
 	go s.reads.run()
+	s.batcher = newProposalBatcher(s)
+	go s.batcher.run()
 	go s.applyLoop()
 	go s.runLeaseExpiry()
 	go s.publishAttributes()

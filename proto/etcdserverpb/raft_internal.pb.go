@@ -22,7 +22,8 @@ const (
 )
 
 // InternalRaftRequest is what a member proposes to raft: one client write (or one
-// server-originated change) plus the id its waiter is registered under. It is
+// server-originated change) plus the id its waiter is registered under, or a batch
+// of client writes. It is
 // Cairn's own log-entry format; only the member reads it back.
 type InternalRaftRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -41,6 +42,11 @@ type InternalRaftRequest struct {
 	// A member announcing its name and client URLs once it serves, so every member's
 	// MemberList carries them (etcd publishes the same attributes through raft).
 	MemberAttributes *MemberAttributesRequest `protobuf:"bytes,11,opt,name=member_attributes,json=memberAttributes,proto3" json:"member_attributes,omitempty"`
+	// Proposal batching: an entry holding several client KV writes (put, delete_range,
+	// txn) that arrived together, each a whole request with its own id and header,
+	// applied in order as if each were an entry of its own. An entry with batch set has
+	// no other field set; the requests in it never have batch set.
+	Batch []*InternalRaftRequest `protobuf:"bytes,12,rep,name=batch,proto3" json:"batch,omitempty"`
 	// Auth changes, with etcd's field numbers. Reads (AuthStatus, UserGet/List,
 	// RoleGet/List) are served by the member after a linearizable read, not logged.
 	AuthEnable               *AuthEnableRequest               `protobuf:"bytes,1000,opt,name=auth_enable,json=authEnable,proto3" json:"auth_enable,omitempty"`
@@ -166,6 +172,13 @@ func (x *InternalRaftRequest) GetLeaseCheckpoint() *LeaseCheckpointRequest {
 func (x *InternalRaftRequest) GetMemberAttributes() *MemberAttributesRequest {
 	if x != nil {
 		return x.MemberAttributes
+	}
+	return nil
+}
+
+func (x *InternalRaftRequest) GetBatch() []*InternalRaftRequest {
+	if x != nil {
+		return x.Batch
 	}
 	return nil
 }
@@ -547,7 +560,7 @@ var File_etcdserverpb_raft_internal_proto protoreflect.FileDescriptor
 
 const file_etcdserverpb_raft_internal_proto_rawDesc = "" +
 	"\n" +
-	" etcdserverpb/raft_internal.proto\x12\fetcdserverpb\x1a\x16etcdserverpb/rpc.proto\"\xc7\x0e\n" +
+	" etcdserverpb/raft_internal.proto\x12\fetcdserverpb\x1a\x16etcdserverpb/rpc.proto\"\x80\x0f\n" +
 	"\x13InternalRaftRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
 	"\x06header\x18\x02 \x01(\v2\x1b.etcdserverpb.RequestHeaderR\x06header\x12*\n" +
@@ -563,7 +576,8 @@ const file_etcdserverpb_raft_internal_proto_rawDesc = "" +
 	"\x05alarm\x18\t \x01(\v2\x1a.etcdserverpb.AlarmRequestR\x05alarm\x12O\n" +
 	"\x10lease_checkpoint\x18\n" +
 	" \x01(\v2$.etcdserverpb.LeaseCheckpointRequestR\x0fleaseCheckpoint\x12R\n" +
-	"\x11member_attributes\x18\v \x01(\v2%.etcdserverpb.MemberAttributesRequestR\x10memberAttributes\x12A\n" +
+	"\x11member_attributes\x18\v \x01(\v2%.etcdserverpb.MemberAttributesRequestR\x10memberAttributes\x127\n" +
+	"\x05batch\x18\f \x03(\v2!.etcdserverpb.InternalRaftRequestR\x05batch\x12A\n" +
 	"\vauth_enable\x18\xe8\a \x01(\v2\x1f.etcdserverpb.AuthEnableRequestR\n" +
 	"authEnable\x12D\n" +
 	"\fauth_disable\x18\xf3\a \x01(\v2 .etcdserverpb.AuthDisableRequestR\vauthDisable\x12N\n" +
@@ -650,25 +664,26 @@ var file_etcdserverpb_raft_internal_proto_depIdxs = []int32{
 	12, // 7: etcdserverpb.InternalRaftRequest.alarm:type_name -> etcdserverpb.AlarmRequest
 	13, // 8: etcdserverpb.InternalRaftRequest.lease_checkpoint:type_name -> etcdserverpb.LeaseCheckpointRequest
 	4,  // 9: etcdserverpb.InternalRaftRequest.member_attributes:type_name -> etcdserverpb.MemberAttributesRequest
-	14, // 10: etcdserverpb.InternalRaftRequest.auth_enable:type_name -> etcdserverpb.AuthEnableRequest
-	15, // 11: etcdserverpb.InternalRaftRequest.auth_disable:type_name -> etcdserverpb.AuthDisableRequest
-	3,  // 12: etcdserverpb.InternalRaftRequest.authenticate:type_name -> etcdserverpb.InternalAuthenticateRequest
-	16, // 13: etcdserverpb.InternalRaftRequest.auth_user_add:type_name -> etcdserverpb.AuthUserAddRequest
-	17, // 14: etcdserverpb.InternalRaftRequest.auth_user_delete:type_name -> etcdserverpb.AuthUserDeleteRequest
-	18, // 15: etcdserverpb.InternalRaftRequest.auth_user_change_password:type_name -> etcdserverpb.AuthUserChangePasswordRequest
-	19, // 16: etcdserverpb.InternalRaftRequest.auth_user_grant_role:type_name -> etcdserverpb.AuthUserGrantRoleRequest
-	20, // 17: etcdserverpb.InternalRaftRequest.auth_user_revoke_role:type_name -> etcdserverpb.AuthUserRevokeRoleRequest
-	21, // 18: etcdserverpb.InternalRaftRequest.auth_role_add:type_name -> etcdserverpb.AuthRoleAddRequest
-	22, // 19: etcdserverpb.InternalRaftRequest.auth_role_delete:type_name -> etcdserverpb.AuthRoleDeleteRequest
-	23, // 20: etcdserverpb.InternalRaftRequest.auth_role_grant_permission:type_name -> etcdserverpb.AuthRoleGrantPermissionRequest
-	24, // 21: etcdserverpb.InternalRaftRequest.auth_role_revoke_permission:type_name -> etcdserverpb.AuthRoleRevokePermissionRequest
-	1,  // 22: etcdserverpb.InternalRaftRequest.cluster_version_set:type_name -> etcdserverpb.ClusterVersionSetRequest
-	2,  // 23: etcdserverpb.InternalRaftRequest.downgrade_info_set:type_name -> etcdserverpb.DowngradeInfoSetRequest
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	0,  // 10: etcdserverpb.InternalRaftRequest.batch:type_name -> etcdserverpb.InternalRaftRequest
+	14, // 11: etcdserverpb.InternalRaftRequest.auth_enable:type_name -> etcdserverpb.AuthEnableRequest
+	15, // 12: etcdserverpb.InternalRaftRequest.auth_disable:type_name -> etcdserverpb.AuthDisableRequest
+	3,  // 13: etcdserverpb.InternalRaftRequest.authenticate:type_name -> etcdserverpb.InternalAuthenticateRequest
+	16, // 14: etcdserverpb.InternalRaftRequest.auth_user_add:type_name -> etcdserverpb.AuthUserAddRequest
+	17, // 15: etcdserverpb.InternalRaftRequest.auth_user_delete:type_name -> etcdserverpb.AuthUserDeleteRequest
+	18, // 16: etcdserverpb.InternalRaftRequest.auth_user_change_password:type_name -> etcdserverpb.AuthUserChangePasswordRequest
+	19, // 17: etcdserverpb.InternalRaftRequest.auth_user_grant_role:type_name -> etcdserverpb.AuthUserGrantRoleRequest
+	20, // 18: etcdserverpb.InternalRaftRequest.auth_user_revoke_role:type_name -> etcdserverpb.AuthUserRevokeRoleRequest
+	21, // 19: etcdserverpb.InternalRaftRequest.auth_role_add:type_name -> etcdserverpb.AuthRoleAddRequest
+	22, // 20: etcdserverpb.InternalRaftRequest.auth_role_delete:type_name -> etcdserverpb.AuthRoleDeleteRequest
+	23, // 21: etcdserverpb.InternalRaftRequest.auth_role_grant_permission:type_name -> etcdserverpb.AuthRoleGrantPermissionRequest
+	24, // 22: etcdserverpb.InternalRaftRequest.auth_role_revoke_permission:type_name -> etcdserverpb.AuthRoleRevokePermissionRequest
+	1,  // 23: etcdserverpb.InternalRaftRequest.cluster_version_set:type_name -> etcdserverpb.ClusterVersionSetRequest
+	2,  // 24: etcdserverpb.InternalRaftRequest.downgrade_info_set:type_name -> etcdserverpb.DowngradeInfoSetRequest
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_etcdserverpb_raft_internal_proto_init() }

@@ -1,0 +1,173 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cairn-kv/cairn/mvcc"
+	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
+	"github.com/cairn-kv/cairn/raftnode"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// maxBatchRequests bounds how many requests one batched raft entry holds.
+const maxBatchRequests = 128
+
+// batchField is InternalRaftRequest.batch's field number: a batched entry is the
+// concatenation of its requests' encodings, each framed as that field.
+const batchField protowire.Number = 12
+
+// errNotBatchable answers a request of a kind that is never batched found in a batched
+// entry (no member proposes one; applying it anyway could bypass its own handling).
+var errNotBatchable = errors.New("server: request kind may not be batched")
+
+// isBatchable says whether r may share a raft entry with other requests: client KV
+// writes only (put, delete range, txn). Everything else (compaction, leases, alarms,
+// auth, member attributes, conf changes) has handling of its own at apply time and is
+// proposed alone.
+func isBatchable(r *pb.InternalRaftRequest) bool {
+	return r.Put != nil || r.DeleteRange != nil || r.Txn != nil
+}
+
+// queuedProposal is one encoded request waiting to be handed to raft; done gets the
+// result of proposing the entry that holds it.
+type queuedProposal struct {
+	data []byte
+	done chan error
+}
+
+// proposalBatcher proposes client KV writes, coalescing those that queue up while the
+// previous entry is being handed to raft into one entry (raft thesis 10.2): one WAL
+// record, one append per follower, one store write lock at apply. It never waits for
+// more: a lone request is proposed at once, as it is.
+type proposalBatcher struct {
+	s        *Server
+	queue    chan *queuedProposal
+	maxBytes int
+	// sizes observes the number of requests per proposed entry.
+	observe func(n int)
+}
+
+func newProposalBatcher(s *Server) *proposalBatcher {
+	return &proposalBatcher{
+		s:     s,
+		queue: make(chan *queuedProposal, 4*maxBatchRequests),
+		// A batched entry is no larger than the largest request a member accepts, and
+		// than what raft puts in one append message.
+		maxBytes: min(int(s.cfg.MaxRequestBytes), raftnode.MaxSizePerMsg),
+		observe:  func(n int) { s.metrics.proposalBatchRequests.Observe(float64(n)) },
+	}
+}
+
+// propose queues data (an encoded batchable request) and returns once the entry holding
+// it was handed to raft, or ctx ended.
+func (b *proposalBatcher) propose(ctx context.Context, data []byte) error {
+	p := &queuedProposal{data: data, done: make(chan error, 1)}
+	select {
+	case b.queue <- p:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-b.s.stopping:
+		return ErrStopped
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-b.s.stopping:
+		return ErrStopped
+	}
+}
+
+// run proposes what is queued, as batches, until the member stops.
+func (b *proposalBatcher) run() {
+	batch := make([]*queuedProposal, 0, maxBatchRequests)
+	var next *queuedProposal // the request that did not fit in the previous batch
+	for {
+		if next == nil {
+			select {
+			case next = <-b.queue:
+			case <-b.s.stopping:
+				return
+			}
+		}
+		batch = append(batch[:0], next)
+		size := framedSize(next.data)
+		next = nil
+	fill:
+		for len(batch) < maxBatchRequests {
+			select {
+			case p := <-b.queue:
+				if size+framedSize(p.data) > b.maxBytes {
+					next = p
+					break fill
+				}
+				batch = append(batch, p)
+				size += framedSize(p.data)
+			default:
+				break fill
+			}
+		}
+		b.proposeBatch(batch, size)
+		clear(batch)
+	}
+}
+
+// proposeBatch hands one entry to raft: a lone request as it is, several as a batch.
+func (b *proposalBatcher) proposeBatch(batch []*queuedProposal, size int) {
+	data := batch[0].data
+	if len(batch) > 1 {
+		data = make([]byte, 0, size)
+		for _, p := range batch {
+			data = appendBatched(data, p.data)
+		}
+	}
+	b.observe(len(batch))
+	ctx, cancel := context.WithTimeout(context.Background(), b.s.requestTimeout())
+	err := b.s.node.Propose(ctx, data)
+	cancel()
+	for _, p := range batch {
+		p.done <- err
+	}
+}
+
+// appendBatched appends one encoded request to the batched entry dst.
+func appendBatched(dst, data []byte) []byte {
+	dst = protowire.AppendTag(dst, batchField, protowire.BytesType)
+	return protowire.AppendBytes(dst, data)
+}
+
+// framedSize is how many bytes data takes in a batched entry.
+func framedSize(data []byte) int {
+	return protowire.SizeTag(batchField) + protowire.SizeBytes(len(data))
+}
+
+// applyBatched applies the requests of a batched entry: each in a store write
+// transaction of its own, in order, exactly as if each were an entry of its own (its own
+// revision, its own answer; one failing does not affect the others), the entry recorded
+// once after the last.
+func (s *Server) applyBatched(e *raftpb.Entry, reqs []*pb.InternalRaftRequest) error {
+	res := make([]applyResult, len(reqs))
+	err := s.store.UpdateEach(e.GetIndex(), e.GetTerm(), len(reqs), func(i int, tx *mvcc.WriteTxn) error {
+		if !isBatchable(reqs[i]) || len(reqs[i].Batch) > 0 {
+			res[i] = applyResult{err: errNotBatchable}
+		} else {
+			res[i] = s.applyRequest(tx, reqs[i], e.GetIndex())
+		}
+		return res[i].err
+	}, func(i int, err error) {
+		if err == nil && res[i].done != nil {
+			res[i].done()
+		}
+	})
+	if errors.Is(err, mvcc.ErrBackendFailed) {
+		return fmt.Errorf("server: apply entry %d: %w", e.GetIndex(), err)
+	}
+	for i, r := range reqs {
+		s.proposals.trigger(r.Id, res[i])
+	}
+	return nil
+}
