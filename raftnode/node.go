@@ -301,8 +301,14 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	// must be installed before them.
 	committed := rd.CommittedEntries
 	if ap.Snapshot == nil {
+		// An index this Ready writes again (a follower's log overwritten by a new
+		// leader's) holds other data in the WAL until the write: held back as well.
+		held := n.durable
+		if len(rd.Entries) > 0 {
+			held = min(held, rd.Entries[0].GetIndex()-1)
+		}
 		i := 0
-		for i < len(committed) && committed[i].GetIndex() <= n.durable {
+		for i < len(committed) && committed[i].GetIndex() <= held {
 			i++
 		}
 		if i > 0 {
