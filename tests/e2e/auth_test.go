@@ -173,12 +173,7 @@ func TestAuthEtcdctl(t *testing.T) {
 // each, then enables auth.
 func authSetup(t *testing.T, cli *clientv3.Client) {
 	t.Helper()
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustOK(t)
 	must(cli.UserAdd(ctx(t), "root", "rootpw"))
 	must(cli.UserGrantRole(ctx(t), "root", "root"))
 	roles := map[string][]clientv3.PermissionType{}
@@ -891,12 +886,7 @@ func TestAuthStreamsAfterPermissionChange(t *testing.T) {
 
 func authStreamsAfterChanges(t *testing.T, m *framework.Member, want map[string]string) {
 	cli := m.Client()
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustOK(t)
 	must(cli.UserAdd(ctx(t), "root", "rootpw"))
 	must(cli.UserGrantRole(ctx(t), "root", "root"))
 	for j := range authStreamChanges {

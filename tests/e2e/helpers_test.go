@@ -25,6 +25,16 @@ func ctx(t testing.TB) context.Context {
 	return c
 }
 
+// mustOK is a check for calls answering (response, error): it fails t on the error.
+func mustOK(t testing.TB) func(any, error) {
+	return func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // start starts a single member of the suite's server with extra flags.
 func start(t testing.TB, flags ...string) *framework.Member {
 	t.Helper()

@@ -162,12 +162,7 @@ func TestRangeStreamErrors(t *testing.T) {
 		}
 	}
 
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustOK(t)
 	must(cli.UserAdd(ctx(t), "root", "rootpw"))
 	must(cli.UserGrantRole(ctx(t), "root", "root"))
 	must(cli.RoleAdd(ctx(t), "k1"))
