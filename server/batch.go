@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
@@ -32,8 +33,11 @@ func isBatchable(r *pb.InternalRaftRequest) bool {
 }
 
 // queuedProposal is one encoded request waiting to be handed to raft; done gets the
-// result of proposing the entry that holds it.
+// result of proposing the entry that holds it. ctx is its caller's: once it ends the
+// request is not proposed any more (as a request proposed alone, whose Propose gives
+// up with it), so a write whose client was told it timed out is not applied later.
 type queuedProposal struct {
+	ctx  context.Context
 	data []byte
 	done chan error
 }
@@ -64,7 +68,7 @@ func newProposalBatcher(s *Server) *proposalBatcher {
 // propose queues data (an encoded batchable request) and returns once the entry holding
 // it was handed to raft, or ctx ended.
 func (b *proposalBatcher) propose(ctx context.Context, data []byte) error {
-	p := &queuedProposal{data: data, done: make(chan error, 1)}
+	p := &queuedProposal{ctx: ctx, data: data, done: make(chan error, 1)}
 	select {
 	case b.queue <- p:
 	case <-ctx.Done():
@@ -82,7 +86,8 @@ func (b *proposalBatcher) propose(ctx context.Context, data []byte) error {
 	}
 }
 
-// run proposes what is queued, as batches, until the member stops.
+// run proposes what is queued, as batches, until the member stops. A request whose
+// caller gave up while it was queued is dropped.
 func (b *proposalBatcher) run() {
 	batch := make([]*queuedProposal, 0, maxBatchRequests)
 	var next *queuedProposal // the request that did not fit in the previous batch
@@ -94,6 +99,10 @@ func (b *proposalBatcher) run() {
 				return
 			}
 		}
+		if next.abandoned() {
+			next = nil
+			continue
+		}
 		batch = append(batch[:0], next)
 		size := framedSize(next.data)
 		next = nil
@@ -101,6 +110,9 @@ func (b *proposalBatcher) run() {
 		for len(batch) < maxBatchRequests {
 			select {
 			case p := <-b.queue:
+				if p.abandoned() {
+					continue
+				}
 				if size+framedSize(p.data) > b.maxBytes {
 					next = p
 					break fill
@@ -116,7 +128,18 @@ func (b *proposalBatcher) run() {
 	}
 }
 
+// abandoned answers p with its context's error if its caller gave up.
+func (p *queuedProposal) abandoned() bool {
+	if err := p.ctx.Err(); err != nil {
+		p.done <- err
+		return true
+	}
+	return false
+}
+
 // proposeBatch hands one entry to raft: a lone request as it is, several as a batch.
+// raft takes a proposal only while there is a leader: the wait for one lasts while any
+// request of the batch still has a caller waiting, no longer.
 func (b *proposalBatcher) proposeBatch(batch []*queuedProposal, size int) {
 	data := batch[0].data
 	if len(batch) > 1 {
@@ -126,11 +149,37 @@ func (b *proposalBatcher) proposeBatch(batch []*queuedProposal, size int) {
 		}
 	}
 	b.observe(len(batch))
-	ctx, cancel := context.WithTimeout(context.Background(), b.s.requestTimeout())
+	ctx, cancel := whileAnyWaits(batch)
 	err := b.s.node.Propose(ctx, data)
 	cancel()
 	for _, p := range batch {
 		p.done <- err
+	}
+}
+
+// whileAnyWaits is a context that ends once every request of batch has its context
+// ended (nobody waits for the entry any more); one caller giving up does not withdraw
+// its neighbours' requests.
+func whileAnyWaits(batch []*queuedProposal) (context.Context, context.CancelFunc) {
+	if len(batch) == 1 {
+		return context.WithCancel(batch[0].ctx)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var waiting atomic.Int32
+	waiting.Store(int32(len(batch)))
+	stops := make([]func() bool, len(batch))
+	for i, p := range batch {
+		stops[i] = context.AfterFunc(p.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		})
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
 	}
 }
 

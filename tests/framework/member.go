@@ -22,6 +22,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/connectivity"
 )
 
 // Binary selects which server binary a member runs.
@@ -427,11 +428,41 @@ func (m *Member) WaitReady(timeout time.Duration) error {
 		cancel()
 		// An auth-enabled member refusing the anonymous read is serving too.
 		if lastErr == nil || errors.Is(lastErr, rpctypes.ErrUserEmpty) {
+			m.reconnectClients(deadline)
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s not ready after %v (last error: %v); log tail:\n%s", m.Name, timeout, lastErr, m.LogTail(logTailLines))
+}
+
+// reconnectWait bounds how long WaitReady waits for the member's clients to reconnect.
+const reconnectWait = 3 * time.Second
+
+// reconnectClients has the member's clients made before a (re)start, which may be
+// waiting out gRPC's reconnect backoff from when it was down, connect now, and waits (up
+// to deadline) until each is connected: a test goes on with them as soon as the member is
+// ready, as it did when readiness took longer than the backoff. The wait is bounded by
+// reconnectWait too: a client a test made to be refused never connects.
+func (m *Member) reconnectClients(deadline time.Time) {
+	m.mu.Lock()
+	clients := append([]*clientv3.Client(nil), m.clients...)
+	m.mu.Unlock()
+	if d := time.Now().Add(reconnectWait); d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	for _, c := range clients {
+		conn := c.ActiveConnection()
+		conn.ResetConnectBackoff()
+		for st := conn.GetState(); st != connectivity.Ready && st != connectivity.Shutdown; st = conn.GetState() {
+			conn.Connect()
+			if !conn.WaitForStateChange(ctx, st) {
+				break
+			}
+		}
+	}
 }
 
 func (m *Member) healthOK(hc *http.Client) bool {
