@@ -51,6 +51,8 @@ type loadResult struct {
 	acked map[string]string
 }
 
+func newLoadResult() *loadResult { return &loadResult{acked: map[string]string{}} }
+
 func (r *loadResult) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -62,8 +64,8 @@ func (r *loadResult) count() int {
 // fails the test on any error.
 func writeLoad(t *testing.T, m *framework.Member, prefix string, n, workers int) *loadResult {
 	t.Helper()
-	res, err := writeLoadErr(newClients(m, workers), prefix, n, nil)
-	if err != nil {
+	res := newLoadResult()
+	if err := writeLoadErr(res, newClients(m, workers), prefix, n, nil); err != nil {
 		t.Fatalf("write load: %v", err)
 	}
 	return res
@@ -81,8 +83,7 @@ func newClients(m *framework.Member, n int) []*clientv3.Client {
 // goroutine). It stops early when stop is closed (failures after that are
 // expected and ignored) and gives up after 90 s. It returns the first error
 // seen while stop was open.
-func writeLoadErr(clients []*clientv3.Client, prefix string, n int, stop <-chan struct{}) (*loadResult, error) {
-	res := &loadResult{acked: map[string]string{}}
+func writeLoadErr(res *loadResult, clients []*clientv3.Client, prefix string, n int, stop <-chan struct{}) error {
 	var next atomic.Int64
 	deadline := time.Now().Add(90 * time.Second)
 	var wg sync.WaitGroup
@@ -117,7 +118,7 @@ func writeLoadErr(clients []*clientv3.Client, prefix string, n int, stop <-chan 
 	}
 	wg.Wait()
 	close(errs)
-	return res, <-errs
+	return <-errs
 }
 
 // verifyAcked requires every acknowledged key to be present with its value,
@@ -169,18 +170,18 @@ func TestDurabilityKillMidLoad(t *testing.T) {
 	m := start(t)
 	const n, workers = 300, 8
 	stop := make(chan struct{})
-	var res *loadResult
+	res := newLoadResult()
 	var loadErr error
 	done := make(chan struct{})
 	clients := newClients(m, workers)
 	go func() {
 		defer close(done)
-		res, loadErr = writeLoadErr(clients, "load/", n, stop)
+		loadErr = writeLoadErr(res, clients, "load/", n, stop)
 	}()
 	// Kill once a third of the writes are acknowledged (or the load ended).
 	killAt := time.Now().Add(60 * time.Second)
 wait:
-	for i := 0; i < 20000 && time.Now().Before(killAt) && progress(m, "load/") < n/3; i++ {
+	for i := 0; i < 20000 && time.Now().Before(killAt) && res.count() < n/3; i++ {
 		select {
 		case <-done:
 			break wait
@@ -204,18 +205,6 @@ wait:
 	}
 	restartAfterCrash(t, m)
 	verifyAcked(t, m, "load/", res.acked)
-}
-
-// progress counts keys under prefix with a serializable count-only read (a
-// cheap way to watch the load advance); 0 on error.
-func progress(m *framework.Member, prefix string) int {
-	c, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	g, err := m.Client().Get(c, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable())
-	if err != nil {
-		return 0
-	}
-	return int(g.Count)
 }
 
 // TestDurabilitySnapshotRestart: with --snapshot-count=100 and >1000 writes,
