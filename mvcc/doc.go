@@ -13,7 +13,9 @@
 //
 // Design:
 //   - index.go: a btree of keyIndex (key → generations of revisions), rebuilt from the
-//     "key" bucket on Open.
+//     "key" bucket on Open (rebuild.go): one goroutine walks the bucket and decodes only
+//     each value's key, create revision and version (protowire, nothing copied), while
+//     Open inserts the decoded batches in revision order.
 //   - backend.go: one long-lived bbolt write transaction (the batch), committed every
 //     BatchInterval, after BatchLimit changes, or on Commit/Close, and never in the middle
 //     of a write transaction; the raft consistent index goes into the same commit. Values

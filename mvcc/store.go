@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/errs"
-	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
 // Defined once in internal/errs, which api maps to etcd's gRPC errors by value.
@@ -201,31 +199,9 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 		s.compactRev = scheduled
 	}
 
-	cur := int64(1)
-	drop := s.b.newScanDropper(tx)
-	defer drop.flush()
-	c := tx.Bucket(bucketKey).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		drop.note(v)
-		if len(k) != revBytesLen && len(k) != markedRevBytesLen {
-			return 0, 0, fmt.Errorf("malformed key bucket key %x", k)
-		}
-		rev := bytesToRev(k)
-		cur = max(cur, rev.main)
-		if len(v) == 0 {
-			continue // a restore's revision marker (etcdutl --bump-revision): no key
-		}
-		var kv mvccpb.KeyValue
-		if err := proto.Unmarshal(v, &kv); err != nil {
-			return 0, 0, fmt.Errorf("decode revision {%d %d}: %w", rev.main, rev.sub, err)
-		}
-		if isTombstone(k) {
-			// A tombstone for a key whose live revisions were compacted away has
-			// nothing left to end.
-			s.idx.tombstone(kv.Key, rev)
-		} else {
-			s.idx.restore(kv.Key, revision{main: kv.CreateRevision}, rev, kv.Version)
-		}
+	cur, err := s.rebuildIndex(tx)
+	if err != nil {
+		return 0, 0, err
 	}
 	// Drop index entries a finished compaction already removed from the backend (e.g. a
 	// tombstone left at the compact revision).

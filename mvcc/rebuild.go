@@ -1,0 +1,147 @@
+package mvcc
+
+import (
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The index rebuild at Open is a two-stage pipeline: one goroutine walks the "key"
+// bucket in revision order and decodes, in batches, only what the index needs of each
+// value (key, create revision, version: never the value itself, so nothing of a value
+// is copied and only the first page of a large one is read); the caller inserts the
+// batches into the index in order, and drops the map pages they read. Walking bbolt
+// (page faults) and inserting into the btree so run on two cores at once.
+
+// rebuildBatch is how many revisions one batch of the pipeline carries.
+const rebuildBatch = 4096
+
+// scanned is one revision of the "key" bucket, decoded for the index. key and val
+// point into bbolt's map: they are valid while the scan's transaction is open.
+type scanned struct {
+	rev     revision
+	tomb    bool
+	key     []byte
+	created int64
+	ver     int64
+	val     []byte // the stored bytes, for the scan dropper
+}
+
+type scanBatch struct {
+	items  []scanned
+	maxRev int64
+	err    error
+}
+
+// scanKeyBucket walks the "key" bucket of tx, sending decoded batches on out until the
+// end, an error (sent as the last batch) or stop is closed. It closes out.
+func scanKeyBucket(tx *bolt.Tx, out chan<- *scanBatch, stop <-chan struct{}) {
+	defer close(out)
+	send := func(b *scanBatch) bool {
+		select {
+		case out <- b:
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	b := &scanBatch{items: make([]scanned, 0, rebuildBatch)}
+	c := tx.Bucket(bucketKey).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(k) != revBytesLen && len(k) != markedRevBytesLen {
+			b.err = fmt.Errorf("malformed key bucket key %x", k)
+			send(b)
+			return
+		}
+		rev := bytesToRev(k)
+		b.maxRev = max(b.maxRev, rev.main)
+		if len(v) == 0 {
+			continue // a restore's revision marker (etcdutl --bump-revision): no key
+		}
+		it := scanned{rev: rev, tomb: isTombstone(k), val: v}
+		var err error
+		if it.key, it.created, it.ver, err = decodeIndexFields(v); err != nil {
+			b.err = fmt.Errorf("decode revision {%d %d}: %w", rev.main, rev.sub, err)
+			send(b)
+			return
+		}
+		b.items = append(b.items, it)
+		if len(b.items) == rebuildBatch {
+			if !send(b) {
+				return
+			}
+			b = &scanBatch{items: make([]scanned, 0, rebuildBatch), maxRev: b.maxRev}
+		}
+	}
+	send(b)
+}
+
+// decodeIndexFields reads key, create_revision and version of a marshalled
+// mvccpb.KeyValue without decoding (or copying) the rest; key aliases b.
+func decodeIndexFields(b []byte) (key []byte, created, ver int64, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, 0, 0, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			key, n = protowire.ConsumeBytes(b)
+		case (num == 2 || num == 4) && typ == protowire.VarintType:
+			var x uint64
+			x, n = protowire.ConsumeVarint(b)
+			if num == 2 {
+				created = int64(x)
+			} else {
+				ver = int64(x)
+			}
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return nil, 0, 0, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return key, created, ver, nil
+}
+
+// rebuildIndex rebuilds the index from the "key" bucket of tx and returns the highest
+// revision found (1 if none).
+func (s *Store) rebuildIndex(tx *bolt.Tx) (int64, error) {
+	batches := make(chan *scanBatch, 4)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		scanKeyBucket(tx, batches, stop)
+	}()
+	// The scan must be over before tx (whose pages it reads) may end.
+	defer func() {
+		close(stop)
+		<-done
+	}()
+	drop := s.b.newScanDropper(tx)
+	defer drop.flush()
+	cur := int64(1)
+	for b := range batches {
+		if b.err != nil {
+			return 0, b.err
+		}
+		cur = max(cur, b.maxRev)
+		for i := range b.items {
+			it := &b.items[i]
+			if it.tomb {
+				// A tombstone for a key whose live revisions were compacted away has
+				// nothing left to end.
+				s.idx.tombstone(it.key, it.rev)
+			} else {
+				s.idx.restore(it.key, revision{main: it.created}, it.rev, it.ver)
+			}
+			drop.note(it.val)
+		}
+	}
+	return cur, nil
+}
