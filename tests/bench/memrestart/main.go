@@ -18,9 +18,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,6 +65,7 @@ func main() {
 	logLevel := flag.String("log", "error", "the member's --log-level (its output goes to stderr)")
 	jsonOut := flag.Bool("json", false, "also print the result as one JSON line")
 	extra := flag.String("flags", "", "more member flags, space-separated")
+	pprofDir := flag.String("pprof", "", "with --enable-pprof, save the member's heap profile after the fill and after the first restart in this dir")
 	flag.Parse()
 	if *bin == "" {
 		fail(fmt.Errorf("--bin is required"))
@@ -73,6 +77,9 @@ func main() {
 		*dir = d
 	}
 	m := &member{bin: *bin, dir: filepath.Join(*dir, "m.data"), logLevel: *logLevel, extra: strings.Fields(*extra)}
+	if *pprofDir != "" {
+		m.extra = append(m.extra, "--enable-pprof")
+	}
 	name := filepath.Base(*bin)
 	res := result{Target: name, Keys: *keys, ValueSize: *size}
 	if !*reuse {
@@ -86,6 +93,7 @@ func main() {
 		fmt.Printf("%s: filled %d x %d B in %.1fs (%.0f puts/s); VmRSS %d MiB, VmHWM %d MiB (RssAnon %d MiB, RssFile %d MiB)\n",
 			name, *keys, *size, res.FillSeconds, float64(*keys)/res.FillSeconds,
 			st["VmRSS"]>>10, st["VmHWM"]>>10, st["RssAnon"]>>10, st["RssFile"]>>10)
+		m.heapProfile(*pprofDir, name+"-heap-fill.pb.gz")
 		m.stop()
 	}
 	res.DBBytes = dbSize(m.dir)
@@ -99,6 +107,9 @@ func main() {
 		fmt.Printf("%s: restart %d (db %d MiB): ready in %v; VmRSS %d MiB, VmHWM %d MiB (RssAnon %d MiB, RssFile %d MiB)\n",
 			name, i+1, res.DBBytes>>20, ready.Round(time.Millisecond),
 			st["VmRSS"]>>10, st["VmHWM"]>>10, st["RssAnon"]>>10, st["RssFile"]>>10)
+		if i == 0 {
+			m.heapProfile(*pprofDir, name+"-heap-restart.pb.gz")
+		}
 		m.stop()
 	}
 	if n := len(res.ReadySeconds); n > 0 {
@@ -208,6 +219,20 @@ func (m *member) stop() {
 		_ = m.cmd.Process.Kill()
 		<-done
 	}
+}
+
+// heapProfile saves the member's /debug/pprof/heap as dir/file (nothing if dir is "").
+func (m *member) heapProfile(dir, file string) {
+	if dir == "" {
+		return
+	}
+	resp, err := http.Get(m.url + "/debug/pprof/heap")
+	fail(err)
+	defer resp.Body.Close()
+	f, err := os.Create(filepath.Join(dir, file))
+	fail(err)
+	_, err = io.Copy(f, resp.Body)
+	fail(errors.Join(err, f.Close()))
 }
 
 // status reads /proc/PID/status' memory lines, in KiB.
