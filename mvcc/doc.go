@@ -12,7 +12,9 @@
 // members_removed, cluster, alarm, auth, authUsers, authRoles) are created on open.
 //
 // Design:
-//   - index.go: a btree of keyIndex (key → generations of revisions), rebuilt from the
+//   - index.go: a btree of keyIndex (key → generations of revisions; 64 bytes, the key a
+//     string, the current generation inline and finished ones behind a pointer, since a
+//     key usually has one; compaction copies the revisions it keeps), rebuilt from the
 //     "key" bucket on Open (rebuild.go): one goroutine walks the bucket and decodes only
 //     each value's key, create revision and version (protowire, nothing copied), while
 //     Open inserts the decoded batches in revision order.

@@ -138,7 +138,7 @@ func (s *Store) rebuildIndex(tx *bolt.Tx) (int64, error) {
 				// nothing left to end.
 				s.idx.tombstone(it.key, it.rev)
 			} else {
-				s.idx.restore(it.key, revision{main: it.created}, it.rev, it.ver)
+				s.idx.restore(it.key, it.created, it.rev, it.ver)
 			}
 			drop.note(it.val)
 		}

@@ -88,7 +88,7 @@ func TestRebuildIndexMatchesLiveIndex(t *testing.T) {
 			for k := 0; k < 300; k++ {
 				mod, created, ver, ok := s.idx.get([]byte(fmt.Sprintf("key-%03d", k)), rev)
 				if ok {
-					r.kvs = append(r.kvs, fmt.Sprintf("idx %d: %v c%d v%d", k, mod, created.main, ver))
+					r.kvs = append(r.kvs, fmt.Sprintf("idx %d: %v c%d v%d", k, mod, created, ver))
 				}
 			}
 			out[rev] = r
