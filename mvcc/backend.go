@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -48,6 +49,10 @@ var (
 // StorageVersion is the schema version of the db, as etcd 3.6 records it in "meta" (what
 // etcdutl snapshot status and etcd's own schema check read).
 const StorageVersion = "3.6.0"
+
+// seqFillPercent is how full bbolt fills the pages it splits in the "key" bucket, where
+// keys are appended in order (etcd's is the same).
+const seqFillPercent = 0.9
 
 // backend is the bbolt file with one long-lived write transaction (the batch). Everything
 // that touches the batch transaction must hold the store's write lock; the batch is only
@@ -159,7 +164,13 @@ func (b *backend) updateSize(tx *bolt.Tx) {
 
 // put writes into the batch. Caller holds the store's write lock.
 func (b *backend) put(bucket, key, value []byte) error {
-	if err := b.tx.Bucket(bucket).Put(key, value); err != nil {
+	bk := b.tx.Bucket(bucket)
+	if bytes.Equal(bucket, bucketKey) {
+		// Revisions only ever go at the end of the "key" bucket: pages split at bbolt's
+		// default half would stay half empty, and the db twice the size of its data.
+		bk.FillPercent = seqFillPercent
+	}
+	if err := bk.Put(key, value); err != nil {
 		return fmt.Errorf("mvcc: put into bucket %q: %w", bucket, err)
 	}
 	b.changes++
@@ -249,6 +260,9 @@ func (b *backend) rebuild() error {
 	}
 	for _, op := range b.pending {
 		bk := b.tx.Bucket(op.bucket)
+		if bytes.Equal(op.bucket, bucketKey) {
+			bk.FillPercent = seqFillPercent
+		}
 		var err error
 		if op.delete {
 			err = bk.Delete(op.key)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -110,5 +112,50 @@ func TestRebuildIndexMatchesLiveIndex(t *testing.T) {
 		if g := got[rev]; fmt.Sprint(g) != fmt.Sprint(w) {
 			t.Fatalf("at rev %d after reopen:\n got %v\nwant %v", rev, g, w)
 		}
+	}
+}
+
+// BenchmarkOpen opens a store and rebuilds its index: from a copy of the db file named
+// by $CAIRN_BENCH_DB (e.g. a member's member/snap/db), else from 200,000 keys of 1 KiB.
+//
+//	CAIRN_BENCH_DB=/tmp/m.data/member/snap/db go test -run - -bench Open -cpuprofile cpu.prof ./mvcc/
+func BenchmarkOpen(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "db")
+	if src := os.Getenv("CAIRN_BENCH_DB"); src != "" {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		s, err := Open(nil, p, Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		val := bytes.Repeat([]byte("v"), 1024)
+		for i := 0; i < 200000; i += 100 {
+			tw := s.Write()
+			for j := i; j < i+100; j++ {
+				tw.Put([]byte(fmt.Sprintf("/registry/pods/%08d", j)), val, 0)
+			}
+			tw.End(0, 0)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := Open(nil, p, Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
 	}
 }
