@@ -13,8 +13,9 @@
 //
 // Design:
 //   - index.go: a btree of keyIndex (key → generations of revisions; 64 bytes, the key a
-//     string, the current generation inline and finished ones behind a pointer, since a
-//     key usually has one; compaction copies the revisions it keeps), rebuilt from the
+//     string, the current generation and its newest revision inline, older ones behind
+//     pointers, since a key usually has one of each: ~100 bytes a key; compaction copies
+//     the revisions it keeps), rebuilt from the
 //     "key" bucket on Open (rebuild.go): one goroutine walks the bucket and decodes only
 //     each value's key, create revision and version (protowire, nothing copied), while
 //     Open inserts the decoded batches in revision order.

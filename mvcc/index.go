@@ -15,18 +15,19 @@ import (
 type generation struct {
 	ver     int64
 	created int64
-	revs    []revision
+	revs    revList
 }
 
-func (g *generation) isEmpty() bool { return g == nil || len(g.revs) == 0 }
+func (g *generation) isEmpty() bool { return g == nil || g.revs.len() == 0 }
 
 // keyIndex holds every indexed revision of one key, laid out for the common key that
-// lives in one generation: the current (last) generation inline, the finished ones, if
-// any, behind a pointer, and the key a string, so the struct is 64 bytes and a key with
-// one revision costs four small allocations less than a slice of generations would (the
-// key index is most of a member's memory with many keys). cur is empty while the key is
-// deleted. The key's modified revision is not stored: it is the last revision of the last
-// non-empty generation.
+// lives in one generation holding one revision: the current (last) generation inline
+// (its newest revision too, see revList), the finished ones, if any, behind a pointer,
+// and the key a string. The struct is 64 bytes, and such a key costs it and its key's
+// bytes: about 100 bytes with the btree's share, against 160 for a slice of generations
+// each with a slice of revisions (the key index is most of a member's memory with many
+// keys). cur is empty while the key is deleted. The key's modified revision is not
+// stored: it is the last revision of the last non-empty generation.
 type keyIndex struct {
 	key string
 	cur generation
@@ -72,12 +73,12 @@ func (ki *keyIndex) isEmpty() bool { return ki.old == nil && ki.cur.isEmpty() }
 // modified is the key's last revision: the current generation's, or the tombstone ending
 // the last finished one.
 func (ki *keyIndex) modified() revision {
-	if n := len(ki.cur.revs); n > 0 {
-		return ki.cur.revs[n-1]
+	if ki.cur.revs.len() > 0 {
+		return ki.cur.revs.newest
 	}
 	if ki.old != nil {
 		g := &(*ki.old)[len(*ki.old)-1]
-		return g.revs[len(g.revs)-1]
+		return g.revs.newest
 	}
 	return revision{}
 }
@@ -85,23 +86,23 @@ func (ki *keyIndex) modified() revision {
 // put records a change of the key at rev.
 func (ki *keyIndex) put(rev revision) {
 	g := &ki.cur
-	if len(g.revs) == 0 {
+	if g.revs.len() == 0 {
 		g.created = rev.main
 		keysGauge.Inc()
 	}
-	g.revs = append(g.revs, rev)
+	g.revs.push(rev)
 	g.ver++
 }
 
 // undoPut takes back the last put(rev) of the key.
 func (ki *keyIndex) undoPut(rev revision) {
 	g := &ki.cur
-	if n := len(g.revs); n == 0 || g.revs[n-1] != rev {
+	if g.revs.len() == 0 || g.revs.newest != rev {
 		panic(fmt.Sprintf("mvcc: undo put of %q at %v: not its last revision", ki.key, rev))
 	}
-	g.revs = g.revs[:len(g.revs)-1]
+	g.revs.pop()
 	g.ver--
-	if len(g.revs) == 0 {
+	if g.revs.len() == 0 {
 		*g = generation{}
 		keysGauge.Dec()
 	}
@@ -124,11 +125,11 @@ func (ki *keyIndex) undoTombstone(rev revision) {
 // restore starts a generation from a stored KeyValue whose earlier history may be compacted.
 func (ki *keyIndex) restore(created int64, modified revision, ver int64) {
 	g := &ki.cur
-	if len(g.revs) == 0 {
+	if g.revs.len() == 0 {
 		g.created = created
 		keysGauge.Inc()
 	}
-	g.revs = append(g.revs, modified)
+	g.revs.push(modified)
 	g.ver = ver
 }
 
@@ -158,10 +159,10 @@ func (ki *keyIndex) findGeneration(rev int64) *generation {
 		if g.isEmpty() {
 			continue
 		}
-		if i != last && g.revs[len(g.revs)-1].main <= rev {
+		if i != last && g.revs.newest.main <= rev {
 			return nil // deleted at or before rev
 		}
-		if g.revs[0].main <= rev {
+		if g.revs.at(0).main <= rev {
 			return g
 		}
 	}
@@ -175,9 +176,10 @@ func (ki *keyIndex) get(atRev int64) (modified revision, created, ver int64, ok 
 	if g.isEmpty() {
 		return revision{}, 0, 0, false
 	}
-	for i := len(g.revs) - 1; i >= 0; i-- {
-		if g.revs[i].main <= atRev {
-			return g.revs[i], g.created, g.ver - int64(len(g.revs)-1-i), true
+	n := g.revs.len()
+	for i := n - 1; i >= 0; i-- {
+		if r := g.revs.at(i); r.main <= atRev {
+			return r, g.created, g.ver - int64(n-1-i), true
 		}
 	}
 	return revision{}, 0, 0, false
@@ -188,16 +190,16 @@ func (ki *keyIndex) get(atRev int64) (modified revision, created, ver int64, ok 
 func (ki *keyIndex) doCompact(atRev int64, available map[revision]struct{}) (genIdx, revIdx int) {
 	for genIdx < ki.ngens()-1 {
 		g := ki.gen(genIdx)
-		if g.revs[len(g.revs)-1].main >= atRev {
+		if g.revs.newest.main >= atRev {
 			break
 		}
 		genIdx++
 	}
 	g := ki.gen(genIdx)
 	revIdx = -1
-	for i := len(g.revs) - 1; i >= 0; i-- {
-		if g.revs[i].main <= atRev {
-			available[g.revs[i]] = struct{}{}
+	for i := g.revs.len() - 1; i >= 0; i-- {
+		if r := g.revs.at(i); r.main <= atRev {
+			available[r] = struct{}{}
 			revIdx = i
 			break
 		}
@@ -212,7 +214,7 @@ func (ki *keyIndex) compact(atRev int64, available map[revision]struct{}) {
 	genIdx, revIdx := ki.doCompact(atRev, available)
 	g := ki.gen(genIdx)
 	if !g.isEmpty() && revIdx > 0 {
-		g.revs = slices.Clone(g.revs[revIdx:])
+		g.revs.dropFirst(revIdx)
 	}
 	ki.dropGens(genIdx)
 }
@@ -225,8 +227,8 @@ func (ki *keyIndex) keep(atRev int64, available map[revision]struct{}) {
 	}
 	genIdx, revIdx := ki.doCompact(atRev, available)
 	g := ki.gen(genIdx)
-	if !g.isEmpty() && revIdx == len(g.revs)-1 && genIdx != ki.ngens()-1 {
-		delete(available, g.revs[revIdx])
+	if !g.isEmpty() && revIdx == g.revs.len()-1 && genIdx != ki.ngens()-1 {
+		delete(available, g.revs.at(revIdx))
 	}
 }
 
