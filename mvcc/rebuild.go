@@ -20,12 +20,18 @@ const rebuildBatch = 4096
 // scanned is one revision of the "key" bucket, decoded for the index. key and val
 // point into bbolt's map: they are valid while the scan's transaction is open.
 type scanned struct {
-	rev     revision
-	tomb    bool
+	rev  revision
+	tomb bool
+	indexFields
+	val []byte // the stored bytes, for the scan dropper
+}
+
+// indexFields is what the rebuild reads of a stored mvccpb.KeyValue.
+type indexFields struct {
 	key     []byte
 	created int64
 	ver     int64
-	val     []byte // the stored bytes, for the scan dropper
+	lease   int64
 }
 
 type scanBatch struct {
@@ -61,7 +67,7 @@ func scanKeyBucket(tx *bolt.Tx, out chan<- *scanBatch, stop <-chan struct{}) {
 		}
 		it := scanned{rev: rev, tomb: isTombstone(k), val: v}
 		var err error
-		if it.key, it.created, it.ver, err = decodeIndexFields(v); err != nil {
+		if it.indexFields, err = decodeIndexFields(v); err != nil {
 			b.err = fmt.Errorf("decode revision {%d %d}: %w", rev.main, rev.sub, err)
 			send(b)
 			return
@@ -77,40 +83,44 @@ func scanKeyBucket(tx *bolt.Tx, out chan<- *scanBatch, stop <-chan struct{}) {
 	send(b)
 }
 
-// decodeIndexFields reads key, create_revision and version of a marshalled
-// mvccpb.KeyValue without decoding (or copying) the rest; key aliases b.
-func decodeIndexFields(b []byte) (key []byte, created, ver int64, err error) {
+// decodeIndexFields reads key, create_revision, version and lease of a marshalled
+// mvccpb.KeyValue without decoding (or copying) the value; key aliases b.
+func decodeIndexFields(b []byte) (f indexFields, err error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil, 0, 0, protowire.ParseError(n)
+			return f, protowire.ParseError(n)
 		}
 		b = b[n:]
 		switch {
 		case num == 1 && typ == protowire.BytesType:
-			key, n = protowire.ConsumeBytes(b)
-		case (num == 2 || num == 4) && typ == protowire.VarintType:
+			f.key, n = protowire.ConsumeBytes(b)
+		case (num == 2 || num == 4 || num == 6) && typ == protowire.VarintType:
 			var x uint64
 			x, n = protowire.ConsumeVarint(b)
-			if num == 2 {
-				created = int64(x)
-			} else {
-				ver = int64(x)
+			switch num {
+			case 2:
+				f.created = int64(x)
+			case 4:
+				f.ver = int64(x)
+			default:
+				f.lease = int64(x)
 			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
 		if n < 0 {
-			return nil, 0, 0, protowire.ParseError(n)
+			return f, protowire.ParseError(n)
 		}
 		b = b[n:]
 	}
-	return key, created, ver, nil
+	return f, nil
 }
 
 // rebuildIndex rebuilds the index from the "key" bucket of tx and returns the highest
-// revision found (1 if none).
-func (s *Store) rebuildIndex(tx *bolt.Tx) (int64, error) {
+// revision found (1 if none), and the lease of every live key that has one (for
+// TakeKeyLeases; nil if none).
+func (s *Store) rebuildIndex(tx *bolt.Tx) (int64, map[string]int64, error) {
 	batches := make(chan *scanBatch, 4)
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -126,9 +136,10 @@ func (s *Store) rebuildIndex(tx *bolt.Tx) (int64, error) {
 	drop := s.b.newScanDropper(tx)
 	defer drop.flush()
 	cur := int64(1)
+	var leases map[string]int64
 	for b := range batches {
 		if b.err != nil {
-			return 0, b.err
+			return 0, nil, b.err
 		}
 		cur = max(cur, b.maxRev)
 		for i := range b.items {
@@ -137,11 +148,20 @@ func (s *Store) rebuildIndex(tx *bolt.Tx) (int64, error) {
 				// A tombstone for a key whose live revisions were compacted away has
 				// nothing left to end.
 				s.idx.tombstone(it.key, it.rev)
+				delete(leases, string(it.key))
 			} else {
 				s.idx.restore(it.key, it.created, it.rev, it.ver)
+				switch {
+				case it.lease != 0 && leases == nil:
+					leases = map[string]int64{string(it.key): it.lease}
+				case it.lease != 0:
+					leases[string(it.key)] = it.lease
+				default:
+					delete(leases, string(it.key))
+				}
 			}
 			drop.note(it.val)
 		}
 	}
-	return cur, nil
+	return cur, leases, nil
 }

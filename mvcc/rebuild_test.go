@@ -33,12 +33,12 @@ func TestDecodeIndexFields(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key, created, ver, err := decodeIndexFields(b)
-		if err != nil || !bytes.Equal(key, kv.Key) || created != kv.CreateRevision || ver != kv.Version {
-			t.Fatalf("%v: got %q %d %d %v", kv, key, created, ver, err)
+		f, err := decodeIndexFields(b)
+		if err != nil || !bytes.Equal(f.key, kv.Key) || f.created != kv.CreateRevision || f.ver != kv.Version || f.lease != kv.Lease {
+			t.Fatalf("%v: got %+v %v", kv, f, err)
 		}
 	}
-	if _, _, _, err := decodeIndexFields([]byte{0x0a, 0x05, 'a'}); err == nil {
+	if _, err := decodeIndexFields([]byte{0x0a, 0x05, 'a'}); err == nil {
 		t.Fatal("a truncated key decoded")
 	}
 }
@@ -157,5 +157,41 @@ func BenchmarkOpen(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
+	}
+}
+
+// TakeKeyLeases hands over, once, the lease of every live key as the rebuild at Open
+// found it (a later put without a lease, a delete and a delete then put all count), and
+// nothing once the store was written.
+func TestTakeKeyLeases(t *testing.T) {
+	s, p := newStore(t)
+	putLease := func(key string, id int64) {
+		tw := s.Write()
+		tw.Put([]byte(key), []byte("v"), id)
+		tw.End(0, 0)
+	}
+	putLease("a", 1)
+	putLease("b", 2)
+	putLease("b", 0) // b keeps no lease
+	putLease("c", 3)
+	del(t, s, "c", "") // c is gone
+	putLease("d", 4)
+	del(t, s, "d", "")
+	putLease("d", 5) // d lives again with 5
+	putLease("e", 0)
+	if _, ok := s.TakeKeyLeases(); ok {
+		t.Fatal("leases handed over after writes")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, p, Config{})
+	defer s2.Close()
+	got, ok := s2.TakeKeyLeases()
+	if want := map[string]int64{"a": 1, "d": 5}; !ok || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("TakeKeyLeases = %v %v, want %v", got, ok, want)
+	}
+	if _, ok := s2.TakeKeyLeases(); ok {
+		t.Fatal("leases handed over twice")
 	}
 }

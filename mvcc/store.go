@@ -61,6 +61,11 @@ type Store struct {
 	idx        *treeIndex
 	compactRev int64
 
+	// keyLeases is the lease of every live key that has one, as the last index rebuild
+	// found it, until TakeKeyLeases takes it (keyLeasesLoaded then false); guarded by mu.
+	keyLeases       map[string]int64
+	keyLeasesLoaded bool
+
 	currentRev atomic.Int64
 	// committedRev is the revision up to which bbolt has committed every change.
 	committedRev atomic.Int64
@@ -199,10 +204,11 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 		s.compactRev = scheduled
 	}
 
-	cur, err := s.rebuildIndex(tx)
+	cur, leases, err := s.rebuildIndex(tx)
 	if err != nil {
 		return 0, 0, err
 	}
+	s.keyLeases, s.keyLeasesLoaded = leases, true
 	// Drop index entries a finished compaction already removed from the backend (e.g. a
 	// tombstone left at the compact revision).
 	if finished > 0 {
@@ -406,4 +412,16 @@ func (s *Store) Commit() error {
 func (s *Store) Size() (total, inUse int64) {
 	b := s.backend()
 	return b.size.Load(), b.sizeInUse.Load()
+}
+
+// TakeKeyLeases returns the lease of every live key that names one, as the index rebuild
+// of the last Open or Restore found it, so the lessor is rebuilt without a second scan of
+// the db; ok is false if it was taken already or the store was written since (the caller
+// then scans). The store forgets it.
+func (s *Store) TakeKeyLeases() (leases map[string]int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	leases, ok = s.keyLeases, s.keyLeasesLoaded
+	s.keyLeases, s.keyLeasesLoaded = nil, false
+	return leases, ok
 }

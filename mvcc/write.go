@@ -117,6 +117,9 @@ func (t *WriteTxn) putRevision(key []byte, rev revision, tomb bool, kv *mvccpb.K
 	}
 	t.undo = append(t.undo, func() { s.b.deleteKV(rev, tomb) })
 	s.mu.Lock()
+	if s.keyLeasesLoaded {
+		s.keyLeases, s.keyLeasesLoaded = nil, false // no longer what the store holds
+	}
 	if tomb {
 		s.idx.tombstone(key, rev)
 		t.undo = append(t.undo, func() { s.idx.undoTombstone(key, rev) })
