@@ -14,8 +14,14 @@ import (
 // batches into the index in order, and drops the map pages they read. Walking bbolt
 // (page faults) and inserting into the btree so run on two cores at once.
 
-// rebuildBatch is how many revisions one batch of the pipeline carries.
-const rebuildBatch = 4096
+// A batch of the pipeline carries up to rebuildBatch revisions or rebuildBatchBytes of
+// stored values (their map pages stay resident until the index has taken them and the
+// scan dropper drops them: rebuildQueue batches ahead bound that).
+const (
+	rebuildBatch      = 4096
+	rebuildBatchBytes = 8 << 20
+	rebuildQueue      = 2
+)
 
 // scanned is one revision of the "key" bucket, decoded for the index. key and val
 // point into bbolt's map: they are valid while the scan's transaction is open.
@@ -36,13 +42,14 @@ type indexFields struct {
 
 type scanBatch struct {
 	items  []scanned
+	bytes  int // of the items' stored values
 	maxRev int64
 	err    error
 }
 
 // scanKeyBucket walks the "key" bucket of tx, sending decoded batches on out until the
 // end, an error (sent as the last batch) or stop is closed. It closes out.
-func scanKeyBucket(tx *bolt.Tx, out chan<- *scanBatch, stop <-chan struct{}) {
+func scanKeyBucket(tx *bolt.Tx, out chan<- *scanBatch, free <-chan *scanBatch, stop <-chan struct{}) {
 	defer close(out)
 	send := func(b *scanBatch) bool {
 		select {
@@ -52,7 +59,17 @@ func scanKeyBucket(tx *bolt.Tx, out chan<- *scanBatch, stop <-chan struct{}) {
 			return false
 		}
 	}
-	b := &scanBatch{items: make([]scanned, 0, rebuildBatch)}
+	// Batches the index has taken come back through free, so the rebuild allocates a few.
+	next := func(maxRev int64) *scanBatch {
+		select {
+		case b := <-free:
+			*b = scanBatch{items: b.items[:0], maxRev: maxRev}
+			return b
+		default:
+			return &scanBatch{items: make([]scanned, 0, rebuildBatch), maxRev: maxRev}
+		}
+	}
+	b := next(0)
 	c := tx.Bucket(bucketKey).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if len(k) != revBytesLen && len(k) != markedRevBytesLen {
@@ -73,11 +90,12 @@ func scanKeyBucket(tx *bolt.Tx, out chan<- *scanBatch, stop <-chan struct{}) {
 			return
 		}
 		b.items = append(b.items, it)
-		if len(b.items) == rebuildBatch {
+		b.bytes += len(v)
+		if len(b.items) == rebuildBatch || b.bytes >= rebuildBatchBytes {
 			if !send(b) {
 				return
 			}
-			b = &scanBatch{items: make([]scanned, 0, rebuildBatch), maxRev: b.maxRev}
+			b = next(b.maxRev)
 		}
 	}
 	send(b)
@@ -121,12 +139,13 @@ func decodeIndexFields(b []byte) (f indexFields, err error) {
 // revision found (1 if none), and the lease of every live key that has one (for
 // TakeKeyLeases; nil if none).
 func (s *Store) rebuildIndex(tx *bolt.Tx) (int64, map[string]int64, error) {
-	batches := make(chan *scanBatch, 4)
+	batches := make(chan *scanBatch, rebuildQueue)
+	free := make(chan *scanBatch, rebuildQueue+2)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		scanKeyBucket(tx, batches, stop)
+		scanKeyBucket(tx, batches, free, stop)
 	}()
 	// The scan must be over before tx (whose pages it reads) may end.
 	defer func() {
@@ -161,6 +180,11 @@ func (s *Store) rebuildIndex(tx *bolt.Tx) (int64, map[string]int64, error) {
 				}
 			}
 			drop.note(it.val)
+		}
+		clear(b.items) // no pointer into the map outlives the scan
+		select {
+		case free <- b:
+		default:
 		}
 	}
 	return cur, leases, nil

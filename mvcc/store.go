@@ -128,11 +128,15 @@ func Open(lg *zap.Logger, path string, cfg Config) (*Store, error) {
 		stopc: make(chan struct{}),
 		donec: make(chan struct{}),
 	}
+	start := time.Now()
 	scheduled, finished, err := s.load()
 	if err != nil {
 		b.close()
 		return nil, fmt.Errorf("mvcc: restore %s: %w", path, err)
 	}
+	lg.Info("rebuilt the key index from the backend", zap.String("path", path),
+		zap.Int("keys", s.idx.tree.Len()), zap.Int64("current-revision", s.Rev()),
+		zap.Duration("took", time.Since(start)))
 	s.hub = newWatchHub(s)
 	go s.commitLoop()
 	go s.hub.syncLoop()
