@@ -40,7 +40,9 @@
 //     read touches stays in the process's resident set until unmapped. A range view
 //     that read 256 KiB or more, and the index rebuild at Open (every 64 MiB), drop the
 //     pages they read (madvise MADV_DONTNEED, only on addresses inside the map, under an
-//     open bbolt transaction): they stay in the page cache, and the member's resident
+//     open bbolt transaction), and a commit drops the whole map at most once a second
+//     (writes read the pages on their way to the end of the "key" bucket, which bbolt
+//     moves at every commit): they stay in the page cache, and the member's resident
 //     set stays its own memory rather than the size of the db.
 //   - write.go: Update(index, term, fn) is the only way to write: fn gets the one
 //     WriteTxn, which holds the store's write lock and writes at Rev()+1 with sub
