@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -65,6 +66,7 @@ func main() {
 	logLevel := flag.String("log", "error", "the member's --log-level (its output goes to stderr)")
 	jsonOut := flag.Bool("json", false, "also print the result as one JSON line")
 	extra := flag.String("flags", "", "more member flags, space-separated")
+	warm := flag.Bool("warm", true, "read every file of the data dir before each restart (untimed), so every restart starts with the db in the page cache as a process restart usually does, whatever other processes evicted")
 	pprofDir := flag.String("pprof", "", "with --enable-pprof, save the member's heap profile after the fill and after the first restart in this dir")
 	flag.Parse()
 	if *bin == "" {
@@ -98,6 +100,9 @@ func main() {
 	}
 	res.DBBytes = dbSize(m.dir)
 	for i := 0; i < *restarts; i++ {
+		if *warm {
+			fail(warmDir(m.dir))
+		}
 		ready, err := m.start()
 		fail(err)
 		st := m.status()
@@ -134,6 +139,23 @@ func fail(err error) {
 		fmt.Fprintln(os.Stderr, "memrestart:", err)
 		os.Exit(1)
 	}
+}
+
+// warmDir reads every regular file under dir, so its pages are in the page cache.
+func warmDir(dir string) error {
+	buf := make([]byte, 1<<20)
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
+		return err
+	})
 }
 
 // dbSize is the size of the member's bbolt file (both servers keep it at member/snap/db).
