@@ -139,6 +139,8 @@ func decodeIndexFields(b []byte) (f indexFields, err error) {
 // revision found (1 if none), and the lease of every live key that has one (for
 // TakeKeyLeases; nil if none).
 func (s *Store) rebuildIndex(tx *bolt.Tx) (int64, map[string]int64, error) {
+	drop := s.b.newScanDropper(tx) // before the scan: tx is then the scan's alone
+	defer drop.flush()
 	batches := make(chan *scanBatch, rebuildQueue)
 	free := make(chan *scanBatch, rebuildQueue+2)
 	stop := make(chan struct{})
@@ -152,8 +154,6 @@ func (s *Store) rebuildIndex(tx *bolt.Tx) (int64, map[string]int64, error) {
 		close(stop)
 		<-done
 	}()
-	drop := s.b.newScanDropper(tx)
-	defer drop.flush()
 	cur := int64(1)
 	var leases map[string]int64
 	for b := range batches {
