@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -49,6 +50,10 @@ var (
 // etcdutl snapshot status and etcd's own schema check read).
 const StorageVersion = "3.6.0"
 
+// seqFillPercent is how full bbolt fills the pages it splits in the "key" bucket, where
+// keys are appended in order (etcd's is the same).
+const seqFillPercent = 0.9
+
 // backend is the bbolt file with one long-lived write transaction (the batch). Everything
 // that touches the batch transaction must hold the store's write lock; the batch is only
 // committed between write transactions, so bbolt never holds half a revision.
@@ -75,7 +80,17 @@ type backend struct {
 
 	size      atomic.Int64
 	sizeInUse atomic.Int64
+	// lastDrop is when a commit last dropped the map's pages from the resident set;
+	// guarded by the store's write lock.
+	lastDrop time.Time
 }
+
+// residentDropInterval is how often a commit drops every page of bbolt's map from the
+// resident set: each write transaction reads the pages on its path to the end of the
+// "key" bucket (and bbolt moves them at every commit), so over a long fill the member
+// keeps a growing part of the db mapped that nothing reads again. A page dropped and
+// read again faults back in from the page cache.
+const residentDropInterval = time.Second
 
 // openBackend opens the bbolt file at path. mmapSize is the initial size of its memory
 // map (0: bbolt's default, grown as the file grows).
@@ -159,7 +174,13 @@ func (b *backend) updateSize(tx *bolt.Tx) {
 
 // put writes into the batch. Caller holds the store's write lock.
 func (b *backend) put(bucket, key, value []byte) error {
-	if err := b.tx.Bucket(bucket).Put(key, value); err != nil {
+	bk := b.tx.Bucket(bucket)
+	if bytes.Equal(bucket, bucketKey) {
+		// Revisions only ever go at the end of the "key" bucket: pages split at bbolt's
+		// default half would stay half empty, and the db twice the size of its data.
+		bk.FillPercent = seqFillPercent
+	}
+	if err := bk.Put(key, value); err != nil {
 		return fmt.Errorf("mvcc: put into bucket %q: %w", bucket, err)
 	}
 	b.changes++
@@ -237,7 +258,15 @@ func (b *backend) commit() (rebuilt bool, err error) {
 	b.bufMu.Lock()
 	clear(b.buf)
 	b.bufMu.Unlock()
-	return false, b.begin()
+	if err := b.begin(); err != nil {
+		return false, err
+	}
+	if time.Since(b.lastDrop) >= residentDropInterval {
+		// Between commits, with the store's write lock held, nothing remaps the file.
+		b.lastDrop = time.Now()
+		dropResident(b.db.Info().Data, uintptr(b.tx.Size()))
+	}
+	return false, nil
 }
 
 // rebuild opens a new batch holding every change of the one a failed commit dropped. It
@@ -249,6 +278,9 @@ func (b *backend) rebuild() error {
 	}
 	for _, op := range b.pending {
 		bk := b.tx.Bucket(op.bucket)
+		if bytes.Equal(op.bucket, bucketKey) {
+			bk.FillPercent = seqFillPercent
+		}
 		var err error
 		if op.delete {
 			err = bk.Delete(op.key)
@@ -400,50 +432,6 @@ func (v *rangeView) close() {
 		}
 		_ = v.tx.Rollback()
 	}
-}
-
-// scanDropper drops from the resident set, every scanDropBytes read, the part of the
-// memory map a scan of the "key" bucket in revision order read (values, and the pages
-// between them): the index rebuild at Open reads every value once, and keeping them
-// all mapped would make the member's resident set as large as the db.
-type scanDropper struct {
-	mapStart, mapEnd uintptr
-	lo, hi, read     uintptr
-}
-
-const scanDropBytes = 64 << 20
-
-// newScanDropper is for a scan through tx, which must stay open until the last flush.
-func (b *backend) newScanDropper(tx *bolt.Tx) *scanDropper {
-	d := &scanDropper{mapStart: b.db.Info().Data}
-	d.mapEnd = d.mapStart + uintptr(tx.Size())
-	return d
-}
-
-// note records that the scan read val.
-func (d *scanDropper) note(val []byte) {
-	if len(val) == 0 {
-		return
-	}
-	s := uintptr(unsafe.Pointer(&val[0]))
-	e := s + uintptr(len(val))
-	if s < d.mapStart || e > d.mapEnd {
-		return // not in the map (a page the transaction changed)
-	}
-	if d.read == 0 {
-		d.lo, d.hi = s, e
-	}
-	d.lo, d.hi = min(d.lo, s), max(d.hi, e)
-	if d.read += e - s; d.read >= scanDropBytes {
-		d.flush()
-	}
-}
-
-func (d *scanDropper) flush() {
-	if d.read > 0 {
-		dropResident(d.lo, d.hi-d.lo)
-	}
-	d.read = 0
 }
 
 // batchValue reads a live revision through the batch (which sees uncommitted writes).

@@ -12,8 +12,13 @@
 // members_removed, cluster, alarm, auth, authUsers, authRoles) are created on open.
 //
 // Design:
-//   - index.go: a btree of keyIndex (key → generations of revisions), rebuilt from the
-//     "key" bucket on Open.
+//   - index.go: a btree of keyIndex (key → generations of revisions; 64 bytes, the key a
+//     string, the current generation and its newest revision inline, older ones behind
+//     pointers, since a key usually has one of each: ~100 bytes a key; compaction copies
+//     the revisions it keeps), rebuilt from the
+//     "key" bucket on Open (rebuild.go): one goroutine walks the bucket and decodes only
+//     each value's key, create revision and version (protowire, nothing copied), while
+//     Open inserts the decoded batches in revision order.
 //   - backend.go: one long-lived bbolt write transaction (the batch), committed every
 //     BatchInterval, after BatchLimit changes, or on Commit/Close, and never in the middle
 //     of a write transaction; the raft consistent index goes into the same commit. Values
@@ -35,7 +40,9 @@
 //     read touches stays in the process's resident set until unmapped. A range view
 //     that read 256 KiB or more, and the index rebuild at Open (every 64 MiB), drop the
 //     pages they read (madvise MADV_DONTNEED, only on addresses inside the map, under an
-//     open bbolt transaction): they stay in the page cache, and the member's resident
+//     open bbolt transaction), and a commit drops the whole map at most once a second
+//     (writes read the pages on their way to the end of the "key" bucket, which bbolt
+//     moves at every commit): they stay in the page cache, and the member's resident
 //     set stays its own memory rather than the size of the db.
 //   - write.go: Update(index, term, fn) is the only way to write: fn gets the one
 //     WriteTxn, which holds the store's write lock and writes at Rev()+1 with sub

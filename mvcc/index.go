@@ -3,108 +3,166 @@ package mvcc
 import (
 	"bytes"
 	"fmt"
+	"slices"
+	"unsafe"
 
 	"github.com/google/btree"
 )
 
 // generation is one life of a key: from its creation to its deletion (the tombstone is the
-// last revision of a finished generation). ver is the key's version at the last revision.
+// last revision of a finished generation). ver is the key's version at the last revision,
+// created the main revision of its creation (40 bytes).
 type generation struct {
 	ver     int64
-	created revision
-	revs    []revision
+	created int64
+	revs    revList
 }
 
-func (g *generation) isEmpty() bool { return g == nil || len(g.revs) == 0 }
+func (g *generation) isEmpty() bool { return g == nil || g.revs.len() == 0 }
 
-// keyIndex holds every indexed revision of one key. The last generation is the current one;
-// it is empty when the key is deleted.
+// keyIndex holds every indexed revision of one key, laid out for the common key that
+// lives in one generation holding one revision: the current (last) generation inline
+// (its newest revision too, see revList), the finished ones, if any, behind a pointer,
+// and the key a string. The struct is 64 bytes, and such a key costs it and its key's
+// bytes: about 100 bytes with the btree's share, against 160 for a slice of generations
+// each with a slice of revisions (the key index is most of a member's memory with many
+// keys). cur is empty while the key is deleted. The key's modified revision is not
+// stored: it is the last revision of the last non-empty generation.
 type keyIndex struct {
-	key         []byte
-	modified    revision
-	generations []generation
+	key string
+	cur generation
+	old *[]generation // finished generations, oldest first; nil if none
 }
 
-func (ki *keyIndex) isEmpty() bool {
-	return len(ki.generations) == 1 && ki.generations[0].isEmpty()
+// keyBytes is the key as a byte slice that must not be written to (it shares the
+// string's memory).
+func (ki *keyIndex) keyBytes() []byte { return unsafe.Slice(unsafe.StringData(ki.key), len(ki.key)) }
+
+// ngens is the number of generations, the current one included.
+func (ki *keyIndex) ngens() int {
+	if ki.old == nil {
+		return 1
+	}
+	return len(*ki.old) + 1
+}
+
+// gen is the i-th generation, oldest first; gen(ngens()-1) is the current one.
+func (ki *keyIndex) gen(i int) *generation {
+	if ki.old == nil || i == len(*ki.old) {
+		return &ki.cur
+	}
+	return &(*ki.old)[i]
+}
+
+// dropGens drops the n oldest generations (n < ngens()), copying the ones kept so the
+// dropped ones' revisions are freed.
+func (ki *keyIndex) dropGens(n int) {
+	if n == 0 {
+		return
+	}
+	if n >= len(*ki.old) {
+		ki.old = nil
+		return
+	}
+	kept := slices.Clone((*ki.old)[n:])
+	ki.old = &kept
+}
+
+func (ki *keyIndex) isEmpty() bool { return ki.old == nil && ki.cur.isEmpty() }
+
+// modified is the key's last revision: the current generation's, or the tombstone ending
+// the last finished one.
+func (ki *keyIndex) modified() revision {
+	if ki.cur.revs.len() > 0 {
+		return ki.cur.revs.newest
+	}
+	if ki.old != nil {
+		g := &(*ki.old)[len(*ki.old)-1]
+		return g.revs.newest
+	}
+	return revision{}
 }
 
 // put records a change of the key at rev.
 func (ki *keyIndex) put(rev revision) {
-	if len(ki.generations) == 0 {
-		ki.generations = append(ki.generations, generation{})
-	}
-	g := &ki.generations[len(ki.generations)-1]
-	if len(g.revs) == 0 {
-		g.created = rev
+	g := &ki.cur
+	if g.revs.len() == 0 {
+		g.created = rev.main
 		keysGauge.Inc()
 	}
-	g.revs = append(g.revs, rev)
+	g.revs.push(rev)
 	g.ver++
-	ki.modified = rev
 }
 
-// undoPut takes back the last put(rev) of the key; prevModified is what modified was.
-func (ki *keyIndex) undoPut(rev, prevModified revision) {
-	g := &ki.generations[len(ki.generations)-1]
-	if n := len(g.revs); n == 0 || g.revs[n-1] != rev {
+// undoPut takes back the last put(rev) of the key.
+func (ki *keyIndex) undoPut(rev revision) {
+	g := &ki.cur
+	if g.revs.len() == 0 || g.revs.newest != rev {
 		panic(fmt.Sprintf("mvcc: undo put of %q at %v: not its last revision", ki.key, rev))
 	}
-	g.revs = g.revs[:len(g.revs)-1]
+	g.revs.pop()
 	g.ver--
-	if len(g.revs) == 0 {
+	if g.revs.len() == 0 {
 		*g = generation{}
 		keysGauge.Dec()
 	}
-	ki.modified = prevModified
 }
 
 // undoTombstone takes back tombstone(rev).
-func (ki *keyIndex) undoTombstone(rev, prevModified revision) {
-	ki.generations = ki.generations[:len(ki.generations)-1]
-	ki.undoPut(rev, prevModified)
+func (ki *keyIndex) undoTombstone(rev revision) {
+	old := *ki.old
+	ki.cur = old[len(old)-1]
+	if len(old) == 1 {
+		ki.old = nil
+	} else {
+		old = old[:len(old)-1]
+		ki.old = &old
+	}
+	ki.undoPut(rev)
 	keysGauge.Inc() // the key is live again
 }
 
 // restore starts a generation from a stored KeyValue whose earlier history may be compacted.
-func (ki *keyIndex) restore(created, modified revision, ver int64) {
-	if len(ki.generations) == 0 {
-		ki.generations = append(ki.generations, generation{})
-	}
-	g := &ki.generations[len(ki.generations)-1]
-	if len(g.revs) == 0 {
+func (ki *keyIndex) restore(created int64, modified revision, ver int64) {
+	g := &ki.cur
+	if g.revs.len() == 0 {
 		g.created = created
 		keysGauge.Inc()
 	}
-	g.revs = append(g.revs, modified)
+	g.revs.push(modified)
 	g.ver = ver
-	ki.modified = modified
 }
 
 // tombstone ends the current generation at rev. It reports false if the key is not live.
 func (ki *keyIndex) tombstone(rev revision) bool {
-	if len(ki.generations) == 0 || ki.generations[len(ki.generations)-1].isEmpty() {
+	if ki.cur.isEmpty() {
 		return false
 	}
 	ki.put(rev)
 	keysGauge.Dec() // put counted nothing new; the key stops being live
-	ki.generations = append(ki.generations, generation{})
+	var old []generation
+	if ki.old != nil {
+		old = *ki.old
+	}
+	old = append(old, ki.cur)
+	ki.old = &old
+	ki.cur = generation{}
 	return true
 }
 
 // findGeneration returns the generation the key was in at rev, or nil if the key did not
 // exist (or was deleted) at rev.
 func (ki *keyIndex) findGeneration(rev int64) *generation {
-	last := len(ki.generations) - 1
+	last := ki.ngens() - 1
 	for i := last; i >= 0; i-- {
-		g := &ki.generations[i]
+		g := ki.gen(i)
 		if g.isEmpty() {
 			continue
 		}
-		if i != last && g.revs[len(g.revs)-1].main <= rev {
+		if i != last && g.revs.newest.main <= rev {
 			return nil // deleted at or before rev
 		}
-		if g.revs[0].main <= rev {
+		if g.revs.at(0).main <= rev {
 			return g
 		}
 	}
@@ -113,34 +171,35 @@ func (ki *keyIndex) findGeneration(rev int64) *generation {
 
 // get returns the revision of the key's value visible at atRev, its creation revision and
 // version. ok is false if the key was absent at atRev.
-func (ki *keyIndex) get(atRev int64) (modified, created revision, ver int64, ok bool) {
+func (ki *keyIndex) get(atRev int64) (modified revision, created, ver int64, ok bool) {
 	g := ki.findGeneration(atRev)
 	if g.isEmpty() {
-		return revision{}, revision{}, 0, false
+		return revision{}, 0, 0, false
 	}
-	for i := len(g.revs) - 1; i >= 0; i-- {
-		if g.revs[i].main <= atRev {
-			return g.revs[i], g.created, g.ver - int64(len(g.revs)-1-i), true
+	n := g.revs.len()
+	for i := n - 1; i >= 0; i-- {
+		if r := g.revs.at(i); r.main <= atRev {
+			return r, g.created, g.ver - int64(n-1-i), true
 		}
 	}
-	return revision{}, revision{}, 0, false
+	return revision{}, 0, 0, false
 }
 
 // doCompact finds the generation and revision position that survive a compaction at atRev,
 // adding the surviving revision at or below atRev to available.
 func (ki *keyIndex) doCompact(atRev int64, available map[revision]struct{}) (genIdx, revIdx int) {
-	for genIdx < len(ki.generations)-1 {
-		g := &ki.generations[genIdx]
-		if g.revs[len(g.revs)-1].main >= atRev {
+	for genIdx < ki.ngens()-1 {
+		g := ki.gen(genIdx)
+		if g.revs.newest.main >= atRev {
 			break
 		}
 		genIdx++
 	}
-	g := &ki.generations[genIdx]
+	g := ki.gen(genIdx)
 	revIdx = -1
-	for i := len(g.revs) - 1; i >= 0; i-- {
-		if g.revs[i].main <= atRev {
-			available[g.revs[i]] = struct{}{}
+	for i := g.revs.len() - 1; i >= 0; i-- {
+		if r := g.revs.at(i); r.main <= atRev {
+			available[r] = struct{}{}
 			revIdx = i
 			break
 		}
@@ -150,14 +209,14 @@ func (ki *keyIndex) doCompact(atRev int64, available map[revision]struct{}) (gen
 
 // compact drops the revisions a read at atRev or later can never need: every generation
 // deleted before atRev, and in the generation alive at atRev everything older than the
-// revision visible at atRev.
+// revision visible at atRev. The revisions kept are copied, so those dropped are freed.
 func (ki *keyIndex) compact(atRev int64, available map[revision]struct{}) {
 	genIdx, revIdx := ki.doCompact(atRev, available)
-	g := &ki.generations[genIdx]
+	g := ki.gen(genIdx)
 	if !g.isEmpty() && revIdx > 0 {
-		g.revs = g.revs[revIdx:]
+		g.revs.dropFirst(revIdx)
 	}
-	ki.generations = ki.generations[genIdx:]
+	ki.dropGens(genIdx)
 }
 
 // keep adds what compact(atRev) would keep to available, except a tombstone at the compact
@@ -167,13 +226,13 @@ func (ki *keyIndex) keep(atRev int64, available map[revision]struct{}) {
 		return
 	}
 	genIdx, revIdx := ki.doCompact(atRev, available)
-	g := &ki.generations[genIdx]
-	if !g.isEmpty() && revIdx == len(g.revs)-1 && genIdx != len(ki.generations)-1 {
-		delete(available, g.revs[revIdx])
+	g := ki.gen(genIdx)
+	if !g.isEmpty() && revIdx == g.revs.len()-1 && genIdx != ki.ngens()-1 {
+		delete(available, g.revs.at(revIdx))
 	}
 }
 
-func keyIndexLess(a, b *keyIndex) bool { return bytes.Compare(a.key, b.key) < 0 }
+func keyIndexLess(a, b *keyIndex) bool { return a.key < b.key }
 
 // treeIndex is the ordered key → keyIndex map. It is not safe for concurrent use on its own;
 // the store guards it.
@@ -185,8 +244,13 @@ func newTreeIndex() *treeIndex {
 	return &treeIndex{tree: btree.NewG(32, keyIndexLess)}
 }
 
+// probe is a key index to look key up with, sharing key's memory: it must not be kept.
+func probe(key []byte) *keyIndex {
+	return &keyIndex{key: unsafe.String(unsafe.SliceData(key), len(key))}
+}
+
 func (ti *treeIndex) keyIndex(key []byte) *keyIndex {
-	ki, ok := ti.tree.Get(&keyIndex{key: key})
+	ki, ok := ti.tree.Get(probe(key))
 	if !ok {
 		return nil
 	}
@@ -197,52 +261,42 @@ func (ti *treeIndex) getOrCreate(key []byte) *keyIndex {
 	if ki := ti.keyIndex(key); ki != nil {
 		return ki
 	}
-	ki := &keyIndex{key: bytes.Clone(key)}
+	ki := &keyIndex{key: string(key)}
 	ti.tree.ReplaceOrInsert(ki)
 	return ki
 }
 
-// put records a change of key at rev and returns the key's previous modified revision,
-// for undoPut.
-func (ti *treeIndex) put(key []byte, rev revision) (prevModified revision) {
-	ki := ti.getOrCreate(key)
-	prevModified = ki.modified
-	ki.put(rev)
-	return prevModified
-}
+// put records a change of key at rev.
+func (ti *treeIndex) put(key []byte, rev revision) { ti.getOrCreate(key).put(rev) }
 
 // undoPut takes back put(key, rev), dropping a key index that put created.
-func (ti *treeIndex) undoPut(key []byte, rev, prevModified revision) {
+func (ti *treeIndex) undoPut(key []byte, rev revision) {
 	ki := ti.keyIndex(key)
-	ki.undoPut(rev, prevModified)
+	ki.undoPut(rev)
 	if ki.isEmpty() {
 		ti.tree.Delete(ki)
 	}
 }
 
 // undoTombstone takes back tombstone(key, rev).
-func (ti *treeIndex) undoTombstone(key []byte, rev, prevModified revision) {
-	ti.keyIndex(key).undoTombstone(rev, prevModified)
+func (ti *treeIndex) undoTombstone(key []byte, rev revision) {
+	ti.keyIndex(key).undoTombstone(rev)
 }
 
-func (ti *treeIndex) restore(key []byte, created, modified revision, ver int64) {
+func (ti *treeIndex) restore(key []byte, created int64, modified revision, ver int64) {
 	ti.getOrCreate(key).restore(created, modified, ver)
 }
 
 // tombstone ends key's current generation at rev; false if the key is not live.
-func (ti *treeIndex) tombstone(key []byte, rev revision) (prevModified revision, ok bool) {
+func (ti *treeIndex) tombstone(key []byte, rev revision) bool {
 	ki := ti.keyIndex(key)
-	if ki == nil {
-		return revision{}, false
-	}
-	prevModified = ki.modified
-	return prevModified, ki.tombstone(rev)
+	return ki != nil && ki.tombstone(rev)
 }
 
-func (ti *treeIndex) get(key []byte, atRev int64) (modified, created revision, ver int64, ok bool) {
+func (ti *treeIndex) get(key []byte, atRev int64) (modified revision, created, ver int64, ok bool) {
 	ki := ti.keyIndex(key)
 	if ki == nil {
-		return revision{}, revision{}, 0, false
+		return revision{}, 0, 0, false
 	}
 	return ki.get(atRev)
 }
@@ -261,12 +315,12 @@ func (ti *treeIndex) visit(key, end []byte, f func(ki *keyIndex) bool) {
 			f(ki)
 		}
 	case len(end) == 1 && end[0] == 0:
-		ti.tree.AscendGreaterOrEqual(&keyIndex{key: key}, f)
+		ti.tree.AscendGreaterOrEqual(probe(key), f)
 	default:
 		if bytes.Compare(key, end) >= 0 {
 			return
 		}
-		ti.tree.AscendRange(&keyIndex{key: key}, &keyIndex{key: end}, f)
+		ti.tree.AscendRange(probe(key), probe(end), f)
 	}
 }
 
@@ -286,7 +340,7 @@ func (ti *treeIndex) rangeLimit(key, end []byte, atRev int64, limit int) (hits [
 	ti.visit(key, end, func(ki *keyIndex) bool {
 		if rev, _, _, ok := ki.get(atRev); ok {
 			if limit < 0 || len(hits) < limit {
-				hits = append(hits, indexHit{key: ki.key, rev: rev})
+				hits = append(hits, indexHit{key: ki.keyBytes(), rev: rev})
 			}
 			count++
 		}

@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/errs"
-	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
 // Defined once in internal/errs, which api maps to etcd's gRPC errors by value.
@@ -62,6 +60,11 @@ type Store struct {
 	mu         sync.RWMutex
 	idx        *treeIndex
 	compactRev int64
+
+	// keyLeases is the lease of every live key that has one, as the last index rebuild
+	// found it, until TakeKeyLeases takes it (keyLeasesLoaded then false); guarded by mu.
+	keyLeases       map[string]int64
+	keyLeasesLoaded bool
 
 	currentRev atomic.Int64
 	// committedRev is the revision up to which bbolt has committed every change.
@@ -125,11 +128,15 @@ func Open(lg *zap.Logger, path string, cfg Config) (*Store, error) {
 		stopc: make(chan struct{}),
 		donec: make(chan struct{}),
 	}
+	start := time.Now()
 	scheduled, finished, err := s.load()
 	if err != nil {
 		b.close()
 		return nil, fmt.Errorf("mvcc: restore %s: %w", path, err)
 	}
+	lg.Info("rebuilt the key index from the backend", zap.String("path", path),
+		zap.Int("keys", s.idx.tree.Len()), zap.Int64("current-revision", s.Rev()),
+		zap.Duration("took", time.Since(start)))
 	s.hub = newWatchHub(s)
 	go s.commitLoop()
 	go s.hub.syncLoop()
@@ -201,32 +208,11 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 		s.compactRev = scheduled
 	}
 
-	cur := int64(1)
-	drop := s.b.newScanDropper(tx)
-	defer drop.flush()
-	c := tx.Bucket(bucketKey).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		drop.note(v)
-		if len(k) != revBytesLen && len(k) != markedRevBytesLen {
-			return 0, 0, fmt.Errorf("malformed key bucket key %x", k)
-		}
-		rev := bytesToRev(k)
-		cur = max(cur, rev.main)
-		if len(v) == 0 {
-			continue // a restore's revision marker (etcdutl --bump-revision): no key
-		}
-		var kv mvccpb.KeyValue
-		if err := proto.Unmarshal(v, &kv); err != nil {
-			return 0, 0, fmt.Errorf("decode revision {%d %d}: %w", rev.main, rev.sub, err)
-		}
-		if isTombstone(k) {
-			// A tombstone for a key whose live revisions were compacted away has
-			// nothing left to end.
-			s.idx.tombstone(kv.Key, rev)
-		} else {
-			s.idx.restore(kv.Key, revision{main: kv.CreateRevision}, rev, kv.Version)
-		}
+	cur, leases, err := s.rebuildIndex(tx)
+	if err != nil {
+		return 0, 0, err
 	}
+	s.keyLeases, s.keyLeasesLoaded = leases, true
 	// Drop index entries a finished compaction already removed from the backend (e.g. a
 	// tombstone left at the compact revision).
 	if finished > 0 {
@@ -430,4 +416,16 @@ func (s *Store) Commit() error {
 func (s *Store) Size() (total, inUse int64) {
 	b := s.backend()
 	return b.size.Load(), b.sizeInUse.Load()
+}
+
+// TakeKeyLeases returns the lease of every live key that names one, as the index rebuild
+// of the last Open or Restore found it, so the lessor is rebuilt without a second scan of
+// the db; ok is false if it was taken already or the store was written since (the caller
+// then scans). The store forgets it.
+func (s *Store) TakeKeyLeases() (leases map[string]int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	leases, ok = s.keyLeases, s.keyLeasesLoaded
+	s.keyLeases, s.keyLeasesLoaded = nil, false
+	return leases, ok
 }

@@ -128,7 +128,7 @@ func (it *RangeIter) walk(n int) ([]indexHit, *rangeView, error) {
 	hits := make([]indexHit, 0, n)
 	s.idx.visit(it.cursor, it.end, func(ki *keyIndex) bool {
 		if rev, _, _, ok := ki.get(it.rev); ok {
-			hits = append(hits, indexHit{key: ki.key, rev: rev})
+			hits = append(hits, indexHit{key: ki.keyBytes(), rev: rev})
 		}
 		return len(hits) < n
 	})

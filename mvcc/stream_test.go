@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -255,4 +256,55 @@ func TestDroppedPagesReadBack(t *testing.T) {
 	s2 := openStore(t, path, Config{})
 	defer s2.Close()
 	check(s2)
+}
+
+// Commits that drop the whole map from the resident set (every residentDropInterval)
+// while readers read and writers write leave every value readable as written.
+func TestCommitDropsResidentPages(t *testing.T) {
+	s, _ := newStore(t)
+	val := func(i int) string { return strings.Repeat(string(rune('a'+i%26)), 4<<10) }
+	for i := 0; i < 200; i++ {
+		put(t, s, fmt.Sprintf("k%03d", i), val(i))
+	}
+	stop := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r := s.Read()
+			rr, err := r.Range([]byte("k"), []byte("l"), RangeOptions{})
+			r.End()
+			if err != nil {
+				done <- err
+				return
+			}
+			for _, kv := range rr.KVs {
+				var i int
+				fmt.Sscanf(string(kv.Key), "k%03d", &i)
+				if string(kv.Value) != val(i) {
+					done <- fmt.Errorf("value of %s changed", kv.Key)
+					return
+				}
+			}
+		}
+	}()
+	for round := 0; round < 50; round++ {
+		put(t, s, fmt.Sprintf("k%03d", round), val(round))
+		s.wmu.Lock()
+		s.b.lastDrop = time.Time{} // drop at this commit
+		err := s.commitLocked()
+		s.wmu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

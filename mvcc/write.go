@@ -151,12 +151,15 @@ func (t *WriteTxn) putRevision(key []byte, rev revision, tomb bool, kv *mvccpb.K
 	}
 	t.undo = append(t.undo, func() { s.b.deleteKV(rev, tomb) })
 	s.mu.Lock()
+	if s.keyLeasesLoaded {
+		s.keyLeases, s.keyLeasesLoaded = nil, false // no longer what the store holds
+	}
 	if tomb {
-		prevMod, _ := s.idx.tombstone(key, rev)
-		t.undo = append(t.undo, func() { s.idx.undoTombstone(key, rev, prevMod) })
+		s.idx.tombstone(key, rev)
+		t.undo = append(t.undo, func() { s.idx.undoTombstone(key, rev) })
 	} else {
-		prevMod := s.idx.put(key, rev)
-		t.undo = append(t.undo, func() { s.idx.undoPut(key, rev, prevMod) })
+		s.idx.put(key, rev)
+		t.undo = append(t.undo, func() { s.idx.undoPut(key, rev) })
 	}
 	s.mu.Unlock()
 	return true
@@ -180,7 +183,7 @@ func (t *WriteTxn) Put(key, value []byte, lease int64) (prev *mvccpb.KeyValue) {
 			t.fail(fmt.Errorf("put %q: read previous value: %w", key, err))
 			return nil
 		}
-		createRev = created.main
+		createRev = created
 	}
 	kv := &mvccpb.KeyValue{
 		Key:            bytes.Clone(key),

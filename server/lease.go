@@ -37,9 +37,11 @@ func minLeaseTTL(cfg Config) int64 {
 }
 
 // restoreLeases rebuilds the lessor from the lease bucket and re-attaches every key that
-// names a lease. The keys are visited one at a time (mvcc.ReadTxn.ForEach), so boot and
-// snapshot install need memory for one value, not for every value in the db; with no
-// lease at all there is nothing to attach and the scan is skipped.
+// names a lease: those the store's index rebuild (at Open or Restore, just before)
+// found, else, if the store was written since, those a scan finds. The scan visits the
+// keys one at a time (mvcc.ReadTxn.ForEach), so it needs memory for one value, not for
+// every value in the db; with no lease at all there is nothing to attach and it is
+// skipped.
 func (s *Server) restoreLeases() error {
 	recs, err := s.store.Leases()
 	if err != nil {
@@ -50,7 +52,17 @@ func (s *Server) restoreLeases() error {
 		ls[i] = lease.Lease{ID: lease.LeaseID(r.ID), TTL: r.TTL, RemainingTTL: r.RemainingTTL}
 	}
 	s.lessor.Restore(ls)
+	kl, rebuilt := s.store.TakeKeyLeases()
 	if len(ls) == 0 {
+		return nil
+	}
+	if rebuilt {
+		// What the store's index rebuild found, without reading the db again.
+		for key, id := range kl {
+			if err := s.lessor.Attach(lease.LeaseID(id), key); err != nil {
+				s.lg.Warn("key names a lease that does not exist", zap.String("key", key), zap.Int64("lease", id))
+			}
+		}
 		return nil
 	}
 	rt := s.store.Read()

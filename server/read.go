@@ -101,6 +101,9 @@ func (b *readIndexBatcher) run() {
 	}
 }
 
+// leaderPoll is how often a ReadIndex round looks for a leader to ask again.
+const leaderPoll = 10 * time.Millisecond
+
 // round runs one ReadIndex and waits until that index is applied.
 func (b *readIndexBatcher) round() error {
 	s := b.s
@@ -109,11 +112,15 @@ func (b *readIndexBatcher) round() error {
 	binary.BigEndian.PutUint64(id, n)
 	timeout := time.NewTimer(s.requestTimeout())
 	defer timeout.Stop()
-	// Ask again every so often: raft drops a ReadIndex it cannot serve (no leader yet).
-	retry := time.NewTicker(s.cfg.HeartbeatInterval * 5)
+	// Ask again every so often: raft drops a ReadIndex it cannot serve (no leader yet),
+	// and at once when a leader appears after one was asked without (a member's first
+	// reads after a restart come before its election).
+	resend := s.cfg.HeartbeatInterval * 5
+	retry := time.NewTicker(min(leaderPoll, resend))
 	defer retry.Stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	noLeader, sent := s.node.Leader() == 0, time.Now()
 	if err := s.node.ReadIndex(ctx, id); err != nil {
 		return ErrStopped
 	}
@@ -133,8 +140,13 @@ func (b *readIndexBatcher) round() error {
 			}
 		case <-retry.C:
 			if s.node.Leader() == 0 {
+				noLeader = true
 				continue
 			}
+			if !noLeader && time.Since(sent) < resend {
+				continue
+			}
+			noLeader, sent = false, time.Now()
 			if err := s.node.ReadIndex(ctx, id); err != nil {
 				return ErrStopped
 			}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
@@ -32,11 +31,11 @@ type readState struct {
 // previous segment, checked against this one's seed when chained. For the last segment a
 // torn tail is tolerated: truncateAt is where to cut it (-1 when nothing needs cutting).
 func (rs *readState) readSegment(lg *zap.Logger, path string, prev uint32, chained, isLast bool) (truncateAt int64, crc uint32, err error) {
-	buf, err := os.ReadFile(path)
-	if err != nil {
-		return -1, 0, fmt.Errorf("wal: read %s: %w", path, err)
-	}
-	return rs.readSegmentBytes(lg, path, buf, prev, chained, isLast)
+	err = withSegment(path, func(buf []byte) error {
+		truncateAt, crc, err = rs.readSegmentBytes(lg, path, buf, prev, chained, isLast)
+		return err
+	})
+	return truncateAt, crc, err
 }
 
 // readSegmentBytes is readSegment on a segment already in memory; path only names it in

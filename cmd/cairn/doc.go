@@ -4,6 +4,7 @@
 // only, CAIRN_FAULT_INJECTION=1 in the environment also serves server.FaultHandler
 // (under /debug/fault/) on the client and metrics URLs; it is off otherwise.
 //
-// It only parses configuration, wires api to server and handles signals; it must never
-// hold request-handling or storage logic of its own.
+// It only parses configuration, wires api to server, handles signals and starts
+// internal/gctune (the collector's headroom sized to the live heap, unless GOGC or
+// GOMEMLIMIT is set); it must never hold request-handling or storage logic of its own.
 package main

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cairn-kv/cairn/api"
+	"github.com/cairn-kv/cairn/internal/gctune"
 	"github.com/cairn-kv/cairn/internal/tlsutil"
 	"github.com/cairn-kv/cairn/raftnode"
 	"github.com/cairn-kv/cairn/server"
@@ -61,6 +62,9 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if gctune.Enabled(environ) {
+		go gctune.Run(ctx)
+	}
 	if err := serve(ctx, cfg, lg); err != nil {
 		lg.Error("cairn failed", zap.Error(err))
 		return 1

@@ -16,6 +16,12 @@
 #                     snapshot save and restored (cairnctl / etcdutl; MB/s printed), then a put and a
 #                     range load start together with `etcdctl defrag`; their latencies are
 #                     "defrag-put" and "defrag-range". 0 skips it.
+#   BENCH_MEM_KEYS=1000000  memory: a member filled with this many keys of 256 B by plain
+#                     concurrent Puts (tests/bench/memrestart), VmRSS/VmHWM after the fill
+#                     and after 3 restarts, restart-to-ready medians. 0 skips it.
+#   BENCH_RESTART_MB=2048  restart: a db of this many MB (10 KiB values), restart-to-ready
+#                     (process start to the first linearizable Get) and VmRSS, medians of
+#                     3 restarts. 0 skips it.
 #   BIN_DIR=<repo>/bin  where cairn, cairnctl, etcd and etcdctl are
 set -euo pipefail
 
@@ -197,6 +203,50 @@ if [[ "$defrag_mb" != 0 ]]; then
 			stop
 		done
 	done
+fi
+
+# Memory with many keys and restart-to-ready, Cairn then etcd; memrestart prints its own
+# lines and a JSON summary per target, compared here.
+mem_keys="${BENCH_MEM_KEYS:-1000000}"
+restart_mb="${BENCH_RESTART_MB:-2048}"
+memlog="$work/mem.json"
+if [[ "$mem_keys" != 0 || "$restart_mb" != 0 ]]; then
+	(cd "$repo/tests" && go build -o "$work/memrestart" ./bench/memrestart)
+	for target in cairn etcd; do
+		if [[ "$mem_keys" != 0 ]]; then
+			echo "bench: memory with $mem_keys keys, $target" >&2
+			"$work/memrestart" --bin "$bin/$target" --dir "$(mktemp -d -p "$work")" --keys "$mem_keys" \
+				--value-size 256 --json | tee /dev/stderr | grep '^{' | sed 's/^{/{"what":"mem",/' >>"$memlog"
+		fi
+		if [[ "$restart_mb" != 0 ]]; then
+			echo "bench: restart of a $restart_mb MB db, $target" >&2
+			"$work/memrestart" --bin "$bin/$target" --dir "$(mktemp -d -p "$work")" --keys $((restart_mb * 1024 / 10)) \
+				--value-size 10240 --clients 50 --json | tee /dev/stderr | grep '^{' | sed 's/^{/{"what":"restart",/' >>"$memlog"
+		fi
+		rm -rf "$work"/tmp.*
+	done
+fi
+
+if [[ -s "$memlog" ]]; then
+	echo "memory and restart (medians of 3 restarts; Cairn/etcd, <1 is better):"
+	python3 - "$memlog" <<'PY'
+import json, statistics, sys
+r = {}
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    r[(d["what"], d["target"])] = d
+def show(what, label, f):
+    c, e = r.get((what, "cairn")), r.get((what, "etcd"))
+    if c and e:
+        cv, ev = f(c), f(e)
+        print(f"  {label:34} cairn {cv:8.2f}, etcd {ev:8.2f}, ratio {cv / ev:.2f}")
+mib = lambda k: k / 1024
+show("mem", "RSS after fill, MiB", lambda d: mib(d["fill_rss_kib"]))
+show("mem", "RSS after restart, MiB", lambda d: mib(statistics.median(d["restart_rss_kib"])))
+show("mem", "restart-to-ready, s", lambda d: statistics.median(d["ready_seconds"]))
+show("restart", "restart-to-ready (big db), s", lambda d: statistics.median(d["ready_seconds"]))
+show("restart", "RSS after restart (big db), MiB", lambda d: mib(statistics.median(d["restart_rss_kib"])))
+PY
 fi
 
 if [[ -s "$snapshots" ]]; then
