@@ -18,7 +18,8 @@ import (
 
 // `bench watch`: --watchers watchers spread over --streams Watch streams
 // (watcher i on stream i%S, watching key i%K), all created before the first
-// put; then --total puts by --put-clients goroutines, put i to key i%K.
+// put; then --total puts by --put-clients goroutines, put i to key i%K (with
+// --rate R, put i is not sent before i/R seconds after the first).
 //
 // Each put's send time is taken just before the Put RPC is sent and keyed by
 // the revision its response reports; each event's receipt time is taken when
@@ -264,6 +265,12 @@ func runWatch(ctx context.Context, cfg *benchConfig) (*Result, error) {
 				}
 				k := int(i % int64(cfg.keySpace))
 				req.Key = keys[k]
+				if cfg.rate > 0 {
+					due := start + time.Duration(float64(i)/cfg.rate*float64(time.Second))
+					if d := due - time.Since(base); d > 0 {
+						time.Sleep(d)
+					}
+				}
 				sent := time.Since(base)
 				resp, err := kv.Put(ctx, req)
 				if err == nil {

@@ -116,6 +116,23 @@ func TestBenchWatch(t *testing.T) {
 	}
 }
 
+func TestBenchWatchRate(t *testing.T) {
+	kv := &mapKV{}
+	addr, _ := startServer(t, kv, newFakeWatch(kv), nil)
+	start := time.Now()
+	r := runJSON(t, exitOK, "bench", "watch", "--endpoints", addr, "--watchers", "4", "--streams", "2",
+		"--put-clients", "2", "--total", "21", "--rate", "100")
+	checkSane(t, r, 21*4)
+	// Put 20 is due 200ms after put 0.
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("21 puts at 100/s took %v, want >= 200ms", d)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"bench", "watch", "--endpoints", addr, "--rate", "-1"}, &out, &errb); code != exitUsage {
+		t.Errorf("--rate -1: exit %d, want %d", code, exitUsage)
+	}
+}
+
 func TestBenchWatchDetectsLostEvents(t *testing.T) {
 	kv := &mapKV{}
 	fw := newFakeWatch(kv)
