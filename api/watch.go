@@ -185,30 +185,15 @@ func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
 	return err
 }
 
-// close stops the send loop, then closes the member's stream, reading (and dropping)
-// its responses meanwhile in case Close waits for the channel to have room.
+// close stops the send loop, then closes the member's stream (which never waits for its
+// queue to be taken).
 func (sws *watchStream) close(sendDone <-chan struct{}) {
 	close(sws.closec)
 	<-sendDone
 	sws.mu.Lock()
 	sws.closed = true
 	sws.mu.Unlock()
-	closed := make(chan struct{})
-	go func() {
-		sws.ws.Close()
-		close(closed)
-	}()
-	ch := sws.ws.Chan()
-	for {
-		select {
-		case _, ok := <-ch:
-			if !ok {
-				ch = nil
-			}
-		case <-closed:
-			return
-		}
-	}
+	sws.ws.Close()
 }
 
 func requiresLeader(ctx context.Context) bool {
@@ -411,22 +396,27 @@ func (sws *watchStream) sendLoop() {
 		retryC = retry.C
 	}
 
-	wch := sws.ws.Chan()
+	ready := sws.ws.Ready()
 	for {
 		select {
-		case resp, ok := <-wch:
-			if !ok {
-				return
-			}
-			id := resp.GetWatchId()
-			if id != invalidWatchID && !announced[id] {
-				if sws.known(id) {
-					pending[id] = append(pending[id], resp)
+		case <-ready:
+			// Everything the member queued since the last take, sent from here: no
+			// goroutine between the member's watch hub and this one.
+			rs, open := sws.ws.Take()
+			for _, resp := range rs {
+				id := resp.GetWatchId()
+				if id != invalidWatchID && !announced[id] {
+					if sws.known(id) {
+						pending[id] = append(pending[id], resp)
+					}
+					// else: a response of a watcher already canceled; dropped.
+					continue
 				}
-				// else: a response of a watcher already canceled; dropped.
-				continue
+				if !sws.sendWatchResponse(resp) {
+					return
+				}
 			}
-			if !sws.sendWatchResponse(resp) {
+			if !open {
 				return
 			}
 

@@ -11,10 +11,11 @@ import (
 )
 
 const (
-	// syncInterval is how often watchers that fell behind are caught up (etcd: 100ms).
+	// syncInterval is how often the sync loop runs without being woken (etcd: 100ms).
+	// It is woken when a watcher starts in the past, after a Restore, and when the
+	// consumer of a stream whose watchers fell behind takes its queue, so it never
+	// polls for room.
 	syncInterval = 100 * time.Millisecond
-	// retryInterval is how soon a round follows one that left watchers behind.
-	retryInterval = 10 * time.Millisecond
 	// maxWatchersPerSync bounds the watchers caught up in one round (etcd's value).
 	maxWatchersPerSync = 512
 	// watchBatchMaxRevs bounds the revisions read from the backend in one round.
@@ -28,13 +29,14 @@ const (
 //
 // Synced watchers have been sent every event up to rev; a write txn's end hands each
 // revision's events to notify, which sends them at once without ever blocking: a watcher
-// whose stream channel is full becomes unsynced. Unsynced watchers (those that started in
+// whose stream queue is full becomes unsynced. Unsynced watchers (those that started in
 // the past or fell behind) are caught up by the sync loop, which reads history from the
 // backend in bounded batches and moves a watcher back to the synced group once it has
-// been sent everything up to rev. Nothing is buffered per watcher outside the channels.
+// been sent everything up to rev. Nothing is buffered per watcher outside the stream queues.
 //
 // Locking: a write txn's end calls notify holding the store's write lock, so the order
-// is wmu → h.mu → s.mu; the sync loop reads the backend (which may take wmu) without h.mu.
+// is wmu → h.mu → s.mu, and h.mu → ws.qmu; the sync loop reads the backend (which may
+// take wmu) without h.mu, and a stream's consumer takes only ws.qmu.
 type watchHub struct {
 	s  *Store
 	lg *zap.Logger
@@ -191,17 +193,6 @@ func (h *watchHub) resync(rev int64) {
 	h.kick()
 }
 
-// send queues r on the stream unless its channel is full. Caller holds h.mu.
-func (ws *WatchStream) send(r WatchResponse) bool {
-	select {
-	case ws.ch <- r:
-		pendingEventsGauge.Add(float64(len(r.Events)))
-		return true
-	default:
-		return false
-	}
-}
-
 func (h *watchHub) syncLoop() {
 	defer close(h.donec)
 	t := time.NewTimer(syncInterval)
@@ -221,16 +212,9 @@ func (h *watchHub) syncLoop() {
 			default:
 			}
 		}
-		// A watcher that fell behind only because its stream was momentarily full is
-		// retried soon (etcd retries such victims every 10ms), not a whole interval later.
-		h.mu.Lock()
-		behind := len(h.unsynced) > 0
-		h.mu.Unlock()
-		if behind {
-			t.Reset(retryInterval)
-		} else {
-			t.Reset(syncInterval)
-		}
+		// A watcher left behind because its stream is full is retried when the stream's
+		// consumer takes its queue (Take kicks), not on a timer.
+		t.Reset(syncInterval)
 	}
 }
 
@@ -317,8 +301,8 @@ func (h *watchHub) choose() (chosen []*watcher, minRev, maxRev int64) {
 	defer h.mu.Unlock()
 	minRev, maxRev = math.MaxInt64, h.rev
 	for w := range h.unsynced {
-		if len(w.ws.ch) == cap(w.ws.ch) {
-			continue
+		if w.ws.full() {
+			continue // its stream's next Take wakes the loop
 		}
 		if w.minRev < compactRev {
 			// etcd stamps no revision on this response.
