@@ -125,6 +125,9 @@ type watchStream struct {
 	sendErr error // why the send loop stopped, if a Send failed
 
 	enc eventEncoder // the send loop's: events encoded once for all its watchers
+	// The send loop's: the member's header, read once per take (nil: read it at the
+	// next response), and the last header sent.
+	cur, lastHdr *pb.ResponseHeader
 }
 
 // Watch serves one bidirectional Watch stream as etcd's v3rpc watch server does.
@@ -237,10 +240,19 @@ func (sws *watchStream) header(rev int64) *pb.ResponseHeader {
 }
 
 // headerAt is a header carrying exactly rev, zero included: etcd stamps no revision on
-// the response that cancels a watcher for compaction.
+// the response that cancels a watcher for compaction. The send loop's responses of one
+// take share the member's header (term included) as read once for the take, and
+// consecutive responses of one revision share the header itself (read-only).
 func (sws *watchStream) headerAt(rev int64) *pb.ResponseHeader {
-	cur := sws.s.b.Header()
-	return &pb.ResponseHeader{ClusterId: cur.GetClusterId(), MemberId: cur.GetMemberId(), RaftTerm: cur.GetRaftTerm(), Revision: rev}
+	if sws.cur == nil {
+		sws.cur = sws.s.b.Header()
+	}
+	if h := sws.lastHdr; h != nil && h.Revision == rev && h.RaftTerm == sws.cur.GetRaftTerm() {
+		return h
+	}
+	cur := sws.cur
+	sws.lastHdr = &pb.ResponseHeader{ClusterId: cur.GetClusterId(), MemberId: cur.GetMemberId(), RaftTerm: cur.GetRaftTerm(), Revision: rev}
+	return sws.lastHdr
 }
 
 // queueCtrl hands a control response to the send loop; false if the stream is closing.
@@ -403,6 +415,7 @@ func (sws *watchStream) sendLoop() {
 			// Everything the member queued since the last take, sent from here: no
 			// goroutine between the member's watch hub and this one.
 			rs, open := sws.ws.Take()
+			sws.cur = nil // the term may have changed since the last take
 			for _, resp := range rs {
 				id := resp.GetWatchId()
 				if id != invalidWatchID && !announced[id] {
@@ -433,6 +446,7 @@ func (sws *watchStream) sendLoop() {
 				delete(pending, id)
 			case c.GetCreated():
 				announced[id] = true
+				sws.cur = nil
 				for _, r := range pending[id] {
 					if !sws.sendWatchResponse(r) {
 						return
@@ -534,6 +548,19 @@ func (sws *watchStream) sendWatchResponse(resp *pb.WatchResponse) bool {
 // then sends nothing).
 func buildWatchResponse(resp *pb.WatchResponse, o watchOpts) (*pb.WatchResponse, bool) {
 	evs := resp.GetEvents()
+	if !o.noPut && !o.noDelete && (o.prevKV || !anyPrevKV(evs)) {
+		// Every event as it is: the member's slice, shared read-only.
+		if len(evs) == 0 {
+			evs = nil
+		}
+		return &pb.WatchResponse{
+			WatchId:         resp.GetWatchId(),
+			Events:          evs,
+			CompactRevision: resp.GetCompactRevision(),
+			Canceled:        resp.GetCompactRevision() > 0 || resp.GetCanceled(),
+			CancelReason:    resp.GetCancelReason(),
+		}, true
+	}
 	out := make([]*mvccpb.Event, 0, len(evs))
 	for _, ev := range evs {
 		if (o.noPut && ev.GetType() == mvccpb.Event_PUT) || (o.noDelete && ev.GetType() == mvccpb.Event_DELETE) {
@@ -557,6 +584,15 @@ func buildWatchResponse(resp *pb.WatchResponse, o watchOpts) (*pb.WatchResponse,
 		Canceled:        resp.GetCompactRevision() > 0 || resp.GetCanceled(),
 		CancelReason:    resp.GetCancelReason(),
 	}, true
+}
+
+func anyPrevKV(evs []*mvccpb.Event) bool {
+	for _, ev := range evs {
+		if ev.GetPrevKv() != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // sendFragments sends wr whole if it is smaller than maxBytes or has fewer than two

@@ -48,6 +48,9 @@ func (c serverCodec) Name() string { return grpcproto.Name }
 // keyed by identity: the member hands the same event to every watcher it matches.
 type eventEncoder struct {
 	cache map[*mvccpb.Event][]byte
+	// The last header encoded: responses of one revision share it.
+	hdr    *pb.ResponseHeader
+	hdrEnc []byte
 }
 
 // maxCachedEvents bounds the cache; it is emptied when full (events of past revisions
@@ -76,7 +79,10 @@ func (e *eventEncoder) encodeEventResponse(wr *pb.WatchResponse) (*preEncoded, b
 	if wr.Created || wr.Canceled || wr.CompactRevision != 0 || wr.CancelReason != "" || wr.Fragment || len(wr.Events) == 0 {
 		return nil, false, nil
 	}
-	hdr := encodeHeader(wr.Header)
+	if wr.Header != e.hdr {
+		e.hdr, e.hdrEnc = wr.Header, encodeHeader(wr.Header)
+	}
+	hdr := e.hdrEnc
 	var err error
 	evs := make([][]byte, len(wr.Events))
 	size := protowire.SizeTag(watchResponseHeaderField) + protowire.SizeBytes(len(hdr)) +

@@ -48,6 +48,7 @@ type watchHub struct {
 	unsynced map[*watcher]struct{}
 	streams  map[*WatchStream]struct{}
 	stopped  bool
+	matched  []*watcher // notify's scratch list, reused
 
 	kickc chan struct{}
 	stopc chan struct{}
@@ -133,6 +134,22 @@ func (h *watchHub) notify(rev int64, events []*mvccpb.Event, prevs []*mvccpb.Key
 	if h.synced.size() == 0 {
 		return
 	}
+	n := notification{rev: rev, events: events[:len(events):len(events)], prevs: prevs}
+	if len(events) == 1 {
+		// Most revisions change one key: its watchers need no lists of event indexes.
+		matched := h.matched[:0]
+		h.synced.match(events[0].Kv.Key, func(w *watcher) {
+			if w.minRev <= rev {
+				matched = append(matched, w)
+			}
+		})
+		for _, w := range matched {
+			h.deliver(w, n.forWatcher(w, nil))
+		}
+		clear(matched)
+		h.matched = matched[:0]
+		return
+	}
 	batch := make(map[*watcher][]int32)
 	for i, e := range events {
 		h.synced.match(e.Kv.Key, func(w *watcher) {
@@ -141,41 +158,71 @@ func (h *watchHub) notify(rev int64, events []*mvccpb.Event, prevs []*mvccpb.Key
 			}
 		})
 	}
-	if len(batch) == 0 {
+	for w, idx := range batch {
+		if len(idx) == len(events) {
+			idx = nil // every event
+		}
+		h.deliver(w, n.forWatcher(w, idx))
+	}
+}
+
+// deliver sends a synced watcher its events of revision r.Revision, or makes it unsynced
+// if its stream is full. Caller holds h.mu.
+func (h *watchHub) deliver(w *watcher, r WatchResponse) {
+	if len(r.Events) > 0 && !w.ws.send(r) {
+		// The stream is full: the watcher catches up from the backend later.
+		h.synced.delete(w)
+		w.minRev = r.Revision
+		h.addUnsynced(w)
 		return
 	}
-	var withPrev []*mvccpb.Event // events with PrevKv set, made on first use
-	prevEvent := func(i int32) *mvccpb.Event {
-		if withPrev == nil {
-			withPrev = make([]*mvccpb.Event, len(events))
-		}
-		if withPrev[i] == nil {
-			e := events[i]
-			withPrev[i] = &mvccpb.Event{Type: e.Type, Kv: e.Kv, PrevKv: prevs[i]}
-		}
-		return withPrev[i]
+	w.minRev = r.Revision + 1
+}
+
+// notification is one revision's events on their way to the synced watchers.
+type notification struct {
+	rev      int64
+	events   []*mvccpb.Event // capacity == length: shared read-only by the responses
+	prevs    []*mvccpb.KeyValue
+	withPrev []*mvccpb.Event // events with PrevKv set, made on first use
+}
+
+// forWatcher is w's response: the events at idx (nil: every event), minus those w's
+// filters drop, with their previous values if w asked. A watcher taking every event as
+// it is shares the revision's slice.
+func (n *notification) forWatcher(w *watcher, idx []int32) WatchResponse {
+	r := WatchResponse{WatchID: w.id, Revision: n.rev}
+	if idx == nil && !w.prevKV && len(w.fcs) == 0 {
+		r.Events = n.events
+		return r
 	}
-	for w, idx := range batch {
-		out := make([]*mvccpb.Event, 0, len(idx))
-		for _, i := range idx {
-			e := events[i]
-			if w.filtered(e) {
-				continue
-			}
-			if w.prevKV {
-				e = prevEvent(i)
-			}
-			out = append(out, e)
+	count := len(idx)
+	if idx == nil {
+		count = len(n.events)
+	}
+	out := make([]*mvccpb.Event, 0, count)
+	for j := range count {
+		i := j
+		if idx != nil {
+			i = int(idx[j])
 		}
-		if len(out) > 0 && !w.ws.send(WatchResponse{WatchID: w.id, Events: out, Revision: rev}) {
-			// The stream is full: the watcher catches up from the backend later.
-			h.synced.delete(w)
-			w.minRev = rev
-			h.addUnsynced(w)
+		e := n.events[i]
+		if w.filtered(e) {
 			continue
 		}
-		w.minRev = rev + 1
+		if w.prevKV {
+			if n.withPrev == nil {
+				n.withPrev = make([]*mvccpb.Event, len(n.events))
+			}
+			if n.withPrev[i] == nil {
+				n.withPrev[i] = &mvccpb.Event{Type: e.Type, Kv: e.Kv, PrevKv: n.prevs[i]}
+			}
+			e = n.withPrev[i]
+		}
+		out = append(out, e)
 	}
+	r.Events = out
+	return r
 }
 
 // resync follows a Restore: the store now ends at rev, and the revisions after the last
