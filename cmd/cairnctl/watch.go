@@ -51,6 +51,7 @@ type putRecord struct {
 	key  int
 	rev  int64
 	sent time.Duration // since the run's base time, just before sending
+	lat  time.Duration // sent -> response
 }
 
 // watchStats is the outcome of checkWatch.
@@ -274,7 +275,7 @@ func runWatch(ctx context.Context, cfg *benchConfig) (*Result, error) {
 				sent := time.Since(base)
 				resp, err := kv.Put(ctx, req)
 				if err == nil {
-					recs = append(recs, putRecord{key: k, rev: resp.GetHeader().GetRevision(), sent: sent})
+					recs = append(recs, putRecord{key: k, rev: resp.GetHeader().GetRevision(), sent: sent, lat: time.Since(base) - sent})
 				} else if !abandoned(ctx, err) {
 					errs["put: "+err.Error()]++
 				}
@@ -334,6 +335,14 @@ func runWatch(ctx context.Context, cfg *benchConfig) (*Result, error) {
 	res.Clients, res.Conns = cfg.clients, cfg.conns
 	res.Watchers, res.Streams, res.Puts = cfg.watchers, cfg.streams, int(min(next.Load(), int64(cfg.total)))
 	res.Endpoints = cfg.endpoints.String()
+	if len(puts) > 0 {
+		putLat := make([]time.Duration, len(puts))
+		for i, p := range puts {
+			putLat[i] = p.lat
+		}
+		pr := newResult(putLat, nil, 0)
+		res.PutAvgMs, res.PutP50Ms, res.PutP99Ms = pr.AvgMs, pr.P50Ms, pr.P99Ms
+	}
 	return res, nil
 }
 

@@ -102,6 +102,9 @@ func TestBenchWatch(t *testing.T) {
 	if r.Op != "watch" || r.Watchers != 30 || r.Streams != 3 || r.Puts != 300 || r.Clients != 4 || r.Conns != 3 || r.Workload != "watch" {
 		t.Errorf("labels not recorded: %+v", r)
 	}
+	if r.PutAvgMs <= 0 || r.PutP99Ms < r.PutP50Ms {
+		t.Errorf("put latencies not recorded: avg %v p50 %v p99 %v", r.PutAvgMs, r.PutP50Ms, r.PutP99Ms)
+	}
 	if got := kv.puts.Load(); got != 300 {
 		t.Errorf("server saw %d puts, want 300", got)
 	}
