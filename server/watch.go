@@ -35,15 +35,19 @@ func (w *WatchStream) Take() (rs []*pb.WatchResponse, open bool) {
 	in, open := w.ws.Take()
 	clear(w.out)
 	out := w.out[:0]
+	// Two allocations per take rather than two per response.
+	resps := make([]pb.WatchResponse, len(in))
+	hdrs := make([]pb.ResponseHeader, len(in))
 	n := 0
-	for _, r := range in {
+	for i, r := range in {
 		n += len(r.Events)
-		out = append(out, &pb.WatchResponse{
-			Header:          &pb.ResponseHeader{Revision: r.Revision},
-			WatchId:         int64(r.WatchID),
-			CompactRevision: r.CompactRevision,
-			Events:          r.Events,
-		})
+		hdrs[i].Revision = r.Revision
+		resp := &resps[i]
+		resp.Header = &hdrs[i]
+		resp.WatchId = int64(r.WatchID)
+		resp.CompactRevision = r.CompactRevision
+		resp.Events = r.Events
+		out = append(out, resp)
 	}
 	if n > 0 {
 		mvcc.ReportEventReceived(n)
