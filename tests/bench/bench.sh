@@ -20,6 +20,8 @@
 #                     "3m-put-100 defrag-*"): only those run, clusters no selected workload
 #                     needs are not started; empty runs everything
 #   BIN_DIR=<repo>/bin  where cairn, cairnctl, etcd and etcdctl are
+#   BENCH_RESULTS=""  a file to copy the runs' JSON results to (one object per run), for
+#                     `cairnctl bench report` or fields the report does not show
 #
 # Watch workloads (QPS is events delivered per second; latency is a put's send time to its
 # event's receipt, on the bench's clock, so it includes the put's commit; only the puts scale):
@@ -256,5 +258,6 @@ for i, what in enumerate(("save", "restore")):
 PY
 fi
 
+if [[ -n "${BENCH_RESULTS:-}" && -f "$results" ]]; then cp "$results" "$BENCH_RESULTS"; fi
 echo "cluster sizes: $sizes, $rounds rounds, scale $scale (Cairn/etcd; >1 is better for QPS, <1 for latency)"
 "$bin/cairnctl" bench report "$results"
