@@ -355,12 +355,11 @@ func (w *fakeWatchStream) setSynced(v bool) {
 func (w *fakeWatchStream) emit(r *pb.WatchResponse) { w.push(r) }
 
 // respQueue is a test WatchStream's queue of responses: push appends and signals Ready,
-// Take empties it.
+// Take empties it. It is never closed.
 type respQueue struct {
-	mu     sync.Mutex
-	q      []*pb.WatchResponse
-	closed bool
-	ready  chan struct{}
+	mu    sync.Mutex
+	q     []*pb.WatchResponse
+	ready chan struct{}
 }
 
 func newRespQueue() *respQueue { return &respQueue{ready: make(chan struct{}, 1)} }
@@ -369,17 +368,6 @@ func (q *respQueue) push(r *pb.WatchResponse) {
 	q.mu.Lock()
 	q.q = append(q.q, r)
 	q.mu.Unlock()
-	q.signal()
-}
-
-func (q *respQueue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	q.signal()
-}
-
-func (q *respQueue) signal() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
@@ -393,5 +381,5 @@ func (q *respQueue) Take() ([]*pb.WatchResponse, bool) {
 	defer q.mu.Unlock()
 	rs := q.q
 	q.q = nil
-	return rs, !q.closed || len(rs) > 0
+	return rs, true
 }
