@@ -65,7 +65,9 @@
 //     watchers without ever blocking on a stream (a full stream makes its watcher
 //     unsynced): they go into the stream's queue, which its consumer empties with Take
 //     in its own goroutine when Ready signals, so there is no goroutine between the
-//     apply loop and the stream's sender. A catch-up loop replays unsynced watchers from
+//     apply loop and the stream's sender; while a watcher's last live response is still
+//     queued, its next revisions are appended to it (up to 256 events) rather than
+//     queued apart, so a busy consumer sends fewer, larger responses and none waits. A catch-up loop replays unsynced watchers from
 //     bbolt in bounded batches until they rejoin the live set; it is woken (not
 //     polling) when a watcher starts in the past and when a stream whose watchers fell
 //     behind is emptied. Single-key watchers are matched through a map, range

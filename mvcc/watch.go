@@ -26,7 +26,7 @@ const (
 )
 
 // chanBufLen is how many responses a stream holds before its watchers fall behind
-// (etcd's value).
+// (etcd's value); a response merged into another counts as one.
 const chanBufLen = 128
 
 // WatchResponse is one message of a stream: events of one watcher (whole revisions, in
@@ -38,6 +38,8 @@ type WatchResponse struct {
 	// Revision is the revision the watcher has seen everything up to.
 	Revision        int64
 	CompactRevision int64
+
+	owned bool // Events was made for this response alone (not a revision's shared slice)
 }
 
 // FilterFunc reports whether an event is dropped for a watcher.
@@ -66,6 +68,13 @@ type watcher struct {
 	minRev int64
 	state  watcherState
 	slot   int // position in the synced group's key slice
+
+	// The watcher's last live response, queue index lastIdx while its stream's
+	// generation is lastGen (guarded by ws.qmu), and whether its Events slice is its own
+	// (not the revision's shared one).
+	lastGen uint64
+	lastIdx int
+	ownEvs  bool
 }
 
 type watcherState uint8
@@ -104,6 +113,14 @@ type WatchStream struct {
 	queue   []WatchResponse
 	spare   []WatchResponse // the slice Take handed back last time, reused
 	qclosed bool
+	// gen counts Takes: a watcher's lastGen/lastIdx name its last live response while
+	// that is still in the queue. barrier is the length of the queue after its last
+	// response of another kind (progress, catch-up, compaction): nothing merges across.
+	gen     uint64
+	barrier int
+	// used counts the responses queued since the last Take, merged ones included: the
+	// queue is full at chanBufLen of them, whether merged or not.
+	used int
 	// behind: a watcher of this stream fell behind because the queue was full (or
 	// skipped a catch-up round for that reason); Take then wakes the sync loop.
 	behind bool
@@ -115,6 +132,7 @@ func (s *Store) NewWatchStream() *WatchStream {
 		h:        s.hub,
 		watchers: make(map[WatchID]*watcher),
 		ready:    make(chan struct{}, 1),
+		gen:      1, // a new watcher's lastGen (0) names no response
 	}
 	h := s.hub
 	h.mu.Lock()
@@ -251,6 +269,8 @@ func (ws *WatchStream) Take() (rs []WatchResponse, open bool) {
 	clear(ws.spare[:cap(ws.spare)]) // the consumer is done with it: drop its events
 	rs, ws.queue = ws.queue, ws.spare[:0]
 	ws.spare = rs
+	ws.gen++
+	ws.barrier, ws.used = 0, 0
 	open = !ws.qclosed || len(rs) > 0
 	wake := ws.behind && len(rs) > 0
 	if wake {
@@ -265,22 +285,66 @@ func (ws *WatchStream) Take() (rs []WatchResponse, open bool) {
 	return rs, open
 }
 
+// maxMergedEvents bounds the events of a response that later revisions are merged into.
+const maxMergedEvents = 256
+
 // send queues r unless the queue is full. Caller holds h.mu.
 func (ws *WatchStream) send(r WatchResponse) bool {
 	ws.qmu.Lock()
-	if ws.qclosed || len(ws.queue) >= chanBufLen {
+	if ws.qclosed || ws.used >= chanBufLen {
 		ws.behind = !ws.qclosed
 		ws.qmu.Unlock()
 		return false
 	}
 	ws.queue = append(ws.queue, r)
+	ws.used++
+	ws.barrier = len(ws.queue)
 	ws.qmu.Unlock()
 	pendingEventsGauge.Add(float64(len(r.Events)))
+	ws.signal()
+	return true
+}
+
+// sendLive queues r, the events of one revision for synced watcher w, unless the queue
+// is full. While w's last live response is still queued (its consumer has not taken the
+// queue since) and nothing but other live responses came after it, r's events are
+// appended to it instead: a busy consumer then sends one response where it would have
+// sent several, with no wait added (the consumer takes whatever is queued when it is
+// ready). Whole revisions, in order, as etcd's catch-up responses. Caller holds h.mu.
+func (ws *WatchStream) sendLive(w *watcher, r WatchResponse) bool {
+	ws.qmu.Lock()
+	if ws.qclosed || ws.used >= chanBufLen {
+		ws.behind = !ws.qclosed
+		ws.qmu.Unlock()
+		return false
+	}
+	ws.used++
+	if w.lastGen == ws.gen && w.lastIdx >= ws.barrier && w.lastIdx < len(ws.queue) {
+		if last := &ws.queue[w.lastIdx]; last.WatchID == w.id && len(last.Events)+len(r.Events) <= maxMergedEvents {
+			if !w.ownEvs {
+				last.Events = append(make([]*mvccpb.Event, 0, 2*(len(last.Events)+len(r.Events))), last.Events...)
+				w.ownEvs = true
+			}
+			last.Events = append(last.Events, r.Events...)
+			last.Revision = r.Revision
+			ws.qmu.Unlock()
+			pendingEventsGauge.Add(float64(len(r.Events)))
+			return true
+		}
+	}
+	ws.queue = append(ws.queue, r)
+	w.lastGen, w.lastIdx, w.ownEvs = ws.gen, len(ws.queue)-1, r.owned
+	ws.qmu.Unlock()
+	pendingEventsGauge.Add(float64(len(r.Events)))
+	ws.signal()
+	return true
+}
+
+func (ws *WatchStream) signal() {
 	select {
 	case ws.ready <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // full reports whether the queue has no room, and if so marks the stream for a wake-up
@@ -288,7 +352,7 @@ func (ws *WatchStream) send(r WatchResponse) bool {
 func (ws *WatchStream) full() bool {
 	ws.qmu.Lock()
 	defer ws.qmu.Unlock()
-	if len(ws.queue) < chanBufLen {
+	if ws.used < chanBufLen {
 		return false
 	}
 	ws.behind = true
@@ -301,10 +365,7 @@ func (ws *WatchStream) closeQueue() {
 	ws.qmu.Lock()
 	ws.qclosed = true
 	ws.qmu.Unlock()
-	select {
-	case ws.ready <- struct{}{}:
-	default:
-	}
+	ws.signal()
 }
 
 // Close removes every watcher of the stream and closes its queue (what is in it can

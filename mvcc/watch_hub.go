@@ -169,7 +169,7 @@ func (h *watchHub) notify(rev int64, events []*mvccpb.Event, prevs []*mvccpb.Key
 // deliver sends a synced watcher its events of revision r.Revision, or makes it unsynced
 // if its stream is full. Caller holds h.mu.
 func (h *watchHub) deliver(w *watcher, r WatchResponse) {
-	if len(r.Events) > 0 && !w.ws.send(r) {
+	if len(r.Events) > 0 && !w.ws.sendLive(w, r) {
 		// The stream is full: the watcher catches up from the backend later.
 		h.synced.delete(w)
 		w.minRev = r.Revision
@@ -221,7 +221,7 @@ func (n *notification) forWatcher(w *watcher, idx []int32) WatchResponse {
 		}
 		out = append(out, e)
 	}
-	r.Events = out
+	r.Events, r.owned = out, true
 	return r
 }
 
