@@ -241,10 +241,10 @@ func (f *fakeBackend) Defragment(ctx context.Context) error {
 func (f *fakeBackend) NewWatchStream() WatchStream {
 	f.record("NewWatchStream")
 	ws := &fakeWatchStream{
-		ch:      make(chan *pb.WatchResponse, 64),
-		watches: make(map[int64]*pb.WatchCreateRequest),
-		nextID:  0,
-		synced:  true,
+		respQueue: newRespQueue(),
+		watches:   make(map[int64]*pb.WatchCreateRequest),
+		nextID:    0,
+		synced:    true,
 	}
 	select {
 	case f.watchStreams <- ws:
@@ -257,8 +257,8 @@ func (f *fakeBackend) NewWatchStream() WatchStream {
 // puts responses on its channel with emit. onWatch, if set, runs inside Watch after the
 // watcher is registered (e.g. to emit an event before the created response is sent).
 type fakeWatchStream struct {
+	*respQueue
 	mu               sync.Mutex
-	ch               chan *pb.WatchResponse
 	watches          map[int64]*pb.WatchCreateRequest
 	nextID           int64
 	synced           bool
@@ -330,14 +330,7 @@ func (w *fakeWatchStream) RequestProgressAll() bool {
 }
 
 // send never blocks (as the interface requires of the progress calls).
-func (w *fakeWatchStream) send(r *pb.WatchResponse) {
-	select {
-	case w.ch <- r:
-	default:
-	}
-}
-
-func (w *fakeWatchStream) Chan() <-chan *pb.WatchResponse { return w.ch }
+func (w *fakeWatchStream) send(r *pb.WatchResponse) { w.push(r) }
 
 func (w *fakeWatchStream) Close() {
 	w.mu.Lock()
@@ -358,5 +351,35 @@ func (w *fakeWatchStream) setSynced(v bool) {
 	w.synced = v
 }
 
-// emit puts a response on the stream's channel (blocking, like the member's hub).
-func (w *fakeWatchStream) emit(r *pb.WatchResponse) { w.ch <- r }
+// emit queues a response on the stream, as the member's hub does.
+func (w *fakeWatchStream) emit(r *pb.WatchResponse) { w.push(r) }
+
+// respQueue is a test WatchStream's queue of responses: push appends and signals Ready,
+// Take empties it. It is never closed.
+type respQueue struct {
+	mu    sync.Mutex
+	q     []*pb.WatchResponse
+	ready chan struct{}
+}
+
+func newRespQueue() *respQueue { return &respQueue{ready: make(chan struct{}, 1)} }
+
+func (q *respQueue) push(r *pb.WatchResponse) {
+	q.mu.Lock()
+	q.q = append(q.q, r)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *respQueue) Ready() <-chan struct{} { return q.ready }
+
+func (q *respQueue) Take() ([]*pb.WatchResponse, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	rs := q.q
+	q.q = nil
+	return rs, true
+}

@@ -69,13 +69,15 @@ type DBSnapshot struct {
 }
 
 // WatchStream is the member's side of one client Watch stream: a set of watchers whose
-// responses all arrive, in order, on one channel (etcd's mvcc.WatchStream).
+// responses all go, in order, into one queue (etcd's mvcc.WatchStream). The stream's
+// sender takes them in its own goroutine (Ready, then Take), so no goroutine stands
+// between the member and the sender.
 //
 // Watch, Cancel, RequestProgress, RequestProgressAll and Close may be called from
 // different goroutines (never concurrently with each other: the Watch service
-// serializes them), while another goroutine receives from Chan. None of them may wait
-// for Chan's reader: RequestProgress and RequestProgressAll are called from the
-// goroutine that reads Chan.
+// serializes them), while one other goroutine waits on Ready and calls Take. None of
+// them may wait for that goroutine: RequestProgress and RequestProgressAll are called
+// from it.
 type WatchStream interface {
 	// Watch adds a watcher. r is the client's request as received, except that an empty
 	// Key is "\x00" (etcd's smallest key); RangeEnd "\x00" means every key >= Key, an
@@ -95,11 +97,16 @@ type WatchStream interface {
 	// revision on Chan and returns true if every watcher has caught up; otherwise it
 	// sends nothing and returns false.
 	RequestProgressAll() bool
-	// Chan delivers the watchers' responses: WatchId, Events (in revision order),
-	// Header.Revision, and CompactRevision > 0 when the watcher's start revision was
-	// compacted (the watcher is then already removed).
-	Chan() <-chan *pb.WatchResponse
-	// Close removes every watcher. Chan may be closed by it, or not.
+	// Ready is signalled when responses were queued, or the stream closed, since the
+	// last Take (it holds one signal: one Take answers several).
+	Ready() <-chan struct{}
+	// Take returns every queued response, oldest first: WatchId, Events (in revision
+	// order), Header.Revision, and CompactRevision > 0 when the watcher's start revision
+	// was compacted (the watcher is then already removed). open is false once the
+	// stream is closed (the member stopping, or Close) and nothing is left. The slice
+	// (not the responses) may be reused by the next Take.
+	Take() (rs []*pb.WatchResponse, open bool)
+	// Close removes every watcher. Take may report the stream closed after it, or not.
 	Close()
 }
 

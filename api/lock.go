@@ -202,7 +202,8 @@ func (c concurrency) waitDelete(ctx context.Context, ws *watcher, key []byte, re
 
 // watcher is one Backend watch stream, read by one goroutine at a time.
 type watcher struct {
-	s WatchStream
+	s       WatchStream
+	pending []*pb.WatchResponse // taken, not yet looked at
 }
 
 func newWatcher(b Backend) *watcher { return &watcher{s: b.NewWatchStream()} }
@@ -213,31 +214,44 @@ func (w *watcher) close() { w.s.Close() }
 // canceled watch, or the stream closing, ends the wait with clientv3's error for it.
 func (w *watcher) next(ctx context.Context, id int64) (*pb.WatchResponse, error) {
 	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case wr, ok := <-w.s.Chan():
-			if !ok {
-				if err := ctx.Err(); err != nil {
-					return nil, err
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if len(w.pending) == 0 {
+			rs, open := w.s.Take()
+			if len(rs) == 0 {
+				if !open {
+					if err := ctx.Err(); err != nil {
+						return nil, err
+					}
+					return nil, errLostWatcher
 				}
-				return nil, errLostWatcher
-			}
-			if wr.GetWatchId() != id {
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-w.s.Ready():
+				}
 				continue
 			}
-			if wr.GetCompactRevision() != 0 {
-				return nil, ErrGRPCCompacted
+			w.pending = append(w.pending[:0], rs...)
+		}
+		wr := w.pending[0]
+		w.pending[0] = nil
+		w.pending = w.pending[1:]
+		if wr.GetWatchId() != id {
+			continue
+		}
+		if wr.GetCompactRevision() != 0 {
+			return nil, ErrGRPCCompacted
+		}
+		if wr.GetCanceled() {
+			if r := wr.GetCancelReason(); r != "" {
+				return nil, errors.New(r)
 			}
-			if wr.GetCanceled() {
-				if r := wr.GetCancelReason(); r != "" {
-					return nil, errors.New(r)
-				}
-				return nil, errLostWatcher
-			}
-			if len(wr.GetEvents()) > 0 {
-				return wr, nil
-			}
+			return nil, errLostWatcher
+		}
+		if len(wr.GetEvents()) > 0 {
+			return wr, nil
 		}
 	}
 }

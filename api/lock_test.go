@@ -241,15 +241,15 @@ func (m *memKV) numStreams() int {
 func (m *memKV) NewWatchStream() WatchStream {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := &memWatchStream{m: m, ch: make(chan *pb.WatchResponse, 1024), watchers: map[int64]*pb.WatchCreateRequest{}}
+	s := &memWatchStream{m: m, respQueue: newRespQueue(), watchers: map[int64]*pb.WatchCreateRequest{}}
 	m.streams[s] = struct{}{}
 	return s
 }
 
 // memWatchStream sends one response per event (m.mu held by every caller of deliver).
 type memWatchStream struct {
+	*respQueue
 	m        *memKV
-	ch       chan *pb.WatchResponse
 	nextID   int64
 	watchers map[int64]*pb.WatchCreateRequest
 }
@@ -257,7 +257,7 @@ type memWatchStream struct {
 func (s *memWatchStream) deliver(ev *mvccpb.Event, rev int64) {
 	for id, w := range s.watchers {
 		if inRange(ev.Kv.Key, w.Key, w.RangeEnd) && ev.Kv.ModRevision >= w.StartRevision {
-			s.ch <- &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, WatchId: id, Events: []*mvccpb.Event{ev}}
+			s.push(&pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, WatchId: id, Events: []*mvccpb.Event{ev}})
 		}
 	}
 }
@@ -270,7 +270,7 @@ func (s *memWatchStream) Watch(r *pb.WatchCreateRequest) (int64, int64, error) {
 	s.watchers[id] = r
 	for _, ev := range s.m.history {
 		if inRange(ev.Kv.Key, r.Key, r.RangeEnd) && ev.Kv.ModRevision >= r.StartRevision {
-			s.ch <- &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: s.m.rev}, WatchId: id, Events: []*mvccpb.Event{ev}}
+			s.push(&pb.WatchResponse{Header: &pb.ResponseHeader{Revision: s.m.rev}, WatchId: id, Events: []*mvccpb.Event{ev}})
 		}
 	}
 	return id, 0, nil
@@ -283,9 +283,8 @@ func (s *memWatchStream) Cancel(id int64) error {
 	return nil
 }
 
-func (s *memWatchStream) RequestProgress(int64)          {}
-func (s *memWatchStream) RequestProgressAll() bool       { return false }
-func (s *memWatchStream) Chan() <-chan *pb.WatchResponse { return s.ch }
+func (s *memWatchStream) RequestProgress(int64)    {}
+func (s *memWatchStream) RequestProgressAll() bool { return false }
 
 func (s *memWatchStream) Close() {
 	s.m.mu.Lock()

@@ -12,11 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
-	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
 const (
@@ -125,6 +122,9 @@ type watchStream struct {
 	sendErr error // why the send loop stopped, if a Send failed
 
 	enc eventEncoder // the send loop's: events encoded once for all its watchers
+	// The send loop's: the member's header, read once per take (nil: read it at the
+	// next response), and the last header sent.
+	cur, lastHdr *pb.ResponseHeader
 }
 
 // Watch serves one bidirectional Watch stream as etcd's v3rpc watch server does.
@@ -185,30 +185,15 @@ func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
 	return err
 }
 
-// close stops the send loop, then closes the member's stream, reading (and dropping)
-// its responses meanwhile in case Close waits for the channel to have room.
+// close stops the send loop, then closes the member's stream (which never waits for its
+// queue to be taken).
 func (sws *watchStream) close(sendDone <-chan struct{}) {
 	close(sws.closec)
 	<-sendDone
 	sws.mu.Lock()
 	sws.closed = true
 	sws.mu.Unlock()
-	closed := make(chan struct{})
-	go func() {
-		sws.ws.Close()
-		close(closed)
-	}()
-	ch := sws.ws.Chan()
-	for {
-		select {
-		case _, ok := <-ch:
-			if !ok {
-				ch = nil
-			}
-		case <-closed:
-			return
-		}
-	}
+	sws.ws.Close()
 }
 
 func requiresLeader(ctx context.Context) bool {
@@ -252,10 +237,19 @@ func (sws *watchStream) header(rev int64) *pb.ResponseHeader {
 }
 
 // headerAt is a header carrying exactly rev, zero included: etcd stamps no revision on
-// the response that cancels a watcher for compaction.
+// the response that cancels a watcher for compaction. The send loop's responses of one
+// take share the member's header (term included) as read once for the take, and
+// consecutive responses of one revision share the header itself (read-only).
 func (sws *watchStream) headerAt(rev int64) *pb.ResponseHeader {
-	cur := sws.s.b.Header()
-	return &pb.ResponseHeader{ClusterId: cur.GetClusterId(), MemberId: cur.GetMemberId(), RaftTerm: cur.GetRaftTerm(), Revision: rev}
+	if sws.cur == nil {
+		sws.cur = sws.s.b.Header()
+	}
+	if h := sws.lastHdr; h != nil && h.Revision == rev && h.RaftTerm == sws.cur.GetRaftTerm() {
+		return h
+	}
+	cur := sws.cur
+	sws.lastHdr = &pb.ResponseHeader{ClusterId: cur.GetClusterId(), MemberId: cur.GetMemberId(), RaftTerm: cur.GetRaftTerm(), Revision: rev}
+	return sws.lastHdr
 }
 
 // queueCtrl hands a control response to the send loop; false if the stream is closing.
@@ -411,22 +405,28 @@ func (sws *watchStream) sendLoop() {
 		retryC = retry.C
 	}
 
-	wch := sws.ws.Chan()
+	ready := sws.ws.Ready()
 	for {
 		select {
-		case resp, ok := <-wch:
-			if !ok {
-				return
-			}
-			id := resp.GetWatchId()
-			if id != invalidWatchID && !announced[id] {
-				if sws.known(id) {
-					pending[id] = append(pending[id], resp)
+		case <-ready:
+			// Everything the member queued since the last take, sent from here: no
+			// goroutine between the member's watch hub and this one.
+			rs, open := sws.ws.Take()
+			sws.cur = nil // the term may have changed since the last take
+			for _, resp := range rs {
+				id := resp.GetWatchId()
+				if id != invalidWatchID && !announced[id] {
+					if sws.known(id) {
+						pending[id] = append(pending[id], resp)
+					}
+					// else: a response of a watcher already canceled; dropped.
+					continue
 				}
-				// else: a response of a watcher already canceled; dropped.
-				continue
+				if !sws.sendWatchResponse(resp) {
+					return
+				}
 			}
-			if !sws.sendWatchResponse(resp) {
+			if !open {
 				return
 			}
 
@@ -443,6 +443,7 @@ func (sws *watchStream) sendLoop() {
 				delete(pending, id)
 			case c.GetCreated():
 				announced[id] = true
+				sws.cur = nil
 				for _, r := range pending[id] {
 					if !sws.sendWatchResponse(r) {
 						return
@@ -494,117 +495,4 @@ func (sws *watchStream) sendFailed(err error) {
 
 func isClientGone(ctx context.Context, err error) bool {
 	return ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF)
-}
-
-// sendWatchResponse sends one response of the member's stream: events filtered and
-// stripped of prev_kv as the watcher asked, a compacted watcher canceled, fragmented if
-// asked and too large. False if the stream broke.
-func (sws *watchStream) sendWatchResponse(resp *pb.WatchResponse) bool {
-	id := resp.GetWatchId()
-	var o watchOpts
-	if id != invalidWatchID {
-		sws.mu.Lock()
-		p, ok := sws.opts[id]
-		if ok {
-			o = *p
-			if len(resp.GetEvents()) > 0 {
-				p.progressDue = false // an event was sent: elide the next progress response
-			}
-		}
-		sws.mu.Unlock()
-		if !ok {
-			return true // canceled meanwhile
-		}
-	}
-	wr, send := buildWatchResponse(resp, o)
-	if !send {
-		return true
-	}
-	wr.Header = sws.headerAt(resp.GetHeader().GetRevision())
-	var err error
-	if o.fragment {
-		err = sendFragments(wr, sws.s.maxResponseBytes, sws.gs.Send)
-	} else if pe, ok, encErr := sws.enc.encodeEventResponse(wr); encErr != nil {
-		err = encErr
-	} else if ok {
-		err = sws.gs.SendMsg(pe)
-	} else {
-		err = sws.gs.Send(wr)
-	}
-	if err != nil {
-		sws.sendFailed(err)
-		return false
-	}
-	return true
-}
-
-// buildWatchResponse makes the response the client gets for one of the member's,
-// without changing it or its events (the member may share them between streams). It
-// reports false when filters removed every event of a response that had some (etcd
-// then sends nothing).
-func buildWatchResponse(resp *pb.WatchResponse, o watchOpts) (*pb.WatchResponse, bool) {
-	evs := resp.GetEvents()
-	out := make([]*mvccpb.Event, 0, len(evs))
-	for _, ev := range evs {
-		if (o.noPut && ev.GetType() == mvccpb.Event_PUT) || (o.noDelete && ev.GetType() == mvccpb.Event_DELETE) {
-			continue
-		}
-		if ev.GetPrevKv() != nil && !o.prevKV {
-			ev = &mvccpb.Event{Type: ev.GetType(), Kv: ev.GetKv()}
-		}
-		out = append(out, ev)
-	}
-	if len(evs) > 0 && len(out) == 0 {
-		return nil, false
-	}
-	if len(out) == 0 {
-		out = nil
-	}
-	return &pb.WatchResponse{
-		WatchId:         resp.GetWatchId(),
-		Events:          out,
-		CompactRevision: resp.GetCompactRevision(),
-		Canceled:        resp.GetCompactRevision() > 0 || resp.GetCanceled(),
-		CancelReason:    resp.GetCancelReason(),
-	}, true
-}
-
-// sendFragments sends wr whole if it is smaller than maxBytes or has fewer than two
-// events; otherwise in several responses, each with as many events as keep it below
-// maxBytes (at least one), all but the last marked fragment (etcd's sendFragments).
-func sendFragments(wr *pb.WatchResponse, maxBytes int, send func(*pb.WatchResponse) error) error {
-	if proto.Size(wr) < maxBytes || len(wr.Events) < 2 {
-		return send(wr)
-	}
-	evs := wr.Events
-	base := func() *pb.WatchResponse {
-		return &pb.WatchResponse{
-			Header:          wr.Header,
-			WatchId:         wr.WatchId,
-			CompactRevision: wr.CompactRevision,
-			Canceled:        wr.Canceled,
-			CancelReason:    wr.CancelReason,
-			Fragment:        true,
-		}
-	}
-	baseSize := proto.Size(base())
-	for i := 0; i < len(evs); {
-		cur := base()
-		size := baseSize
-		for ; i < len(evs); i++ {
-			n := protowire.SizeTag(watchResponseEventsField) + protowire.SizeBytes(proto.Size(evs[i]))
-			if len(cur.Events) > 0 && size+n >= maxBytes {
-				break
-			}
-			cur.Events = append(cur.Events, evs[i])
-			size += n
-		}
-		if i == len(evs) {
-			cur.Fragment = false
-		}
-		if err := send(cur); err != nil {
-			return err
-		}
-	}
-	return nil
 }

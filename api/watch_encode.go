@@ -45,27 +45,42 @@ func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.bas
 func (c serverCodec) Name() string { return grpcproto.Name }
 
 // eventEncoder caches the wire form of events for one stream's send loop. Events are
-// keyed by identity: the member hands the same event to every watcher it matches.
+// keyed by identity: the member hands the same event to every watcher it matches. The
+// cache holds the events of one revision (the responses of a revision come together)
+// and starts over at the next, so it stays small.
 type eventEncoder struct {
-	cache map[*mvccpb.Event][]byte
+	cache    map[*mvccpb.Event][]byte
+	cacheRev int64
+	// The last event encoded, checked before the map: most revisions have one event.
+	lastEv  *mvccpb.Event
+	lastEnc []byte
+	// The last header encoded: responses of one revision share it.
+	hdr    *pb.ResponseHeader
+	hdrEnc []byte
+	evs    [][]byte // scratch
 }
 
-// maxCachedEvents bounds the cache; it is emptied when full (events of past revisions
-// are not seen again).
+// maxCachedEvents bounds the cache within a revision (a revision's events, or a
+// catch-up response's, may be many); it is emptied when full.
 const maxCachedEvents = 4096
 
 func (e *eventEncoder) encode(ev *mvccpb.Event) ([]byte, error) {
-	if b, ok := e.cache[ev]; ok {
-		return b, nil
+	if ev == e.lastEv {
+		return e.lastEnc, nil
 	}
-	if e.cache == nil || len(e.cache) >= maxCachedEvents {
-		e.cache = make(map[*mvccpb.Event][]byte)
+	b, ok := e.cache[ev]
+	if !ok {
+		var err error
+		b, err = proto.MarshalOptions{Deterministic: true}.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("watch: encode event: %w", err)
+		}
+		if e.cache == nil || len(e.cache) >= maxCachedEvents {
+			e.cache = make(map[*mvccpb.Event][]byte)
+		}
+		e.cache[ev] = b
 	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("watch: encode event: %w", err)
-	}
-	e.cache[ev] = b
+	e.lastEv, e.lastEnc = ev, b
 	return b, nil
 }
 
@@ -76,31 +91,57 @@ func (e *eventEncoder) encodeEventResponse(wr *pb.WatchResponse) (*preEncoded, b
 	if wr.Created || wr.Canceled || wr.CompactRevision != 0 || wr.CancelReason != "" || wr.Fragment || len(wr.Events) == 0 {
 		return nil, false, nil
 	}
-	hdr := encodeHeader(wr.Header)
-	var err error
-	evs := make([][]byte, len(wr.Events))
-	size := protowire.SizeTag(watchResponseHeaderField) + protowire.SizeBytes(len(hdr)) +
-		protowire.SizeTag(watchResponseWatchIDField) + protowire.SizeVarint(uint64(wr.WatchId))
-	for i, ev := range wr.Events {
-		if evs[i], err = e.encode(ev); err != nil {
-			return nil, false, err
+	pe, err := e.encodeEvents(wr.Header, wr.WatchId, wr.Events)
+	return pe, err == nil, err
+}
+
+// encodeEvents is encodeEventResponse of the response with header hdr (nil: none),
+// watch id id and events evs.
+func (e *eventEncoder) encodeEvents(hdr *pb.ResponseHeader, id int64, evs []*mvccpb.Event) (*preEncoded, error) {
+	if rev := hdr.GetRevision(); rev != e.cacheRev {
+		e.cacheRev = rev
+		if len(e.cache) > 64 {
+			e.cache = nil // let a large map go
+		} else {
+			clear(e.cache)
 		}
-		size += protowire.SizeTag(watchResponseEventsField) + protowire.SizeBytes(len(evs[i]))
 	}
-	b := make([]byte, 0, size)
-	if wr.Header != nil {
-		b = protowire.AppendTag(b, watchResponseHeaderField, protowire.BytesType)
-		b = protowire.AppendBytes(b, hdr)
+	if hdr != e.hdr {
+		e.hdr, e.hdrEnc = hdr, encodeHeader(hdr)
 	}
-	if wr.WatchId != 0 {
-		b = protowire.AppendTag(b, watchResponseWatchIDField, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(wr.WatchId))
+	var err error
+	encs := e.evs[:0]
+	size := protowire.SizeTag(watchResponseWatchIDField) + protowire.SizeVarint(uint64(id))
+	if hdr != nil {
+		size += protowire.SizeTag(watchResponseHeaderField) + protowire.SizeBytes(len(e.hdrEnc))
 	}
 	for _, ev := range evs {
+		b, encErr := e.encode(ev)
+		if encErr != nil {
+			err = encErr
+			break
+		}
+		encs = append(encs, b)
+		size += protowire.SizeTag(watchResponseEventsField) + protowire.SizeBytes(len(b))
+	}
+	defer func() { clear(encs); e.evs = encs[:0] }()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, size)
+	if hdr != nil {
+		b = protowire.AppendTag(b, watchResponseHeaderField, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.hdrEnc)
+	}
+	if id != 0 {
+		b = protowire.AppendTag(b, watchResponseWatchIDField, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(id))
+	}
+	for _, ev := range encs {
 		b = protowire.AppendTag(b, watchResponseEventsField, protowire.BytesType)
 		b = protowire.AppendBytes(b, ev)
 	}
-	return &preEncoded{b: b}, true, nil
+	return &preEncoded{b: b}, nil
 }
 
 // encodeHeader is proto.Marshal of a ResponseHeader (cluster_id 1, member_id 2,

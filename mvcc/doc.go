@@ -73,8 +73,14 @@
 //     term and storageVersion).
 //   - watch*.go: the watch hub. Update hands each revision's events to synced
 //     watchers without ever blocking on a stream (a full stream makes its watcher
-//     unsynced); a catch-up loop replays unsynced watchers from bbolt in bounded batches
-//     until they rejoin the live set. Single-key watchers are matched through a map, range
+//     unsynced): they go into the stream's queue, which its consumer empties with Take
+//     in its own goroutine when Ready signals, so there is no goroutine between the
+//     apply loop and the stream's sender; while a watcher's last live response is still
+//     queued, its next revisions are appended to it (up to 256 events) rather than
+//     queued apart, so a busy consumer sends fewer, larger responses and none waits. A catch-up loop replays unsynced watchers from
+//     bbolt in bounded batches until they rejoin the live set; it is woken (not
+//     polling) when a watcher starts in the past and when a stream whose watchers fell
+//     behind is emptied. Single-key watchers are matched through a map, range
 //     watchers through an interval tree.
 //   - leases.go, members.go, auth.go: the lease, members and auth buckets, written by the
 //     apply loop (auth.go stores package auth's encoded users and roles as they are).

@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"errors"
+	"sync"
 
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
@@ -25,7 +26,7 @@ const (
 )
 
 // chanBufLen is how many responses a stream holds before its watchers fall behind
-// (etcd's value).
+// (etcd's value); a response merged into another counts as one.
 const chanBufLen = 128
 
 // WatchResponse is one message of a stream: events of one watcher (whole revisions, in
@@ -37,6 +38,8 @@ type WatchResponse struct {
 	// Revision is the revision the watcher has seen everything up to.
 	Revision        int64
 	CompactRevision int64
+
+	owned bool // Events was made for this response alone (not a revision's shared slice)
 }
 
 // FilterFunc reports whether an event is dropped for a watcher.
@@ -65,6 +68,13 @@ type watcher struct {
 	minRev int64
 	state  watcherState
 	slot   int // position in the synced group's key slice
+
+	// The watcher's last live response, queue index lastIdx while its stream's
+	// generation is lastGen (guarded by ws.qmu), and whether its Events slice is its own
+	// (not the revision's shared one).
+	lastGen uint64
+	lastIdx int
+	ownEvs  bool
 }
 
 type watcherState uint8
@@ -87,28 +97,49 @@ func (w *watcher) filtered(e *mvccpb.Event) bool {
 	return false
 }
 
-// WatchStream multiplexes watchers onto one channel.
+// WatchStream multiplexes watchers onto one queue of responses. The hub appends to the
+// queue (never blocking: a full queue makes the watcher fall behind) and signals ready;
+// the stream's consumer takes everything queued at once with Take, in its own
+// goroutine, so a response reaches it with no goroutine in between.
 type WatchStream struct {
 	h        *watchHub
-	ch       chan WatchResponse
 	watchers map[WatchID]*watcher // guarded by h.mu
 	nextID   WatchID
-	closed   bool
+	closed   bool // guarded by h.mu
+
+	ready chan struct{} // capacity 1: responses were queued, or the queue closed
+
+	qmu     sync.Mutex // guards the fields below; taken after h.mu, never before
+	queue   []WatchResponse
+	spare   []WatchResponse // the slice Take handed back last time, reused
+	qclosed bool
+	// gen counts Takes: a watcher's lastGen/lastIdx name its last live response while
+	// that is still in the queue. barrier is the length of the queue after its last
+	// response of another kind (progress, catch-up, compaction): nothing merges across.
+	gen     uint64
+	barrier int
+	// used counts the responses queued since the last Take, merged ones included: the
+	// queue is full at chanBufLen of them, whether merged or not.
+	used int
+	// behind: a watcher of this stream fell behind because the queue was full (or
+	// skipped a catch-up round for that reason); Take then wakes the sync loop.
+	behind bool
 }
 
 // NewWatchStream opens a stream of watch responses.
 func (s *Store) NewWatchStream() *WatchStream {
 	ws := &WatchStream{
 		h:        s.hub,
-		ch:       make(chan WatchResponse, chanBufLen),
 		watchers: make(map[WatchID]*watcher),
+		ready:    make(chan struct{}, 1),
+		gen:      1, // a new watcher's lastGen (0) names no response
 	}
 	h := s.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.stopped {
 		ws.closed = true
-		close(ws.ch)
+		ws.closeQueue()
 		return ws
 	}
 	h.streams[ws] = struct{}{}
@@ -178,7 +209,7 @@ func (ws *WatchStream) Watch(id WatchID, key, end []byte, startRev int64, prevKV
 	return id, h.rev, nil
 }
 
-// Cancel removes a watcher. Responses already queued for it stay in the channel.
+// Cancel removes a watcher. Responses already queued for it stay in the queue.
 func (ws *WatchStream) Cancel(id WatchID) error {
 	h := ws.h
 	h.mu.Lock()
@@ -201,10 +232,7 @@ func (ws *WatchStream) RequestProgress(id WatchID) {
 	if !ok || ws.closed || w.state != stateSynced || h.rev < w.startRev {
 		return
 	}
-	select {
-	case ws.ch <- WatchResponse{WatchID: id, Revision: h.rev}:
-	default:
-	}
+	ws.send(WatchResponse{WatchID: id, Revision: h.rev})
 }
 
 // RequestProgressAll sends one progress response with WatchID InvalidWatchID and the
@@ -225,17 +253,123 @@ func (ws *WatchStream) RequestProgressAll() bool {
 	if len(ws.watchers) == 0 {
 		return true
 	}
-	select {
-	case ws.ch <- WatchResponse{WatchID: InvalidWatchID, Revision: h.rev}:
-	default:
-	}
+	ws.send(WatchResponse{WatchID: InvalidWatchID, Revision: h.rev})
 	return true
 }
 
-// Chan is the stream's responses; it is closed by Close.
-func (ws *WatchStream) Chan() <-chan WatchResponse { return ws.ch }
+// Ready is signalled whenever responses were queued or the stream was closed since the
+// last Take; it holds one signal, so one Take answers many signals.
+func (ws *WatchStream) Ready() <-chan struct{} { return ws.ready }
 
-// Close removes every watcher of the stream and closes its channel.
+// Take returns every queued response, oldest first, and empties the queue; open is
+// false once the stream is closed and nothing is left. The returned slice is valid
+// until the next Take. Only one goroutine may call it.
+func (ws *WatchStream) Take() (rs []WatchResponse, open bool) {
+	ws.qmu.Lock()
+	clear(ws.spare[:cap(ws.spare)]) // the consumer is done with it: drop its events
+	rs, ws.queue = ws.queue, ws.spare[:0]
+	ws.spare = rs
+	ws.gen++
+	ws.barrier, ws.used = 0, 0
+	open = !ws.qclosed || len(rs) > 0
+	wake := ws.behind && len(rs) > 0
+	if wake {
+		ws.behind = false
+	}
+	ws.qmu.Unlock()
+	if wake {
+		// The queue has room again: catch up this stream's watchers now rather than at
+		// the sync loop's next tick.
+		ws.h.kick()
+	}
+	return rs, open
+}
+
+// maxMergedEvents bounds the events of a response that later revisions are merged into.
+const maxMergedEvents = 256
+
+// send queues r unless the queue is full. Caller holds h.mu.
+func (ws *WatchStream) send(r WatchResponse) bool {
+	ws.qmu.Lock()
+	if ws.qclosed || ws.used >= chanBufLen {
+		ws.behind = !ws.qclosed
+		ws.qmu.Unlock()
+		return false
+	}
+	ws.queue = append(ws.queue, r)
+	ws.used++
+	ws.barrier = len(ws.queue)
+	ws.qmu.Unlock()
+	pendingEventsGauge.Add(float64(len(r.Events)))
+	ws.signal()
+	return true
+}
+
+// sendLive queues r, the events of one revision for synced watcher w, unless the queue
+// is full. While w's last live response is still queued (its consumer has not taken the
+// queue since) and nothing but other live responses came after it, r's events are
+// appended to it instead: a busy consumer then sends one response where it would have
+// sent several, with no wait added (the consumer takes whatever is queued when it is
+// ready). Whole revisions, in order, as etcd's catch-up responses. Caller holds h.mu.
+func (ws *WatchStream) sendLive(w *watcher, r WatchResponse) bool {
+	ws.qmu.Lock()
+	if ws.qclosed || ws.used >= chanBufLen {
+		ws.behind = !ws.qclosed
+		ws.qmu.Unlock()
+		return false
+	}
+	ws.used++
+	if w.lastGen == ws.gen && w.lastIdx >= ws.barrier && w.lastIdx < len(ws.queue) {
+		if last := &ws.queue[w.lastIdx]; last.WatchID == w.id && len(last.Events)+len(r.Events) <= maxMergedEvents {
+			if !w.ownEvs {
+				last.Events = append(make([]*mvccpb.Event, 0, 2*(len(last.Events)+len(r.Events))), last.Events...)
+				w.ownEvs = true
+			}
+			last.Events = append(last.Events, r.Events...)
+			last.Revision = r.Revision
+			ws.qmu.Unlock()
+			pendingEventsGauge.Add(float64(len(r.Events)))
+			return true
+		}
+	}
+	ws.queue = append(ws.queue, r)
+	w.lastGen, w.lastIdx, w.ownEvs = ws.gen, len(ws.queue)-1, r.owned
+	ws.qmu.Unlock()
+	pendingEventsGauge.Add(float64(len(r.Events)))
+	ws.signal()
+	return true
+}
+
+func (ws *WatchStream) signal() {
+	select {
+	case ws.ready <- struct{}{}:
+	default:
+	}
+}
+
+// full reports whether the queue has no room, and if so marks the stream for a wake-up
+// when its consumer takes the queue. Caller holds h.mu.
+func (ws *WatchStream) full() bool {
+	ws.qmu.Lock()
+	defer ws.qmu.Unlock()
+	if ws.used < chanBufLen {
+		return false
+	}
+	ws.behind = true
+	return true
+}
+
+// closeQueue closes the queue; responses still in it are taken before Take reports
+// the end. Caller holds h.mu (or owns ws alone).
+func (ws *WatchStream) closeQueue() {
+	ws.qmu.Lock()
+	ws.qclosed = true
+	ws.qmu.Unlock()
+	ws.signal()
+}
+
+// Close removes every watcher of the stream and closes its queue (what is in it can
+// still be taken). It never waits for the consumer.
 func (ws *WatchStream) Close() {
 	ws.h.mu.Lock()
 	defer ws.h.mu.Unlock()
@@ -251,12 +385,12 @@ func (ws *WatchStream) closeLocked() {
 		ws.h.remove(w)
 	}
 	ws.closed = true
-	close(ws.ch)
+	ws.closeQueue()
 	delete(ws.h.streams, ws)
 	watchStreamGauge.Dec()
 }
 
-// ReportEventReceived records that a stream's consumer took n events off its channel.
+// ReportEventReceived records that a stream's consumer took n events off its queue.
 func ReportEventReceived(n int) {
 	pendingEventsGauge.Sub(float64(n))
 	totalEventsCounter.Add(float64(n))

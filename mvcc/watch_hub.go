@@ -11,10 +11,11 @@ import (
 )
 
 const (
-	// syncInterval is how often watchers that fell behind are caught up (etcd: 100ms).
+	// syncInterval is how often the sync loop runs without being woken (etcd: 100ms).
+	// It is woken when a watcher starts in the past, after a Restore, and when the
+	// consumer of a stream whose watchers fell behind takes its queue, so it never
+	// polls for room.
 	syncInterval = 100 * time.Millisecond
-	// retryInterval is how soon a round follows one that left watchers behind.
-	retryInterval = 10 * time.Millisecond
 	// maxWatchersPerSync bounds the watchers caught up in one round (etcd's value).
 	maxWatchersPerSync = 512
 	// watchBatchMaxRevs bounds the revisions read from the backend in one round.
@@ -28,13 +29,14 @@ const (
 //
 // Synced watchers have been sent every event up to rev; a write txn's end hands each
 // revision's events to notify, which sends them at once without ever blocking: a watcher
-// whose stream channel is full becomes unsynced. Unsynced watchers (those that started in
+// whose stream queue is full becomes unsynced. Unsynced watchers (those that started in
 // the past or fell behind) are caught up by the sync loop, which reads history from the
 // backend in bounded batches and moves a watcher back to the synced group once it has
-// been sent everything up to rev. Nothing is buffered per watcher outside the channels.
+// been sent everything up to rev. Nothing is buffered per watcher outside the stream queues.
 //
 // Locking: a write txn's end calls notify holding the store's write lock, so the order
-// is wmu → h.mu → s.mu; the sync loop reads the backend (which may take wmu) without h.mu.
+// is wmu → h.mu → s.mu, and h.mu → ws.qmu; the sync loop reads the backend (which may
+// take wmu) without h.mu, and a stream's consumer takes only ws.qmu.
 type watchHub struct {
 	s  *Store
 	lg *zap.Logger
@@ -46,6 +48,7 @@ type watchHub struct {
 	unsynced map[*watcher]struct{}
 	streams  map[*WatchStream]struct{}
 	stopped  bool
+	matched  []*watcher // notify's scratch list, reused
 
 	kickc chan struct{}
 	stopc chan struct{}
@@ -131,6 +134,22 @@ func (h *watchHub) notify(rev int64, events []*mvccpb.Event, prevs []*mvccpb.Key
 	if h.synced.size() == 0 {
 		return
 	}
+	n := notification{rev: rev, events: events[:len(events):len(events)], prevs: prevs}
+	if len(events) == 1 {
+		// Most revisions change one key: its watchers need no lists of event indexes.
+		matched := h.matched[:0]
+		h.synced.match(events[0].Kv.Key, func(w *watcher) {
+			if w.minRev <= rev {
+				matched = append(matched, w)
+			}
+		})
+		for _, w := range matched {
+			h.deliver(w, n.forWatcher(w, nil))
+		}
+		clear(matched)
+		h.matched = matched[:0]
+		return
+	}
 	batch := make(map[*watcher][]int32)
 	for i, e := range events {
 		h.synced.match(e.Kv.Key, func(w *watcher) {
@@ -139,41 +158,71 @@ func (h *watchHub) notify(rev int64, events []*mvccpb.Event, prevs []*mvccpb.Key
 			}
 		})
 	}
-	if len(batch) == 0 {
+	for w, idx := range batch {
+		if len(idx) == len(events) {
+			idx = nil // every event
+		}
+		h.deliver(w, n.forWatcher(w, idx))
+	}
+}
+
+// deliver sends a synced watcher its events of revision r.Revision, or makes it unsynced
+// if its stream is full. Caller holds h.mu.
+func (h *watchHub) deliver(w *watcher, r WatchResponse) {
+	if len(r.Events) > 0 && !w.ws.sendLive(w, r) {
+		// The stream is full: the watcher catches up from the backend later.
+		h.synced.delete(w)
+		w.minRev = r.Revision
+		h.addUnsynced(w)
 		return
 	}
-	var withPrev []*mvccpb.Event // events with PrevKv set, made on first use
-	prevEvent := func(i int32) *mvccpb.Event {
-		if withPrev == nil {
-			withPrev = make([]*mvccpb.Event, len(events))
-		}
-		if withPrev[i] == nil {
-			e := events[i]
-			withPrev[i] = &mvccpb.Event{Type: e.Type, Kv: e.Kv, PrevKv: prevs[i]}
-		}
-		return withPrev[i]
+	w.minRev = r.Revision + 1
+}
+
+// notification is one revision's events on their way to the synced watchers.
+type notification struct {
+	rev      int64
+	events   []*mvccpb.Event // capacity == length: shared read-only by the responses
+	prevs    []*mvccpb.KeyValue
+	withPrev []*mvccpb.Event // events with PrevKv set, made on first use
+}
+
+// forWatcher is w's response: the events at idx (nil: every event), minus those w's
+// filters drop, with their previous values if w asked. A watcher taking every event as
+// it is shares the revision's slice.
+func (n *notification) forWatcher(w *watcher, idx []int32) WatchResponse {
+	r := WatchResponse{WatchID: w.id, Revision: n.rev}
+	if idx == nil && !w.prevKV && len(w.fcs) == 0 {
+		r.Events = n.events
+		return r
 	}
-	for w, idx := range batch {
-		out := make([]*mvccpb.Event, 0, len(idx))
-		for _, i := range idx {
-			e := events[i]
-			if w.filtered(e) {
-				continue
-			}
-			if w.prevKV {
-				e = prevEvent(i)
-			}
-			out = append(out, e)
+	count := len(idx)
+	if idx == nil {
+		count = len(n.events)
+	}
+	out := make([]*mvccpb.Event, 0, count)
+	for j := range count {
+		i := j
+		if idx != nil {
+			i = int(idx[j])
 		}
-		if len(out) > 0 && !w.ws.send(WatchResponse{WatchID: w.id, Events: out, Revision: rev}) {
-			// The stream is full: the watcher catches up from the backend later.
-			h.synced.delete(w)
-			w.minRev = rev
-			h.addUnsynced(w)
+		e := n.events[i]
+		if w.filtered(e) {
 			continue
 		}
-		w.minRev = rev + 1
+		if w.prevKV {
+			if n.withPrev == nil {
+				n.withPrev = make([]*mvccpb.Event, len(n.events))
+			}
+			if n.withPrev[i] == nil {
+				n.withPrev[i] = &mvccpb.Event{Type: e.Type, Kv: e.Kv, PrevKv: n.prevs[i]}
+			}
+			e = n.withPrev[i]
+		}
+		out = append(out, e)
 	}
+	r.Events, r.owned = out, true
+	return r
 }
 
 // resync follows a Restore: the store now ends at rev, and the revisions after the last
@@ -189,17 +238,6 @@ func (h *watchHub) resync(rev int64) {
 	}
 	h.rev = rev
 	h.kick()
-}
-
-// send queues r on the stream unless its channel is full. Caller holds h.mu.
-func (ws *WatchStream) send(r WatchResponse) bool {
-	select {
-	case ws.ch <- r:
-		pendingEventsGauge.Add(float64(len(r.Events)))
-		return true
-	default:
-		return false
-	}
 }
 
 func (h *watchHub) syncLoop() {
@@ -221,16 +259,9 @@ func (h *watchHub) syncLoop() {
 			default:
 			}
 		}
-		// A watcher that fell behind only because its stream was momentarily full is
-		// retried soon (etcd retries such victims every 10ms), not a whole interval later.
-		h.mu.Lock()
-		behind := len(h.unsynced) > 0
-		h.mu.Unlock()
-		if behind {
-			t.Reset(retryInterval)
-		} else {
-			t.Reset(syncInterval)
-		}
+		// A watcher left behind because its stream is full is retried when the stream's
+		// consumer takes its queue (Take kicks), not on a timer.
+		t.Reset(syncInterval)
 	}
 }
 
@@ -317,8 +348,8 @@ func (h *watchHub) choose() (chosen []*watcher, minRev, maxRev int64) {
 	defer h.mu.Unlock()
 	minRev, maxRev = math.MaxInt64, h.rev
 	for w := range h.unsynced {
-		if len(w.ws.ch) == cap(w.ws.ch) {
-			continue
+		if w.ws.full() {
+			continue // its stream's next Take wakes the loop
 		}
 		if w.minRev < compactRev {
 			// etcd stamps no revision on this response.

@@ -131,19 +131,22 @@ func TestWatchManyWatchers(t *testing.T) {
 			timeout := time.After(60 * time.Second)
 			for remaining > 0 {
 				select {
-				case r := <-ws.Chan():
-					for _, e := range r.Events {
-						if e.Kv.ModRevision <= last[r.WatchID] {
-							errs <- fmt.Errorf("stream %d watch %d: rev %d after %d", j, r.WatchID, e.Kv.ModRevision, last[r.WatchID])
-							return
+				case <-ws.Ready():
+					rs, _ := ws.Take()
+					for _, r := range rs {
+						for _, e := range r.Events {
+							if e.Kv.ModRevision <= last[r.WatchID] {
+								errs <- fmt.Errorf("stream %d watch %d: rev %d after %d", j, r.WatchID, e.Kv.ModRevision, last[r.WatchID])
+								return
+							}
+							if string(e.Kv.Key) != keyOf(int(e.Kv.ModRevision-2)) {
+								errs <- fmt.Errorf("stream %d watch %d: key %s at rev %d", j, r.WatchID, e.Kv.Key, e.Kv.ModRevision)
+								return
+							}
+							last[r.WatchID] = e.Kv.ModRevision
+							got[r.WatchID]++
+							remaining--
 						}
-						if string(e.Kv.Key) != keyOf(int(e.Kv.ModRevision-2)) {
-							errs <- fmt.Errorf("stream %d watch %d: key %s at rev %d", j, r.WatchID, e.Kv.Key, e.Kv.ModRevision)
-							return
-						}
-						last[r.WatchID] = e.Kv.ModRevision
-						got[r.WatchID]++
-						remaining--
 					}
 				case <-timeout:
 					errs <- fmt.Errorf("stream %d: %d events missing", j, remaining)
@@ -237,13 +240,16 @@ func TestWatchConcurrentCatchUp(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(j), 7))
 			for next <= writes+201 {
 				select {
-				case r := <-ws.Chan():
-					for _, e := range r.Events {
-						if e.Kv.ModRevision != next {
-							errs <- fmt.Errorf("stream %d: rev %d, want %d", j, e.Kv.ModRevision, next)
-							return
+				case <-ws.Ready():
+					rs, _ := ws.Take()
+					for _, r := range rs {
+						for _, e := range r.Events {
+							if e.Kv.ModRevision != next {
+								errs <- fmt.Errorf("stream %d: rev %d, want %d", j, e.Kv.ModRevision, next)
+								return
+							}
+							next++
 						}
-						next++
 					}
 					if rng.IntN(10) == 0 {
 						time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)

@@ -3,32 +3,66 @@ package mvcc
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
+// taken holds the responses Take returned that a test has not looked at yet.
+var (
+	takenMu sync.Mutex
+	taken   = map[*WatchStream][]WatchResponse{}
+)
+
+// next returns the stream's next response, waiting up to d: got is false if none came,
+// open false if the stream is closed and empty. One goroutine per stream.
+func next(ws *WatchStream, d time.Duration) (r WatchResponse, got, open bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		takenMu.Lock()
+		if q := taken[ws]; len(q) > 0 {
+			taken[ws] = q[1:]
+			takenMu.Unlock()
+			return q[0], true, true
+		}
+		takenMu.Unlock()
+		rs, open := ws.Take()
+		if len(rs) > 0 {
+			takenMu.Lock()
+			taken[ws] = append(taken[ws], rs...)
+			takenMu.Unlock()
+			continue
+		}
+		if !open {
+			return WatchResponse{}, false, false
+		}
+		select {
+		case <-ws.Ready():
+		case <-timer.C:
+			return WatchResponse{}, false, true
+		}
+	}
+}
+
 func recv(t *testing.T, ws *WatchStream) WatchResponse {
 	t.Helper()
-	select {
-	case r, ok := <-ws.Chan():
-		if !ok {
-			t.Fatal("watch stream closed")
-		}
-		return r
-	case <-time.After(10 * time.Second):
+	r, got, open := next(ws, 10*time.Second)
+	if !open {
+		t.Fatal("watch stream closed")
+	}
+	if !got {
 		t.Fatal("no watch response within 10s")
 	}
-	return WatchResponse{}
+	return r
 }
 
 func expectNone(t *testing.T, ws *WatchStream, d time.Duration) {
 	t.Helper()
-	select {
-	case r := <-ws.Chan():
+	if r, got, _ := next(ws, d); got {
 		t.Fatalf("unexpected response %+v", r)
-	case <-time.After(d):
 	}
 }
 
@@ -144,8 +178,8 @@ func TestWatchCancelAndClose(t *testing.T) {
 	ws.Close()
 	ws.Close()
 	put(t, s, "a", "2")
-	if _, ok := <-ws.Chan(); ok {
-		t.Fatal("channel not closed after Close")
+	if _, _, open := next(ws, time.Second); open {
+		t.Fatal("queue not closed after Close")
 	}
 	if _, _, err := ws.Watch(AutoWatchID, []byte("a"), nil, 0, false); err == nil {
 		t.Fatal("Watch on a closed stream succeeded")

@@ -179,13 +179,8 @@ func TestUpdateEachMatchesUpdates(t *testing.T) {
 	}
 	var got []int64
 	for len(got) < 4 {
-		select {
-		case r := <-ws.Chan():
-			for _, e := range r.Events {
-				got = append(got, e.Kv.ModRevision)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("events at revisions %v, want [2 3 4 4]", got)
+		for _, e := range recv(t, ws).Events {
+			got = append(got, e.Kv.ModRevision)
 		}
 	}
 	if !reflect.DeepEqual(got, []int64{2, 3, 4, 4}) {

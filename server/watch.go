@@ -8,43 +8,52 @@ import (
 )
 
 // WatchStream is one client watch stream on the member's store: watchers are created,
-// cancelled and asked for progress here, and their responses come out of Chan converted
-// to pb.WatchResponse (WatchId, Events, CompactRevision and Header.Revision set; the api
-// fills in the rest of the header and the created/canceled control messages).
+// cancelled and asked for progress here, and their responses are taken with Take,
+// converted to pb.WatchResponse (WatchId, Events, CompactRevision and Header.Revision
+// set; the api fills in the rest of the header and the created/canceled control
+// messages) in the caller's goroutine: no goroutine stands between the store's watch hub
+// and the stream's sender.
 type WatchStream struct {
-	ws    *mvcc.WatchStream
-	out   chan *pb.WatchResponse
-	stopc chan struct{}
-	once  sync.Once
+	ws   *mvcc.WatchStream
+	out  []*pb.WatchResponse // Take's result, reused
+	once sync.Once
 }
 
 // NewWatchStream opens a watch stream. It must be closed.
 func (s *Server) NewWatchStream() *WatchStream {
-	w := &WatchStream{
-		ws:    s.store.NewWatchStream(),
-		out:   make(chan *pb.WatchResponse),
-		stopc: make(chan struct{}),
-	}
-	go w.run()
-	return w
+	return &WatchStream{ws: s.store.NewWatchStream()}
 }
 
-func (w *WatchStream) run() {
-	defer close(w.out)
-	for r := range w.ws.Chan() {
-		mvcc.ReportEventReceived(len(r.Events))
-		resp := &pb.WatchResponse{
-			Header:          &pb.ResponseHeader{Revision: r.Revision},
-			WatchId:         int64(r.WatchID),
-			CompactRevision: r.CompactRevision,
-			Events:          r.Events,
-		}
-		select {
-		case w.out <- resp:
-		case <-w.stopc:
-			return
-		}
+// Ready is signalled when responses were queued or the stream was closed (by Close, or
+// when the member stops) since the last Take.
+func (w *WatchStream) Ready() <-chan struct{} { return w.ws.Ready() }
+
+// Take returns every queued response, oldest first; open is false once the stream is
+// closed and nothing is left. The returned slice is valid until the next Take; only one
+// goroutine may call it.
+func (w *WatchStream) Take() (rs []*pb.WatchResponse, open bool) {
+	in, open := w.ws.Take()
+	clear(w.out)
+	out := w.out[:0]
+	// Two allocations per take rather than two per response.
+	resps := make([]pb.WatchResponse, len(in))
+	hdrs := make([]pb.ResponseHeader, len(in))
+	n := 0
+	for i, r := range in {
+		n += len(r.Events)
+		hdrs[i].Revision = r.Revision
+		resp := &resps[i]
+		resp.Header = &hdrs[i]
+		resp.WatchId = int64(r.WatchID)
+		resp.CompactRevision = r.CompactRevision
+		resp.Events = r.Events
+		out = append(out, resp)
 	}
+	if n > 0 {
+		mvcc.ReportEventReceived(n)
+	}
+	w.out = out
+	return out, open
 }
 
 // Watch creates a watcher (r.WatchId 0 picks the next free id) and returns its id. The
@@ -81,13 +90,8 @@ func (w *WatchStream) RequestProgressAll() bool {
 	return w.ws.RequestProgressAll()
 }
 
-// Chan is the stream's responses; it is closed after Close, or when the member stops.
-func (w *WatchStream) Chan() <-chan *pb.WatchResponse { return w.out }
-
-// Close removes every watcher of the stream; Chan is closed soon after.
+// Close removes every watcher of the stream; Take then reports it closed once what was
+// queued is taken.
 func (w *WatchStream) Close() {
-	w.once.Do(func() {
-		close(w.stopc)
-		w.ws.Close()
-	})
+	w.once.Do(w.ws.Close)
 }

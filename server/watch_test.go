@@ -10,18 +10,45 @@ import (
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
+// pendingWatch holds the responses Take returned that a test has not looked at yet.
+var pendingWatch = map[*WatchStream][]*pb.WatchResponse{}
+
+// nextWatch returns the stream's next response, waiting up to d: got is false if none
+// came, open false if the stream is closed and empty.
+func nextWatch(w *WatchStream, d time.Duration) (r *pb.WatchResponse, got, open bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		if q := pendingWatch[w]; len(q) > 0 {
+			pendingWatch[w] = q[1:]
+			return q[0], true, true
+		}
+		rs, open := w.Take()
+		if len(rs) > 0 {
+			pendingWatch[w] = append(pendingWatch[w], rs...)
+			continue
+		}
+		if !open {
+			return nil, false, false
+		}
+		select {
+		case <-w.Ready():
+		case <-timer.C:
+			return nil, false, true
+		}
+	}
+}
+
 func recvWatch(t *testing.T, w *WatchStream) *pb.WatchResponse {
 	t.Helper()
-	select {
-	case r, ok := <-w.Chan():
-		if !ok {
-			t.Fatal("watch stream closed")
-		}
-		return r
-	case <-time.After(10 * time.Second):
+	r, got, open := nextWatch(w, 10*time.Second)
+	if !open {
+		t.Fatal("watch stream closed")
+	}
+	if !got {
 		t.Fatal("no watch response within 10s")
 	}
-	return nil
+	return r
 }
 
 func evStr(e *mvccpb.Event) string {
@@ -196,12 +223,11 @@ func TestWatchStreamClosesOnStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Stop()
-	select {
-	case _, ok := <-w.Chan():
-		if ok {
-			t.Fatal("response after stop")
-		}
-	case <-time.After(10 * time.Second):
+	r, got, open := nextWatch(w, 10*time.Second)
+	if got {
+		t.Fatalf("response after stop: %v", r)
+	}
+	if open {
 		t.Fatal("watch stream not closed by Stop")
 	}
 	w.Close()

@@ -98,6 +98,7 @@ type benchConfig struct {
 	// watch only; clients is --put-clients.
 	watchers, streams int
 	idleTimeout       time.Duration
+	rate              float64 // puts/s; 0 is unpaced
 	// lease-keepalive only.
 	leases   int
 	leaseTTL int64
@@ -118,6 +119,7 @@ func parseBenchFlags(op string, args []string, stdout, stderr io.Writer) (*bench
 		fs.IntVar(&cfg.watchers, "watchers", 1000, "watchers; watcher i is on stream i%streams and watches key i%key-space-size")
 		fs.IntVar(&cfg.streams, "streams", 10, "gRPC Watch streams the watchers are spread over")
 		fs.DurationVar(&cfg.idleTimeout, "idle-timeout", 5*time.Second, "after the last put, stop waiting for missing events once none has arrived for this long")
+		fs.Float64Var(&cfg.rate, "rate", 0, "puts per second over all put clients, put i due at i/rate after the first (0: each client puts as fast as its answers come)")
 	case "lease-keepalive":
 		fs.IntVar(&cfg.clients, "clients", 1, "concurrent client goroutines, each with its own LeaseKeepAlive stream")
 		fs.IntVar(&cfg.conns, "conns", 1, "gRPC connections; clients are spread over them round-robin, connections over endpoints")
@@ -203,6 +205,8 @@ func (c *benchConfig) validate() error {
 			return fmt.Errorf("--key-space-size %d exceeds --watchers %d: some keys would have no watcher", c.keySpace, c.watchers)
 		case c.idleTimeout <= 0:
 			return errors.New("--idle-timeout must be > 0")
+		case c.rate < 0:
+			return errors.New("--rate must be >= 0")
 		}
 	case "lease-keepalive":
 		switch {

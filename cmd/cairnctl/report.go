@@ -13,7 +13,7 @@ import (
 
 // workloadOrder is docs/benchmarks.md's table order; the report follows it so
 // tables from different runs line up. Unknown workloads follow, as first seen.
-var workloadOrder = []string{"put-1", "put-100", "put-500", "range-l", "range-s", "txn-put", "watch", "lease", "footprint"}
+var workloadOrder = []string{"put-1", "put-100", "put-500", "range-l", "range-s", "txn-put", "watch", "watch-latency", "watch-10k", "lease", "footprint"}
 
 func runBenchReport(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cairnctl bench report", flag.ContinueOnError)
@@ -182,12 +182,13 @@ func writeComparison(w io.Writer, rows []comparisonRow, num, den string) {
 	fmt.Fprintf(w, "%s vs %s, medians over rounds; ratios are %s/%s (QPS > 1 and latency < 1 favour %s)\n",
 		num, den, num, den, num)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "workload\trounds\t%s QPS\t%s QPS\tQPS ratio\tavg ratio\tp99 ratio\terrors\t\n", num, den)
+	fmt.Fprintf(tw, "workload\trounds\t%s QPS\t%s QPS\tQPS ratio\tavg ratio\tp50 ratio\tp99 ratio\terrors\t\n", num, den)
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%d\t\n", r.workload, r.num.runs, r.den.runs,
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", r.workload, r.num.runs, r.den.runs,
 			fmtNum(r.num.qps, "%.0f"), fmtNum(r.den.qps, "%.0f"),
 			fmtNum(ratio(r.num.qps, r.den.qps), "%.2f"),
 			fmtNum(ratio(r.num.avg, r.den.avg), "%.2f"),
+			fmtNum(ratio(r.num.p50, r.den.p50), "%.2f"),
 			fmtNum(ratio(r.num.p99, r.den.p99), "%.2f"),
 			r.num.errors+r.den.errors)
 	}

@@ -79,10 +79,10 @@ func TestBenchReportCommand(t *testing.T) {
 	for round, f := range []float64{1, 2, 3} {
 		files = append(files,
 			writeResults(t, dir, "c"+string(rune('0'+round))+".json",
-				Result{Workload: "put-1", Target: "cairn", Round: round + 1, Op: "put", QPS: 200 * f, AvgMs: 5, P99Ms: 10},
+				Result{Workload: "put-1", Target: "cairn", Round: round + 1, Op: "put", QPS: 200 * f, AvgMs: 5, P50Ms: 2, P99Ms: 10},
 				Result{Workload: "range-s", Target: "cairn", Round: round + 1, Op: "range", QPS: 1000, AvgMs: 1, P99Ms: 2}),
 			writeResults(t, dir, "e"+string(rune('0'+round))+".json",
-				Result{Workload: "put-1", Target: "etcd", Round: round + 1, Op: "put", QPS: 100 * f, AvgMs: 10, P99Ms: 40},
+				Result{Workload: "put-1", Target: "etcd", Round: round + 1, Op: "put", QPS: 100 * f, AvgMs: 10, P50Ms: 8, P99Ms: 40},
 				Result{Workload: "range-s", Target: "etcd", Round: round + 1, Op: "range", QPS: 4000, AvgMs: 2, P99Ms: 2}))
 	}
 	var out, errb bytes.Buffer
@@ -91,16 +91,16 @@ func TestBenchReportCommand(t *testing.T) {
 	}
 	lines := strings.Split(out.String(), "\n")
 	want := map[string][]string{
-		"put-1":   {"3/3", "400", "200", "2.00", "0.50", "0.25"},
-		"range-s": {"3/3", "1000", "4000", "0.25", "0.50", "1.00"},
+		"put-1":   {"3/3", "400", "200", "2.00", "0.50", "0.25", "0.25"},
+		"range-s": {"3/3", "1000", "4000", "0.25", "0.50", "-", "1.00"},
 	}
 	for w, cols := range want {
 		found := false
 		for _, l := range lines {
 			f := strings.Fields(l)
-			if len(f) == 8 && f[0] == w {
+			if len(f) == 9 && f[0] == w {
 				found = true
-				if strings.Join(f[1:7], " ") != strings.Join(cols, " ") || f[7] != "0" {
+				if strings.Join(f[1:8], " ") != strings.Join(cols, " ") || f[8] != "0" {
 					t.Errorf("%s row %q, want %v", w, l, cols)
 				}
 			}

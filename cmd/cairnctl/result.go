@@ -29,6 +29,11 @@ type Result struct {
 	Watchers int `json:"watchers,omitempty"`
 	Streams  int `json:"streams,omitempty"`
 	Puts     int `json:"puts,omitempty"` // puts issued, failed ones included
+	// watch: the puts' own latency (sent -> response), so that what the watch
+	// path adds to the event latency shows.
+	PutAvgMs float64 `json:"put_avg_ms,omitempty"`
+	PutP50Ms float64 `json:"put_p50_ms,omitempty"`
+	PutP99Ms float64 `json:"put_p99_ms,omitempty"`
 	// lease-keepalive: leases granted before the run and revoked after it.
 	Leases int `json:"leases,omitempty"`
 
@@ -109,6 +114,7 @@ func (r *Result) writeText(w io.Writer) {
 	if r.Watchers > 0 {
 		fmt.Fprintf(w, "  Watchers:  %d on %d streams; %d puts; counts are event deliveries, latency is put sent -> event received\n",
 			r.Watchers, r.Streams, r.Puts)
+		fmt.Fprintf(w, "  Puts:      average %.4f ms, p50 %.4f ms, p99 %.4f ms (sent -> response)\n", r.PutAvgMs, r.PutP50Ms, r.PutP99Ms)
 	}
 	if r.Leases > 0 {
 		fmt.Fprintf(w, "  Leases:    %d\n", r.Leases)

@@ -18,7 +18,8 @@ import (
 
 // `bench watch`: --watchers watchers spread over --streams Watch streams
 // (watcher i on stream i%S, watching key i%K), all created before the first
-// put; then --total puts by --put-clients goroutines, put i to key i%K.
+// put; then --total puts by --put-clients goroutines, put i to key i%K (with
+// --rate R, put i is not sent before i/R seconds after the first).
 //
 // Each put's send time is taken just before the Put RPC is sent and keyed by
 // the revision its response reports; each event's receipt time is taken when
@@ -50,6 +51,7 @@ type putRecord struct {
 	key  int
 	rev  int64
 	sent time.Duration // since the run's base time, just before sending
+	lat  time.Duration // sent -> response
 }
 
 // watchStats is the outcome of checkWatch.
@@ -264,10 +266,16 @@ func runWatch(ctx context.Context, cfg *benchConfig) (*Result, error) {
 				}
 				k := int(i % int64(cfg.keySpace))
 				req.Key = keys[k]
+				if cfg.rate > 0 {
+					due := start + time.Duration(float64(i)/cfg.rate*float64(time.Second))
+					if d := due - time.Since(base); d > 0 {
+						time.Sleep(d)
+					}
+				}
 				sent := time.Since(base)
 				resp, err := kv.Put(ctx, req)
 				if err == nil {
-					recs = append(recs, putRecord{key: k, rev: resp.GetHeader().GetRevision(), sent: sent})
+					recs = append(recs, putRecord{key: k, rev: resp.GetHeader().GetRevision(), sent: sent, lat: time.Since(base) - sent})
 				} else if !abandoned(ctx, err) {
 					errs["put: "+err.Error()]++
 				}
@@ -327,6 +335,14 @@ func runWatch(ctx context.Context, cfg *benchConfig) (*Result, error) {
 	res.Clients, res.Conns = cfg.clients, cfg.conns
 	res.Watchers, res.Streams, res.Puts = cfg.watchers, cfg.streams, int(min(next.Load(), int64(cfg.total)))
 	res.Endpoints = cfg.endpoints.String()
+	if len(puts) > 0 {
+		putLat := make([]time.Duration, len(puts))
+		for i, p := range puts {
+			putLat[i] = p.lat
+		}
+		pr := newResult(putLat, nil, 0)
+		res.PutAvgMs, res.PutP50Ms, res.PutP99Ms = pr.AvgMs, pr.P50Ms, pr.P99Ms
+	}
 	return res, nil
 }
 

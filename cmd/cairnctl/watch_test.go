@@ -102,6 +102,9 @@ func TestBenchWatch(t *testing.T) {
 	if r.Op != "watch" || r.Watchers != 30 || r.Streams != 3 || r.Puts != 300 || r.Clients != 4 || r.Conns != 3 || r.Workload != "watch" {
 		t.Errorf("labels not recorded: %+v", r)
 	}
+	if r.PutAvgMs <= 0 || r.PutP99Ms < r.PutP50Ms {
+		t.Errorf("put latencies not recorded: avg %v p50 %v p99 %v", r.PutAvgMs, r.PutP50Ms, r.PutP99Ms)
+	}
 	if got := kv.puts.Load(); got != 300 {
 		t.Errorf("server saw %d puts, want 300", got)
 	}
@@ -113,6 +116,23 @@ func TestBenchWatch(t *testing.T) {
 	}
 	if got := kv.keys(); got != 7 {
 		t.Errorf("server holds %d keys, want 7", got)
+	}
+}
+
+func TestBenchWatchRate(t *testing.T) {
+	kv := &mapKV{}
+	addr, _ := startServer(t, kv, newFakeWatch(kv), nil)
+	start := time.Now()
+	r := runJSON(t, exitOK, "bench", "watch", "--endpoints", addr, "--watchers", "4", "--streams", "2",
+		"--put-clients", "2", "--total", "21", "--rate", "100")
+	checkSane(t, r, 21*4)
+	// Put 20 is due 200ms after put 0.
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("21 puts at 100/s took %v, want >= 200ms", d)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"bench", "watch", "--endpoints", addr, "--rate", "-1"}, &out, &errb); code != exitUsage {
+		t.Errorf("--rate -1: exit %d, want %d", code, exitUsage)
 	}
 }
 

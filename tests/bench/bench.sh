@@ -6,8 +6,8 @@
 #   ROUNDS=3          rounds per target
 #   BENCH_SCALE=1     multiplies request counts (0.1 for a quick smoke run); client, watcher
 #                     and lease counts stay fixed
-#   BENCH_SIZES="1 3" cluster sizes: every workload on a single member, then the write and
-#                     read workloads on a 3-member cluster (workload names "3m-...", clients
+#   BENCH_SIZES="1 3" cluster sizes: every workload on a single member, then the write, read
+#                     and watch workloads on a 3-member cluster (workload names "3m-...", clients
 #                     connected to all members)
 #   (single member only: put-100 and range-l also run over TLS, "tls-put-100" and
 #   "tls-range-l", both servers with --auto-tls)
@@ -21,8 +21,26 @@
 #                     and after 3 restarts, restart-to-ready medians. 0 skips it.
 #   BENCH_RESTART_MB=2048  restart: a db of this many MB (10 KiB values), restart-to-ready
 #                     (process start to the first linearizable Get) and VmRSS, medians of
-#                     3 restarts. 0 skips it.
+#                     3 restarts. 0 skips it. (BENCH_WORKLOADS names these two "memory" and
+#                     "restart".)
+#   BENCH_WORKLOADS=""  space-separated workload names or shell patterns (e.g. "*watch*",
+#                     "3m-put-100 defrag-*"): only those run, clusters no selected workload
+#                     needs are not started; empty runs everything
 #   BIN_DIR=<repo>/bin  where cairn, cairnctl, etcd and etcdctl are
+#   BENCH_RESULTS=""  a file to copy the runs' JSON results to (one object per run), for
+#                     `cairnctl bench report` or fields the report does not show
+#
+# Watch workloads (QPS is events delivered per second; latency is a put's send time to its
+# event's receipt, on the bench's clock, so it includes the put's commit; only the puts scale):
+#   watch           1000 watchers on 10 streams over one connection, all on one key; one put
+#                   client as fast as it goes (fan-out throughput)
+#   watch-latency   etcd's `benchmark watch-latency` defaults: 10 streams x 10 watchers on one
+#                   key, 100 puts/s (event latency at a steady rate)
+#   watch-10k       10,000 watchers: 100 streams x 100 over 10 connections, on 101 keys (so each
+#                   put reaches ~99 watchers, each on another stream), 100 puts/s: the cost of
+#                   many idle watchers and of a put fanned out across streams
+#   3m-watch, 3m-watch-latency, 3m-watch-10k  the same on 3 members: streams spread over every
+#                   member (connections round-robin over endpoints), puts through all of them
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -96,6 +114,20 @@ stop() {
 	pids=()
 }
 
+# wanted NAME...: whether BENCH_WORKLOADS selects any of the workloads NAME...
+wanted() {
+	local name pat pats
+	[[ -z "${BENCH_WORKLOADS:-}" ]] && return 0
+	read -ra pats <<<"$BENCH_WORKLOADS" # split on spaces, no file name expansion
+	for name in "$@"; do
+		for pat in "${pats[@]}"; do
+			# shellcheck disable=SC2053 # pat is a pattern on purpose
+			[[ "$name" == $pat ]] && return 0
+		done
+	done
+	return 1
+}
+
 # scheme is the client URLs' scheme start uses: https with --auto-tls for the TLS
 # workloads (clients then run with --insecure-skip-tls-verify).
 scheme=http
@@ -104,6 +136,7 @@ scheme=http
 run() {
 	local target="$1" round="$2" workload="$3"
 	shift 3
+	wanted "$workload" || return 0
 	# A run with errors still prints its result (exit 1); the report shows and fails on it,
 	# so one bad workload does not hide the others.
 	"$bin/cairnctl" bench "$@" --endpoints "$endpoint" --json \
@@ -114,8 +147,12 @@ run() {
 for size in $sizes; do
 	prefix=""
 	if [[ "$size" != 1 ]]; then prefix="${size}m-"; fi
+	names=("${prefix}put-1" "${prefix}put-100" "${prefix}range-l" "${prefix}range-s" "${prefix}txn-put"
+		"${prefix}watch" "${prefix}watch-latency" "${prefix}watch-10k")
+	if [[ "$size" == 1 ]]; then names+=(lease); fi
 	for round in $(seq 1 "$rounds"); do
 		for target in cairn etcd; do
+			wanted "${names[@]}" || continue
 			echo "bench: $size member(s), round $round/$rounds $target" >&2
 			start "$target" "$size"
 			run "$target" "$round" "${prefix}put-1" put --clients 1 --conns 1 --key-size 8 --val-size 256 --total "$(n 5000)"
@@ -125,16 +162,22 @@ for size in $sizes; do
 			run "$target" "$round" "${prefix}range-s" range --clients 100 --conns 10 --consistency s --total "$(n 50000)"
 			run "$target" "$round" "${prefix}txn-put" txn-put --clients 100 --conns 10 --key-size 8 --val-size 256 \
 				--key-space-size 10000 --total "$(n 10000)"
+			# The watch workloads (see the top): on several members the streams go to every
+			# member and there is one put client per member.
+			watch_conns=1 putters=1
+			if [[ "$size" != 1 ]]; then watch_conns="$size" putters="$size"; fi
+			run "$target" "$round" "${prefix}watch" watch --watchers 1000 --streams 10 --conns "$watch_conns" \
+				--put-clients "$putters" --key-size 8 --val-size 256 --total "$(n 2000)"
+			run "$target" "$round" "${prefix}watch-latency" watch --watchers 100 --streams 10 --conns "$watch_conns" \
+				--put-clients "$putters" --key-size 8 --val-size 256 --rate 100 --total "$(n 1000)"
+			run "$target" "$round" "${prefix}watch-10k" watch --watchers 10000 --streams 100 --conns 10 \
+				--key-space-size 101 --put-clients "$putters" --key-size 8 --val-size 256 --rate 100 \
+				--total "$(n 2000)"
 			if [[ "$size" == 1 ]]; then
-				# watch: 1000 watchers on 10 streams over one connection, all on one key; QPS is
-				# events delivered per second, latency is put sent -> event received. Only the
-				# puts scale.
-				run "$target" "$round" watch watch --watchers 1000 --streams 10 --conns 1 --put-clients 1 \
-					--key-size 8 --val-size 256 --total "$(n 2000)"
 				run "$target" "$round" lease lease-keepalive --leases 100 --clients 10 --conns 1 --total "$(n 20000)"
 			fi
 			stop
-			if [[ "$size" == 1 ]]; then
+			if [[ "$size" == 1 ]] && wanted tls-put-100 tls-range-l; then
 				# put-100 and range-l again with TLS on the client port (self-signed: --auto-tls).
 				scheme=https
 				start "$target" 1 --auto-tls
@@ -194,7 +237,7 @@ snapshot_round() {
 snapshots="$work/snapshots.txt"
 
 defrag_mb="${BENCH_DEFRAG_MB:-1024}"
-if [[ "$defrag_mb" != 0 ]]; then
+if [[ "$defrag_mb" != 0 ]] && wanted defrag-put defrag-range; then
 	for round in $(seq 1 "$rounds"); do
 		for target in cairn etcd; do
 			echo "bench: defrag of ${defrag_mb} MB, round $round/$rounds $target" >&2
@@ -209,6 +252,8 @@ fi
 # lines and a JSON summary per target, compared here.
 mem_keys="${BENCH_MEM_KEYS:-1000000}"
 restart_mb="${BENCH_RESTART_MB:-2048}"
+wanted memory || mem_keys=0
+wanted restart || restart_mb=0
 memlog="$work/mem.json"
 if [[ "$mem_keys" != 0 || "$restart_mb" != 0 ]]; then
 	(cd "$repo/tests" && go build -o "$work/memrestart" ./bench/memrestart)
@@ -266,5 +311,6 @@ for i, what in enumerate(("save", "restore")):
 PY
 fi
 
+if [[ -n "${BENCH_RESULTS:-}" && -f "$results" ]]; then cp "$results" "$BENCH_RESULTS"; fi
 echo "cluster sizes: $sizes, $rounds rounds, scale $scale (Cairn/etcd; >1 is better for QPS, <1 for latency)"
 "$bin/cairnctl" bench report "$results"
