@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/errs"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
@@ -216,7 +215,7 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 			continue // a restore's revision marker (etcdutl --bump-revision): no key
 		}
 		var kv mvccpb.KeyValue
-		if err := proto.Unmarshal(v, &kv); err != nil {
+		if err := kv.UnmarshalVT(v); err != nil {
 			return 0, 0, fmt.Errorf("decode revision {%d %d}: %w", rev.main, rev.sub, err)
 		}
 		if isTombstone(k) {
