@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/pbcodec"
 	"github.com/cairn-kv/cairn/proto/peerpb"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -535,7 +536,8 @@ func (p *peer) stream() (sent bool, err error) {
 	}
 	ctx, cancel := context.WithCancel(p.ctx)
 	defer cancel()
-	st, err := peerpb.NewPeerClient(cc).Send(ctx)
+	// pbcodec sends the envelopes envelopeEncoder writes as they are.
+	st, err := peerpb.NewPeerClient(cc).Send(ctx, grpc.ForceCodecV2(pbcodec.Codec{}))
 	if err != nil {
 		return false, err
 	}
@@ -551,7 +553,7 @@ func (p *peer) stream() (sent bool, err error) {
 	}()
 	p.lg.Debug("peer stream opened", zap.String("target", target))
 
-	env := &peerpb.Envelope{ClusterId: p.t.clusterID, From: p.t.localID, To: p.id}
+	enc := &envelopeEncoder{clusterID: p.t.clusterID, from: p.t.localID, to: p.id}
 	// An idle stream carries an empty envelope now and then (the first one at once), so
 	// a broken link shows even between members raft has nothing to say to, and
 	// ActiveSince means something for them too.
@@ -568,22 +570,21 @@ func (p *peer) stream() (sent bool, err error) {
 			_ = st.CloseSend()
 			return sent, p.ctx.Err()
 		}
-		env.Messages = env.Messages[:0]
 		if first != nil {
-			env.Messages = p.drain(first, env.Messages)
-			if len(env.Messages) == 0 {
-				continue
-			}
+			p.drain(first, enc)
 		}
-		size := 0
-		for _, b := range env.Messages {
-			size += len(b)
+		env, n, size := enc.encode(func(m *raftpb.Message, err error) {
+			peerSentFailures.WithLabelValues(p.label).Inc()
+			p.lg.Error("failed to marshal raft message", zap.Stringer("type", m.GetType()), zap.Error(err))
+		})
+		if first != nil && n == 0 {
+			continue
 		}
 		timer := time.AfterFunc(peerWriteTimeout, cancel)
-		err := st.Send(env)
+		err := st.SendMsg(env) // a *peerpb.Envelope in wire form (envelope.go)
 		timer.Stop()
 		if err != nil {
-			peerSentFailures.WithLabelValues(p.label).Add(float64(len(env.Messages)))
+			peerSentFailures.WithLabelValues(p.label).Add(float64(n))
 			if errors.Is(err, io.EOF) { // the stream ended; its status says why
 				select {
 				case err = <-recvErr:
@@ -601,26 +602,19 @@ func (p *peer) stream() (sent bool, err error) {
 	}
 }
 
-// drain marshals first and whatever else is queued, up to maxEnvelopeBytes, into buf.
-func (p *peer) drain(first *raftpb.Message, buf [][]byte) [][]byte {
+// drain adds first and whatever else is queued, up to maxEnvelopeBytes, to enc.
+func (p *peer) drain(first *raftpb.Message, enc *envelopeEncoder) {
 	size := 0
 	m := first
 	for {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			peerSentFailures.WithLabelValues(p.label).Inc()
-			p.lg.Error("failed to marshal raft message", zap.Stringer("type", m.GetType()), zap.Error(err))
-		} else {
-			buf = append(buf, b)
-			size += len(b)
-		}
+		size += enc.add(m)
 		if size >= maxEnvelopeBytes {
-			return buf
+			return
 		}
 		select {
 		case m = <-p.queue:
 		default:
-			return buf
+			return
 		}
 	}
 }
