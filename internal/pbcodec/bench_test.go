@@ -12,8 +12,8 @@ import (
 )
 
 // The hot messages, encoded and decoded the way the member did before (proto: protobuf-go
-// through reflection; grpc: gRPC's proto codec) and does now (vt: vtprotobuf's code;
-// codec: this package's codec). Run:
+// through reflection; codec-grpc: gRPC's proto codec) and does now (vt: vtprotobuf's
+// code; codec-pbcodec: this package's codec). Run:
 //
 //	go test -run '^$' -bench . -benchmem ./internal/pbcodec/
 
@@ -71,7 +71,7 @@ func benchMarshal(b *testing.B, m vtMarshaler) {
 		name  string
 		codec encoding.CodecV2
 	}{{"grpc", fallback}, {"pbcodec", Codec{}}} {
-		b.Run("codec="+c.name, func(b *testing.B) {
+		b.Run("encode=codec-"+c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				data, err := c.codec.Marshal(m)
@@ -114,7 +114,7 @@ func benchUnmarshal[T any, P interface {
 		name  string
 		codec encoding.CodecV2
 	}{{"grpc", fallback}, {"pbcodec", Codec{}}} {
-		b.Run("codec="+c.name, func(b *testing.B) {
+		b.Run("decode=codec-"+c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			in := mem.BufferSlice{mem.SliceBuffer(data)}
 			for b.Loop() {
