@@ -2,9 +2,11 @@ package raftnode
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/cairn-kv/cairn/internal/pbcodec"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -24,6 +26,8 @@ const (
 	envelopeToField        protowire.Number = 3
 	envelopeMessagesField  protowire.Number = 4
 )
+
+var errInvalidFieldNumber = errors.New("peer: envelope: invalid field number")
 
 var errSizeChanged = errors.New("raftnode: a raft message changed while being marshalled")
 
@@ -101,4 +105,72 @@ func (e *envelopeEncoder) encode(failed func(*raftpb.Message, error)) (env *pbco
 		return pbcodec.EncodedBytes(b), n, size
 	}
 	return pbcodec.EncodedPooled(buf, pool), n, size
+}
+
+// A received envelope is decoded straight from gRPC's receive buffer (pbcodec hands
+// receivedEnvelope the bytes): each raft message is unmarshalled from its place in it,
+// never first copied out into an Envelope of its own. The peer gRPC server must
+// therefore use pbcodec (PeerServerOption).
+
+// PeerServerOption is the option every gRPC server serving the peer service (Register)
+// must be built with: its codec decodes envelopes in place and sends pre-encoded ones.
+func PeerServerOption() grpc.ServerOption { return grpc.ForceServerCodecV2(pbcodec.Codec{}) }
+
+// receivedMessage is one raft message of a received envelope, or why it was refused.
+type receivedMessage struct {
+	m    *raftpb.Message
+	size int // bytes of its encoding
+	err  error
+}
+
+// receivedEnvelope is a peerpb.Envelope as received: its header and its messages,
+// decoded. A message that does not decode is kept as an error in its place, so the
+// stream refuses it only after the sender is checked and the messages before it are
+// stepped.
+type receivedEnvelope struct {
+	clusterID, from, to uint64
+	msgs                []receivedMessage
+}
+
+// DecodeRaw decodes an Envelope's wire form (pbcodec.RawDecoder); it keeps nothing of b.
+func (e *receivedEnvelope) DecodeRaw(b []byte) error {
+	*e = receivedEnvelope{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		if !num.IsValid() {
+			return errInvalidFieldNumber
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.VarintType && num >= envelopeClusterIDField && num <= envelopeToField:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			*[...]*uint64{&e.clusterID, &e.from, &e.to}[num-envelopeClusterIDField] = v
+			b = b[n:]
+		case typ == protowire.BytesType && num == envelopeMessagesField:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			m := &raftpb.Message{}
+			r := receivedMessage{m: m, size: len(v)}
+			if err := proto.Unmarshal(v, m); err != nil { // copies what it keeps
+				r = receivedMessage{size: len(v), err: fmt.Errorf("peer: unmarshal raft message: %w", err)}
+			}
+			e.msgs = append(e.msgs, r)
+			b = b[n:]
+		default: // unknown to this member: skipped, as proto.Unmarshal would
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	return nil
 }

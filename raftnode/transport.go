@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -660,13 +659,14 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 
 	// Receive in a goroutine so Stop ends the stream even while no envelope arrives.
 	type recv struct {
-		env *peerpb.Envelope
+		env *receivedEnvelope
 		err error
 	}
 	recvc := make(chan recv)
 	go func() {
 		for {
-			env, err := st.Recv()
+			env := &receivedEnvelope{}
+			err := st.RecvMsg(env) // decoded in place (envelope.go)
 			select {
 			case recvc <- recv{env, err}:
 			case <-ctx.Done():
@@ -696,14 +696,14 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 			return r.err
 		}
 		env := r.env
-		if err := t.checkSender(env.GetClusterId(), env.GetFrom(), env.GetTo()); err != nil {
+		if err := t.checkSender(env.clusterID, env.from, env.to); err != nil {
 			return err
 		}
-		if env.GetFrom() != certChecked {
-			if err := t.CheckMemberCert(ctx, env.GetFrom(), t.peerURLs(env.GetFrom())); err != nil {
+		if env.from != certChecked {
+			if err := t.CheckMemberCert(ctx, env.from, t.peerURLs(env.from)); err != nil {
 				return err
 			}
-			certChecked = env.GetFrom()
+			certChecked = env.from
 		}
 		t.mu.RLock()
 		h := t.handler
@@ -711,14 +711,17 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 		if h == nil {
 			return status.Error(codes.Unavailable, "peer: not ready to receive raft messages")
 		}
-		from := idString(env.GetFrom())
-		for _, b := range env.GetMessages() {
-			m, err := decodePeerMessage(b, env.GetFrom(), t.localID)
+		from := idString(env.from)
+		for _, rm := range env.msgs {
+			m, err := rm.m, rm.err
+			if err == nil {
+				err = checkPeerMessage(m, env.from, t.localID)
+			}
 			if err != nil {
 				t.lg.Warn("rejected peer stream: bad raft message", zap.String("remote-peer-id", from), zap.Error(err))
 				return status.Error(codes.InvalidArgument, err.Error())
 			}
-			peerReceivedBytes.WithLabelValues(from).Add(float64(len(b)))
+			peerReceivedBytes.WithLabelValues(from).Add(float64(rm.size))
 			if m.GetType() == raftpb.MsgProp {
 				if !t.queueForwardedProposal(m) {
 					t.lg.Warn("dropped forwarded proposal: receiving queue is full", zap.String("remote-peer-id", from))
@@ -744,18 +747,14 @@ func MaxPeerMessageBytes(maxRequestBytes uint) int {
 	return maxEnvelopeBytes + MaxSizePerMsg + 2*int(maxRequestBytes) + 1<<20
 }
 
-// decodePeerMessage decodes one raft message of an envelope from member from, which
-// must be from that member and for this one (local): a member may not speak for another.
-func decodePeerMessage(b []byte, from, local uint64) (*raftpb.Message, error) {
-	m := &raftpb.Message{}
-	if err := proto.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("peer: unmarshal raft message: %w", err)
-	}
+// checkPeerMessage refuses a raft message of an envelope from member from that is not
+// from that member, or not for this one (local): a member may not speak for another.
+func checkPeerMessage(m *raftpb.Message, from, local uint64) error {
 	if m.GetFrom() != from || m.GetTo() != local {
-		return nil, fmt.Errorf("peer: a raft message from %s to %s in an envelope from %s to %s",
+		return fmt.Errorf("peer: a raft message from %s to %s in an envelope from %s to %s",
 			idString(m.GetFrom()), idString(m.GetTo()), idString(from), idString(local))
 	}
-	return m, nil
+	return nil
 }
 
 // checkSender refuses a stream from another cluster, meant for another member, or from a

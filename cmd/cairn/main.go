@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cairn-kv/cairn/api"
-	"github.com/cairn-kv/cairn/internal/pbcodec"
 	"github.com/cairn-kv/cairn/internal/tlsutil"
 	"github.com/cairn-kv/cairn/raftnode"
 	"github.com/cairn-kv/cairn/server"
@@ -249,7 +248,7 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	// Raft traffic between members: its own gRPC server on the peer URLs.
 	ps := grpc.NewServer(grpc.Creds(tlsutil.ServerCredentials()),
 		grpc.MaxRecvMsgSize(raftnode.MaxPeerMessageBytes(cfg.MaxRequestBytes)),
-		grpc.ForceServerCodecV2(pbcodec.Codec{})) // envelopes decoded with UnmarshalVT
+		raftnode.PeerServerOption()) // pbcodec: envelopes decoded in place
 	srv.RegisterPeerService(ps)
 	for i, l := range peerLs {
 		if cfg.ListenPeerURLs[i].Scheme == "https" {

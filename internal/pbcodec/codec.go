@@ -72,16 +72,26 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
+// RawDecoder is a message that decodes itself: Unmarshal hands it the received bytes,
+// which are gRPC's and valid only during the call (it copies what it keeps), so a
+// container's parts can be decoded in place instead of copied out first.
+type RawDecoder interface{ DecodeRaw(b []byte) error }
+
 // Unmarshal decodes data into v, which gRPC always hands over new (UnmarshalVT merges
 // into what v holds, as proto.Merge would).
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(VTMessage)
-	if !ok {
+	var decode func([]byte) error
+	switch m := v.(type) {
+	case RawDecoder:
+		decode = m.DecodeRaw
+	case VTMessage:
+		decode = m.UnmarshalVT
+	default:
 		return fallback.Unmarshal(data, v)
 	}
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
-	return m.UnmarshalVT(buf.ReadOnlyData())
+	return decode(buf.ReadOnlyData())
 }
 
 // Name is "proto".
