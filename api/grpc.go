@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/cairn-kv/cairn/internal/pbcodec"
 	"github.com/cairn-kv/cairn/internal/tlsutil"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/v3electionpb"
@@ -102,7 +103,7 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 		grpc.MaxRecvMsgSize(int(recvLimit)),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(cmp.Or(cfg.MaxStreams, math.MaxUint32)),
-		grpc.ForceServerCodecV2(newServerCodec()),
+		grpc.ForceServerCodecV2(pbcodec.Codec{}), // VT marshalling, pre-encoded watch responses
 	}
 	if cfg.KeepAliveMinTime > 0 {
 		opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{

@@ -3,20 +3,17 @@ package api
 import (
 	"fmt"
 
+	"github.com/cairn-kv/cairn/internal/pbcodec"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
-	"google.golang.org/grpc/encoding"
-	grpcproto "google.golang.org/grpc/encoding/proto"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 )
 
 // A watch event usually goes to many watchers: every watcher of a stream that matches
 // it gets its own WatchResponse. Marshalling each response whole would encode the same
 // event once per watcher, so the send loop encodes each event once (eventEncoder) and
-// assembles the response bytes around the shared encodings; preEncoded carries them
-// through gRPC untouched (serverCodec).
+// assembles the response bytes around the shared encodings; pbcodec.Encoded carries them
+// through gRPC untouched (the client port's codec is pbcodec's).
 
 // WatchResponse field numbers (rpc.proto).
 const (
@@ -24,25 +21,6 @@ const (
 	watchResponseWatchIDField = 2
 	watchResponseEventsField  = 11
 )
-
-// preEncoded is a message already in its wire form.
-type preEncoded struct{ b []byte }
-
-// serverCodec is gRPC's proto codec, except that a preEncoded message is sent as is.
-type serverCodec struct{ base encoding.CodecV2 }
-
-func newServerCodec() serverCodec { return serverCodec{base: encoding.GetCodecV2(grpcproto.Name)} }
-
-func (c serverCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if p, ok := v.(*preEncoded); ok {
-		return mem.BufferSlice{mem.SliceBuffer(p.b)}, nil
-	}
-	return c.base.Marshal(v)
-}
-
-func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.base.Unmarshal(data, v) }
-
-func (c serverCodec) Name() string { return grpcproto.Name }
 
 // eventEncoder caches the wire form of events for one stream's send loop. Events are
 // keyed by identity: the member hands the same event to every watcher it matches. The
@@ -71,7 +49,7 @@ func (e *eventEncoder) encode(ev *mvccpb.Event) ([]byte, error) {
 	b, ok := e.cache[ev]
 	if !ok {
 		var err error
-		b, err = proto.MarshalOptions{Deterministic: true}.Marshal(ev)
+		b, err = ev.MarshalVT()
 		if err != nil {
 			return nil, fmt.Errorf("watch: encode event: %w", err)
 		}
@@ -87,7 +65,7 @@ func (e *eventEncoder) encode(ev *mvccpb.Event) ([]byte, error) {
 // encodeEventResponse writes wr (header, watch id, events; the fields an event response
 // has) in field order, as proto.Marshal would, reusing the events' cached encodings.
 // Responses with other fields set go through the ordinary path.
-func (e *eventEncoder) encodeEventResponse(wr *pb.WatchResponse) (*preEncoded, bool, error) {
+func (e *eventEncoder) encodeEventResponse(wr *pb.WatchResponse) (*pbcodec.Encoded, bool, error) {
 	if wr.Created || wr.Canceled || wr.CompactRevision != 0 || wr.CancelReason != "" || wr.Fragment || len(wr.Events) == 0 {
 		return nil, false, nil
 	}
@@ -97,7 +75,7 @@ func (e *eventEncoder) encodeEventResponse(wr *pb.WatchResponse) (*preEncoded, b
 
 // encodeEvents is encodeEventResponse of the response with header hdr (nil: none),
 // watch id id and events evs.
-func (e *eventEncoder) encodeEvents(hdr *pb.ResponseHeader, id int64, evs []*mvccpb.Event) (*preEncoded, error) {
+func (e *eventEncoder) encodeEvents(hdr *pb.ResponseHeader, id int64, evs []*mvccpb.Event) (*pbcodec.Encoded, error) {
 	if rev := hdr.GetRevision(); rev != e.cacheRev {
 		e.cacheRev = rev
 		if len(e.cache) > 64 {
@@ -141,7 +119,7 @@ func (e *eventEncoder) encodeEvents(hdr *pb.ResponseHeader, id int64, evs []*mvc
 		b = protowire.AppendTag(b, watchResponseEventsField, protowire.BytesType)
 		b = protowire.AppendBytes(b, ev)
 	}
-	return &preEncoded{b: b}, nil
+	return pbcodec.EncodedBytes(b), nil
 }
 
 // encodeHeader is proto.Marshal of a ResponseHeader (cluster_id 1, member_id 2,

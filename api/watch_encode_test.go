@@ -26,11 +26,11 @@ func TestEncodeEventResponseMatchesMarshal(t *testing.T) {
 			t.Fatalf("encode %v: ok=%v err=%v", wr, ok, err)
 		}
 		want, _ := proto.MarshalOptions{Deterministic: true}.Marshal(wr)
-		if string(pe.b) != string(want) {
-			t.Fatalf("encoding of %v:\n got %x\nwant %x", wr, pe.b, want)
+		if string(pe.Bytes()) != string(want) {
+			t.Fatalf("encoding of %v:\n got %x\nwant %x", wr, pe.Bytes(), want)
 		}
 		var back pb.WatchResponse
-		if err := proto.Unmarshal(pe.b, &back); err != nil || !proto.Equal(&back, wr) {
+		if err := proto.Unmarshal(pe.Bytes(), &back); err != nil || !proto.Equal(&back, wr) {
 			t.Fatalf("round trip of %v: %v, %v", wr, &back, err)
 		}
 	}

@@ -2,7 +2,6 @@ package api
 
 import (
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
@@ -131,7 +130,7 @@ func passThrough(o watchOpts, evs []*mvccpb.Event) bool {
 // events; otherwise in several responses, each with as many events as keep it below
 // maxBytes (at least one), all but the last marked fragment (etcd's sendFragments).
 func sendFragments(wr *pb.WatchResponse, maxBytes int, send func(*pb.WatchResponse) error) error {
-	if proto.Size(wr) < maxBytes || len(wr.Events) < 2 {
+	if wr.SizeVT() < maxBytes || len(wr.Events) < 2 {
 		return send(wr)
 	}
 	evs := wr.Events
@@ -145,12 +144,12 @@ func sendFragments(wr *pb.WatchResponse, maxBytes int, send func(*pb.WatchRespon
 			Fragment:        true,
 		}
 	}
-	baseSize := proto.Size(base())
+	baseSize := base().SizeVT()
 	for i := 0; i < len(evs); {
 		cur := base()
 		size := baseSize
 		for ; i < len(evs); i++ {
-			n := protowire.SizeTag(watchResponseEventsField) + protowire.SizeBytes(proto.Size(evs[i]))
+			n := protowire.SizeTag(watchResponseEventsField) + protowire.SizeBytes(evs[i].SizeVT())
 			if len(cur.Events) > 0 && size+n >= maxBytes {
 				break
 			}

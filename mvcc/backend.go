@@ -12,7 +12,6 @@ import (
 	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/fsutil"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
@@ -417,7 +416,7 @@ func (v *rangeView) kv(i int, rev revision) (*mvccpb.KeyValue, error) {
 		return nil, fmt.Errorf("mvcc: revision {%d %d} missing from the backend", rev.main, rev.sub)
 	}
 	kv := &mvccpb.KeyValue{}
-	if err := proto.Unmarshal(val, kv); err != nil {
+	if err := kv.UnmarshalVT(val); err != nil {
 		return nil, fmt.Errorf("mvcc: decode revision {%d %d}: %w", rev.main, rev.sub, err)
 	}
 	return kv, nil

@@ -8,7 +8,6 @@ import (
 	"os"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
@@ -76,7 +75,7 @@ func ReadSnapshotStatus(path string) (SnapshotStatus, error) {
 				}
 				st.Revision = bytesToRev(k).main
 				var kv mvccpb.KeyValue
-				if err := proto.Unmarshal(v, &kv); err != nil {
+				if err := kv.UnmarshalVT(v); err != nil {
 					return fmt.Errorf("decode key bucket value at %x: %w", k, err)
 				}
 				if isTombstone(k) {

@@ -3,8 +3,6 @@ package mvcc
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
@@ -98,7 +96,7 @@ func (it *RangeIter) Next(o ChunkOptions) ([]*mvccpb.KeyValue, error) {
 				continue
 			}
 			kvs = append(kvs, kv)
-			size += proto.Size(kv)
+			size += kv.SizeVT()
 			if full() {
 				break
 			}

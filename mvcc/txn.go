@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
 
@@ -74,7 +72,7 @@ func decodeKV(rev revision, value func(revision) ([]byte, error)) (*mvccpb.KeyVa
 		return nil, err
 	}
 	kv := &mvccpb.KeyValue{}
-	if err := proto.Unmarshal(v, kv); err != nil {
+	if err := kv.UnmarshalVT(v); err != nil {
 		return nil, fmt.Errorf("mvcc: decode revision {%d %d}: %w", rev.main, rev.sub, err)
 	}
 	return kv, nil

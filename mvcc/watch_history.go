@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
@@ -78,7 +77,7 @@ func (sc *historyScan) scan(b *bolt.Bucket, from int64) error {
 			continue // a restore's revision marker: no key changed
 		}
 		kv := &mvccpb.KeyValue{}
-		if err := proto.Unmarshal(v, kv); err != nil {
+		if err := kv.UnmarshalVT(v); err != nil {
 			return fmt.Errorf("mvcc: decode revision {%d %d}: %w", rev.main, rev.sub, err)
 		}
 		ev := &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/cairn-kv/cairn/internal/errs"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
 )
@@ -140,7 +138,7 @@ func (t *WriteTxn) nextRev() revision {
 // putRevision writes one new revision of a key into the batch and the index.
 func (t *WriteTxn) putRevision(key []byte, rev revision, tomb bool, kv *mvccpb.KeyValue) bool {
 	s := t.s
-	data, err := proto.Marshal(kv)
+	data, err := kv.MarshalVT()
 	if err != nil {
 		t.fail(fmt.Errorf("encode %q: %w", key, err))
 		return false

@@ -120,7 +120,7 @@ func TestPeerPortBindsMemberCert(t *testing.T) {
 	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
 	recv.AddPeer(1, []string{"https://127.0.0.11:1"})
 	recv.AddPeer(3, []string{"https://m3.peers.example:1", "https://127.0.0.13:1"})
-	srv := grpc.NewServer(grpc.Creds(tlsutil.ServerCredentials()))
+	srv := grpc.NewServer(grpc.Creds(tlsutil.ServerCredentials()), PeerServerOption())
 	recv.Register(srv)
 	defer srv.Stop()
 	tl, err := net.Listen("tcp", "127.0.0.1:0")

@@ -139,20 +139,41 @@ func TestReceiveSnapshotRefusesStaleLeader(t *testing.T) {
 	}
 }
 
-// FuzzDecodePeerMessage: whatever bytes arrive, decoding never panics, and a message it
-// accepts is from the envelope's sender and for this member.
-func FuzzDecodePeerMessage(f *testing.F) {
-	f.Add(heartbeat(1, 2), uint64(1), uint64(2))
-	f.Add(heartbeat(3, 2), uint64(1), uint64(2))
-	f.Add([]byte{0x08, 0x01}, uint64(1), uint64(2))
-	f.Add([]byte{}, uint64(0), uint64(0))
-	f.Fuzz(func(t *testing.T, b []byte, from, local uint64) {
-		m, err := decodePeerMessage(b, from, local)
-		if err != nil {
+// FuzzDecodePeerEnvelope: whatever bytes arrive, decoding an envelope in place never
+// panics, reads what proto.Unmarshal reads, and a message the stream would accept is
+// from the envelope's sender and for this member.
+func FuzzDecodePeerEnvelope(f *testing.F) {
+	env := func(from uint64, msgs ...[]byte) []byte {
+		b, _ := proto.Marshal(&peerpb.Envelope{ClusterId: testClusterID, From: from, To: 2, Messages: msgs})
+		return b
+	}
+	f.Add(env(1, heartbeat(1, 2)), uint64(2))
+	f.Add(env(1, heartbeat(3, 2), heartbeat(1, 2)), uint64(2))
+	f.Add(env(1, []byte{0x08, 0x01}), uint64(2))
+	f.Add(env(1, []byte{0xff, 0xff, 0xff}), uint64(2))
+	f.Add([]byte{}, uint64(0))
+	f.Fuzz(func(t *testing.T, b []byte, local uint64) {
+		var e receivedEnvelope
+		if err := e.DecodeRaw(b); err != nil {
 			return
 		}
-		if m.GetFrom() != from || m.GetTo() != local {
-			t.Fatalf("accepted a message from %d to %d in an envelope from %d to %d", m.GetFrom(), m.GetTo(), from, local)
+		var want peerpb.Envelope
+		if err := proto.Unmarshal(b, &want); err != nil {
+			t.Fatalf("decoded an envelope proto.Unmarshal refuses: %v", err)
+		}
+		if e.clusterID != want.ClusterId || e.from != want.From || e.to != want.To || len(e.msgs) != len(want.Messages) {
+			t.Fatalf("decoded %+v, proto.Unmarshal %v", e, &want)
+		}
+		for i, rm := range e.msgs {
+			if rm.size != len(want.Messages[i]) {
+				t.Fatalf("message %d: size %d, want %d", i, rm.size, len(want.Messages[i]))
+			}
+			if rm.err != nil || checkPeerMessage(rm.m, e.from, local) != nil {
+				continue
+			}
+			if rm.m.GetFrom() != e.from || rm.m.GetTo() != local {
+				t.Fatalf("accepted a message from %d to %d in an envelope from %d to %d", rm.m.GetFrom(), rm.m.GetTo(), e.from, local)
+			}
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/pbcodec"
 	"github.com/cairn-kv/cairn/proto/peerpb"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -24,7 +25,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -535,7 +535,8 @@ func (p *peer) stream() (sent bool, err error) {
 	}
 	ctx, cancel := context.WithCancel(p.ctx)
 	defer cancel()
-	st, err := peerpb.NewPeerClient(cc).Send(ctx)
+	// pbcodec sends the envelopes envelopeEncoder writes as they are.
+	st, err := peerpb.NewPeerClient(cc).Send(ctx, grpc.ForceCodecV2(pbcodec.Codec{}))
 	if err != nil {
 		return false, err
 	}
@@ -551,7 +552,7 @@ func (p *peer) stream() (sent bool, err error) {
 	}()
 	p.lg.Debug("peer stream opened", zap.String("target", target))
 
-	env := &peerpb.Envelope{ClusterId: p.t.clusterID, From: p.t.localID, To: p.id}
+	enc := &envelopeEncoder{clusterID: p.t.clusterID, from: p.t.localID, to: p.id}
 	// An idle stream carries an empty envelope now and then (the first one at once), so
 	// a broken link shows even between members raft has nothing to say to, and
 	// ActiveSince means something for them too.
@@ -568,22 +569,21 @@ func (p *peer) stream() (sent bool, err error) {
 			_ = st.CloseSend()
 			return sent, p.ctx.Err()
 		}
-		env.Messages = env.Messages[:0]
 		if first != nil {
-			env.Messages = p.drain(first, env.Messages)
-			if len(env.Messages) == 0 {
-				continue
-			}
+			p.drain(first, enc)
 		}
-		size := 0
-		for _, b := range env.Messages {
-			size += len(b)
+		env, n, size := enc.encode(func(m *raftpb.Message, err error) {
+			peerSentFailures.WithLabelValues(p.label).Inc()
+			p.lg.Error("failed to marshal raft message", zap.Stringer("type", m.GetType()), zap.Error(err))
+		})
+		if first != nil && n == 0 {
+			continue
 		}
 		timer := time.AfterFunc(peerWriteTimeout, cancel)
-		err := st.Send(env)
+		err := st.SendMsg(env) // a *peerpb.Envelope in wire form (envelope.go)
 		timer.Stop()
 		if err != nil {
-			peerSentFailures.WithLabelValues(p.label).Add(float64(len(env.Messages)))
+			peerSentFailures.WithLabelValues(p.label).Add(float64(n))
 			if errors.Is(err, io.EOF) { // the stream ended; its status says why
 				select {
 				case err = <-recvErr:
@@ -601,26 +601,19 @@ func (p *peer) stream() (sent bool, err error) {
 	}
 }
 
-// drain marshals first and whatever else is queued, up to maxEnvelopeBytes, into buf.
-func (p *peer) drain(first *raftpb.Message, buf [][]byte) [][]byte {
+// drain adds first and whatever else is queued, up to maxEnvelopeBytes, to enc.
+func (p *peer) drain(first *raftpb.Message, enc *envelopeEncoder) {
 	size := 0
 	m := first
 	for {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			peerSentFailures.WithLabelValues(p.label).Inc()
-			p.lg.Error("failed to marshal raft message", zap.Stringer("type", m.GetType()), zap.Error(err))
-		} else {
-			buf = append(buf, b)
-			size += len(b)
-		}
+		size += enc.add(m)
 		if size >= maxEnvelopeBytes {
-			return buf
+			return
 		}
 		select {
 		case m = <-p.queue:
 		default:
-			return buf
+			return
 		}
 	}
 }
@@ -666,13 +659,14 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 
 	// Receive in a goroutine so Stop ends the stream even while no envelope arrives.
 	type recv struct {
-		env *peerpb.Envelope
+		env *receivedEnvelope
 		err error
 	}
 	recvc := make(chan recv)
 	go func() {
 		for {
-			env, err := st.Recv()
+			env := &receivedEnvelope{}
+			err := st.RecvMsg(env) // decoded in place (envelope.go)
 			select {
 			case recvc <- recv{env, err}:
 			case <-ctx.Done():
@@ -702,14 +696,14 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 			return r.err
 		}
 		env := r.env
-		if err := t.checkSender(env.GetClusterId(), env.GetFrom(), env.GetTo()); err != nil {
+		if err := t.checkSender(env.clusterID, env.from, env.to); err != nil {
 			return err
 		}
-		if env.GetFrom() != certChecked {
-			if err := t.CheckMemberCert(ctx, env.GetFrom(), t.peerURLs(env.GetFrom())); err != nil {
+		if env.from != certChecked {
+			if err := t.CheckMemberCert(ctx, env.from, t.peerURLs(env.from)); err != nil {
 				return err
 			}
-			certChecked = env.GetFrom()
+			certChecked = env.from
 		}
 		t.mu.RLock()
 		h := t.handler
@@ -717,14 +711,17 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 		if h == nil {
 			return status.Error(codes.Unavailable, "peer: not ready to receive raft messages")
 		}
-		from := idString(env.GetFrom())
-		for _, b := range env.GetMessages() {
-			m, err := decodePeerMessage(b, env.GetFrom(), t.localID)
+		from := idString(env.from)
+		for _, rm := range env.msgs {
+			m, err := rm.m, rm.err
+			if err == nil {
+				err = checkPeerMessage(m, env.from, t.localID)
+			}
 			if err != nil {
 				t.lg.Warn("rejected peer stream: bad raft message", zap.String("remote-peer-id", from), zap.Error(err))
 				return status.Error(codes.InvalidArgument, err.Error())
 			}
-			peerReceivedBytes.WithLabelValues(from).Add(float64(len(b)))
+			peerReceivedBytes.WithLabelValues(from).Add(float64(rm.size))
 			if m.GetType() == raftpb.MsgProp {
 				if !t.queueForwardedProposal(m) {
 					t.lg.Warn("dropped forwarded proposal: receiving queue is full", zap.String("remote-peer-id", from))
@@ -750,18 +747,14 @@ func MaxPeerMessageBytes(maxRequestBytes uint) int {
 	return maxEnvelopeBytes + MaxSizePerMsg + 2*int(maxRequestBytes) + 1<<20
 }
 
-// decodePeerMessage decodes one raft message of an envelope from member from, which
-// must be from that member and for this one (local): a member may not speak for another.
-func decodePeerMessage(b []byte, from, local uint64) (*raftpb.Message, error) {
-	m := &raftpb.Message{}
-	if err := proto.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("peer: unmarshal raft message: %w", err)
-	}
+// checkPeerMessage refuses a raft message of an envelope from member from that is not
+// from that member, or not for this one (local): a member may not speak for another.
+func checkPeerMessage(m *raftpb.Message, from, local uint64) error {
 	if m.GetFrom() != from || m.GetTo() != local {
-		return nil, fmt.Errorf("peer: a raft message from %s to %s in an envelope from %s to %s",
+		return fmt.Errorf("peer: a raft message from %s to %s in an envelope from %s to %s",
 			idString(m.GetFrom()), idString(m.GetTo()), idString(from), idString(local))
 	}
-	return m, nil
+	return nil
 }
 
 // checkSender refuses a stream from another cluster, meant for another member, or from a

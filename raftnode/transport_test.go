@@ -126,7 +126,7 @@ func startTestCluster(t *testing.T, size int) []*testMember {
 		}
 		m.node = n
 		m.tr.SetHandler(n.Step, n.ReportUnreachable)
-		m.srv = grpc.NewServer()
+		m.srv = grpc.NewServer(PeerServerOption())
 		m.tr.Register(m.srv)
 		go func(l net.Listener, s *grpc.Server) { _ = s.Serve(l) }(lis[i], m.srv)
 		m.applyWG.Add(1)
@@ -431,7 +431,7 @@ func servePeerTransport(t *testing.T, tr *PeerTransport) (*grpc.Server, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(PeerServerOption())
 	tr.Register(srv)
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)

@@ -50,7 +50,7 @@ func TestPeerTransportTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(PeerServerOption())
 	recv.Register(srv)
 	go func() { _ = srv.Serve(tls.NewListener(l, srvCfg)) }()
 	defer srv.Stop()

@@ -87,7 +87,7 @@ func (s *Server) applyEntry(e *raftpb.Entry) error {
 			break
 		}
 		var r pb.InternalRaftRequest
-		if err := proto.Unmarshal(e.Data, &r); err != nil {
+		if err := r.UnmarshalVT(e.Data); err != nil {
 			return fmt.Errorf("server: decode request at %d: %w", e.GetIndex(), err)
 		}
 		if len(r.Batch) > 0 {
@@ -164,7 +164,7 @@ func (s *Server) replayNormal(e *raftpb.Entry) error {
 		return nil
 	}
 	var r pb.InternalRaftRequest
-	if err := proto.Unmarshal(e.Data, &r); err != nil {
+	if err := r.UnmarshalVT(e.Data); err != nil {
 		return fmt.Errorf("server: decode request at %d: %w", e.GetIndex(), err)
 	}
 	if a := r.MemberAttributes; a != nil {

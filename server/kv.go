@@ -6,7 +6,6 @@ import (
 
 	"github.com/cairn-kv/cairn/auth"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // Range reads keys: linearizable unless the request asks for a serializable read.
@@ -123,7 +122,7 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (applyR
 		r.Header = h
 	}
 	r.Id = s.ids.next()
-	data, err := proto.Marshal(r)
+	data, err := r.MarshalVT()
 	if err != nil {
 		return applyResult{}, err
 	}

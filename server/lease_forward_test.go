@@ -69,7 +69,7 @@ func startTestCluster(t *testing.T, n int, opts ...func(*Config)) []*clusterMemb
 		if err != nil {
 			t.Fatalf("New %s: %v", name, err)
 		}
-		gs := grpc.NewServer()
+		gs := grpc.NewServer(raftnode.PeerServerOption())
 		s.RegisterPeerService(gs)
 		go func() { _ = gs.Serve(l) }()
 		m := &clusterMember{s: s, gs: gs, peerURL: initial[name][0].String()}

@@ -251,7 +251,8 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 	}
 	// Raft traffic between members: its own gRPC server on the peer URLs.
 	ps := grpc.NewServer(grpc.Creds(tlsutil.ServerCredentials()),
-		grpc.MaxRecvMsgSize(raftnode.MaxPeerMessageBytes(cfg.MaxRequestBytes)))
+		grpc.MaxRecvMsgSize(raftnode.MaxPeerMessageBytes(cfg.MaxRequestBytes)),
+		raftnode.PeerServerOption()) // pbcodec: envelopes decoded in place
 	srv.RegisterPeerService(ps)
 	for i, l := range peerLs {
 		if cfg.ListenPeerURLs[i].Scheme == "https" {
