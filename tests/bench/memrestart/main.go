@@ -15,7 +15,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,12 +28,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/cairn-kv/cairn/tests/framework"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -258,24 +257,7 @@ func (m *member) heapProfile(dir, file string) {
 }
 
 // status reads /proc/PID/status' memory lines, in KiB.
-func (m *member) status() map[string]int64 {
-	out := map[string]int64{}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || !strings.HasSuffix(v, " kB") {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, " kB")), 10, 64)
-		out[k] = n
-	}
-	return out
-}
+func (m *member) status() map[string]int64 { return framework.ProcStatus(m.cmd.Process.Pid) }
 
 // fill puts keys /pods/%010d (16 B) with values of size bytes from clients
 // loops over conns connections, each Put its own request.

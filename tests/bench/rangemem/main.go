@@ -9,7 +9,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -138,26 +136,7 @@ func (m *member) stop() {
 }
 
 // status reads /proc/PID/status' memory lines, in KiB.
-func (m *member) status() map[string]int64 { return procStatus(m.cmd.Process.Pid) }
-
-func procStatus(pid int) map[string]int64 {
-	out := map[string]int64{}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || !strings.HasSuffix(v, " kB") {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, " kB")), 10, 64)
-		out[k] = n
-	}
-	return out
-}
+func (m *member) status() map[string]int64 { return framework.ProcStatus(m.cmd.Process.Pid) }
 
 // peakAnon polls RssAnon (VmHWM has no anonymous-only counterpart).
 type peakAnon struct {
@@ -172,7 +151,7 @@ func (p *peakAnon) watch() {
 	p.wg.Add(1)
 	defer p.wg.Done()
 	for {
-		if a := procStatus(p.pid)["RssAnon"]; a > p.max.Load() {
+		if a := framework.ProcStatus(p.pid)["RssAnon"]; a > p.max.Load() {
 			p.max.Store(a)
 		}
 		select {
