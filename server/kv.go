@@ -5,23 +5,14 @@ import (
 	"errors"
 
 	"github.com/cairn-kv/cairn/auth"
+	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 )
 
 // Range reads keys: linearizable unless the request asks for a serializable read.
 func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	if !r.Serializable {
-		if err := s.linearizableRead(ctx); err != nil {
-			return nil, err
-		}
-	}
 	var resp *pb.RangeResponse
-	err := s.serialize(ctx, func(ai *auth.AuthInfo) error {
-		return s.auth.IsRangePermitted(ai, r.Key, r.RangeEnd)
-	}, func() error {
-		rt := s.store.Read()
-		defer rt.End()
-		var err error
+	err := s.readRange(ctx, r, func(rt *mvcc.ReadTxn) (err error) {
 		resp, err = executeRange(readView{rt}, r)
 		return err
 	})
@@ -30,6 +21,24 @@ func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespon
 	}
 	s.fillHeader(resp.Header)
 	return resp, nil
+}
+
+// readRange runs read over one read view of the store for r, as Range and RangeStream
+// read: after a linearizable read point unless r is serializable, and only if the
+// caller may read r's range.
+func (s *Server) readRange(ctx context.Context, r *pb.RangeRequest, read func(*mvcc.ReadTxn) error) error {
+	if !r.Serializable {
+		if err := s.linearizableRead(ctx); err != nil {
+			return err
+		}
+	}
+	return s.serialize(ctx, func(ai *auth.AuthInfo) error {
+		return s.auth.IsRangePermitted(ai, r.Key, r.RangeEnd)
+	}, func() error {
+		rt := s.store.Read()
+		defer rt.End()
+		return read(rt)
+	})
 }
 
 // Put writes one key through raft.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 
-	"github.com/cairn-kv/cairn/auth"
 	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
@@ -22,18 +21,8 @@ const streamChunkBytes = 1 << 20
 // remaining Kvs, More and Count. r's effective sort order must be by key ascending
 // (the caller checks). send is called from this goroutine only, with no lock held.
 func (s *Server) RangeStream(ctx context.Context, r *pb.RangeRequest, send func(*pb.RangeResponse) error) error {
-	if !r.Serializable {
-		if err := s.linearizableRead(ctx); err != nil {
-			return err
-		}
-	}
 	var final *pb.RangeResponse
-	err := s.serialize(ctx, func(ai *auth.AuthInfo) error {
-		return s.auth.IsRangePermitted(ai, r.Key, r.RangeEnd)
-	}, func() error {
-		rt := s.store.Read()
-		defer rt.End()
-		var err error
+	err := s.readRange(ctx, r, func(rt *mvcc.ReadTxn) (err error) {
 		final, err = streamRange(ctx, rt, r, streamChunkBytes, send)
 		return err
 	})

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // ProcStatus reads the memory lines of /proc/PID/status (VmRSS, VmHWM, RssAnon, ...),
@@ -27,4 +30,18 @@ func ProcStatus(pid int) map[string]int64 {
 		out[k] = n
 	}
 	return out
+}
+
+// StopProcess sends cmd's process SIGTERM and waits for it, up to grace; then kills it.
+// The bench tools stop the servers they started with it.
+func StopProcess(cmd *exec.Cmd, grace time.Duration) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }

@@ -30,7 +30,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cairn-kv/cairn/tests/framework"
@@ -230,17 +229,7 @@ func (m *member) start() (time.Duration, error) {
 	}
 }
 
-func (m *member) stop() {
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = m.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-done
-	}
-}
+func (m *member) stop() { framework.StopProcess(m.cmd, 60*time.Second) }
 
 // heapProfile saves the member's /debug/pprof/heap as dir/file (nothing if dir is "").
 func (m *member) heapProfile(dir, file string) {

@@ -20,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cairn-kv/cairn/tests/framework"
@@ -123,17 +122,7 @@ func (m *member) start() error {
 	}
 }
 
-func (m *member) stop() {
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = m.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-done
-	}
-}
+func (m *member) stop() { framework.StopProcess(m.cmd, 30*time.Second) }
 
 // status reads /proc/PID/status' memory lines, in KiB.
 func (m *member) status() map[string]int64 { return framework.ProcStatus(m.cmd.Process.Pid) }
