@@ -271,8 +271,11 @@ func TestDiskFullBackendENOSPC(t *testing.T) {
 	m.Kill()
 	cli = restart(t, m) // the disk is still full
 	requireSized(t, cli, acked, size, false)
-	_, err := raw(m).Put(ctx(t), &pb.PutRequest{Key: []byte("x"), Value: []byte("v")})
+	// Writes are refused once the replayed batch's first commit has failed (a put may
+	// still be taken before that: it is in the log, and must survive like the others).
+	more, err := putUntilRefused(t, m, "r", size, 50)
 	requireDiskFull(t, err, "no space left on device")
+	acked = append(acked, more...)
 
 	if err := os.Remove(bp); err != nil {
 		t.Fatal(err)
