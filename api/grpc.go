@@ -71,6 +71,10 @@ type GRPCConfig struct {
 	MaxStreams uint32
 }
 
+// streamWorkers is how many goroutines serve RPCs: enough for a few hundred clients'
+// concurrent unary calls; idle, they cost their stacks (a few MiB in all).
+const streamWorkers = 256
+
 func (c GRPCConfig) maxRequestBytes() uint {
 	if c.MaxRequestBytes == 0 {
 		return defaultMaxRequestBytes
@@ -104,6 +108,10 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(cmp.Or(cfg.MaxStreams, math.MaxUint32)),
 		grpc.ForceServerCodecV2(pbcodec.Codec{}), // VT marshalling, pre-encoded watch responses
+		// RPCs run on reused goroutines, whose stacks are already grown: a goroutine per
+		// RPC (gRPC's default) spent 8% of a member's CPU under put-100 copying stacks as
+		// they grew. A request arriving while every worker is busy still gets a goroutine.
+		grpc.NumStreamWorkers(streamWorkers),
 	}
 	if cfg.KeepAliveMinTime > 0 {
 		opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
@@ -145,17 +153,12 @@ func checkCall(ctx context.Context, b Backend, req any) error {
 	if isLearner(b) && !rpcSupportedForLearner(req) {
 		return ErrGRPCNotSupportedForLearner
 	}
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return nil
-	}
-	if vs := md.Get(metadataClientAPIVersionKey); len(vs) > 0 && !utf8.ValidString(vs[0]) {
+	// Single-key lookups: metadata.FromIncomingContext copies the whole map, per request.
+	if vs := metadata.ValueFromIncomingContext(ctx, metadataClientAPIVersionKey); len(vs) > 0 && !utf8.ValidString(vs[0]) {
 		return ErrGRPCInvalidClientAPIVersion
 	}
-	if ks := md[metadataRequireLeaderKey]; len(ks) > 0 && ks[0] == metadataHasLeader {
-		if b.Leader() == 0 {
-			return ErrGRPCNoLeader
-		}
+	if requiresLeader(ctx) && b.Leader() == 0 {
+		return ErrGRPCNoLeader
 	}
 	return nil
 }

@@ -197,11 +197,7 @@ func (sws *watchStream) close(sendDone <-chan struct{}) {
 }
 
 func requiresLeader(ctx context.Context) bool {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return false
-	}
-	ks := md[metadataRequireLeaderKey]
+	ks := metadata.ValueFromIncomingContext(ctx, metadataRequireLeaderKey)
 	return len(ks) > 0 && ks[0] == metadataHasLeader
 }
 

@@ -72,29 +72,26 @@ func (s *Server) authInfo(ctx context.Context) (*auth.AuthInfo, error) {
 	if ctx.Value(rootKey{}) != nil && s.auth.Enabled() {
 		return &auth.AuthInfo{Username: auth.RootUser, Revision: s.auth.Revision()}, nil
 	}
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return nil, nil
-	}
+	// Single-key lookups: metadata.FromIncomingContext copies the whole map, per request.
 	if s.auth.Enabled() {
-		ts, ok := md[tokenFieldGRPC]
-		if !ok {
-			ts, ok = md[tokenFieldSwagger]
+		ts := metadata.ValueFromIncomingContext(ctx, tokenFieldGRPC)
+		if ts == nil {
+			ts = metadata.ValueFromIncomingContext(ctx, tokenFieldSwagger)
 		}
-		if ok && len(ts) > 0 {
+		if len(ts) > 0 {
 			return s.auth.AuthInfoFromToken(ctx, strings.TrimPrefix(ts[0], "Bearer "))
 		}
 	}
 	if !s.cfg.ClientCertAuth {
 		return nil, nil
 	}
-	return s.authInfoFromTLS(ctx, md), nil
+	return s.authInfoFromTLS(ctx), nil
 }
 
 // authInfoFromTLS is etcd's AuthInfoFromTLS: the common name of the client's verified
 // certificate, except for requests through the gRPC gateway (the gateway's own
 // certificate is not the caller's).
-func (s *Server) authInfoFromTLS(ctx context.Context, md metadata.MD) *auth.AuthInfo {
+func (s *Server) authInfoFromTLS(ctx context.Context) *auth.AuthInfo {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p == nil || p.AuthInfo == nil {
 		return nil
@@ -107,7 +104,7 @@ func (s *Server) authInfoFromTLS(ctx context.Context, md metadata.MD) *auth.Auth
 		if len(chain) == 0 {
 			continue
 		}
-		if gw := md["grpcgateway-accept"]; len(gw) > 0 {
+		if gw := metadata.ValueFromIncomingContext(ctx, "grpcgateway-accept"); len(gw) > 0 {
 			s.lg.Warn("ignoring common name in gRPC-gateway proxy request",
 				zap.String("common-name", chain[0].Subject.CommonName))
 			return nil

@@ -9,11 +9,12 @@ import (
 )
 
 const (
-	// Headroom is the heap growth allowed between collections once the live heap is
-	// larger than it.
+	// Headroom is the heap growth allowed between collections.
 	Headroom = 64 << 20
 	// MinPercent bounds how often a large heap is collected.
 	MinPercent = 50
+	// MaxPercent bounds the headroom of a tiny heap (4 MiB live: Headroom).
+	MaxPercent = 1600
 	// interval is how often the live heap is read.
 	interval = time.Second
 	// liveHeap is the runtime metric of the heap marked live by the last collection.
@@ -22,10 +23,10 @@ const (
 
 // Percent is the GC percentage for a live heap of live bytes.
 func Percent(live uint64) int {
-	if live <= Headroom {
-		return 100
+	if live == 0 {
+		return MaxPercent
 	}
-	return max(MinPercent, int(100*Headroom/live))
+	return int(min(MaxPercent, max(MinPercent, 100*Headroom/live)))
 }
 
 // Enabled says whether environ leaves the GC policy to Run: neither GOGC nor GOMEMLIMIT
