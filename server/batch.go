@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cairn-kv/cairn/mvcc"
@@ -45,19 +46,28 @@ type queuedProposal struct {
 // proposalBatcher proposes client KV writes, coalescing those that queue up while the
 // previous entry is being handed to raft into one entry (raft thesis 10.2): one WAL
 // record, one append per follower, one store write lock at apply. It never waits for
-// more: a lone request is proposed at once, as it is.
+// more: a lone request is proposed at once, as it is, by its own goroutine (no hop to
+// the batcher's goroutine and back). Requests arriving while a proposal is under way
+// queue, and the batcher's goroutine proposes them as batches until the queue is empty.
 type proposalBatcher struct {
 	s        *Server
-	queue    chan *queuedProposal
 	maxBytes int
 	// sizes observes the number of requests per proposed entry.
 	observe func(n int)
+	// kick wakes run when it becomes the proposer.
+	kick chan struct{}
+
+	mu    sync.Mutex
+	queue []*queuedProposal // waiting for run, in arrival order
+	// proposing: a proposal is under way, by a lone request's caller or by run; who
+	// sets it clears it or hands the role to run (with a kick) if requests queued.
+	proposing bool
 }
 
 func newProposalBatcher(s *Server) *proposalBatcher {
 	return &proposalBatcher{
-		s:     s,
-		queue: make(chan *queuedProposal, 4*maxBatchRequests),
+		s:    s,
+		kick: make(chan struct{}, 1),
 		// A batched entry is no larger than the largest request a member accepts, and
 		// than what raft puts in one append message.
 		maxBytes: min(int(s.cfg.MaxRequestBytes), raftnode.MaxSizePerMsg),
@@ -65,67 +75,84 @@ func newProposalBatcher(s *Server) *proposalBatcher {
 	}
 }
 
-// propose queues data (an encoded batchable request) and returns once the entry holding
-// it was handed to raft, or ctx ended.
+// propose hands data (an encoded batchable request) to raft, alone or queued for a
+// batch, and returns once the entry holding it was handed to raft, or ctx ended.
 func (b *proposalBatcher) propose(ctx context.Context, data []byte) error {
 	p := &queuedProposal{ctx: ctx, data: data, done: make(chan error, 1)}
-	select {
-	case b.queue <- p:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-b.s.stopping:
-		return ErrStopped
+	b.mu.Lock()
+	if !b.proposing {
+		b.proposing = true
+		b.mu.Unlock()
+		b.proposeBatch([]*queuedProposal{p}, framedSize(data))
+		b.mu.Lock()
+		if len(b.queue) > 0 {
+			// run proposes what queued meanwhile (a kick still pending wakes it too).
+			select {
+			case b.kick <- struct{}{}:
+			default:
+			}
+		} else {
+			b.proposing = false
+		}
+		b.mu.Unlock()
+		return <-p.done
 	}
+	b.queue = append(b.queue, p)
+	b.mu.Unlock()
 	select {
 	case err := <-p.done:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		return ctx.Err() // run drops p, or proposes it with others still waiting
 	case <-b.s.stopping:
 		return ErrStopped
 	}
 }
 
-// run proposes what is queued, as batches, until the member stops. A request whose
-// caller gave up while it was queued is dropped.
+// run proposes the queue as batches whenever it is kicked, until the member stops.
 func (b *proposalBatcher) run() {
-	batch := make([]*queuedProposal, 0, maxBatchRequests)
-	var next *queuedProposal // the request that did not fit in the previous batch
+	var batch []*queuedProposal
 	for {
-		if next == nil {
-			select {
-			case next = <-b.queue:
-			case <-b.s.stopping:
-				return
-			}
+		select {
+		case <-b.kick:
+		case <-b.s.stopping:
+			return
 		}
-		if next.abandoned() {
-			next = nil
+		for {
+			var size int
+			b.mu.Lock()
+			batch, size = b.takeBatch(batch[:0])
+			if len(batch) == 0 {
+				b.proposing = false
+				b.mu.Unlock()
+				break
+			}
+			b.mu.Unlock()
+			b.proposeBatch(batch, size)
+			clear(batch)
+		}
+	}
+}
+
+// takeBatch moves the longest prefix of the queue that fits in one entry to batch
+// (b.mu held), answering abandoned requests on the way.
+func (b *proposalBatcher) takeBatch(batch []*queuedProposal) ([]*queuedProposal, int) {
+	size, n := 0, 0
+	for ; n < len(b.queue) && len(batch) < maxBatchRequests; n++ {
+		p := b.queue[n]
+		if p.abandoned() {
 			continue
 		}
-		batch = append(batch[:0], next)
-		size := framedSize(next.data)
-		next = nil
-	fill:
-		for len(batch) < maxBatchRequests {
-			select {
-			case p := <-b.queue:
-				if p.abandoned() {
-					continue
-				}
-				if size+framedSize(p.data) > b.maxBytes {
-					next = p
-					break fill
-				}
-				batch = append(batch, p)
-				size += framedSize(p.data)
-			default:
-				break fill
-			}
+		if len(batch) > 0 && size+framedSize(p.data) > b.maxBytes {
+			break
 		}
-		b.proposeBatch(batch, size)
-		clear(batch)
+		batch = append(batch, p)
+		size += framedSize(p.data)
 	}
+	rest := copy(b.queue, b.queue[n:])
+	clear(b.queue[rest:])
+	b.queue = b.queue[:rest]
+	return batch, size
 }
 
 // abandoned answers p with its context's error if its caller gave up.
