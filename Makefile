@@ -16,7 +16,8 @@ build:
 run: build
 	$(BIN)/cairn --name default --data-dir $(DATA_DIR)
 
-# tools builds the reference etcd server, etcdctl and etcdutl from the Go module proxy.
+# tools builds the reference etcd server, etcdctl and etcdutl (3.6, the tests') and bin/etcd-3.7
+# (the newest release, make bench's reference) from the Go module proxy.
 tools:
 	BIN_DIR=$(BIN) tests/tools/build.sh
 

@@ -3,6 +3,13 @@
 # fresh data dirs, rounds alternating Cairn / etcd so machine drift cancels. Prints the
 # Cairn/etcd ratio table (medians over rounds) from `cairnctl bench report`.
 #
+#   BENCH_ETCD_BIN=$BIN_DIR/etcd-3.7  the reference etcd server every workload runs ("etcd"
+#                     in the tables): by default the newest etcd release (etcd 3.7.4, built
+#                     by `make tools` from tests/tools/bench-ref; the benchmark method,
+#                     docs/benchmarks.md: "the newest release is the anchor");
+#                     BENCH_ETCD_BIN=$BIN_DIR/etcd benches against etcd 3.6.16, the e2e tests'
+#                     reference. Its version heads the summary. The clients (etcdctl, and
+#                     etcdutl restoring etcd's snapshot) are bin's 3.6.16 either way.
 #   ROUNDS=3          rounds per target
 #   BENCH_SCALE=1     multiplies request counts (0.1 for a quick smoke run); client, watcher
 #                     and lease counts stay fixed
@@ -23,10 +30,17 @@
 #                     (process start to the first linearizable Get) and VmRSS, medians of
 #                     3 restarts. 0 skips it. (BENCH_WORKLOADS names these two "memory" and
 #                     "restart".)
+#   BENCH_RANGE_MB=1024  range-1g: a member filled once with this many MB (10 KiB values;
+#                     1024 MB is 100,000 keys), then restarted per mode and read whole once,
+#                     unary (Range, no limit) and stream (KV.RangeStream, etcd 3.7's streaming
+#                     range); its peak RSS (VmHWM) after the read, per target and mode, and
+#                     the ratios cairn-stream/etcd-unary, cairn-stream/etcd-stream and
+#                     cairn-unary/etcd-unary (tests/bench/rangemem). 0 skips it.
+#                     (BENCH_WORKLOADS names it "range-1g".)
 #   BENCH_WORKLOADS=""  space-separated workload names or shell patterns (e.g. "*watch*",
 #                     "3m-put-100 defrag-*"): only those run, clusters no selected workload
 #                     needs are not started; empty runs everything
-#   BIN_DIR=<repo>/bin  where cairn, cairnctl, etcd and etcdctl are
+#   BIN_DIR=<repo>/bin  where cairn, cairnctl, etcd-3.7, etcdctl and etcdutl are
 #   BENCH_RESULTS=""  a file to copy the runs' JSON results to (one object per run), for
 #                     `cairnctl bench report` or fields the report does not show
 #
@@ -46,6 +60,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 bin="${BIN_DIR:-$repo/bin}"
+etcd_bin="${BENCH_ETCD_BIN:-$bin/etcd-3.7}"
 rounds="${ROUNDS:-3}"
 scale="${BENCH_SCALE:-1}"
 work="$(mktemp -d)"
@@ -59,6 +74,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The first line of its --version ("etcd Version: 3.7.4"), named in the summary.
+if ! etcd_version="$("$etcd_bin" --version 2>/dev/null)" || [[ -z "$etcd_version" ]]; then
+	echo "bench: the reference etcd $etcd_bin does not run (make tools builds bin/etcd-3.7)" >&2
+	exit 1
+fi
+etcd_version="${etcd_version%%$'\n'*}"
+echo "bench: reference $etcd_version ($etcd_bin)" >&2
+
+# exe_of TARGET: the server binary of cairn or etcd.
+exe_of() {
+	case "$1" in
+	cairn) echo "$bin/cairn" ;;
+	etcd) echo "$etcd_bin" ;;
+	esac
+}
+
 n() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s); if (v < 1) v = 1; print v }'; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -69,7 +100,7 @@ start() {
 	local target="$1" size="$2" exe i cluster="" token
 	shift 2
 	local extra=("$@")
-	case "$target" in cairn) exe="$bin/cairn" ;; etcd) exe="$bin/etcd" ;; esac
+	exe="$(exe_of "$target")"
 	local cports=() pports=()
 	for i in $(seq 1 "$size"); do
 		cports+=("$(free_port)")
@@ -149,7 +180,8 @@ for size in $sizes; do
 	if [[ "$size" != 1 ]]; then prefix="${size}m-"; fi
 	names=("${prefix}put-1" "${prefix}put-100" "${prefix}range-l" "${prefix}range-s" "${prefix}txn-put"
 		"${prefix}watch" "${prefix}watch-latency" "${prefix}watch-10k")
-	if [[ "$size" == 1 ]]; then names+=(lease); fi
+	# (tls-put-100 and tls-range-l start a member of their own, after these.)
+	if [[ "$size" == 1 ]]; then names+=(lease tls-put-100 tls-range-l); fi
 	for round in $(seq 1 "$rounds"); do
 		for target in cairn etcd; do
 			wanted "${names[@]}" || continue
@@ -219,7 +251,8 @@ defrag_round() {
 # (the same client for both servers) and to restore it into a new data dir with the
 # target's own tool (cairnctl / etcdutl snapshot restore); appended to $snapshots.
 snapshot_round() {
-	local target="$1" round="$2" file="$work/$target-snapshot.db" t0 t1 t2 size
+	local target="$1" round="$2" file t0 t1 t2 size
+	file="$work/$target-snapshot.db"
 	t0=$(date +%s.%N)
 	"$bin/etcdctl" --endpoints "$endpoint" --command-timeout=10m snapshot save "$file" >/dev/null 2>&1
 	t1=$(date +%s.%N)
@@ -248,8 +281,21 @@ if [[ "$defrag_mb" != 0 ]] && wanted defrag-put defrag-range; then
 	done
 fi
 
+# tool_json LOG FIELDS CMD...: runs a bench tool (memrestart, rangemem) with its output on
+# stderr, and appends the JSON line it prints to LOG with FIELDS (`"side":"cairn"`, ...)
+# added; the tool's exit status. (Not `tee /dev/stderr`: reopening stderr truncates it
+# when it is a file.)
+tool_json() {
+	local log="$1" fields="$2" out="$work/tool.out" rc=0
+	shift 2
+	"$@" | tee "$out" >&2 || rc=$?
+	grep '^{' "$out" | sed "s/^{/{$fields,/" >>"$log" || true
+	return "$rc"
+}
+
 # Memory with many keys and restart-to-ready, Cairn then etcd; memrestart prints its own
-# lines and a JSON summary per target, compared here.
+# lines and a JSON summary per target, compared here (the JSON's "side" is cairn or etcd;
+# its "target" is the binary's name).
 mem_keys="${BENCH_MEM_KEYS:-1000000}"
 restart_mb="${BENCH_RESTART_MB:-2048}"
 wanted memory || mem_keys=0
@@ -260,18 +306,38 @@ if [[ "$mem_keys" != 0 || "$restart_mb" != 0 ]]; then
 	for target in cairn etcd; do
 		if [[ "$mem_keys" != 0 ]]; then
 			echo "bench: memory with $mem_keys keys, $target" >&2
-			"$work/memrestart" --bin "$bin/$target" --dir "$(mktemp -d -p "$work")" --keys "$mem_keys" \
-				--value-size 256 --json | tee /dev/stderr | grep '^{' | sed 's/^{/{"what":"mem",/' >>"$memlog"
+			tool_json "$memlog" "\"what\":\"mem\",\"side\":\"$target\"" "$work/memrestart" --bin "$(exe_of "$target")" \
+				--dir "$(mktemp -d -p "$work")" --keys "$mem_keys" --value-size 256 --json ||
+				echo "bench: memory on $target failed" >&2
 		fi
 		if [[ "$restart_mb" != 0 ]]; then
 			echo "bench: restart of a $restart_mb MB db, $target" >&2
-			"$work/memrestart" --bin "$bin/$target" --dir "$(mktemp -d -p "$work")" --keys $((restart_mb * 1024 / 10)) \
-				--value-size 10240 --clients 50 --json | tee /dev/stderr | grep '^{' | sed 's/^{/{"what":"restart",/' >>"$memlog"
+			tool_json "$memlog" "\"what\":\"restart\",\"side\":\"$target\"" "$work/memrestart" --bin "$(exe_of "$target")" \
+				--dir "$(mktemp -d -p "$work")" --keys $((restart_mb * 1024 / 10)) --value-size 10240 --clients 50 --json ||
+				echo "bench: restart on $target failed" >&2
 		fi
 		rm -rf "$work"/tmp.*
 	done
 fi
 
+# range-1g: one whole-keyspace read of ~BENCH_RANGE_MB MB, Cairn then etcd; rangemem fills
+# the member once and restarts it for each mode, printing its own lines and one JSON
+# summary per target.
+range_mb="${BENCH_RANGE_MB:-1024}"
+wanted range-1g || range_mb=0
+rangelog="$work/range.json"
+if [[ "$range_mb" != 0 ]]; then
+	(cd "$repo/tests" && go build -o "$work/rangemem" ./bench/rangemem)
+	for target in cairn etcd; do
+		echo "bench: range-1g, one read of a $range_mb MB keyspace, unary and stream, $target" >&2
+		tool_json "$rangelog" "\"side\":\"$target\"" "$work/rangemem" --bin "$(exe_of "$target")" \
+			--dir "$(mktemp -d -p "$work")" --keys $((range_mb * 1000000 / 10240)) --value-size 10240 \
+			--modes unary,stream --json || echo "bench: range-1g on $target failed" >&2
+		rm -rf "$work"/tmp.*
+	done
+fi
+
+echo "reference: $etcd_version ($etcd_bin)"
 if [[ -s "$memlog" ]]; then
 	echo "memory and restart (medians of 3 restarts; Cairn/etcd, <1 is better):"
 	python3 - "$memlog" <<'PY'
@@ -279,7 +345,7 @@ import json, statistics, sys
 r = {}
 for line in open(sys.argv[1]):
     d = json.loads(line)
-    r[(d["what"], d["target"])] = d
+    r[(d["what"], d["side"])] = d
 def show(what, label, f):
     c, e = r.get((what, "cairn")), r.get((what, "etcd"))
     if c and e:
@@ -291,6 +357,29 @@ show("mem", "RSS after restart, MiB", lambda d: mib(statistics.median(d["restart
 show("mem", "restart-to-ready, s", lambda d: statistics.median(d["ready_seconds"]))
 show("restart", "restart-to-ready (big db), s", lambda d: statistics.median(d["ready_seconds"]))
 show("restart", "RSS after restart (big db), MiB", lambda d: mib(statistics.median(d["restart_rss_kib"])))
+PY
+fi
+
+if [[ -s "$rangelog" ]]; then
+	echo "range-1g: peak RSS (VmHWM) after one whole-keyspace read of $range_mb MB, MiB; Cairn/etcd, <1 is better:"
+	python3 - "$rangelog" <<'PY'
+import json, sys
+r = {}
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    for mode, m in d["modes"].items():
+        r[(d["side"], mode)] = m
+print(f"  {'':13} {'after read':>10} {'after start':>11} {'RssAnon peak':>12}")
+for side in ("cairn", "etcd"):
+    for mode in ("unary", "stream"):
+        m = r.get((side, mode))
+        if m:
+            print(f"  {side:6} {mode:6} {m['read_hwm_kib'] / 1024:10.0f} {m['start_hwm_kib'] / 1024:11.0f} {m['anon_peak_kib'] / 1024:12.0f}")
+for c, e in ((("cairn", "stream"), ("etcd", "unary")), (("cairn", "stream"), ("etcd", "stream")),
+             (("cairn", "unary"), ("etcd", "unary"))):
+    if c in r and e in r:
+        label = "-".join(c) + "/" + "-".join(e)
+        print(f"  {label:25} {r[c]['read_hwm_kib'] / r[e]['read_hwm_kib']:.2f}")
 PY
 fi
 
@@ -312,5 +401,7 @@ PY
 fi
 
 if [[ -n "${BENCH_RESULTS:-}" && -f "$results" ]]; then cp "$results" "$BENCH_RESULTS"; fi
-echo "cluster sizes: $sizes, $rounds rounds, scale $scale (Cairn/etcd; >1 is better for QPS, <1 for latency)"
-"$bin/cairnctl" bench report "$results"
+if [[ -s "$results" ]]; then
+	echo "cluster sizes: $sizes, $rounds rounds, scale $scale (Cairn/etcd; >1 is better for QPS, <1 for latency)"
+	"$bin/cairnctl" bench report "$results"
+fi

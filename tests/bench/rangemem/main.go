@@ -2,14 +2,17 @@
 // large keyspace: it starts the binary on a fresh data dir, fills --keys values of
 // --value-size bytes through clientv3, then, for each mode, restarts the member and
 // reads VmHWM after start and after one read of the whole keyspace: "unary" (Range,
-// no limit) or "stream" (KV.RangeStream, etcd 3.7's; Cairn only). It prints one line
-// per mode; `make bench`'s range-1g workload runs it for Cairn and etcd.
+// no limit) or "stream" (KV.RangeStream, etcd 3.7's streaming range, which Cairn and
+// etcd 3.7 serve). A read must return every key a count-only Range counts. It prints
+// one line per mode and, with --json, one JSON object for comparison scripts;
+// `make bench`'s range-1g workload runs it for Cairn and etcd.
 //
-//	go run ./bench/rangemem --bin ../bin/cairn --modes unary,stream
+//	go run ./bench/rangemem --bin ../bin/cairn --keys 100000 --value-size 10240 --modes unary,stream
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
@@ -28,6 +31,28 @@ import (
 	"google.golang.org/grpc"
 )
 
+// result is what one target measured; sizes are KiB, durations seconds.
+type result struct {
+	Target      string                `json:"target"`
+	Keys        int                   `json:"keys"`
+	ValueSize   int                   `json:"value_size"`
+	FillSeconds float64               `json:"fill_seconds,omitempty"`
+	Modes       map[string]modeResult `json:"modes"`
+}
+
+// modeResult is one mode's read: KVs and value bytes returned, its duration, VmHWM
+// after the restart and after the read, the highest RssAnon seen during it and RssFile
+// after it.
+type modeResult struct {
+	KVs        int     `json:"kvs"`
+	ValueBytes int64   `json:"value_bytes"`
+	Seconds    float64 `json:"seconds"`
+	StartHWM   int64   `json:"start_hwm_kib"`
+	ReadHWM    int64   `json:"read_hwm_kib"`
+	AnonPeak   int64   `json:"anon_peak_kib"`
+	RSSFile    int64   `json:"rss_file_kib"`
+}
+
 func main() {
 	bin := flag.String("bin", "", "member binary (cairn or etcd)")
 	dir := flag.String("dir", "", "data dir parent (default: a temp dir, removed at the end)")
@@ -35,6 +60,7 @@ func main() {
 	size := flag.Int("value-size", 1<<20, "bytes per value")
 	modes := flag.String("modes", "unary", "comma-separated: unary, stream")
 	reuse := flag.Bool("reuse", false, "--dir already holds a filled member: skip the fill")
+	jsonOut := flag.Bool("json", false, "also print the result as one JSON line")
 	flag.Parse()
 	if *bin == "" {
 		fail(fmt.Errorf("--bin is required"))
@@ -46,11 +72,14 @@ func main() {
 		*dir = d
 	}
 	m := &member{bin: *bin, dir: filepath.Join(*dir, "m.data")}
+	name := filepath.Base(*bin)
+	res := result{Target: name, Keys: *keys, ValueSize: *size, Modes: map[string]modeResult{}}
 	if !*reuse {
 		fail(m.start())
 		t0 := time.Now()
 		fail(fill(m.url, *keys, *size))
-		fmt.Printf("%s: filled %d x %d B in %v\n", filepath.Base(*bin), *keys, *size, time.Since(t0).Round(time.Second))
+		res.FillSeconds = time.Since(t0).Seconds()
+		fmt.Printf("%s: filled %d x %d B in %v\n", name, *keys, *size, time.Since(t0).Round(time.Second))
 		m.stop()
 	}
 	for _, mode := range strings.Split(*modes, ",") {
@@ -65,9 +94,21 @@ func main() {
 		peak.end()
 		after := m.status()
 		fmt.Printf("%s %s: %d KVs, %d MiB of values in %v; VmHWM after start %d MiB, after the read %d MiB (RssAnon peak ~%d MiB, RssFile now %d MiB)\n",
-			filepath.Base(*bin), mode, n, bytes>>20, elapsed.Round(time.Millisecond),
+			name, mode, n, bytes>>20, elapsed.Round(time.Millisecond),
 			before["VmHWM"]>>10, after["VmHWM"]>>10, peak.max.Load()>>10, after["RssFile"]>>10)
+		want, err := count(m.url)
+		fail(err)
+		if int64(n) != want {
+			fail(fmt.Errorf("%s %s: read %d KVs, the range holds %d", name, mode, n, want))
+		}
+		res.Modes[mode] = modeResult{KVs: n, ValueBytes: bytes, Seconds: elapsed.Seconds(),
+			StartHWM: before["VmHWM"], ReadHWM: after["VmHWM"], AnonPeak: peak.max.Load(), RSSFile: after["RssFile"]}
 		m.stop()
+	}
+	if *jsonOut {
+		b, err := json.Marshal(res)
+		fail(err)
+		fmt.Println(string(b))
 	}
 }
 
@@ -194,6 +235,29 @@ func fill(url string, keys, size int) error {
 	return nil
 }
 
+// rangeAll is the whole keyspace fill writes.
+func rangeAll() *pb.RangeRequest {
+	return &pb.RangeRequest{Key: []byte("/registry/"), RangeEnd: []byte("/registry0")}
+}
+
+// count is the number of keys under /registry/ (a count-only Range).
+func count(url string) (int64, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return 0, err
+	}
+	defer cli.Close()
+	r := rangeAll()
+	r.CountOnly = true
+	cx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := pb.NewKVClient(cli.ActiveConnection()).Range(cx, r)
+	if err != nil {
+		return 0, err
+	}
+	return resp.Count, nil
+}
+
 // read reads every key under /registry/ once and returns the KVs and value bytes seen.
 func read(url, mode string) (n int, bytes int64, err error) {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second,
@@ -202,7 +266,7 @@ func read(url, mode string) (n int, bytes int64, err error) {
 		return 0, 0, err
 	}
 	defer cli.Close()
-	r := &pb.RangeRequest{Key: []byte("/registry/"), RangeEnd: []byte("/registry0")}
+	r := rangeAll()
 	cx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	switch mode {
