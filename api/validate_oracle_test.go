@@ -113,6 +113,9 @@ func TestCheckIntervalsMatchesReference(t *testing.T) {
 		if (err == nil) != wantOK {
 			t.Fatalf("case %d: checkIntervals = %v, reference ok=%v\n%v", i, err, wantOK, &pb.TxnRequest{Success: branch})
 		}
+		if verdict := checkBranchKeys(branch); (verdict == nil) != wantOK {
+			t.Fatalf("case %d: checkBranchKeys = %v, reference ok=%v\n%v", i, verdict, wantOK, &pb.TxnRequest{Success: branch})
+		}
 		if !wantOK {
 			refused++
 			continue

@@ -116,6 +116,15 @@ func (ms *membership) get(id uint64) *member {
 	return &c
 }
 
+// isLearner reports whether member id is a learner, without get's copy (it is asked
+// on every request).
+func (ms *membership) isLearner(id uint64) bool {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	m, ok := ms.members[id]
+	return ok && m.IsLearner
+}
+
 func (ms *membership) isRemoved(id uint64) bool {
 	ms.mu.RLock()
 	defer ms.mu.RUnlock()

@@ -27,8 +27,7 @@ const learnerReadyPercent = 0.9
 
 // IsLearner says whether this member is a raft learner.
 func (s *Server) IsLearner() bool {
-	m := s.members.get(s.id)
-	return m != nil && m.IsLearner
+	return s.members.isLearner(s.id)
 }
 
 // MemberAdd adds a voting member or a learner through raft. Like etcd with
