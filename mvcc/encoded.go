@@ -5,7 +5,7 @@ package mvcc
 // CanonicalKV), and returns the result without KVs. val is bbolt's memory (or the
 // write buffer's) and valid only during the call: f copies what it keeps. A read over
 // much of the db drops the pages it read from the resident set as it goes (every
-// scanDropBytes), so the member does not end up holding the db's pages on top of what
+// rangeDropBytes), so the member does not end up holding the db's pages on top of what
 // f keeps. f's error stops the read and is returned.
 func (t *ReadTxn) RangeEncoded(key, end []byte, o RangeOptions, f func(val []byte) error) (*RangeResult, error) {
 	rangeCounter.Inc()
@@ -33,12 +33,16 @@ func (t *ReadTxn) RangeEncoded(key, end []byte, o RangeOptions, f func(val []byt
 		if err := f(val); err != nil {
 			return nil, err
 		}
-		if v.mappedBytes >= scanDropBytes {
+		if v.mappedBytes >= rangeDropBytes {
 			v.dropMapped()
 		}
 	}
 	return res, nil
 }
+
+// rangeDropBytes is how much of the map a range read reads between drops of what it
+// read: a page read again (a key read twice) faults back in from the page cache.
+const rangeDropBytes = 8 << 20
 
 // CanonicalKV reports whether b, a stored KeyValue, is exactly what MarshalVT writes
 // for the KeyValue it decodes to: fields in ascending order, each at most once, none
