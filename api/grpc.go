@@ -127,7 +127,7 @@ func NewGRPCServer(b Backend, cfg GRPCConfig, lg *zap.Logger) *grpc.Server {
 	}
 	s := grpc.NewServer(opts...)
 
-	pb.RegisterKVServer(s, &kvServer{b: b, maxTxnOps: int(cfg.maxTxnOps())})
+	s.RegisterService(kvServiceDesc(), &kvServer{b: b, maxTxnOps: int(cfg.maxTxnOps())})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{b: b})
 	pb.RegisterClusterServer(s, &clusterServer{b: b})
 	pb.RegisterWatchServer(s, newWatchServer(b, cfg, lg))

@@ -402,8 +402,9 @@ func (b *backend) view(hits []indexHit) (*rangeView, error) {
 	return v, nil
 }
 
-// kv decodes the i-th revision of the view, rev.
-func (v *rangeView) kv(i int, rev revision) (*mvccpb.KeyValue, error) {
+// raw is the stored encoding of the i-th revision of the view, rev: the view's memory,
+// valid until it is closed.
+func (v *rangeView) raw(i int, rev revision) ([]byte, error) {
 	var val []byte
 	if v.vals != nil {
 		val = v.vals[i]
@@ -414,6 +415,24 @@ func (v *rangeView) kv(i int, rev revision) (*mvccpb.KeyValue, error) {
 	}
 	if val == nil {
 		return nil, fmt.Errorf("mvcc: revision {%d %d} missing from the backend", rev.main, rev.sub)
+	}
+	return val, nil
+}
+
+// dropMapped drops the pages the view read so far from the resident set: for a
+// reader done with every value it was handed (a page read again faults back in).
+func (v *rangeView) dropMapped() {
+	for _, sp := range v.mapped {
+		dropResident(sp.start, sp.end-sp.start)
+	}
+	v.mapped, v.mappedBytes = v.mapped[:0], 0
+}
+
+// kv decodes the i-th revision of the view, rev.
+func (v *rangeView) kv(i int, rev revision) (*mvccpb.KeyValue, error) {
+	val, err := v.raw(i, rev)
+	if err != nil {
+		return nil, err
 	}
 	kv := &mvccpb.KeyValue{}
 	if err := kv.UnmarshalVT(val); err != nil {

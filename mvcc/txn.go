@@ -98,7 +98,8 @@ func (t *ReadTxn) Rev() int64 { return t.rev }
 //
 // Only the index walk holds the index lock; the values are read and decoded after it is
 // released, from a view of the backend taken before (rangeView), so a large range holds
-// up neither the writer nor, behind it, other readers.
+// up neither the writer nor, behind it, other readers; the map pages it read leave the
+// resident set every rangeDropBytes (the KVs are copies), not only at the end.
 func (t *ReadTxn) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 	rangeCounter.Inc()
 	s := t.s
@@ -126,6 +127,9 @@ func (t *ReadTxn) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 			return nil, err
 		}
 		res.KVs = append(res.KVs, kv)
+		if v.mappedBytes >= rangeDropBytes {
+			v.dropMapped() // the KVs decoded are copies
+		}
 	}
 	return res, nil
 }

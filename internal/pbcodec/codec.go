@@ -31,7 +31,10 @@ var _ encoding.CodecV2 = Codec{}
 // Encoded is a message already in its wire form, for a sender that writes the bytes
 // itself (a response assembled from cached encodings, a peer envelope): Marshal hands
 // them to gRPC as they are, without encoding anything again.
-type Encoded struct{ buf mem.Buffer }
+type Encoded struct {
+	buf  mem.Buffer
+	bufs mem.BufferSlice // instead of buf: the encoding in parts (EncodedSlice)
+}
 
 // EncodedBytes is the message whose encoding is b. It may be sent any number of times;
 // b must not change meanwhile.
@@ -43,12 +46,24 @@ func EncodedPooled(buf *[]byte, pool mem.BufferPool) *Encoded {
 	return &Encoded{buf: mem.NewBuffer(buf, pool)}
 }
 
-// Bytes is the encoding.
-func (e *Encoded) Bytes() []byte { return e.buf.ReadOnlyData() }
+// EncodedSlice is the message whose encoding is the concatenation of bufs, which gRPC
+// frees once the bytes are written. It is sent once.
+func EncodedSlice(bufs mem.BufferSlice) *Encoded { return &Encoded{bufs: bufs} }
+
+// Bytes is the encoding (of an EncodedSlice, a copy of it).
+func (e *Encoded) Bytes() []byte {
+	if e.buf == nil {
+		return e.bufs.Materialize()
+	}
+	return e.buf.ReadOnlyData()
+}
 
 // Marshal encodes v, into a pooled buffer if it is large enough to be worth pooling.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	if e, ok := v.(*Encoded); ok {
+		if e.buf == nil {
+			return e.bufs, nil
+		}
 		return mem.BufferSlice{e.buf}, nil
 	}
 	m, ok := v.(VTMessage)
