@@ -88,11 +88,17 @@ func encodeRange(rt *mvcc.ReadTxn, r *pb.RangeRequest) (*pb.RangeResponse, mem.B
 	return resp, w.done(), nil
 }
 
-// chunkWriter writes length-delimited kvs entries into buffers of encodedChunkBytes.
+// chunkWriter writes length-delimited kvs entries into buffers that double from
+// firstChunkBytes up to encodedChunkBytes: a one-key Get (most Ranges) must not
+// allocate and clear a whole MiB.
 type chunkWriter struct {
 	bufs mem.BufferSlice
 	cur  []byte
+	next int // capacity of the next buffer
 }
+
+// firstChunkBytes is the first buffer's capacity, unless the first write needs more.
+const firstChunkBytes = 512
 
 func (w *chunkWriter) entry(val []byte) {
 	var hdr [1 + binary.MaxVarintLen64]byte
@@ -106,7 +112,9 @@ func (w *chunkWriter) write(b []byte) {
 	for len(b) > 0 {
 		if len(w.cur) == cap(w.cur) {
 			w.flush()
-			w.cur = make([]byte, 0, encodedChunkBytes)
+			size := min(encodedChunkBytes, max(w.next, firstChunkBytes, len(b)))
+			w.cur = make([]byte, 0, size)
+			w.next = min(encodedChunkBytes, 2*size)
 		}
 		n := min(len(b), cap(w.cur)-len(w.cur))
 		w.cur = append(w.cur, b[:n]...)

@@ -74,8 +74,8 @@ func TestEncodeRangeMatchesRange(t *testing.T) {
 	}
 }
 
-// The KVs are written in chunks of encodedChunkBytes, an entry split across chunks
-// where it falls.
+// The KVs are written in chunks that double from firstChunkBytes to
+// encodedChunkBytes, an entry split across chunks where it falls.
 func TestChunkWriter(t *testing.T) {
 	var w chunkWriter
 	var want []byte
@@ -87,10 +87,15 @@ func TestChunkWriter(t *testing.T) {
 		want = append(want, v...)
 	}
 	bufs := w.done()
+	size := firstChunkBytes
 	for i, b := range bufs {
-		if i < len(bufs)-1 && b.Len() != encodedChunkBytes {
-			t.Fatalf("chunk %d of %d: %d bytes", i, len(bufs), b.Len())
+		if i < len(bufs)-1 && b.Len() != size {
+			t.Fatalf("chunk %d of %d: %d bytes, want %d", i, len(bufs), b.Len(), size)
 		}
+		size = min(2*size, encodedChunkBytes)
+	}
+	if size != encodedChunkBytes {
+		t.Fatalf("%d chunks never reached %d bytes", len(bufs), encodedChunkBytes)
 	}
 	if !bytes.Equal(bufs.Materialize(), want) {
 		t.Fatal("chunks differ from the entries")
