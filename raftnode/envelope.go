@@ -5,11 +5,11 @@ import (
 	"fmt"
 
 	"github.com/cairn-kv/cairn/internal/pbcodec"
+	"github.com/cairn-kv/cairn/internal/raftcodec"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 )
 
 // An envelope goes on the wire as one buffer, written once: its header fields, then each
@@ -17,7 +17,8 @@ import (
 // message is marshalled into a slice of its own first and copied again when the
 // envelope is. A large envelope's buffer comes from gRPC's mem pool, which gets it back
 // once the bytes are written (pbcodec.EncodedPooled); the stream's codec sends it as is.
-// The bytes are proto.Marshal's of the Envelope holding each message's proto.Marshal.
+// The bytes are proto.Marshal's of the Envelope holding each message's proto.Marshal
+// (raftcodec writes them without reflection).
 
 // Envelope field numbers (peerpb/peer.proto).
 const (
@@ -40,7 +41,7 @@ type envelopeEncoder struct {
 
 // add puts m in the next envelope and returns the size of its encoding.
 func (e *envelopeEncoder) add(m *raftpb.Message) int {
-	n := proto.Size(m)
+	n := raftcodec.MessageSize(m)
 	e.msgs = append(e.msgs, m)
 	e.sizes = append(e.sizes, n)
 	return n
@@ -84,8 +85,8 @@ func (e *envelopeEncoder) encode(failed func(*raftpb.Message, error)) (env *pbco
 		start := len(b)
 		b = protowire.AppendTag(b, envelopeMessagesField, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(e.sizes[i]))
-		// The size add computed is cached in m; nothing changes a queued message.
-		out, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
+		// Nothing changes a queued message, so it still has the size add computed.
+		out, err := raftcodec.AppendMessage(b, m)
 		if err == nil && (len(out)-len(b) != e.sizes[i] || &out[0] != &b[0]) {
 			err = errSizeChanged // it did not fit the place its size made for it
 		}
@@ -157,9 +158,9 @@ func (e *receivedEnvelope) DecodeRaw(b []byte) error {
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
-			m := &raftpb.Message{}
+			m, err := raftcodec.DecodeMessage(v) // copies what it keeps
 			r := receivedMessage{m: m, size: len(v)}
-			if err := proto.Unmarshal(v, m); err != nil { // copies what it keeps
+			if err != nil {
 				r = receivedMessage{size: len(v), err: fmt.Errorf("peer: unmarshal raft message: %w", err)}
 			}
 			e.msgs = append(e.msgs, r)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairn-kv/cairn/internal/fsutil"
+	"github.com/cairn-kv/cairn/internal/raftcodec"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -415,11 +416,17 @@ func isEmptyState(hs *raftpb.HardState) bool {
 	return hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0
 }
 
-// appendProtoRecord marshals m straight into buf behind a reserved header.
+// appendProtoRecord marshals m straight into buf behind a reserved header; an entry,
+// every record but a few, without protobuf-go's reflection (same bytes).
 func appendProtoRecord(buf []byte, prev uint32, t recordType, m proto.Message) ([]byte, uint32, error) {
 	start := len(buf)
 	buf = append(buf, make([]byte, headerSize)...)
-	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, m)
+	var err error
+	if e, ok := m.(*raftpb.Entry); ok {
+		buf = raftcodec.AppendEntry(buf, e)
+	} else {
+		buf, err = proto.MarshalOptions{}.MarshalAppend(buf, m)
+	}
 	if err != nil {
 		return buf[:start], prev, err
 	}
