@@ -18,7 +18,8 @@ out="${OUT:-$(mktemp -d)}"
 work="$(mktemp -d)"
 pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	# wait reaps each member quietly (bash reports a killed job otherwise).
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
