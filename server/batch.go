@@ -78,12 +78,13 @@ func newProposalBatcher(s *Server) *proposalBatcher {
 // propose hands data (an encoded batchable request) to raft, alone or queued for a
 // batch, and returns once the entry holding it was handed to raft, or ctx ended.
 func (b *proposalBatcher) propose(ctx context.Context, data []byte) error {
-	p := &queuedProposal{ctx: ctx, data: data, done: make(chan error, 1)}
 	b.mu.Lock()
 	if !b.proposing {
 		b.proposing = true
 		b.mu.Unlock()
-		b.proposeBatch([]*queuedProposal{p}, framedSize(data))
+		// Alone: proposed as it is, with nothing queued (no allocation).
+		b.observe(1)
+		err := b.s.node.Propose(ctx, data)
 		b.mu.Lock()
 		if len(b.queue) > 0 {
 			// run proposes what queued meanwhile (a kick still pending wakes it too).
@@ -95,8 +96,9 @@ func (b *proposalBatcher) propose(ctx context.Context, data []byte) error {
 			b.proposing = false
 		}
 		b.mu.Unlock()
-		return <-p.done
+		return err
 	}
+	p := &queuedProposal{ctx: ctx, data: data, done: make(chan error, 1)}
 	b.queue = append(b.queue, p)
 	b.mu.Unlock()
 	select {
