@@ -91,7 +91,7 @@ type WriteTxn struct {
 	sub      int64
 	events   []*mvccpb.Event
 	prevs    []*mvccpb.KeyValue // the value each event replaced, for watchers' prevKV
-	undo     []func()           // reverts each change, applied last to first by rollback
+	undo     []undoOp           // reverts each change, applied last to first by rollback
 	err      error
 }
 
@@ -147,20 +147,45 @@ func (t *WriteTxn) putRevision(key []byte, rev revision, tomb bool, kv *mvccpb.K
 		t.fail(err)
 		return false
 	}
-	t.undo = append(t.undo, func() { s.b.deleteKV(rev, tomb) })
 	s.mu.Lock()
 	if s.keyLeasesLoaded {
 		s.keyLeases, s.keyLeasesLoaded = nil, false // no longer what the store holds
 	}
 	if tomb {
 		s.idx.tombstone(key, rev)
-		t.undo = append(t.undo, func() { s.idx.undoTombstone(key, rev) })
 	} else {
 		s.idx.put(key, rev)
-		t.undo = append(t.undo, func() { s.idx.undoPut(key, rev) })
 	}
 	s.mu.Unlock()
+	t.undo = append(t.undo, undoOp{key: key, rev: rev, tomb: tomb})
 	return true
+}
+
+// undoOp reverts one change of a write transaction: a key revision (putRevision: the
+// index entry, then the batch's value) or, with fn, a change to another bucket. A
+// revision's is a record, not a closure: it is one per key written, and rollbacks are
+// rare.
+type undoOp struct {
+	key  []byte
+	rev  revision
+	tomb bool
+	fn   func()
+}
+
+func (t *WriteTxn) revert(op undoOp) {
+	if op.fn != nil {
+		op.fn()
+		return
+	}
+	s := t.s
+	s.mu.Lock()
+	if op.tomb {
+		s.idx.undoTombstone(op.key, op.rev)
+	} else {
+		s.idx.undoPut(op.key, op.rev)
+	}
+	s.mu.Unlock()
+	s.b.deleteKV(op.rev, op.tomb)
 }
 
 // Put writes key at the transaction's revision and returns the key's previous value (nil if
@@ -255,7 +280,7 @@ func (t *WriteTxn) changeBucket(bucket, key []byte, change func() error) {
 		return
 	}
 	key = bytes.Clone(key)
-	t.undo = append(t.undo, func() {
+	t.undo = append(t.undo, undoOp{fn: func() {
 		var err error
 		if had {
 			err = b.put(bucket, key, old)
@@ -265,13 +290,13 @@ func (t *WriteTxn) changeBucket(bucket, key []byte, change func() error) {
 		if err != nil {
 			t.fail(fmt.Errorf("undo change of %q in bucket %q: %w", key, bucket, err))
 		}
-	})
+	}})
 }
 
 // rollback reverts every change of the transaction, last first.
 func (t *WriteTxn) rollback() {
 	for i := len(t.undo) - 1; i >= 0; i-- {
-		t.undo[i]()
+		t.revert(t.undo[i])
 	}
 	t.undo, t.events, t.prevs, t.sub = nil, nil, nil, 0
 }

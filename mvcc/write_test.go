@@ -2,7 +2,9 @@ package mvcc
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 )
@@ -92,6 +94,47 @@ func TestUpdateRollsBackOnError(t *testing.T) {
 	defer s.Close()
 	if got := storeState(t, s); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after reopen:\n%v\nwant\n%v", got, want)
+	}
+}
+
+// A rollback takes its keys back out of the index under the index lock: readers range
+// over the index meanwhile (under -race, the index changing under them was a race).
+func TestRollbackWhileReading(t *testing.T) {
+	s, _ := newStore(t)
+	put(t, s, "k", "1")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r := s.Read()
+			if _, err := r.Range([]byte("a"), []byte("z"), RangeOptions{}); err != nil {
+				t.Error(err)
+			}
+			r.End()
+		}
+	}()
+	errRefused := errors.New("refused")
+	for i := range 200 {
+		err := s.Update(uint64(i+2), 1, func(tx *WriteTxn) error {
+			tx.Put([]byte(fmt.Sprintf("new%03d", i)), []byte("v"), 0) // a key index created, then dropped
+			tx.Put([]byte("k"), []byte("2"), 0)
+			return errRefused
+		})
+		if !errors.Is(err, errRefused) {
+			t.Fatalf("Update = %v", err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if rr := rangeKVs(t, s, []byte("a"), []byte("z"), RangeOptions{}); len(rr.KVs) != 1 || string(rr.KVs[0].Value) != "1" {
+		t.Fatalf("after the rollbacks: %v", rr.KVs)
 	}
 }
 
