@@ -434,6 +434,12 @@ func (v *rangeView) kv(i int, rev revision) (*mvccpb.KeyValue, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeStored(rev, val)
+}
+
+// decodeStored decodes val, the stored encoding of revision rev, into a KeyValue of
+// its own (no memory shared with val).
+func decodeStored(rev revision, val []byte) (*mvccpb.KeyValue, error) {
 	kv := &mvccpb.KeyValue{}
 	if err := kv.UnmarshalVT(val); err != nil {
 		return nil, fmt.Errorf("mvcc: decode revision {%d %d}: %w", rev.main, rev.sub, err)

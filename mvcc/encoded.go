@@ -8,36 +8,7 @@ package mvcc
 // rangeDropBytes), so the member does not end up holding the db's pages on top of what
 // f keeps. f's error stops the read and is returned.
 func (t *ReadTxn) RangeEncoded(key, end []byte, o RangeOptions, f func(val []byte) error) (*RangeResult, error) {
-	rangeCounter.Inc()
-	s := t.s
-	s.mu.RLock()
-	res, hits, err := s.rangeIndex(key, end, o, t.rev)
-	if err != nil || o.CountOnly {
-		s.mu.RUnlock()
-		return res, err
-	}
-	v, err := s.b.view(hits) // under mu, as in Range
-	s.mu.RUnlock()
-	if err != nil {
-		return nil, err
-	}
-	defer v.close()
-	for i, h := range hits {
-		if hook := s.hooks.rangeValue; hook != nil {
-			hook(i)
-		}
-		val, err := v.raw(i, h.rev)
-		if err != nil {
-			return nil, err
-		}
-		if err := f(val); err != nil {
-			return nil, err
-		}
-		if v.mappedBytes >= rangeDropBytes {
-			v.dropMapped()
-		}
-	}
-	return res, nil
+	return t.rangeStored(key, end, o, func(int) {}, func(_ revision, val []byte) error { return f(val) })
 }
 
 // rangeDropBytes is how much of the map a range read reads between drops of what it

@@ -101,6 +101,28 @@ func (t *ReadTxn) Rev() int64 { return t.rev }
 // up neither the writer nor, behind it, other readers; the map pages it read leave the
 // resident set every rangeDropBytes (the KVs are copies), not only at the end.
 func (t *ReadTxn) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
+	var kvs []*mvccpb.KeyValue
+	res, err := t.rangeStored(key, end, o, func(n int) { kvs = make([]*mvccpb.KeyValue, 0, n) },
+		func(rev revision, val []byte) error {
+			kv, err := decodeStored(rev, val) // a copy: the pages it came from may go
+			if err != nil {
+				return err
+			}
+			kvs = append(kvs, kv)
+			return nil
+		})
+	if err != nil || o.CountOnly {
+		return res, err
+	}
+	res.KVs = kvs
+	return res, nil
+}
+
+// rangeStored is the walk of Range and RangeEncoded: the index under mu, then the
+// stored encoding of every hit, in key order, read from a view of the backend taken
+// before mu is released and handed to f (valid only during the call; start is told how
+// many come first). The map pages read leave the resident set every rangeDropBytes.
+func (t *ReadTxn) rangeStored(key, end []byte, o RangeOptions, start func(n int), f func(rev revision, val []byte) error) (*RangeResult, error) {
 	rangeCounter.Inc()
 	s := t.s
 	s.mu.RLock()
@@ -117,18 +139,20 @@ func (t *ReadTxn) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 		return nil, err
 	}
 	defer v.close()
-	res.KVs = make([]*mvccpb.KeyValue, 0, len(hits))
+	start(len(hits))
 	for i, h := range hits {
 		if hook := s.hooks.rangeValue; hook != nil {
 			hook(i)
 		}
-		kv, err := v.kv(i, h.rev)
+		val, err := v.raw(i, h.rev)
 		if err != nil {
 			return nil, err
 		}
-		res.KVs = append(res.KVs, kv)
+		if err := f(h.rev, val); err != nil {
+			return nil, err
+		}
 		if v.mappedBytes >= rangeDropBytes {
-			v.dropMapped() // the KVs decoded are copies
+			v.dropMapped()
 		}
 	}
 	return res, nil

@@ -15,29 +15,13 @@ import (
 func TestEncodeRangeMatchesRange(t *testing.T) {
 	s, mid := streamStore(t)
 	k := func(s string) []byte { return []byte(s) }
-	reqs := map[string]*pb.RangeRequest{
-		"all":              {Key: k("\x00"), RangeEnd: k("\x00")},
-		"prefix":           {Key: k("k1"), RangeEnd: k("k2")},
-		"from-key":         {Key: k("k150"), RangeEnd: k("\x00")},
-		"single":           {Key: k("k009")},
-		"single-deleted":   {Key: k("k055")},
-		"none":             {Key: k("a"), RangeEnd: k("b")},
-		"limit":            {Key: k("\x00"), RangeEnd: k("\x00"), Limit: 17},
-		"limit-exact":      {Key: k("k1"), RangeEnd: k("k2"), Limit: 100},
-		"limit-over":       {Key: k("k1"), RangeEnd: k("k2"), Limit: 1000},
-		"limit-1":          {Key: k("k1"), RangeEnd: k("k2"), Limit: 1},
-		"count-only":       {Key: k("\x00"), RangeEnd: k("\x00"), CountOnly: true},
-		"count-only-limit": {Key: k("\x00"), RangeEnd: k("\x00"), CountOnly: true, Limit: 3},
-		"past":             {Key: k("\x00"), RangeEnd: k("\x00"), Revision: mid},
-		"past-limit":       {Key: k("k0"), RangeEnd: k("k1"), Revision: 10, Limit: 5},
-		"ascend-by-key":    {Key: k("\x00"), RangeEnd: k("\x00"), SortOrder: pb.RangeRequest_ASCEND},
-		"serializable":     {Key: k("k1"), RangeEnd: k("k2"), Serializable: true},
-		// declined
-		"keys-only":     {Key: k("\x00"), RangeEnd: k("\x00"), KeysOnly: true},
-		"min-mod":       {Key: k("\x00"), RangeEnd: k("\x00"), MinModRevision: mid + 1},
+	reqs := rangeRequestShapes(mid)
+	for name, r := range map[string]*pb.RangeRequest{ // declined, with keys-only and min-mod
 		"descend":       {Key: k("\x00"), RangeEnd: k("\x00"), SortOrder: pb.RangeRequest_DESCEND},
 		"by-value":      {Key: k("\x00"), RangeEnd: k("\x00"), SortTarget: pb.RangeRequest_VALUE},
 		"by-mod-ascend": {Key: k("\x00"), RangeEnd: k("\x00"), SortTarget: pb.RangeRequest_MOD, SortOrder: pb.RangeRequest_ASCEND},
+	} {
+		reqs[name] = r
 	}
 	declined := map[string]bool{"keys-only": true, "min-mod": true, "descend": true, "by-value": true, "by-mod-ascend": true}
 	for name, r := range reqs {

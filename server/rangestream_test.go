@@ -51,36 +51,47 @@ func streamStore(t *testing.T) (s *mvcc.Store, mid int64) {
 	return s, mid
 }
 
+// rangeRequestShapes are the Range requests both the streamed and the encoded answers
+// are checked on, over streamStore's keys (mid: its revision halfway).
+func rangeRequestShapes(mid int64) map[string]*pb.RangeRequest {
+	k := func(s string) []byte { return []byte(s) }
+	return map[string]*pb.RangeRequest{
+		"all":              {Key: k("\x00"), RangeEnd: k("\x00")},
+		"prefix":           {Key: k("k1"), RangeEnd: k("k2")},
+		"from-key":         {Key: k("k150"), RangeEnd: k("\x00")},
+		"single":           {Key: k("k009")},
+		"single-deleted":   {Key: k("k055")},
+		"none":             {Key: k("a"), RangeEnd: k("b")},
+		"limit":            {Key: k("\x00"), RangeEnd: k("\x00"), Limit: 17},
+		"limit-exact":      {Key: k("k1"), RangeEnd: k("k2"), Limit: 100},
+		"limit-over":       {Key: k("k1"), RangeEnd: k("k2"), Limit: 1000},
+		"limit-1":          {Key: k("k1"), RangeEnd: k("k2"), Limit: 1},
+		"keys-only":        {Key: k("\x00"), RangeEnd: k("\x00"), KeysOnly: true},
+		"count-only":       {Key: k("\x00"), RangeEnd: k("\x00"), CountOnly: true},
+		"count-only-limit": {Key: k("\x00"), RangeEnd: k("\x00"), CountOnly: true, Limit: 3},
+		"past":             {Key: k("\x00"), RangeEnd: k("\x00"), Revision: mid},
+		"past-limit":       {Key: k("k0"), RangeEnd: k("k1"), Revision: 10, Limit: 5},
+		"min-mod":          {Key: k("\x00"), RangeEnd: k("\x00"), MinModRevision: mid + 1},
+		"ascend-by-key":    {Key: k("\x00"), RangeEnd: k("\x00"), SortOrder: pb.RangeRequest_ASCEND},
+		"serializable":     {Key: k("k1"), RangeEnd: k("k2"), Serializable: true},
+	}
+}
+
 // Merged, RangeStream's chunks are Range's answer (executeRange) for every request
 // shape; only the last chunk has header, more and count; the chunks are disjoint,
 // in key order, and bounded.
 func TestStreamRangeMatchesRange(t *testing.T) {
 	s, mid := streamStore(t)
 	k := func(s string) []byte { return []byte(s) }
-	reqs := map[string]*pb.RangeRequest{
-		"all":                 {Key: k("\x00"), RangeEnd: k("\x00")},
-		"prefix":              {Key: k("k1"), RangeEnd: k("k2")},
-		"from-key":            {Key: k("k150"), RangeEnd: k("\x00")},
-		"single":              {Key: k("k009")},
-		"single-deleted":      {Key: k("k055")},
-		"none":                {Key: k("a"), RangeEnd: k("b")},
-		"limit":               {Key: k("\x00"), RangeEnd: k("\x00"), Limit: 17},
-		"limit-exact":         {Key: k("k1"), RangeEnd: k("k2"), Limit: 100},
-		"limit-over":          {Key: k("k1"), RangeEnd: k("k2"), Limit: 1000},
-		"limit-1":             {Key: k("k1"), RangeEnd: k("k2"), Limit: 1},
-		"keys-only":           {Key: k("\x00"), RangeEnd: k("\x00"), KeysOnly: true},
-		"count-only":          {Key: k("\x00"), RangeEnd: k("\x00"), CountOnly: true},
-		"count-only-limit":    {Key: k("\x00"), RangeEnd: k("\x00"), CountOnly: true, Limit: 3},
-		"past":                {Key: k("\x00"), RangeEnd: k("\x00"), Revision: mid},
-		"past-limit":          {Key: k("k0"), RangeEnd: k("k1"), Revision: 10, Limit: 5},
-		"min-mod":             {Key: k("\x00"), RangeEnd: k("\x00"), MinModRevision: mid + 1},
+	reqs := rangeRequestShapes(mid)
+	for name, r := range map[string]*pb.RangeRequest{
 		"max-mod":             {Key: k("\x00"), RangeEnd: k("\x00"), MaxModRevision: 5},
 		"create-window":       {Key: k("\x00"), RangeEnd: k("\x00"), MinCreateRevision: 4, MaxCreateRevision: 8},
 		"filter-limit-more":   {Key: k("\x00"), RangeEnd: k("\x00"), MinModRevision: mid + 1, Limit: 3},
 		"filter-limit-nomore": {Key: k("\x00"), RangeEnd: k("\x00"), MinModRevision: mid + 1, Limit: 23},
 		"filter-keys-only":    {Key: k("k1"), RangeEnd: k("\x00"), MaxModRevision: mid, KeysOnly: true, Limit: 40},
-		"ascend-by-key":       {Key: k("\x00"), RangeEnd: k("\x00"), SortOrder: pb.RangeRequest_ASCEND},
-		"serializable":        {Key: k("k1"), RangeEnd: k("k2"), Serializable: true},
+	} {
+		reqs[name] = r
 	}
 	for name, r := range reqs {
 		for _, chunk := range []int{1, 5000, 1 << 20} {
