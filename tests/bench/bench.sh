@@ -15,7 +15,7 @@
 #                     and lease counts stay fixed
 #   BENCH_SIZES="1 3" cluster sizes: every workload on a single member, then the write, read
 #                     and watch workloads on a 3-member cluster (workload names "3m-...", clients
-#                     connected to all members)
+#                     connected to all members), with put-500 (500 clients, 50 conns) there only
 #   (single member only: put-100 and range-l also run over TLS, "tls-put-100" and
 #   "tls-range-l", both servers with --auto-tls)
 #   BENCH_DEFRAG_MB=1024  db size for the defrag workload: the db is filled with this many MB
@@ -181,7 +181,7 @@ for size in $sizes; do
 	names=("${prefix}put-1" "${prefix}put-100" "${prefix}range-l" "${prefix}range-s" "${prefix}txn-put"
 		"${prefix}watch" "${prefix}watch-latency" "${prefix}watch-10k")
 	# (tls-put-100 and tls-range-l start a member of their own, after these.)
-	if [[ "$size" == 1 ]]; then names+=(lease tls-put-100 tls-range-l); fi
+	if [[ "$size" == 1 ]]; then names+=(lease tls-put-100 tls-range-l); else names+=("${prefix}put-500"); fi
 	for round in $(seq 1 "$rounds"); do
 		for target in cairn etcd; do
 			wanted "${names[@]}" || continue
@@ -190,6 +190,11 @@ for size in $sizes; do
 			run "$target" "$round" "${prefix}put-1" put --clients 1 --conns 1 --key-size 8 --val-size 256 --total "$(n 5000)"
 			run "$target" "$round" "${prefix}put-100" put --clients 100 --conns 10 --key-size 8 --val-size 256 \
 				--key-space-size 10000 --sequential-keys --total "$(n 20000)"
+			if [[ "$size" != 1 ]]; then
+				# docs/benchmarks.md's put-500: clusters only.
+				run "$target" "$round" "${prefix}put-500" put --clients 500 --conns 50 --key-size 8 --val-size 256 \
+					--key-space-size 10000 --sequential-keys --total "$(n 20000)"
+			fi
 			run "$target" "$round" "${prefix}range-l" range --clients 100 --conns 10 --consistency l --total "$(n 50000)"
 			run "$target" "$round" "${prefix}range-s" range --clients 100 --conns 10 --consistency s --total "$(n 50000)"
 			run "$target" "$round" "${prefix}txn-put" txn-put --clients 100 --conns 10 --key-size 8 --val-size 256 \
