@@ -172,6 +172,8 @@ type undoOp struct {
 	fn   func()
 }
 
+// revert undoes op; a key revision's index entry is taken back under the index lock,
+// as readers may be walking the index meanwhile.
 func (t *WriteTxn) revert(op undoOp) {
 	if op.fn != nil {
 		op.fn()
