@@ -34,6 +34,31 @@ func newStore(t *testing.T) (*Store, string) {
 	return s, p
 }
 
+// repeatUntilStopped runs f over and over in a goroutine until stop is called, or f
+// fails; stop waits for the goroutine and returns f's error.
+func repeatUntilStopped(f func() error) (stop func() error) {
+	quit := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-quit:
+				done <- nil
+				return
+			default:
+			}
+			if err := f(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	return func() error {
+		close(quit)
+		return <-done
+	}
+}
+
 // put writes one key in its own write txn and returns the new revision.
 func put(t *testing.T, s *Store, key, val string) int64 {
 	t.Helper()

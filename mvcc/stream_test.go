@@ -266,33 +266,22 @@ func TestCommitDropsResidentPages(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		put(t, s, fmt.Sprintf("k%03d", i), val(i))
 	}
-	stop := make(chan struct{})
-	done := make(chan error)
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			r := s.Read()
-			rr, err := r.Range([]byte("k"), []byte("l"), RangeOptions{})
-			r.End()
-			if err != nil {
-				done <- err
-				return
-			}
-			for _, kv := range rr.KVs {
-				var i int
-				fmt.Sscanf(string(kv.Key), "k%03d", &i)
-				if string(kv.Value) != val(i) {
-					done <- fmt.Errorf("value of %s changed", kv.Key)
-					return
-				}
+	stop := repeatUntilStopped(func() error {
+		r := s.Read()
+		rr, err := r.Range([]byte("k"), []byte("l"), RangeOptions{})
+		r.End()
+		if err != nil {
+			return err
+		}
+		for _, kv := range rr.KVs {
+			var i int
+			fmt.Sscanf(string(kv.Key), "k%03d", &i)
+			if string(kv.Value) != val(i) {
+				return fmt.Errorf("value of %s changed", kv.Key)
 			}
 		}
-	}()
+		return nil
+	})
 	for round := 0; round < 50; round++ {
 		put(t, s, fmt.Sprintf("k%03d", round), val(round))
 		s.wmu.Lock()
@@ -303,8 +292,7 @@ func TestCommitDropsResidentPages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(stop)
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }

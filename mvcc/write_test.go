@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 )
@@ -102,24 +101,12 @@ func TestUpdateRollsBackOnError(t *testing.T) {
 func TestRollbackWhileReading(t *testing.T) {
 	s, _ := newStore(t)
 	put(t, s, "k", "1")
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			r := s.Read()
-			if _, err := r.Range([]byte("a"), []byte("z"), RangeOptions{}); err != nil {
-				t.Error(err)
-			}
-			r.End()
-		}
-	}()
+	stop := repeatUntilStopped(func() error {
+		r := s.Read()
+		defer r.End()
+		_, err := r.Range([]byte("a"), []byte("z"), RangeOptions{})
+		return err
+	})
 	errRefused := errors.New("refused")
 	for i := range 200 {
 		err := s.Update(uint64(i+2), 1, func(tx *WriteTxn) error {
@@ -131,8 +118,9 @@ func TestRollbackWhileReading(t *testing.T) {
 			t.Fatalf("Update = %v", err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 	if rr := rangeKVs(t, s, []byte("a"), []byte("z"), RangeOptions{}); len(rr.KVs) != 1 || string(rr.KVs[0].Value) != "1" {
 		t.Fatalf("after the rollbacks: %v", rr.KVs)
 	}

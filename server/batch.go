@@ -83,8 +83,7 @@ func (b *proposalBatcher) propose(ctx context.Context, data []byte) error {
 		b.proposing = true
 		b.mu.Unlock()
 		// Alone: proposed as it is, with nothing queued (no allocation).
-		b.observe(1)
-		err := b.s.node.Propose(ctx, data)
+		err := b.proposeEntry(ctx, data, 1)
 		b.mu.Lock()
 		if len(b.queue) > 0 {
 			// run proposes what queued meanwhile (a kick still pending wakes it too).
@@ -177,13 +176,18 @@ func (b *proposalBatcher) proposeBatch(batch []*queuedProposal, size int) {
 			data = appendBatched(data, p.data)
 		}
 	}
-	b.observe(len(batch))
 	ctx, cancel := whileAnyWaits(batch)
-	err := b.s.node.Propose(ctx, data)
+	err := b.proposeEntry(ctx, data, len(batch))
 	cancel()
 	for _, p := range batch {
 		p.done <- err
 	}
+}
+
+// proposeEntry hands raft one entry holding n requests.
+func (b *proposalBatcher) proposeEntry(ctx context.Context, data []byte, n int) error {
+	b.observe(n)
+	return b.s.node.Propose(ctx, data)
 }
 
 // whileAnyWaits is a context that ends once every request of batch has its context

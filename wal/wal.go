@@ -283,7 +283,7 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 		if e == nil {
 			return errors.New("wal: save: nil entry")
 		}
-		if buf, crc, err = appendProtoRecord(buf, crc, recEntry, e); err != nil {
+		if buf, crc, err = appendEntryRecord(buf, crc, e); err != nil {
 			return fmt.Errorf("wal: save entry %d: %w", e.GetIndex(), err)
 		}
 		last = e.GetIndex()
@@ -416,17 +416,23 @@ func isEmptyState(hs *raftpb.HardState) bool {
 	return hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0
 }
 
-// appendProtoRecord marshals m straight into buf behind a reserved header; an entry,
-// every record but a few, without protobuf-go's reflection (same bytes).
+// appendProtoRecord marshals m straight into buf behind a reserved header.
 func appendProtoRecord(buf []byte, prev uint32, t recordType, m proto.Message) ([]byte, uint32, error) {
+	return appendEncodedRecord(buf, prev, t, func(b []byte) ([]byte, error) { return proto.MarshalOptions{}.MarshalAppend(b, m) })
+}
+
+// appendEntryRecord is appendProtoRecord for an entry, every record but a few, written
+// without protobuf-go's reflection (the same bytes: raftcodec).
+func appendEntryRecord(buf []byte, prev uint32, e *raftpb.Entry) ([]byte, uint32, error) {
+	return appendEncodedRecord(buf, prev, recEntry, func(b []byte) ([]byte, error) { return raftcodec.AppendEntry(b, e), nil })
+}
+
+// appendEncodedRecord appends a record of type t whose data encode appends straight
+// into buf behind a reserved header.
+func appendEncodedRecord(buf []byte, prev uint32, t recordType, encode func([]byte) ([]byte, error)) ([]byte, uint32, error) {
 	start := len(buf)
 	buf = append(buf, make([]byte, headerSize)...)
-	var err error
-	if e, ok := m.(*raftpb.Entry); ok {
-		buf = raftcodec.AppendEntry(buf, e)
-	} else {
-		buf, err = proto.MarshalOptions{}.MarshalAppend(buf, m)
-	}
+	buf, err := encode(buf)
 	if err != nil {
 		return buf[:start], prev, err
 	}

@@ -105,6 +105,18 @@ func AppendEntry(b []byte, e *raftpb.Entry) []byte {
 	return b
 }
 
+// uintField is an optional uint64 field of a message and its number.
+type uintField struct {
+	num protowire.Number
+	v   *uint64
+}
+
+// headFields are m's optional uint64 fields between its type and its entries, in
+// number order.
+func headFields(m *raftpb.Message) [5]uintField {
+	return [...]uintField{{msgTo, m.To}, {msgFrom, m.From}, {msgTerm, m.Term}, {msgLogTerm, m.LogTerm}, {msgIndex, m.Index}}
+}
+
 // MessageSize is the size of m's encoding.
 func MessageSize(m *raftpb.Message) int {
 	if byReflection(m) {
@@ -114,10 +126,7 @@ func MessageSize(m *raftpb.Message) int {
 	if m.Type != nil {
 		n += sizeVarintField(msgType, uint64(int64(*m.Type)))
 	}
-	for _, f := range [...]struct {
-		num protowire.Number
-		v   *uint64
-	}{{msgTo, m.To}, {msgFrom, m.From}, {msgTerm, m.Term}, {msgLogTerm, m.LogTerm}, {msgIndex, m.Index}} {
+	for _, f := range headFields(m) {
 		if f.v != nil {
 			n += sizeVarintField(f.num, *f.v)
 		}
@@ -151,10 +160,7 @@ func AppendMessage(b []byte, m *raftpb.Message) ([]byte, error) {
 	if m.Type != nil {
 		b = appendVarintField(b, msgType, uint64(int64(*m.Type)))
 	}
-	for _, f := range [...]struct {
-		num protowire.Number
-		v   *uint64
-	}{{msgTo, m.To}, {msgFrom, m.From}, {msgTerm, m.Term}, {msgLogTerm, m.LogTerm}, {msgIndex, m.Index}} {
+	for _, f := range headFields(m) {
 		if f.v != nil {
 			b = appendVarintField(b, f.num, *f.v)
 		}
@@ -254,8 +260,8 @@ func nextField(b []byte, pos int) (field, int, error) {
 
 // DecodeMessage decodes a raft message's wire form as proto.Unmarshal does, dropping
 // unknown fields (a known field of the wrong wire type is unknown as well; raft's enums
-// are open, so any value is kept, as an int32). The message shares no memory with b: its entries' data
-// and context are slices of one copy of b.
+// are open, so any value is kept, as an int32). The message shares no memory with b:
+// its entries' data and context are slices of one copy of b.
 func DecodeMessage(b []byte) (*raftpb.Message, error) {
 	// First pass: check the structure and count the entries, so they are allocated at
 	// once; a message with a snapshot or responses goes to protobuf-go.
