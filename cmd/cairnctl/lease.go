@@ -115,7 +115,7 @@ func runLeaseKeepAlive(ctx context.Context, cfg *benchConfig) (*Result, error) {
 					st.lat = append(st.lat, d)
 					continue
 				}
-				if abandoned(ctx, err) {
+				if abandoned(ctx) {
 					break // abandoned by --timeout; not the server's error
 				}
 				if st.errs == nil {

@@ -276,7 +276,7 @@ func runWatch(ctx context.Context, cfg *benchConfig) (*Result, error) {
 				resp, err := kv.Put(ctx, req)
 				if err == nil {
 					recs = append(recs, putRecord{key: k, rev: resp.GetHeader().GetRevision(), sent: sent, lat: time.Since(base) - sent})
-				} else if !abandoned(ctx, err) {
+				} else if !abandoned(ctx) {
 					errs["put: "+err.Error()]++
 				}
 			}
@@ -321,7 +321,7 @@ func runWatch(ctx context.Context, cfg *benchConfig) (*Result, error) {
 		for msg, n := range ws.errs {
 			st.errs[msg] += n
 		}
-		// When the run timed out, streams ending with the deadline are expected.
+		// When the run timed out, streams ended by its cancellation are expected.
 		if err := recvErrs[s]; err != nil && !isCanceled(err) && !timedOut {
 			st.errs["watch stream: "+err.Error()]++
 		}
