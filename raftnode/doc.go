@@ -8,6 +8,8 @@
 // configuration for https:// ones. At each snapshot it purges the snapshot files and
 // released WAL segments beyond --max-snapshots / --max-wals; ForceNewCluster rewrites a
 // restarting member's log for --force-new-cluster.
+// Config.SyncWrite hears when each fsynced write starts and ends (the server holds client
+// writes meanwhile to propose them as one entry).
 // A member that is the only voter campaigns as soon as its configuration is applied
 // (campaign.go) instead of waiting out an election timeout.
 //

@@ -67,6 +67,12 @@ type Config struct {
 	Peers    []raft.Peer
 
 	Transport Transport
+
+	// SyncWrite, if set, is told when the Ready loop starts (true) and ends (false) a
+	// write it fsyncs. Proposals made meanwhile could not be written sooner: raft puts
+	// them in its next Ready, which comes only once this one is handled. It must not
+	// block.
+	SyncWrite func(writing bool)
 }
 
 // Apply is a batch of committed entries, in log order, for the apply loop. Every entry
@@ -97,6 +103,7 @@ type Node struct {
 	// maxSnapshotBytes is Config.MaxSnapshotBytes.
 	maxSnapshotBytes int64
 	transport        Transport
+	syncWrite        func(writing bool) // Config.SyncWrite, or a no-op
 	tick             time.Duration
 	catchUp          uint64
 	maxSnaps         int // < 0: unlimited
@@ -136,6 +143,7 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		snapshotter:      snap.New(cfg.Logger, cfg.SnapDir),
 		maxSnapshotBytes: cfg.MaxSnapshotBytes,
 		transport:        cfg.Transport,
+		syncWrite:        cfg.SyncWrite,
 		tick:             cfg.TickInterval,
 		catchUp:          cfg.SnapshotCatchUpEntries,
 		maxSnaps:         cmp.Or(cfg.MaxSnapshots, DefaultMaxSnapshots),
@@ -146,6 +154,9 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		campaignc:        make(chan struct{}, 1),
 		stopc:            make(chan struct{}),
 		donec:            make(chan struct{}),
+	}
+	if n.syncWrite == nil {
+		n.syncWrite = func(bool) {}
 	}
 	rc := &raft.Config{
 		ID:              cfg.ID,

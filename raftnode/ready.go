@@ -61,7 +61,14 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			committed = committed[i:]
 		}
 	}
-	if err := n.untilSpace(func() error { return n.persist(rd) }); err != nil {
+	if rd.MustSync {
+		n.syncWrite(true)
+	}
+	err := n.untilSpace(func() error { return n.persist(rd) })
+	if rd.MustSync {
+		n.syncWrite(false)
+	}
+	if err != nil {
 		return err
 	}
 	if ap.Snapshot != nil {

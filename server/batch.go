@@ -43,12 +43,16 @@ type queuedProposal struct {
 	done chan error
 }
 
-// proposalBatcher proposes client KV writes, coalescing those that queue up while the
-// previous entry is being handed to raft into one entry (raft thesis 10.2): one WAL
-// record, one append per follower, one store write lock at apply. It never waits for
-// more: a lone request is proposed at once, as it is, by its own goroutine (no hop to
-// the batcher's goroutine and back). Requests arriving while a proposal is under way
-// queue, and the batcher's goroutine proposes them as batches until the queue is empty.
+// proposalBatcher proposes client KV writes, coalescing those that queue up into one
+// entry (raft thesis 10.2): one WAL record, one append per follower, one store write lock
+// at apply. Requests queue while a proposal is under way, and while the Ready loop makes
+// a write durable (syncWrite): raft could not write them sooner, as its next Ready comes
+// only once that write is done. Under load that is most of the time, so an entry holds
+// what arrived during a whole fsync (24 requests on average under put-100 on one member,
+// against 1.9 when only a proposal under way held them back). It never waits for more: a
+// lone request arriving while neither holds is proposed at once, as it is, by its own
+// goroutine (no hop to the batcher's goroutine and back); the batcher's goroutine
+// proposes the queue as batches, until it is empty, once neither holds.
 type proposalBatcher struct {
 	s        *Server
 	maxBytes int
@@ -60,8 +64,31 @@ type proposalBatcher struct {
 	mu    sync.Mutex
 	queue []*queuedProposal // waiting for run, in arrival order
 	// proposing: a proposal is under way, by a lone request's caller or by run; who
-	// sets it clears it or hands the role to run (with a kick) if requests queued.
+	// sets it clears it or hands the role to run (with a kick) if requests queued and
+	// the Ready loop is not writing.
 	proposing bool
+	// writing: the Ready loop is making a write durable (syncWrite).
+	writing bool
+}
+
+// syncWrite is the Ready loop's notice that a write it fsyncs starts (true) or ended
+// (false): the requests queued meanwhile are proposed once it ended, by run.
+func (b *proposalBatcher) syncWrite(writing bool) {
+	b.mu.Lock()
+	b.writing = writing
+	if !writing && !b.proposing && len(b.queue) > 0 {
+		b.proposing = true
+		b.kickRun()
+	}
+	b.mu.Unlock()
+}
+
+// kickRun wakes run (a kick still pending wakes it too).
+func (b *proposalBatcher) kickRun() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
 }
 
 func newProposalBatcher(s *Server) *proposalBatcher {
@@ -79,20 +106,16 @@ func newProposalBatcher(s *Server) *proposalBatcher {
 // batch, and returns once the entry holding it was handed to raft, or ctx ended.
 func (b *proposalBatcher) propose(ctx context.Context, data []byte) error {
 	b.mu.Lock()
-	if !b.proposing {
+	if !b.proposing && !b.writing {
 		b.proposing = true
 		b.mu.Unlock()
 		// Alone: proposed as it is, with nothing queued (no allocation).
 		err := b.proposeEntry(ctx, data, 1)
 		b.mu.Lock()
-		if len(b.queue) > 0 {
-			// run proposes what queued meanwhile (a kick still pending wakes it too).
-			select {
-			case b.kick <- struct{}{}:
-			default:
-			}
+		if len(b.queue) > 0 && !b.writing {
+			b.kickRun() // run proposes what queued meanwhile
 		} else {
-			b.proposing = false
+			b.proposing = false // syncWrite(false) hands what queues to run
 		}
 		b.mu.Unlock()
 		return err
@@ -110,7 +133,8 @@ func (b *proposalBatcher) propose(ctx context.Context, data []byte) error {
 	}
 }
 
-// run proposes the queue as batches whenever it is kicked, until the member stops.
+// run proposes the queue as batches whenever it is kicked, until it is empty or the Ready
+// loop writes, until the member stops.
 func (b *proposalBatcher) run() {
 	var batch []*queuedProposal
 	for {
@@ -121,8 +145,11 @@ func (b *proposalBatcher) run() {
 		}
 		for {
 			var size int
+			batch = batch[:0]
 			b.mu.Lock()
-			batch, size = b.takeBatch(batch[:0])
+			if !b.writing {
+				batch, size = b.takeBatch(batch)
+			}
 			if len(batch) == 0 {
 				b.proposing = false
 				b.mu.Unlock()

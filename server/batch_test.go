@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	dto "github.com/prometheus/client_model/go"
@@ -148,6 +149,67 @@ func TestBatchMatchesOneByOne(t *testing.T) {
 	restarted := startServer(t, cfg)
 	if s := storeSnapshot(t, restarted); s != want {
 		t.Fatalf("after replaying the WAL:\n%s\nwant:\n%s", s, want)
+	}
+}
+
+// Writes arriving while the Ready loop makes a write durable wait for it (raft could not
+// write them sooner) and are proposed together once it ended: one entry, each write with
+// its own revision and answer.
+func TestWritesDuringSyncWriteShareAnEntry(t *testing.T) {
+	s := startServer(t, testConfig(t))
+	mustPut(t, s, "warm", "up")
+	entries := func() (requests, count uint64) {
+		var m dto.Metric
+		if err := s.metrics.proposalBatchRequests.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return uint64(m.GetHistogram().GetSampleSum()), m.GetHistogram().GetSampleCount()
+	}
+	reqs0, entries0 := entries()
+
+	// The Ready loop is frozen, so the write this test stands for is the only one.
+	s.node.FreezeReadyLoop(time.Minute)
+	s.batcher.syncWrite(true) // as the Ready loop does around an fsync
+	const n = 20
+	revs := make(chan int64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := s.Put(ctx(t), &pb.PutRequest{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte("v")})
+			if err != nil {
+				t.Errorf("put: %v", err)
+				return
+			}
+			revs <- resp.Header.Revision
+		}()
+	}
+	eventually(t, 5*time.Second, "every write queued", func() bool {
+		s.batcher.mu.Lock()
+		defer s.batcher.mu.Unlock()
+		return len(s.batcher.queue) == n
+	})
+	if reqs, _ := entries(); reqs != reqs0 {
+		t.Fatalf("%d requests proposed while the Ready loop was writing", reqs-reqs0)
+	}
+	s.batcher.syncWrite(false)
+	eventually(t, 5*time.Second, "the queue proposed", func() bool {
+		reqs, _ := entries()
+		return reqs-reqs0 == n
+	})
+	if reqs, count := entries(); reqs-reqs0 != n || count-entries0 != 1 {
+		t.Fatalf("%d requests in %d entries, want %d in one", reqs-reqs0, count-entries0, n)
+	}
+	s.node.FreezeReadyLoop(0)
+	wg.Wait()
+	close(revs)
+	seen := map[int64]bool{}
+	for r := range revs {
+		seen[r] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct revisions for %d puts", len(seen), n)
 	}
 }
 

@@ -238,6 +238,9 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newServerMetrics(s)
 	s.registerMetrics()
 
+	// Before the node: its Ready loop tells the batcher about its writes from the start.
+	s.batcher = newProposalBatcher(s)
+	rcfg.SyncWrite = s.batcher.syncWrite
 	s.node, err = raftnode.Start(rcfg, persisted)
 	if err != nil {
 		if persisted != nil {
@@ -252,7 +255,6 @@ func New(cfg Config) (*Server, error) {
 	s.peers.SetSnapshotHandlers(s.makeSnapshot, s.node.ReceiveSnapshot, s.node.ReportSnapshot)
 	s.reads = newReadIndexBatcher(s, time.Now())
 	go s.reads.run()
-	s.batcher = newProposalBatcher(s)
 	go s.batcher.run()
 	go s.applyLoop()
 	go s.runLeaseExpiry()
