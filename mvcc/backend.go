@@ -60,9 +60,13 @@ const seqFillPercent = 0.9
 // Readers cannot see the batch's uncommitted data through bbolt, so the values written to
 // the "key" bucket since the last commit are also kept in buf until the commit.
 type backend struct {
-	db      *bolt.DB
-	tx      *bolt.Tx // the open batch; guarded by the store's write lock
-	changes int      // changes in tx since it began; guarded by the store's write lock
+	db *bolt.DB
+	tx *bolt.Tx // the open batch; guarded by the store's write lock
+	// cur is batchValue's cursor on the batch's "key" bucket, nil until first used in the
+	// open batch: a bbolt Get makes a new cursor and grows its stack every time (three of
+	// the allocations of each put, for the previous value). Guarded like tx.
+	cur     *bolt.Cursor
+	changes int // changes in tx since it began; guarded by the store's write lock
 	// failCommit, set only by tests, makes the next commits fail as a full disk would.
 	failCommit error
 	// pending is every change of the open batch, in order, to rebuild it in a new
@@ -155,7 +159,7 @@ func (b *backend) begin() error {
 	if err != nil {
 		return fmt.Errorf("mvcc: begin batch: %w", err)
 	}
-	b.tx = tx
+	b.tx, b.cur = tx, nil
 	b.changes = 0
 	b.updateSize(tx)
 	return nil
@@ -461,8 +465,12 @@ func (v *rangeView) close() {
 // batchValue reads a live revision through the batch (which sees uncommitted writes).
 // Caller holds the store's write lock.
 func (b *backend) batchValue(rev revision) ([]byte, error) {
-	v := b.tx.Bucket(bucketKey).Get(rev.bytes(false))
-	if v == nil {
+	if b.cur == nil {
+		b.cur = b.tx.Bucket(bucketKey).Cursor()
+	}
+	key := rev.bytes(false)
+	k, v := b.cur.Seek(key) // Seek repositions, so the cursor sees every write since its last use
+	if !bytes.Equal(k, key) || v == nil {
 		return nil, fmt.Errorf("mvcc: revision {%d %d} missing from the backend", rev.main, rev.sub)
 	}
 	return v, nil

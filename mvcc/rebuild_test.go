@@ -195,3 +195,32 @@ func TestTakeKeyLeases(t *testing.T) {
 		t.Fatal("leases handed over twice")
 	}
 }
+
+// BenchmarkPutExisting overwrites keys that exist, one write transaction per put as a
+// member applies them: the put reads the key's previous value from the batch.
+func BenchmarkPutExisting(b *testing.B) {
+	s, err := Open(nil, filepath.Join(b.TempDir(), "db"), Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const keys = 10000
+	val := bytes.Repeat([]byte("v"), 256)
+	key := func(i int) []byte { return []byte(fmt.Sprintf("%08d", i%keys)) }
+	for i := range keys {
+		tw := s.Write()
+		tw.Put(key(i), val, 0)
+		tw.End(0, 0)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := s.Update(uint64(i+1), 1, func(t *WriteTxn) error {
+			t.Put(key(i), val, 0)
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
