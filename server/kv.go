@@ -138,43 +138,51 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (applyR
 	if len(data) > int(s.cfg.MaxRequestBytes) {
 		return applyResult{}, ErrRequestTooLarge
 	}
-	propose := s.node.Propose
 	if isBatchable(r) {
-		propose = s.batcher.propose
+		return s.proposeAndWait(ctx, r.Id, func(ctx context.Context, exp *expiry) error { return s.batcher.propose(ctx, exp, data) })
 	}
-	return s.proposeAndWait(ctx, r.Id, func(cctx context.Context) error { return propose(cctx, data) })
+	return s.proposeAndWait(ctx, r.Id, func(ctx context.Context, exp *expiry) error {
+		cctx, cancel := exp.bounded(ctx)
+		defer cancel()
+		return s.node.Propose(cctx, data)
+	})
 }
 
-// proposeAndWait hands a proposal to raft (propose) and waits, bounded by the request
-// timeout, for the apply loop to report the result of proposal id.
-func (s *Server) proposeAndWait(ctx context.Context, id uint64, propose func(context.Context) error) (applyResult, error) {
+// proposeAndWait hands a proposal to raft (propose, given the caller's context and the
+// request's expiry) and waits, bounded by the request timeout (the expiry), for the apply
+// loop to report the result of proposal id.
+func (s *Server) proposeAndWait(ctx context.Context, id uint64, propose func(context.Context, *expiry) error) (applyResult, error) {
 	resc := s.proposals.register(id)
-	cctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
-	defer cancel()
+	exp := s.expiry.get()
 	s.metrics.proposalsPending.Inc()
 	defer s.metrics.proposalsPending.Dec()
-	if err := propose(cctx); err != nil {
+	if err := propose(ctx, exp); err != nil {
 		s.proposals.cancel(id)
 		s.metrics.proposalsFailed.Inc()
-		return applyResult{}, s.proposeError(ctx, cctx, err)
+		return applyResult{}, s.proposeError(ctx, exp, err)
 	}
+	var err error
 	select {
 	case res := <-resc:
 		if res.err != nil {
 			return applyResult{}, res.err
 		}
 		return res, nil
-	case <-cctx.Done():
-		s.proposals.cancel(id)
-		s.metrics.proposalsFailed.Inc()
-		return applyResult{}, s.proposeError(ctx, cctx, cctx.Err())
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-exp.Done():
+		err = exp.Err()
 	case <-s.stopping:
 		return applyResult{}, ErrStopped
 	}
+	s.proposals.cancel(id)
+	s.metrics.proposalsFailed.Inc()
+	return applyResult{}, s.proposeError(ctx, exp, err)
 }
 
 // proposeError turns a failed wait into etcd's error: the caller's own cancellation or
-// deadline stays as it is; our request timeout becomes "no leader" or "request timed out".
+// deadline stays as it is; our request timeout (cctx, or the request's expiry) becomes
+// "no leader" or "request timed out".
 func (s *Server) proposeError(ctx, cctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()

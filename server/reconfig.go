@@ -236,7 +236,11 @@ func (s *Server) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeTyp
 		}
 		cc.Context = b
 	}
-	res, err := s.proposeAndWait(ctx, cc.GetId(), func(cctx context.Context) error { return s.node.ProposeConfChange(cctx, cc) })
+	res, err := s.proposeAndWait(ctx, cc.GetId(), func(ctx context.Context, exp *expiry) error {
+		cctx, cancel := exp.bounded(ctx)
+		defer cancel()
+		return s.node.ProposeConfChange(cctx, cc)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,7 @@ type Server struct {
 	appliedW  *appliedWaiters
 	reads     *readIndexBatcher
 	batcher   *proposalBatcher
+	expiry    *requestExpiry // the request timeout of proposals
 	ids       *idGenerator
 	leaseFwd  *leaseForwarder // connections to the leader for forwarded lease requests
 	alarms    *alarmStore
@@ -239,6 +240,7 @@ func New(cfg Config) (*Server, error) {
 	s.registerMetrics()
 
 	// Before the node: its Ready loop tells the batcher about its writes from the start.
+	s.expiry = newRequestExpiry(s.requestTimeout())
 	s.batcher = newProposalBatcher(s)
 	rcfg.SyncWrite = s.batcher.syncWrite
 	s.node, err = raftnode.Start(rcfg, persisted)
