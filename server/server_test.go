@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/testutil"
 	"github.com/cairn-kv/cairn/mvcc"
 	pb "github.com/cairn-kv/cairn/proto/etcdserverpb"
 	"github.com/cairn-kv/cairn/proto/mvccpb"
@@ -230,13 +231,4 @@ func TestTxnAndErrors(t *testing.T) {
 }
 
 // eventually waits until cond holds, failing the test after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var eventually = testutil.Eventually

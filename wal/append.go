@@ -16,6 +16,10 @@ import (
 // everything before it durable.
 func (w *WAL) append(buf []byte, sync bool) error {
 	start := time.Now()
+	if w.zero == nil {
+		w.zero = newZeroFiller(w.f, w.size, SegmentSizeBytes)
+	}
+	w.zero.beforeAppend(w.size+int64(len(buf)), len(buf))
 	var n int
 	err := w.hookNoSpace("append", w.f.Name())
 	if err != nil {
@@ -87,6 +91,9 @@ func (w *WAL) maybeCut() error {
 	old := w.f
 	w.f, w.size, w.crc = f, int64(len(hdr)), crc
 	w.segs = append(w.segs, next)
+	if w.zero != nil {
+		w.zero.reset(f, w.size, SegmentSizeBytes)
+	}
 	// Closing the old file drops its lock; the new segment was locked before it appeared.
 	if err := old.Close(); err != nil {
 		w.lg.Warn("wal: close finished segment", zap.String("file", cur.path), zap.Error(err))

@@ -5,8 +5,10 @@
 // naming file and offset on any other corruption, a complete final record that fails its
 // checksum included. Only the last segment can end in a torn write: a segment is synced
 // before the next one is created. Each segment is preallocated to SegmentSizeBytes when
-// created (as etcd's are), so an append changes no file size and its fdatasync flushes
-// data only; the zeros after the last record of the segment being written mark the end of
+// created (as etcd's are), so an append changes no file size, and a background filler
+// writes and syncs zeros a few MiB ahead of the appends (zero.go), so an append's
+// fdatasync flushes data only, with no preallocated block to convert in the file system's
+// journal; the zeros after the last record of the segment being written mark the end of
 // the log.
 //
 // Out of space (ENOSPC or EDQUOT, see fsutil.IsNoSpace): an append whose write fails so

@@ -54,7 +54,8 @@ type WAL struct {
 	err        error // sticky: after a failed write or sync the file state is unknown
 	cutErr     error // the last cut, failed for lack of space; retried at each append
 	closed     bool
-	buf        []byte // reused encode buffer
+	buf        []byte      // reused encode buffer
+	zero       *zeroFiller // zeros ahead of the appends; nil until the first append
 
 	hooks *testHooks // nil in production
 }
@@ -373,6 +374,9 @@ func (w *WAL) Close() error {
 		return nil
 	}
 	w.closed = true
+	if w.zero != nil {
+		w.zero.stop()
+	}
 	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("wal: close %s: %w", w.segs[len(w.segs)-1].path, err)
 	}
