@@ -9,7 +9,8 @@
 //     every watcher saw every event in order), and `bench report`, which
 //     turns the JSON results
 //     of alternating Cairn/etcd runs into the ratio table described in
-//     docs/benchmarks.md (tests/bench/bench.sh drives it).
+//     docs/benchmarks.md (tests/bench/bench.sh drives it). Like etcd's benchmark
+//     tool it sends requests without a deadline: --timeout cancels the whole run.
 //
 //   - snapshot save|status|restore: etcdctl snapshot save and etcdutl snapshot
 //     status|restore with their flags and output; restore lays out a Cairn data dir
