@@ -427,11 +427,12 @@ func (n *Node) Err() error { return n.err }
 // for the log up to applied: it writes a snapshot, trims the in-memory log and releases
 // WAL segments the snapshot makes unnecessary. data is the caller's state that the log
 // up to applied no longer rebuilds on restart (the server's membership); it comes back
-// in Persisted.Snapshot.
+// in Persisted.Snapshot. The in-memory log keeps the entries from keepFrom on for slow
+// followers; keepFrom 0 keeps Config.SnapshotCatchUpEntries entries.
 //
 // It must be called from the goroutine that applies entries (and conf changes), so raft's
 // current configuration is the one as of applied.
-func (n *Node) Snapshot(applied uint64, data []byte) error {
+func (n *Node) Snapshot(applied, keepFrom uint64, data []byte) error {
 	s, err := n.storage.CreateSnapshot(applied, confState(n.raft.Status().Config), data)
 	if err != nil {
 		if errors.Is(err, raft.ErrSnapOutOfDate) {
@@ -442,8 +443,11 @@ func (n *Node) Snapshot(applied uint64, data []byte) error {
 	if err := n.saveSnapshot(s); err != nil {
 		return err
 	}
-	if applied > n.catchUp {
-		if err := n.storage.Compact(applied - n.catchUp); err != nil && !errors.Is(err, raft.ErrCompacted) {
+	if keepFrom == 0 && applied > n.catchUp {
+		keepFrom = applied - n.catchUp + 1
+	}
+	if keepFrom > 1 {
+		if err := n.storage.Compact(min(keepFrom-1, applied)); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return fmt.Errorf("raftnode: compact log: %w", err)
 		}
 	}

@@ -133,7 +133,7 @@ func TestSnapshotReleasesLogAndRestartsFromIt(t *testing.T) {
 	}
 	applyUntil(t, n, "e19")
 	applied := n.CommittedIndex()
-	if err := n.Snapshot(applied, nil); err != nil {
+	if err := n.Snapshot(applied, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	n.Stop()

@@ -34,7 +34,7 @@ func TestSnapshotFileRetention(t *testing.T) {
 					propose(t, n, fmt.Sprintf("r%d-%d-%s", r, i, pad))
 				}
 				applyUntil(t, n, fmt.Sprintf("r%d-9-%s", r, pad))
-				if err := n.Snapshot(n.CommittedIndex(), nil); err != nil {
+				if err := n.Snapshot(n.CommittedIndex(), 0, nil); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -50,6 +50,7 @@ func (s *Server) applyBatch(ap raftnode.Apply) error {
 		if err := s.applyEntry(e); err != nil {
 			return fmt.Errorf("entry %d: %w", e.GetIndex(), err)
 		}
+		s.retention.applied(e)
 	}
 	if len(ap.Entries) == 0 {
 		s.maybeReady()
@@ -234,7 +235,8 @@ func (s *Server) applyKV(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest) applyResu
 	return res
 }
 
-// maybeSnapshot takes a raft snapshot every SnapshotCount applied entries. The store is
+// maybeSnapshot takes a raft snapshot every SnapshotCount applied requests (the requests
+// of a batched entry each count, as each is an entry of its own in etcd). The store is
 // committed first, so the snapshot never stands for state that is not on disk.
 //
 // On a full disk it waits: while the store's commits fail for lack of space (the store
@@ -242,7 +244,7 @@ func (s *Server) applyKV(tx *mvcc.WriteTxn, r *pb.InternalRaftRequest) applyResu
 // is released; a snapshot file that cannot be written is tried again after
 // snapshotNoSpaceRetry.
 func (s *Server) maybeSnapshot(applied uint64) {
-	if applied-s.snapIndex <= s.cfg.SnapshotCount || time.Now().Before(s.snapRetryAt) {
+	if s.retention.since <= s.cfg.SnapshotCount || time.Now().Before(s.snapRetryAt) {
 		return
 	}
 	if err := s.store.Commit(); errors.Is(err, mvcc.ErrDiskFull) {
@@ -251,7 +253,7 @@ func (s *Server) maybeSnapshot(applied uint64) {
 		s.lg.Error("failed to commit backend before snapshot", zap.Error(err))
 		return
 	}
-	if err := s.node.Snapshot(applied, s.members.marshalSnapshot()); fsutil.IsNoSpace(err) {
+	if err := s.node.Snapshot(applied, s.retention.keepFrom(), s.members.marshalSnapshot()); fsutil.IsNoSpace(err) {
 		s.snapRetryAt = time.Now().Add(snapshotNoSpaceRetry)
 		s.lg.Warn("cannot save a snapshot for lack of disk space; trying again later",
 			zap.Uint64("applied-index", applied), zap.Duration("retry-in", snapshotNoSpaceRetry), zap.Error(err))
@@ -260,7 +262,7 @@ func (s *Server) maybeSnapshot(applied uint64) {
 		s.lg.Error("failed to snapshot", zap.Error(err))
 		return
 	}
-	s.snapIndex = applied
+	s.retention.snapshotted()
 }
 
 // snapshotNoSpaceRetry is how long the apply loop waits before it tries again a snapshot

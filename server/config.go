@@ -28,8 +28,9 @@ type Config struct {
 	InitialClusterToken string
 
 	SnapshotCount uint64
-	// SnapshotCatchUpEntries is how many entries the log keeps behind each snapshot, for
-	// followers that lag a little (etcd's --snapshot-catchup-entries); 0 means 5000.
+	// SnapshotCatchUpEntries is how many requests' entries the log keeps behind each
+	// snapshot, for followers that lag a little (etcd's --snapshot-catchup-entries; the
+	// requests of a batched entry each count, as SnapshotCount's do); 0 means 5000.
 	SnapshotCatchUpEntries uint64
 	HeartbeatInterval      time.Duration
 	ElectionTimeout        time.Duration

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -55,7 +56,7 @@ type Server struct {
 	snapshotRequests chan snapshotRequest
 
 	// Owned by the apply loop.
-	snapIndex uint64
+	retention *logRetention // requests in the applied log: when to snapshot, what to keep
 	// snapRetryAt: no snapshot before it (one failed for lack of disk space).
 	snapRetryAt time.Time
 	// replayMembership says the in-memory membership starts from the snapshot's (or
@@ -191,7 +192,6 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 		s.id, s.clusterID = md.MemberID, md.ClusterID
-		s.snapIndex = persisted.Snapshot.GetMetadata().GetIndex()
 		if err := s.restoreMembers(persisted); err != nil {
 			persisted.WAL.Close()
 			store.Close()
@@ -241,6 +241,7 @@ func New(cfg Config) (*Server, error) {
 
 	// Before the node: its Ready loop tells the batcher about its writes from the start.
 	s.expiry = newRequestExpiry(s.requestTimeout())
+	s.retention = newLogRetention(cmp.Or(cfg.SnapshotCatchUpEntries, raftnode.DefaultSnapshotCatchUpEntries))
 	s.batcher = newProposalBatcher(s)
 	rcfg.SyncWrite = s.batcher.syncWrite
 	s.node, err = raftnode.Start(rcfg, persisted)

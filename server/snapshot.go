@@ -116,7 +116,7 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 		return err
 	}
 	s.storeIndex = ci
-	s.snapIndex = index
+	s.retention.snapshotted()
 	if index > s.applied.Load() {
 		s.applied.Store(index)
 		s.appliedW.trigger(index)
