@@ -21,11 +21,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// DefaultSnapshotCatchUpEntries is how many entries stay in memory behind a snapshot so
-// a slightly lagging follower can catch up from the log instead of a whole snapshot
-// (etcd's default for --snapshot-catchup-entries).
-const DefaultSnapshotCatchUpEntries = 5000
-
 // DefaultMaxSnapshots and DefaultMaxWALs are how many snapshot files and WAL segments a
 // member keeps at most (etcd's --max-snapshots and --max-wals defaults).
 const (
@@ -47,9 +42,6 @@ type Config struct {
 	HeartbeatTicks int
 	WALDir         string
 	SnapDir        string
-	// SnapshotCatchUpEntries is how many entries the log keeps behind each snapshot
-	// (DefaultSnapshotCatchUpEntries when 0).
-	SnapshotCatchUpEntries uint64
 	// MaxSnapshotBytes bounds the db a received snapshot may carry (the backend quota:
 	// a db past it could not be written to anyway); 0 means no bound.
 	MaxSnapshotBytes int64
@@ -105,7 +97,6 @@ type Node struct {
 	transport        Transport
 	syncWrite        func(writing bool) // Config.SyncWrite, or a no-op
 	tick             time.Duration
-	catchUp          uint64
 	maxSnaps         int // < 0: unlimited
 	maxWALs          int // < 0: unlimited
 
@@ -145,7 +136,6 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		transport:        cfg.Transport,
 		syncWrite:        cfg.SyncWrite,
 		tick:             cfg.TickInterval,
-		catchUp:          cfg.SnapshotCatchUpEntries,
 		maxSnaps:         cmp.Or(cfg.MaxSnapshots, DefaultMaxSnapshots),
 		maxWALs:          cmp.Or(cfg.MaxWALs, DefaultMaxWALs),
 		applyc:           make(chan Apply, 64),
@@ -167,9 +157,6 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		CheckQuorum:     true,
 		PreVote:         true,
 		Logger:          newRaftLogger(cfg.Logger),
-	}
-	if n.catchUp == 0 {
-		n.catchUp = DefaultSnapshotCatchUpEntries
 	}
 	if p == nil {
 		w, err := wal.Create(cfg.Logger, cfg.WALDir, cfg.Metadata)
@@ -428,7 +415,7 @@ func (n *Node) Err() error { return n.err }
 // WAL segments the snapshot makes unnecessary. data is the caller's state that the log
 // up to applied no longer rebuilds on restart (the server's membership); it comes back
 // in Persisted.Snapshot. The in-memory log keeps the entries from keepFrom on for slow
-// followers; keepFrom 0 keeps Config.SnapshotCatchUpEntries entries.
+// followers (the caller's policy: the server's counts requests); 0 keeps them all.
 //
 // It must be called from the goroutine that applies entries (and conf changes), so raft's
 // current configuration is the one as of applied.
@@ -442,9 +429,6 @@ func (n *Node) Snapshot(applied, keepFrom uint64, data []byte) error {
 	}
 	if err := n.saveSnapshot(s); err != nil {
 		return err
-	}
-	if keepFrom == 0 && applied > n.catchUp {
-		keepFrom = applied - n.catchUp + 1
 	}
 	if keepFrom > 1 {
 		if err := n.storage.Compact(min(keepFrom-1, applied)); err != nil && !errors.Is(err, raft.ErrCompacted) {

@@ -128,15 +128,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.members.maxLearners = max(cfg.MaxLearners, 0)
 	rcfg := raftnode.Config{
-		Logger:                 lg,
-		TickInterval:           cfg.HeartbeatInterval,
-		HeartbeatTicks:         1,
-		ElectionTicks:          int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
-		WALDir:                 cfg.WALPath(),
-		SnapDir:                cfg.SnapPath(),
-		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
-		MaxSnapshots:           cfg.MaxSnapshots,
-		MaxWALs:                cfg.MaxWALs,
+		Logger:         lg,
+		TickInterval:   cfg.HeartbeatInterval,
+		HeartbeatTicks: 1,
+		ElectionTicks:  int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
+		WALDir:         cfg.WALPath(),
+		SnapDir:        cfg.SnapPath(),
+		MaxSnapshots:   cfg.MaxSnapshots,
+		MaxWALs:        cfg.MaxWALs,
 	}
 	if q := cfg.quota(); q > 0 {
 		rcfg.MaxSnapshotBytes = q + q/10 // a db may pass the quota a little before NOSPACE stops it
@@ -241,7 +240,7 @@ func New(cfg Config) (*Server, error) {
 
 	// Before the node: its Ready loop tells the batcher about its writes from the start.
 	s.expiry = newRequestExpiry(s.requestTimeout())
-	s.retention = newLogRetention(cmp.Or(cfg.SnapshotCatchUpEntries, raftnode.DefaultSnapshotCatchUpEntries))
+	s.retention = newLogRetention(cmp.Or(cfg.SnapshotCatchUpEntries, DefaultSnapshotCatchUpEntries))
 	s.batcher = newProposalBatcher(s)
 	rcfg.SyncWrite = s.batcher.syncWrite
 	s.node, err = raftnode.Start(rcfg, persisted)
