@@ -1,11 +1,13 @@
 // Package raftnode drives go.etcd.io/raft/v3 for one member: the Ready loop, persistence
 // of hard state and entries to the WAL (one fsync per Ready), snapshots, hand-off of
 // committed entries to the server's apply loop (those the WAL already holds before the
-// Ready's own write, so applying overlaps it; the others after it), and the gRPC peer transport (raft
-// messages on long-lived streams; a snapshot with the db it stands for on a stream and
-// connection of its own, checked by SHA-256). Every connection to another member is made
-// by DialPeer: plaintext for http:// peer URLs, TLS with the member's peer TLS
-// configuration for https:// ones. At each snapshot it purges the snapshot files and
+// Ready's own write, so applying overlaps it; the others after it), and the peer
+// transport: raft messages on one long-lived direct stream per peer (a connection of its
+// own to the peer URL, outside gRPC, direct_stream.go; the peer service's gRPC stream
+// towards a member without those), a snapshot with the db it stands for on a gRPC stream
+// and connection of its own, checked by SHA-256, and the other peer RPCs over gRPC.
+// Every connection to another member is plaintext for http:// peer URLs, TLS with the
+// member's peer TLS configuration for https:// ones (DialPeer for gRPC). At each snapshot it purges the snapshot files and
 // released WAL segments beyond --max-snapshots / --max-wals; ForceNewCluster rewrites a
 // restarting member's log for --force-new-cluster.
 // Config.SyncWrite hears when each fsynced write starts and ends (the server holds client
@@ -24,8 +26,10 @@
 // cluster's is FailedPrecondition), and, when peer client certificate auth verified the
 // connection's certificate, only if that certificate is valid for a host of one of the
 // claimed member's peer URLs (CheckMemberCert; a certificate without IP or DNS SANs is not
-// checked; --peer-skip-member-cert-check turns it off). The peer gRPC server takes the
-// handshaken connections of tlsutil.Listener through tlsutil.ServerCredentials.
+// checked; --peer-skip-member-cert-check turns it off): on direct streams and gRPC alike.
+// The peer port's listener (tlsutil.Listener's handshaken connections for https://) goes
+// through SplitListener, which serves the direct streams and hands the rest to the peer
+// gRPC server, which takes them through tlsutil.ServerCredentials.
 //
 // It must never interpret the entries it carries: applying them is the server's job. It
 // must never acknowledge, as a follower, what it has not made durable, and never let the

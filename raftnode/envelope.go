@@ -47,10 +47,9 @@ func (e *envelopeEncoder) add(m *raftpb.Message) int {
 	return n
 }
 
-// encode writes the envelope of the messages added since the last call. It returns how
-// many messages it holds and the bytes their encodings take; a message that fails to
-// marshal is left out and reported to failed.
-func (e *envelopeEncoder) encode(failed func(*raftpb.Message, error)) (env *pbcodec.Encoded, n, size int) {
+// size is the length of the next envelope's encoding, were every message added so far
+// to marshal.
+func (e *envelopeEncoder) size() int {
 	total := 0
 	for _, f := range [...]uint64{e.clusterID, e.from, e.to} {
 		if f != 0 {
@@ -60,6 +59,14 @@ func (e *envelopeEncoder) encode(failed func(*raftpb.Message, error)) (env *pbco
 	for _, s := range e.sizes {
 		total += protowire.SizeTag(envelopeMessagesField) + protowire.SizeBytes(s)
 	}
+	return total
+}
+
+// encode writes the envelope of the messages added since the last call. It returns how
+// many messages it holds and the bytes their encodings take; a message that fails to
+// marshal is left out and reported to failed.
+func (e *envelopeEncoder) encode(failed func(*raftpb.Message, error)) (env *pbcodec.Encoded, n, size int) {
+	total := e.size()
 	var (
 		pool mem.BufferPool
 		buf  *[]byte
@@ -71,7 +78,16 @@ func (e *envelopeEncoder) encode(failed func(*raftpb.Message, error)) (env *pbco
 		pool = mem.DefaultBufferPool()
 		buf = pool.Get(total)
 	}
-	b := (*buf)[:0]
+	*buf, n, size = e.appendTo((*buf)[:0], failed)
+	if pool == nil {
+		return pbcodec.EncodedBytes(*buf), n, size
+	}
+	return pbcodec.EncodedPooled(buf, pool), n, size
+}
+
+// appendTo appends the envelope of the messages added since the last call to b, as
+// encode does, and starts the next envelope.
+func (e *envelopeEncoder) appendTo(b []byte, failed func(*raftpb.Message, error)) (_ []byte, n, size int) {
 	for _, f := range [...]struct {
 		num protowire.Number
 		v   uint64
@@ -87,8 +103,8 @@ func (e *envelopeEncoder) encode(failed func(*raftpb.Message, error)) (env *pbco
 		b = protowire.AppendVarint(b, uint64(e.sizes[i]))
 		// Nothing changes a queued message, so it still has the size add computed.
 		out, err := raftcodec.AppendMessage(b, m)
-		if err == nil && (len(out)-len(b) != e.sizes[i] || &out[0] != &b[0]) {
-			err = errSizeChanged // it did not fit the place its size made for it
+		if err == nil && len(out)-len(b) != e.sizes[i] {
+			err = errSizeChanged // size counted it otherwise: the envelope's length would be wrong
 		}
 		if err != nil {
 			failed(m, err)
@@ -99,13 +115,9 @@ func (e *envelopeEncoder) encode(failed func(*raftpb.Message, error)) (env *pbco
 		n++
 		size += e.sizes[i]
 	}
-	*buf = b
 	clear(e.msgs)
 	e.msgs, e.sizes = e.msgs[:0], e.sizes[:0]
-	if pool == nil {
-		return pbcodec.EncodedBytes(b), n, size
-	}
-	return pbcodec.EncodedPooled(buf, pool), n, size
+	return b, n, size
 }
 
 // A received envelope is decoded straight from gRPC's receive buffer (pbcodec hands

@@ -9,8 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
-	"io"
 	"math/big"
 	"net"
 	"os"
@@ -21,10 +19,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap/zaptest"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-kv/cairn/internal/tlsutil"
@@ -120,74 +115,62 @@ func TestPeerPortBindsMemberCert(t *testing.T) {
 	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
 	recv.AddPeer(1, []string{"https://127.0.0.11:1"})
 	recv.AddPeer(3, []string{"https://m3.peers.example:1", "https://127.0.0.13:1"})
-	srv := grpc.NewServer(grpc.Creds(tlsutil.ServerCredentials()), PeerServerOption())
-	recv.Register(srv)
-	defer srv.Stop()
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(tlsutil.Listener(tl, srvCfg, nil)) }()
+	srv := servePeerListener(recv, tlsutil.Listener(tl, srvCfg, nil))
+	defer srv.Stop()
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(pl) }()
+	psrv := servePeerListener(recv, pl)
+	defer psrv.Stop()
 
 	m1 := ca.issue(t, "m1", []net.IP{net.IPv4(127, 0, 0, 11)}, "localhost")
 	m3 := ca.issue(t, "m3", nil, "*.peers.example")
 	other := ca.issue(t, "other", []net.IP{net.IPv4(127, 0, 0, 99)}, "localhost")
 	noSAN := ca.issue(t, "nosan", nil)
 
-	stream := func(creds credentials.TransportCredentials, addr string, from uint64) error {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cc.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		st, err := peerpb.NewPeerClient(cc).Send(ctx)
-		if err != nil {
-			return err
-		}
-		if err := st.Send(&peerpb.Envelope{ClusterId: testClusterID, From: from, To: 2}); err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
-		_, err = st.CloseAndRecv()
-		return err
+	stream := func(protocol string, cfg *tls.Config, addr string, from uint64) error {
+		return sendEnvelope(t, protocol, addr, cfg, &peerpb.Envelope{ClusterId: testClusterID, From: from, To: 2})
 	}
-	withCert := func(c tls.Certificate) credentials.TransportCredentials {
-		return credentials.NewTLS(&tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12})
+	withCert := func(c tls.Certificate) *tls.Config {
+		return &tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
 	}
-	for _, tc := range []struct {
-		name string
-		cert tls.Certificate
-		from uint64
-		ok   bool
-	}{
-		{"m1's certificate as m1 (IP SAN)", m1, 1, true},
-		{"m3's certificate as m3 (wildcard DNS SAN)", m3, 3, true},
-		{"m1's certificate as m3", m1, 3, false},
-		{"m3's certificate as m1", m3, 1, false},
-		{"another host's certificate as m1", other, 1, false},
-		{"a certificate without SANs", noSAN, 1, true},
-	} {
-		err := stream(withCert(tc.cert), tl.Addr().String(), tc.from)
-		if tc.ok && err != nil {
-			t.Errorf("%s: refused: %v", tc.name, err)
-		}
-		if !tc.ok {
-			if s := status.Convert(err); s.Code() != codes.PermissionDenied || !strings.Contains(s.Message(), "is not valid for any peer URL of member") {
-				t.Errorf("%s: %v, want PermissionDenied for the certificate", tc.name, err)
+	for _, protocol := range peerProtocols {
+		for _, tc := range []struct {
+			name string
+			cert tls.Certificate
+			from uint64
+			ok   bool
+		}{
+			{"m1's certificate as m1 (IP SAN)", m1, 1, true},
+			{"m3's certificate as m3 (wildcard DNS SAN)", m3, 3, true},
+			{"m1's certificate as m3", m1, 3, false},
+			{"m3's certificate as m1", m3, 1, false},
+			{"another host's certificate as m1", other, 1, false},
+			{"a certificate without SANs", noSAN, 1, true},
+		} {
+			err := stream(protocol, withCert(tc.cert), tl.Addr().String(), tc.from)
+			if tc.ok && err != nil {
+				t.Errorf("%s, %s stream: refused: %v", tc.name, protocol, err)
+			}
+			if !tc.ok {
+				if s := status.Convert(err); s.Code() != codes.PermissionDenied || !strings.Contains(s.Message(), "is not valid for any peer URL of member") {
+					t.Errorf("%s, %s stream: %v, want PermissionDenied for the certificate", tc.name, protocol, err)
+				}
 			}
 		}
-	}
-	if err := stream(insecure.NewCredentials(), pl.Addr().String(), 1); err != nil {
-		t.Errorf("plaintext stream on the same server: %v", err)
+		if err := stream(protocol, nil, pl.Addr().String(), 1); err != nil {
+			t.Errorf("plaintext %s stream to the same transport: %v", protocol, err)
+		}
 	}
 	recv.SkipMemberCertCheck(true)
-	if err := stream(withCert(other), tl.Addr().String(), 1); err != nil {
-		t.Errorf("another host's certificate with the check off: %v", err)
+	for _, protocol := range peerProtocols {
+		if err := stream(protocol, withCert(other), tl.Addr().String(), 1); err != nil {
+			t.Errorf("another host's certificate with the check off, %s stream: %v", protocol, err)
+		}
 	}
 }

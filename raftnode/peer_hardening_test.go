@@ -12,32 +12,12 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap/zaptest"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/proto/peerpb"
 )
-
-// rawPeerStream opens a Send stream to the transport served at url, as anyone who can
-// reach the peer port could.
-func rawPeerStream(t *testing.T, url string) grpc.ClientStreamingClient[peerpb.Envelope, peerpb.Empty] {
-	t.Helper()
-	cc, err := grpc.NewClient(DialTarget(url), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	st, err := peerpb.NewPeerClient(cc).Send(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
 
 func heartbeat(from, to uint64) []byte {
 	b, _ := proto.Marshal(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(from), To: proto.Uint64(to), Term: proto.Uint64(5)})
@@ -54,43 +34,41 @@ func TestPeerPortRefusesNonMembers(t *testing.T) {
 	recv.SetHandler(func(context.Context, *raftpb.Message) error { stepped.Add(1); return nil }, func(uint64) {})
 	_, url := servePeerTransport(t, recv) // member 1 is a member; 7 is not
 
-	for _, tc := range []struct {
-		name string
-		env  *peerpb.Envelope
-		code codes.Code
-		msg  string
-	}{
-		{"unknown member", &peerpb.Envelope{ClusterId: testClusterID, From: 7, To: 2, Messages: [][]byte{heartbeat(7, 2)}},
-			codes.PermissionDenied, "is not a member of this cluster"},
-		{"spoofed sender", &peerpb.Envelope{ClusterId: testClusterID, From: 1, To: 2, Messages: [][]byte{heartbeat(3, 2)}},
-			codes.InvalidArgument, "a raft message from 3 to 2 in an envelope from 1 to 2"},
-		{"for another member", &peerpb.Envelope{ClusterId: testClusterID, From: 1, To: 2, Messages: [][]byte{heartbeat(1, 9)}},
-			codes.InvalidArgument, "a raft message from 1 to 9"},
-		{"garbage", &peerpb.Envelope{ClusterId: testClusterID, From: 1, To: 2, Messages: [][]byte{{0xff, 0xff, 0xff}}},
-			codes.InvalidArgument, "unmarshal raft message"},
-	} {
-		st := rawPeerStream(t, url)
-		if err := st.Send(tc.env); err != nil && !errors.Is(err, io.EOF) {
-			t.Fatalf("%s: send: %v", tc.name, err)
-		}
-		_, err := st.CloseAndRecv()
-		if s := status.Convert(err); s.Code() != tc.code || !strings.Contains(s.Message(), tc.msg) {
-			t.Fatalf("%s: %v, want %v %q", tc.name, err, tc.code, tc.msg)
+	addr := DialTarget(url)
+	for _, protocol := range peerProtocols {
+		for _, tc := range []struct {
+			name string
+			env  *peerpb.Envelope
+			code codes.Code
+			msg  string
+		}{
+			{"unknown member", &peerpb.Envelope{ClusterId: testClusterID, From: 7, To: 2, Messages: [][]byte{heartbeat(7, 2)}},
+				codes.PermissionDenied, "is not a member of this cluster"},
+			{"spoofed sender", &peerpb.Envelope{ClusterId: testClusterID, From: 1, To: 2, Messages: [][]byte{heartbeat(3, 2)}},
+				codes.InvalidArgument, "a raft message from 3 to 2 in an envelope from 1 to 2"},
+			{"for another member", &peerpb.Envelope{ClusterId: testClusterID, From: 1, To: 2, Messages: [][]byte{heartbeat(1, 9)}},
+				codes.InvalidArgument, "a raft message from 1 to 9"},
+			{"garbage", &peerpb.Envelope{ClusterId: testClusterID, From: 1, To: 2, Messages: [][]byte{{0xff, 0xff, 0xff}}},
+				codes.InvalidArgument, "unmarshal raft message"},
+		} {
+			err := sendEnvelope(t, protocol, addr, nil, tc.env)
+			if s := status.Convert(err); s.Code() != tc.code || !strings.Contains(s.Message(), tc.msg) {
+				t.Fatalf("%s, %s stream: %v, want %v %q", tc.name, protocol, err, tc.code, tc.msg)
+			}
 		}
 	}
 	if n := stepped.Load(); n != 0 {
 		t.Fatalf("%d refused messages reached raft", n)
 	}
-	// A member's own message still goes through.
-	st := rawPeerStream(t, url)
-	if err := st.Send(&peerpb.Envelope{ClusterId: testClusterID, From: 1, To: 2, Messages: [][]byte{heartbeat(1, 2)}}); err != nil {
-		t.Fatal(err)
+	// A member's own message still goes through, on either stream.
+	for _, protocol := range peerProtocols {
+		env := &peerpb.Envelope{ClusterId: testClusterID, From: 1, To: 2, Messages: [][]byte{heartbeat(1, 2)}}
+		if err := sendEnvelope(t, protocol, addr, nil, env); err != nil {
+			t.Fatalf("%s stream: %v", protocol, err)
+		}
 	}
-	if _, err := st.CloseAndRecv(); err != nil {
-		t.Fatal(err)
-	}
-	if n := stepped.Load(); n != 1 {
-		t.Fatalf("%d messages stepped, want 1", n)
+	if n := stepped.Load(); n != 2 {
+		t.Fatalf("%d messages stepped, want 2", n)
 	}
 }
 

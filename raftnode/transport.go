@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -345,6 +346,9 @@ type peer struct {
 	urls  []string
 	next  int                         // index into urls of the next one to try
 	conns map[string]*grpc.ClientConn // by target
+	// direct is the latest direct stream's connection, to directTarget.
+	direct       net.Conn
+	directTarget string
 }
 
 func newPeer(t *PeerTransport, id uint64, urls []string) *peer {
@@ -381,6 +385,10 @@ func (p *peer) setURLs(urls []string) {
 			delete(p.conns, target)
 		}
 	}
+	if p.direct != nil && !keep[p.directTarget] {
+		_ = p.direct.Close()
+		p.direct = nil
+	}
 	p.lg.Info("updated peer urls", zap.Strings("peer-urls", urls))
 }
 
@@ -407,14 +415,22 @@ func DialTarget(u string) string {
 	return pu.Host
 }
 
+// urlLocked is the URL to try next; p.mu is held.
+func (p *peer) urlLocked() (string, error) {
+	if len(p.urls) == 0 {
+		return "", errors.New("peer: no URLs")
+	}
+	return p.urls[p.next%len(p.urls)], nil
+}
+
 // conn is a client connection to the URL to try next.
 func (p *peer) conn() (*grpc.ClientConn, string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.urls) == 0 {
-		return nil, "", errors.New("peer: no URLs")
+	u, err := p.urlLocked()
+	if err != nil {
+		return nil, "", err
 	}
-	u := p.urls[p.next%len(p.urls)]
 	target := DialTarget(u)
 	if cc, ok := p.conns[target]; ok {
 		return cc, target, nil
@@ -436,11 +452,8 @@ func (p *peer) conn() (*grpc.ClientConn, string, error) {
 // beyond an election).
 func DialPeer(peerURL string, tlsCfg *tls.Config, maxBackoff, minConnectTimeout time.Duration) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
-	if strings.HasPrefix(peerURL, "https://") {
-		if tlsCfg == nil {
-			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		creds = credentials.NewTLS(tlsCfg)
+	if cfg := peerClientTLS(peerURL, tlsCfg); cfg != nil {
+		creds = credentials.NewTLS(cfg)
 	}
 	return grpc.NewClient(DialTarget(peerURL),
 		grpc.WithTransportCredentials(creds),
@@ -454,6 +467,18 @@ func DialPeer(peerURL string, tlsCfg *tls.Config, maxBackoff, minConnectTimeout 
 			MinConnectTimeout: minConnectTimeout,
 		}),
 	)
+}
+
+// peerClientTLS is the TLS configuration member-to-member connections to peerURL use:
+// nil (plaintext) unless it is https://, tlsCfg or, if that is nil, Go's defaults.
+func peerClientTLS(peerURL string, tlsCfg *tls.Config) *tls.Config {
+	if !strings.HasPrefix(peerURL, "https://") {
+		return nil
+	}
+	if tlsCfg == nil {
+		return &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return tlsCfg
 }
 
 // rotate makes the next connection attempt use the peer's next URL.
@@ -526,32 +551,29 @@ func (p *peer) probeLoop() {
 	}
 }
 
+// envelopeWriter is one stream to the peer: a direct stream (direct_stream.go) or,
+// towards a member that does not take those, the peer service's gRPC stream.
+type envelopeWriter interface {
+	// write sends the envelope enc holds, unless none of its messages marshalled
+	// (n == 0) while skipEmpty; it returns how many messages went and their bytes.
+	write(enc *envelopeEncoder, skipEmpty bool) (n, size int, err error)
+	// closeSend ends the stream the way the receiver sees as its normal end.
+	closeSend()
+}
+
 // stream opens one stream to the peer and writes queued messages to it until it fails
 // or the peer is stopped. sent says whether any write went through.
 func (p *peer) stream() (sent bool, err error) {
-	cc, target, err := p.conn()
-	if err != nil {
-		return false, err
-	}
 	ctx, cancel := context.WithCancel(p.ctx)
 	defer cancel()
-	// pbcodec sends the envelopes envelopeEncoder writes as they are.
-	st, err := peerpb.NewPeerClient(cc).Send(ctx, grpc.ForceCodecV2(pbcodec.Codec{}))
+	w, recvErr, err := p.openDirect(ctx, cancel)
+	if errors.Is(err, errNoDirectStreams) {
+		p.lg.Debug("peer takes no direct streams; using the gRPC stream", zap.Error(err))
+		w, recvErr, err = p.openGRPC(ctx, cancel)
+	}
 	if err != nil {
 		return false, err
 	}
-	// The receiver answers only to end the stream, e.g. to refuse us: notice at once.
-	recvErr := make(chan error, 1)
-	go func() {
-		var e peerpb.Empty
-		err := st.RecvMsg(&e)
-		if err == nil {
-			err = errors.New("peer: stream closed by receiver")
-		}
-		recvErr <- err
-	}()
-	p.lg.Debug("peer stream opened", zap.String("target", target))
-
 	enc := &envelopeEncoder{clusterID: p.t.clusterID, from: p.t.localID, to: p.id}
 	// An idle stream carries an empty envelope now and then (the first one at once), so
 	// a broken link shows even between members raft has nothing to say to, and
@@ -566,31 +588,25 @@ func (p *peer) stream() (sent bool, err error) {
 		case err := <-recvErr:
 			return sent, err
 		case <-p.ctx.Done():
-			_ = st.CloseSend()
+			w.closeSend()
 			return sent, p.ctx.Err()
 		}
 		if first != nil {
 			p.drain(first, enc)
 		}
-		env, n, size := enc.encode(func(m *raftpb.Message, err error) {
-			peerSentFailures.WithLabelValues(p.label).Inc()
-			p.lg.Error("failed to marshal raft message", zap.Stringer("type", m.GetType()), zap.Error(err))
-		})
-		if first != nil && n == 0 {
-			continue
-		}
-		timer := time.AfterFunc(peerWriteTimeout, cancel)
-		err := st.SendMsg(env) // a *peerpb.Envelope in wire form (envelope.go)
-		timer.Stop()
+		n, size, err := w.write(enc, first != nil)
 		if err != nil {
 			peerSentFailures.WithLabelValues(p.label).Add(float64(n))
-			if errors.Is(err, io.EOF) { // the stream ended; its status says why
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) { // the stream ended; its status says why
 				select {
 				case err = <-recvErr:
 				case <-time.After(time.Second):
 				}
 			}
 			return sent, err
+		}
+		if first != nil && n == 0 {
+			continue
 		}
 		if !sent {
 			p.activeSince.CompareAndSwap(0, time.Now().UnixNano())
@@ -600,6 +616,57 @@ func (p *peer) stream() (sent bool, err error) {
 		peerSentBytes.WithLabelValues(p.label).Add(float64(size))
 	}
 }
+
+// marshalFailed reports a queued message that could not be marshalled (and is dropped).
+func (p *peer) marshalFailed(m *raftpb.Message, err error) {
+	peerSentFailures.WithLabelValues(p.label).Inc()
+	p.lg.Error("failed to marshal raft message", zap.Stringer("type", m.GetType()), zap.Error(err))
+}
+
+// openGRPC opens the peer service's Send stream; recvErr tells why the receiver ended
+// it. cancel (the stream context's) ends a write that does not finish in time.
+func (p *peer) openGRPC(ctx context.Context, cancel context.CancelFunc) (envelopeWriter, <-chan error, error) {
+	cc, target, err := p.conn()
+	if err != nil {
+		return nil, nil, err
+	}
+	// pbcodec sends the envelopes envelopeEncoder writes as they are.
+	st, err := peerpb.NewPeerClient(cc).Send(ctx, grpc.ForceCodecV2(pbcodec.Codec{}))
+	if err != nil {
+		return nil, nil, err
+	}
+	// The receiver answers only to end the stream, e.g. to refuse us: notice at once.
+	recvErr := make(chan error, 1)
+	go func() {
+		var e peerpb.Empty
+		err := st.RecvMsg(&e)
+		if err == nil {
+			err = errors.New("peer: stream closed by receiver")
+		}
+		recvErr <- err
+	}()
+	p.lg.Debug("peer stream opened", zap.String("target", target))
+	return &grpcEnvelopeWriter{p: p, st: st, cancel: cancel}, recvErr, nil
+}
+
+type grpcEnvelopeWriter struct {
+	p      *peer
+	st     grpc.ClientStream
+	cancel context.CancelFunc
+}
+
+func (w *grpcEnvelopeWriter) write(enc *envelopeEncoder, skipEmpty bool) (n, size int, err error) {
+	env, n, size := enc.encode(w.p.marshalFailed)
+	if skipEmpty && n == 0 {
+		return 0, 0, nil
+	}
+	timer := time.AfterFunc(peerWriteTimeout, w.cancel)
+	err = w.st.SendMsg(env) // a *peerpb.Envelope in wire form (envelope.go)
+	timer.Stop()
+	return n, size, err
+}
+
+func (w *grpcEnvelopeWriter) closeSend() { _ = w.st.CloseSend() }
 
 // drain adds first and whatever else is queued, up to maxEnvelopeBytes, to enc.
 func (p *peer) drain(first *raftpb.Message, enc *envelopeEncoder) {
@@ -695,47 +762,56 @@ func (s *peerService) Send(st grpc.ClientStreamingServer[peerpb.Envelope, peerpb
 		if r.err != nil {
 			return r.err
 		}
-		env := r.env
-		if err := t.checkSender(env.clusterID, env.from, env.to); err != nil {
+		if err := t.receiveEnvelope(ctx, r.env, &certChecked); err != nil {
 			return err
 		}
-		if env.from != certChecked {
-			if err := t.CheckMemberCert(ctx, env.from, t.peerURLs(env.from)); err != nil {
-				return err
-			}
-			certChecked = env.from
+	}
+}
+
+// receiveEnvelope checks an envelope received on a stream (gRPC or direct) and hands
+// its messages to the handler; certChecked is the sender the stream's certificate was
+// last checked for. An error (a gRPC status) ends the stream and goes to the sender.
+func (t *PeerTransport) receiveEnvelope(ctx context.Context, env *receivedEnvelope, certChecked *uint64) error {
+	if err := t.checkSender(env.clusterID, env.from, env.to); err != nil {
+		return err
+	}
+	if env.from != *certChecked {
+		if err := t.CheckMemberCert(ctx, env.from, t.peerURLs(env.from)); err != nil {
+			return err
 		}
-		t.mu.RLock()
-		h := t.handler
-		t.mu.RUnlock()
-		if h == nil {
-			return status.Error(codes.Unavailable, "peer: not ready to receive raft messages")
+		*certChecked = env.from
+	}
+	t.mu.RLock()
+	h := t.handler
+	t.mu.RUnlock()
+	if h == nil {
+		return status.Error(codes.Unavailable, "peer: not ready to receive raft messages")
+	}
+	from := idString(env.from)
+	for _, rm := range env.msgs {
+		m, err := rm.m, rm.err
+		if err == nil {
+			err = checkPeerMessage(m, env.from, t.localID)
 		}
-		from := idString(env.from)
-		for _, rm := range env.msgs {
-			m, err := rm.m, rm.err
-			if err == nil {
-				err = checkPeerMessage(m, env.from, t.localID)
+		if err != nil {
+			t.lg.Warn("rejected peer stream: bad raft message", zap.String("remote-peer-id", from), zap.Error(err))
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		peerReceivedBytes.WithLabelValues(from).Add(float64(rm.size))
+		if m.GetType() == raftpb.MsgProp {
+			if !t.queueForwardedProposal(m) {
+				t.lg.Warn("dropped forwarded proposal: receiving queue is full", zap.String("remote-peer-id", from))
 			}
-			if err != nil {
-				t.lg.Warn("rejected peer stream: bad raft message", zap.String("remote-peer-id", from), zap.Error(err))
-				return status.Error(codes.InvalidArgument, err.Error())
+			continue
+		}
+		if err := h(ctx, m); err != nil {
+			if t.ctx.Err() != nil {
+				return status.Error(codes.Unavailable, "peer: transport stopped")
 			}
-			peerReceivedBytes.WithLabelValues(from).Add(float64(rm.size))
-			if m.GetType() == raftpb.MsgProp {
-				if !t.queueForwardedProposal(m) {
-					t.lg.Warn("dropped forwarded proposal: receiving queue is full", zap.String("remote-peer-id", from))
-				}
-				continue
-			}
-			if err := h(ctx, m); err != nil {
-				if t.ctx.Err() != nil {
-					return status.Error(codes.Unavailable, "peer: transport stopped")
-				}
-				return status.Errorf(codes.Unavailable, "peer: raft step: %v", err)
-			}
+			return status.Errorf(codes.Unavailable, "peer: raft step: %v", err)
 		}
 	}
+	return nil
 }
 
 // MaxPeerMessageBytes bounds one message received on the peer port, for members whose

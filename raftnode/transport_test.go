@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/tlsutil"
 	"github.com/cairn-kv/cairn/proto/peerpb"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -126,9 +127,7 @@ func startTestCluster(t *testing.T, size int) []*testMember {
 		}
 		m.node = n
 		m.tr.SetHandler(n.Step, n.ReportUnreachable)
-		m.srv = grpc.NewServer(PeerServerOption())
-		m.tr.Register(m.srv)
-		go func(l net.Listener, s *grpc.Server) { _ = s.Serve(l) }(lis[i], m.srv)
+		m.srv = servePeerListener(m.tr, lis[i])
 		m.applyWG.Add(1)
 		go m.applyLoop()
 	}
@@ -431,13 +430,20 @@ func servePeerTransport(t *testing.T, tr *PeerTransport) (*grpc.Server, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(PeerServerOption())
-	tr.Register(srv)
-	go func() { _ = srv.Serve(l) }()
+	srv := servePeerListener(tr, l)
 	t.Cleanup(srv.Stop)
 	// Member 1 (newTestSender) is a member of tr's cluster: tr takes its streams.
 	tr.AddPeer(1, nil)
 	return srv, "http://" + l.Addr().String()
+}
+
+// servePeerListener serves tr on l as a member does: its direct streams and a gRPC
+// server with its peer service, which it returns.
+func servePeerListener(tr *PeerTransport, l net.Listener) *grpc.Server {
+	srv := grpc.NewServer(grpc.Creds(tlsutil.ServerCredentials()), PeerServerOption())
+	tr.Register(srv)
+	go func() { _ = srv.Serve(tr.SplitListener(l, MaxPeerMessageBytes(1<<20))) }()
+	return srv
 }
 
 // newTestSender is member 1's transport, which ignores what it receives.

@@ -11,7 +11,6 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap/zaptest"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/tlsutil"
@@ -45,14 +44,13 @@ func TestPeerTransportTLS(t *testing.T) {
 	defer recv.Stop()
 	got := make(chan *raftpb.Message, 16)
 	recv.SetHandler(func(_ context.Context, m *raftpb.Message) error { got <- m; return nil }, func(uint64) {})
-	recv.AddPeer(1, nil) // the sender is a member
+	// The sender is a member, and its certificate is valid for its peer URL's host.
+	recv.AddPeer(1, []string{"https://127.0.0.1:1"})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(PeerServerOption())
-	recv.Register(srv)
-	go func() { _ = srv.Serve(tls.NewListener(l, srvCfg)) }()
+	srv := servePeerListener(recv, tlsutil.Listener(l, srvCfg, nil))
 	defer srv.Stop()
 	url := "https://" + l.Addr().String()
 

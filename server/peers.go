@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/cairn-kv/cairn/mvcc"
@@ -23,6 +24,13 @@ func (s *Server) RegisterPeerService(gs *grpc.Server) {
 	peerpb.RegisterLeaseForwardServer(gs, &leaseForwardService{s: s})
 	peerpb.RegisterMemberForwardServer(gs, &memberForwardService{s: s})
 	peerpb.RegisterHashCheckServer(gs, &hashCheckService{s: s})
+}
+
+// PeerListener is the listener the peer gRPC server serves on l (a peer URL's, its TLS
+// handshake done): the raft transport takes its direct streams, of at most maxBytes per
+// envelope (raftnode.MaxPeerMessageBytes), out of it first.
+func (s *Server) PeerListener(l net.Listener, maxBytes int) net.Listener {
+	return s.peers.SplitListener(l, maxBytes)
 }
 
 // addPeers tells the transport where every other member is.

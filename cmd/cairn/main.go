@@ -250,14 +250,17 @@ func serve(ctx context.Context, cfg *config, lg *zap.Logger) error {
 		}
 	}
 	// Raft traffic between members: its own gRPC server on the peer URLs.
+	// Raft messages themselves mostly take direct streams, which the member serves apart.
+	maxPeerMessage := raftnode.MaxPeerMessageBytes(cfg.MaxRequestBytes)
 	ps := grpc.NewServer(grpc.Creds(tlsutil.ServerCredentials()),
-		grpc.MaxRecvMsgSize(raftnode.MaxPeerMessageBytes(cfg.MaxRequestBytes)),
+		grpc.MaxRecvMsgSize(maxPeerMessage),
 		raftnode.PeerServerOption()) // pbcodec: envelopes decoded in place
 	srv.RegisterPeerService(ps)
 	for i, l := range peerLs {
 		if cfg.ListenPeerURLs[i].Scheme == "https" {
 			l = tlsutil.Listener(l, tc.peerServer, rejectedLogger(lg, "rejected connection on peer endpoint"))
 		}
+		l = srv.PeerListener(l, maxPeerMessage)
 		go func(l net.Listener) {
 			if err := ps.Serve(l); err != nil {
 				lg.Warn("peer listener stopped", zap.String("address", l.Addr().String()), zap.Error(err))

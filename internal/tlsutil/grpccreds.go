@@ -25,11 +25,18 @@ type tlsConn interface {
 }
 
 func (handshakenCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return c, AuthInfo(c), nil
+}
+
+// AuthInfo is what gRPC's peer.AuthInfo holds for c, a connection whose TLS handshake is
+// done: credentials.TLSInfo with its state, or nil if c is plaintext. A server that reads
+// such connections itself uses it so checks written for gRPC requests see them alike.
+func AuthInfo(c net.Conn) credentials.AuthInfo {
 	if tc, ok := c.(tlsConn); ok {
-		return c, credentials.TLSInfo{State: tc.ConnectionState(),
-			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+		return credentials.TLSInfo{State: tc.ConnectionState(),
+			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}
 	}
-	return c, nil, nil
+	return nil
 }
 
 func (handshakenCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
