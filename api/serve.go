@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/connutil"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
@@ -312,27 +313,12 @@ func sniff(c net.Conn, grpcL, httpL *chanListener) {
 		}
 	}
 	c.SetReadDeadline(time.Time{})
-	pc := &prefixConn{Conn: c, prefix: buf}
+	pc := connutil.Replay(c, buf)
 	if isH2 {
 		grpcL.deliver(pc)
 	} else {
 		httpL.deliver(pc)
 	}
-}
-
-// prefixConn replays the bytes read while sniffing before reading from the connection.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
 }
 
 // chanListener is a net.Listener fed with already accepted connections.

@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/connutil"
 	"github.com/cairn-kv/cairn/internal/tlsutil"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -255,134 +255,24 @@ func (t *PeerTransport) serveDirect(c net.Conn, r *bufio.Reader, maxBytes int) {
 // SplitListener serves the direct streams arriving on l, a peer listener (its TLS
 // handshake done, as tlsutil.Listener's), with envelopes of at most maxBytes
 // (MaxPeerMessageBytes), and returns the listener the peer gRPC server serves: every
-// other connection, unchanged. Closing it closes l.
+// other connection, unchanged. Closing it closes l and the direct streams it serves, as
+// a gRPC server's Stop closes its connections.
 func (t *PeerTransport) SplitListener(l net.Listener, maxBytes int) net.Listener {
-	sl := &splitListener{Listener: l, t: t, maxBytes: maxBytes, conns: make(chan net.Conn), done: make(chan struct{})}
-	go sl.acceptLoop()
-	return sl
-}
-
-type splitListener struct {
-	net.Listener
-	t        *PeerTransport
-	maxBytes int
-
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-
-	mu     sync.Mutex
-	err    error                 // why the accept loop ended
-	active map[net.Conn]struct{} // not yet routed, or direct streams being served
-}
-
-func (l *splitListener) acceptLoop() {
-	defer l.Close()
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			l.mu.Lock()
-			l.err = err
-			l.mu.Unlock()
-			return
-		}
-		l.mu.Lock()
-		if l.active == nil {
-			l.active = make(map[net.Conn]struct{})
-		}
-		l.active[c] = struct{}{}
-		l.mu.Unlock()
-		go l.route(c)
-	}
-}
-
-// route reads c's first bytes: a direct stream's magic, or the start of anything else
-// (gRPC's HTTP/2 preface), which the connection handed to gRPC reads again.
-func (l *splitListener) route(c net.Conn) {
-	head := make([]byte, len(directStreamMagic))
-	_ = c.SetReadDeadline(time.Now().Add(directStreamHandshakeTimeout))
-	n, err := io.ReadFull(c, head)
-	_ = c.SetReadDeadline(time.Time{})
-	if err == nil && string(head) == directStreamMagic {
-		l.t.serveDirect(c, bufio.NewReaderSize(c, 64<<10), l.maxBytes)
-	}
-	l.mu.Lock()
-	delete(l.active, c)
-	l.mu.Unlock()
-	if err == nil && string(head) == directStreamMagic {
-		return
-	}
-	if err != nil && n == 0 {
-		_ = c.Close()
-		return
-	}
-	// Not ours: gRPC refuses it if it is not HTTP/2 either.
-	var rc net.Conn = &replayConn{Conn: c, head: head[:n]}
-	if tc, ok := c.(tlsConnectionState); ok {
-		rc = &replayTLSConn{replayConn: rc.(*replayConn), tc: tc}
-	}
-	select {
-	case l.conns <- rc:
-	case <-l.done:
-		_ = c.Close()
-	}
-}
-
-func (l *splitListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		l.mu.Lock()
-		err := l.err
-		l.mu.Unlock()
-		if err == nil {
-			err = net.ErrClosed
-		}
-		return nil, err
-	}
-}
-
-// Close stops accepting and closes the connections not yet routed and the direct
-// streams, as a gRPC server's Stop closes its connections.
-func (l *splitListener) Close() error {
-	var err error
-	l.once.Do(func() {
-		close(l.done)
-		err = l.Listener.Close()
-		l.mu.Lock()
-		for c := range l.active {
+	return connutil.Listener(l, func(c net.Conn) net.Conn {
+		// The first bytes: a direct stream's magic, or the start of anything else (gRPC's
+		// HTTP/2 preface), which the connection handed to gRPC reads again.
+		head := make([]byte, len(directStreamMagic))
+		_ = c.SetReadDeadline(time.Now().Add(directStreamHandshakeTimeout))
+		n, err := io.ReadFull(c, head)
+		_ = c.SetReadDeadline(time.Time{})
+		switch {
+		case err == nil && string(head) == directStreamMagic:
+			t.serveDirect(c, bufio.NewReaderSize(c, 64<<10), maxBytes)
+			return nil
+		case n == 0:
 			_ = c.Close()
+			return nil
 		}
-		l.mu.Unlock()
+		return connutil.Replay(c, head[:n]) // gRPC refuses it if it is not HTTP/2 either
 	})
-	return err
 }
-
-// replayConn reads head before the rest of Conn: the bytes route read to tell streams apart.
-type replayConn struct {
-	net.Conn
-	head []byte
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.head) > 0 {
-		n := copy(p, c.head)
-		c.head = c.head[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-// tlsConnectionState is a connection whose TLS handshake is done (a *tls.Conn).
-type tlsConnectionState interface {
-	ConnectionState() tls.ConnectionState
-}
-
-// replayTLSConn is a replayConn over TLS: gRPC's credentials still see its state.
-type replayTLSConn struct {
-	*replayConn
-	tc tlsConnectionState
-}
-
-func (c *replayTLSConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }

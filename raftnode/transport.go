@@ -61,13 +61,15 @@ const (
 	forwardedProposalMaxAge = 5 * time.Second
 )
 
-// PeerTransport sends raft messages to the other members over gRPC streams and receives theirs.
+// PeerTransport sends raft messages to the other members and receives theirs.
 //
 // Each peer has a bounded queue and one goroutine that keeps one long-lived stream open
-// to it, writing everything queued since its last write as one envelope. Send never
+// to it (a direct stream, direct_stream.go; the gRPC stream towards a member without
+// those), writing everything queued since its last write as one envelope. Send never
 // blocks. A snapshot (MsgSnap) goes with the db it stands for on a stream and
-// connection of its own (snapshot_transport.go). Receiving is the peer gRPC service Register installs: it checks the cluster
-// and member ids of each envelope and hands the messages to the handler (node.Step).
+// connection of its own (snapshot_transport.go). Receiving is SplitListener's direct
+// streams and the peer gRPC service Register installs: both check the cluster and member
+// ids of each envelope and hand the messages to the handler (node.Step).
 // Proposals forwarded by followers take a separate queue: raft holds a proposal while it
 // has no leader, and that must not stall the stream that also carries heartbeats and
 // votes (a restarted member would otherwise never hear from the new leader).
