@@ -110,6 +110,13 @@ func intrusions(t *testing.T, peerURL string, tlsCfg *tls.Config, h framework.Pe
 			return framework.PeerStream(ctx, cc, framework.PeerMethodSend, framework.PeerEnvelope(h, msgs...))
 		}
 	}
+	// Raft messages reach a member on two streams: the peer service's gRPC stream and
+	// the direct stream members use first; each is tried.
+	sendDirect := func(msgs ...[]byte) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			return framework.PeerDirectStream(ctx, peerURL, tlsCfg, framework.PeerEnvelope(h, msgs...))
+		}
+	}
 	call := func(method string, req []byte) func(ctx context.Context) error {
 		return func(ctx context.Context) error { _, err := framework.PeerCall(ctx, cc, method, req); return err }
 	}
@@ -120,16 +127,25 @@ func intrusions(t *testing.T, peerURL string, tlsCfg *tls.Config, h framework.Pe
 		m.Snapshot = &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(1 << 20), Term: proto.Uint64(high),
 			ConfState: &raftpb.ConfState{Voters: []uint64{h.From, h.To}}}}
 	})
-	return []intrusion{
-		{"MsgVote", send(msg(raftpb.MsgVote, func(m *raftpb.Message) { m.LogTerm, m.Index = proto.Uint64(high), proto.Uint64(1<<20) }))},
-		{"MsgApp", send(msg(raftpb.MsgApp, func(m *raftpb.Message) {
+	raftMsgs := []struct {
+		name string
+		msg  []byte
+	}{
+		{"MsgVote", msg(raftpb.MsgVote, func(m *raftpb.Message) { m.LogTerm, m.Index = proto.Uint64(high), proto.Uint64(1<<20) })},
+		{"MsgApp", msg(raftpb.MsgApp, func(m *raftpb.Message) {
 			m.LogTerm, m.Index, m.Commit, m.Entries = proto.Uint64(high), proto.Uint64(1<<20-1), proto.Uint64(1<<20), []*raftpb.Entry{entry}
-		}))},
-		{"MsgTimeoutNow", send(msg(raftpb.MsgTimeoutNow, nil))},
-		{"MsgProp", send(msg(raftpb.MsgProp, func(m *raftpb.Message) {
+		})},
+		{"MsgTimeoutNow", msg(raftpb.MsgTimeoutNow, nil)},
+		{"MsgProp", msg(raftpb.MsgProp, func(m *raftpb.Message) {
 			m.Term, m.Entries = proto.Uint64(0), []*raftpb.Entry{{Type: raftpb.EntryNormal.Enum(), Data: put}}
-		}))},
-		{"MsgHeartbeat", send(msg(raftpb.MsgHeartbeat, func(m *raftpb.Message) { m.Commit = proto.Uint64(1 << 20) }))},
+		})},
+		{"MsgHeartbeat", msg(raftpb.MsgHeartbeat, func(m *raftpb.Message) { m.Commit = proto.Uint64(1 << 20) })},
+	}
+	var raftIntrusions []intrusion
+	for _, rm := range raftMsgs {
+		raftIntrusions = append(raftIntrusions, intrusion{rm.name, send(rm.msg)}, intrusion{rm.name + " (direct stream)", sendDirect(rm.msg)})
+	}
+	return append(raftIntrusions, []intrusion{
 		{"MsgSnap", func(ctx context.Context) error {
 			return framework.PeerStream(ctx, cc, framework.PeerMethodSendSnapshot, framework.PeerSnapshotChunk(h, snap, []byte("not a db")))
 		}},
@@ -137,7 +153,7 @@ func intrusions(t *testing.T, peerURL string, tlsCfg *tls.Config, h framework.Pe
 		{"LeaseForward.TimeToLive", call(framework.PeerMethodLeaseTTL, framework.PeerRequest(h, ttl))},
 		{"MemberForward.Promote", call(framework.PeerMethodPromote, framework.PeerRequest(h, promote))},
 		{"HashCheck.HashKV", call(framework.PeerMethodHashKV, framework.PeerHashKVRequest(h, 0))},
-	}
+	}...)
 }
 
 // requireIntrusionsRefused sends every intrusion and asserts each is refused with code
@@ -287,6 +303,9 @@ func TestPeerPortMemberCertificate(t *testing.T) {
 	h := framework.PeerHeader{ClusterID: clusterID, From: ids["m2"], To: ids[peerTo.Name]}
 	if err := framework.PeerStream(ctx(t), cc, framework.PeerMethodSend, framework.PeerEnvelope(h)); err != nil {
 		t.Errorf("m2's certificate as m2 at %s: %v", peerTo.Name, err)
+	}
+	if err := framework.PeerDirectStream(ctx(t), peerTo.PeerURL, m2Cert, framework.PeerEnvelope(h)); err != nil {
+		t.Errorf("m2's certificate as m2 at %s, direct stream: %v", peerTo.Name, err)
 	}
 	if _, err := framework.PeerCall(ctx(t), cc, framework.PeerMethodHashKV, framework.PeerHashKVRequest(h, 0)); err != nil {
 		t.Errorf("m2's certificate asking %s for its hash as m2: %v", peerTo.Name, err)

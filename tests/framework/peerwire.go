@@ -1,13 +1,21 @@
 package framework
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -119,4 +127,64 @@ func PeerStream(ctx context.Context, cc *grpc.ClientConn, method string, msgs ..
 	_ = st.CloseSend()
 	var resp []byte
 	return st.RecvMsg(&resp)
+}
+
+// peerDirectStreamMagic opens a direct stream (raftnode/direct_stream.go): the peer
+// port's raft stream outside gRPC. The member answers with the same bytes.
+const peerDirectStreamMagic = "CAIRN raft stream v1\r\n\r\n"
+
+// PeerDirectStream opens a direct stream to the member at peerURL (TLS with cfg for
+// https://), writes the envelopes (PeerEnvelope's), ends the stream and returns how the
+// member took it: nil if it closed without a word, else the status it refused with.
+func PeerDirectStream(ctx context.Context, peerURL string, cfg *tls.Config, envelopes ...[]byte) error {
+	target := strings.TrimPrefix(strings.TrimPrefix(peerURL, "https://"), "http://")
+	var (
+		c   net.Conn
+		err error
+	)
+	if strings.HasPrefix(peerURL, "https://") {
+		c, err = (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", target)
+	} else {
+		c, err = (&net.Dialer{}).DialContext(ctx, "tcp", target)
+	}
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(d)
+	}
+	r := bufio.NewReader(c)
+	if _, err := io.WriteString(c, peerDirectStreamMagic); err != nil {
+		return err
+	}
+	answer := make([]byte, len(peerDirectStreamMagic))
+	if _, err := io.ReadFull(r, answer); err != nil || string(answer) != peerDirectStreamMagic {
+		return fmt.Errorf("no direct stream: answered %q, %v", answer, err)
+	}
+	for _, env := range envelopes {
+		if _, err := c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(env))), env...)); err != nil {
+			break // the stream ended; the status says why
+		}
+	}
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		return err
+	}
+	// A status: 1 byte gRPC code, uvarint length, message.
+	code, err := r.ReadByte()
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > 4096 {
+		return fmt.Errorf("bad status from the member: %d bytes, %v", n, err)
+	}
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return err
+	}
+	return status.Error(codes.Code(code), string(msg))
 }
