@@ -90,11 +90,13 @@ func sendEnvelope(t *testing.T, protocol, addr string, cfg *tls.Config, env *pee
 	return nil
 }
 
-// Raft messages go on direct streams: with nobody serving the peer port's gRPC side,
-// they still arrive, in order.
-func TestDirectStreamCarriesRaftMessages(t *testing.T) {
+// recordingReceiver is member 2's transport, which member 1 may send to: what it
+// receives goes to the channel. It listens on the listener it returns, whose serving is
+// left to the test.
+func recordingReceiver(t *testing.T) (*PeerTransport, <-chan *raftpb.Message, net.Listener) {
+	t.Helper()
 	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID, nil)
-	defer recv.Stop()
+	t.Cleanup(recv.Stop)
 	got := make(chan *raftpb.Message, 16)
 	recv.SetHandler(func(_ context.Context, m *raftpb.Message) error { got <- m; return nil }, func(uint64) {})
 	recv.AddPeer(1, nil)
@@ -102,74 +104,62 @@ func TestDirectStreamCarriesRaftMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpcSide := recv.SplitListener(l, MaxPeerMessageBytes(1<<20)) // never served
-	defer grpcSide.Close()
+	return recv, got, l
+}
 
+// sendHeartbeats sends member 2 at addr a heartbeat of each term from a new member 1,
+// one Send each, and checks they all arrive, in order.
+func sendHeartbeats(t *testing.T, addr string, got <-chan *raftpb.Message, terms ...uint64) {
+	t.Helper()
 	send := newTestSender(t)
-	send.AddPeer(2, []string{"http://" + l.Addr().String()})
-	for term := uint64(1); term <= 3; term++ {
+	send.AddPeer(2, []string{"http://" + addr})
+	for _, term := range terms {
 		send.Send([]*raftpb.Message{{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(term)}})
 	}
-	for term := uint64(1); term <= 3; term++ {
+	for _, term := range terms {
 		select {
 		case m := <-got:
 			if m.GetTerm() != term {
-				t.Fatalf("message %d: term %d", term, m.GetTerm())
+				t.Fatalf("the heartbeat of term %d arrived where %d was due", m.GetTerm(), term)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatalf("message %d did not arrive within 10s", term)
+			t.Fatalf("the heartbeat of term %d did not arrive within 10s", term)
 		}
 	}
+}
+
+// Raft messages go on direct streams: with nobody serving the peer port's gRPC side,
+// they still arrive, in order.
+func TestDirectStreamCarriesRaftMessages(t *testing.T) {
+	recv, got, l := recordingReceiver(t)
+	grpcSide := recv.SplitListener(l, MaxPeerMessageBytes(1<<20)) // never served
+	defer grpcSide.Close()
+	sendHeartbeats(t, l.Addr().String(), got, 1, 2, 3)
 }
 
 // A member whose peer port serves only the gRPC stream (one without direct streams)
 // still gets every message: its peers fall back to it.
 func TestDirectStreamFallsBackToGRPC(t *testing.T) {
-	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID, nil)
-	defer recv.Stop()
-	got := make(chan *raftpb.Message, 16)
-	recv.SetHandler(func(_ context.Context, m *raftpb.Message) error { got <- m; return nil }, func(uint64) {})
-	recv.AddPeer(1, nil)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	recv, got, l := recordingReceiver(t)
 	srv := grpc.NewServer(PeerServerOption())
 	recv.Register(srv)
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Stop()
-
-	send := newTestSender(t)
-	send.AddPeer(2, []string{"http://" + l.Addr().String()})
-	send.Send([]*raftpb.Message{{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(4)}})
-	select {
-	case m := <-got:
-		if m.GetTerm() != 4 {
-			t.Fatalf("received %v", m)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message over the gRPC stream within 10s")
-	}
+	sendHeartbeats(t, l.Addr().String(), got, 4, 5)
 }
 
 // An envelope larger than the peer port's bound is refused before it is read.
 func TestDirectStreamRefusesOversizedEnvelope(t *testing.T) {
-	recv := NewPeerTransport(zaptest.NewLogger(t), 2, testClusterID, nil)
-	defer recv.Stop()
-	recv.SetHandler(func(context.Context, *raftpb.Message) error { return nil }, func(uint64) {})
-	recv.AddPeer(1, nil)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(PeerServerOption())
-	recv.Register(srv)
-	go func() { _ = srv.Serve(recv.SplitListener(l, 1024)) }()
-	defer srv.Stop()
+	recv, got, l := recordingReceiver(t)
+	split := recv.SplitListener(l, 1024)
+	defer split.Close()
 
 	env := &peerpb.Envelope{ClusterId: testClusterID, From: 1, To: 2, Messages: [][]byte{make([]byte, 2048)}}
-	err = sendEnvelope(t, "direct", l.Addr().String(), nil, env)
+	err := sendEnvelope(t, "direct", l.Addr().String(), nil, env)
 	if s := status.Convert(err); s.Code() != codes.ResourceExhausted || !strings.Contains(s.Message(), "larger than the 1024 allowed") {
 		t.Fatalf("%v, want ResourceExhausted", err)
+	}
+	if len(got) != 0 {
+		t.Fatal("a message of the refused envelope reached raft")
 	}
 }
