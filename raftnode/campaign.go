@@ -16,7 +16,11 @@ import (
 // is known only once the apply loop handed those changes back through
 // ApplyConfChange: so this is retried on every tick and every applied conf change
 // until a leader is known, the campaign is started, or the configuration has other
-// voters (then the normal election timeout decides).
+// voters (then the normal election timeout decides). raft counts an entry applied once
+// its Ready is advanced, before the apply loop has it: a conf change handed to the apply
+// loop and not yet back also waits. Without that, a restarted member of a 3-member
+// cluster whose log still holds the bootstrap entries found itself the only voter after
+// the first one and elected itself alone (a split brain; e2e TestLinearizability).
 func (n *Node) seekingLeader() bool {
 	if n.lead.Load() != 0 {
 		return false
@@ -35,6 +39,8 @@ func (n *Node) seekingLeader() bool {
 	case len(voters) > 1 || voters[0] != n.id:
 		return false
 	case st.Applied < st.GetCommit(): // raft would refuse: committed conf changes pending
+		return true
+	case n.confApplied.Load() < n.confDelivered.Load(): // the apply loop has some still
 		return true
 	}
 	_ = n.raft.Campaign(context.Background())

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/testutil"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -63,4 +65,71 @@ func TestLoneVoterLeadsWithoutElectionTimeout(t *testing.T) {
 	defer n.Stop()
 	go applyConfChanges(n)
 	leads(n, "restarted")
+}
+
+// A restarted member of a 3-member cluster whose log still holds the bootstrap conf
+// changes is not a lone voter while the apply loop has handed back only the first of
+// them: it must not elect itself (raft already counts them all applied).
+func TestRestartedMemberWaitsForItsConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.ElectionTicks = 10000 // no election of raft's own during the test
+	cfg.Peers = []raft.Peer{{ID: 1}, {ID: 2}, {ID: 3}}
+	n, err := Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan struct{})
+	go func() {
+		applyConfChanges(n)
+		close(applied)
+	}()
+	testutil.Eventually(t, 10*time.Second, "the bootstrap conf changes were never applied", func() bool {
+		return n.confApplied.Load() == 3
+	})
+	n.Stop()
+	<-applied
+
+	p, err := LoadPersisted(cfg.Logger, cfg.WALDir, cfg.SnapDir)
+	if err != nil || p == nil {
+		t.Fatalf("reload: %v %v", p, err)
+	}
+	n, err = Start(cfg, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	release := make(chan struct{})
+	go func() { // the apply loop: the first conf change at once, the others later
+		first := true
+		for ap := range n.Apply() {
+			for _, e := range ap.Entries {
+				if e.GetType() != raftpb.EntryConfChange {
+					continue
+				}
+				var cc raftpb.ConfChange
+				if err := proto.Unmarshal(e.Data, &cc); err != nil {
+					continue
+				}
+				if !first {
+					<-release
+				}
+				first = false
+				n.ApplyConfChange(&cc)
+			}
+		}
+	}()
+	testutil.Eventually(t, 10*time.Second, "the first conf change was never applied", func() bool {
+		return n.confApplied.Load() == 1
+	})
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if st := n.Status(); st.RaftState == raft.StateLeader || n.Leader() != 0 {
+			close(release)
+			t.Fatalf("elected itself (%v, leader %x) with 1 of its 3 voters' conf changes applied", st.RaftState, n.Leader())
+		}
+	}
+	close(release)
+	testutil.Eventually(t, 10*time.Second, "the other conf changes were never applied", func() bool {
+		return len(n.Status().Config.Voters[0]) == 3
+	})
 }

@@ -107,6 +107,10 @@ type Node struct {
 	readStatec chan raft.ReadState
 	freezec    chan time.Duration // FreezeReadyLoop's requests to the Ready loop
 	campaignc  chan struct{}      // nudgeCampaign's wake-ups of the Ready loop
+	// confDelivered counts the conf-change entries handed to the apply loop,
+	// confApplied those it handed back (ApplyConfChange): raft counts an entry applied
+	// once its Ready is advanced, before the apply loop even sees it.
+	confDelivered, confApplied atomic.Uint64
 
 	// durable is the last log index the WAL holds (owned by the Ready loop).
 	durable uint64
@@ -377,6 +381,7 @@ func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
 // ApplyConfChange applies a committed membership change to raft.
 func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
 	cs := n.raft.ApplyConfChange(cc)
+	n.confApplied.Add(1)
 	n.nudgeCampaign()
 	return cs
 }

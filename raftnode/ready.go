@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 )
 
@@ -104,6 +105,13 @@ func (n *Node) handleReady(rd raft.Ready) error {
 
 // deliver hands ap to the apply loop.
 func (n *Node) deliver(ap Apply) error {
+	var confs uint64
+	for _, e := range ap.Entries {
+		if t := e.GetType(); t == raftpb.EntryConfChange || t == raftpb.EntryConfChangeV2 {
+			confs++
+		}
+	}
+	n.confDelivered.Add(confs) // before the apply loop can hand any of them back
 	select {
 	case n.applyc <- ap:
 		return nil
