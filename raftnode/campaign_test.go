@@ -26,6 +26,22 @@ func applyConfChanges(n *Node) {
 	}
 }
 
+// restartNode starts the stopped node of cfg again from what it persisted; it is
+// stopped when the test ends.
+func restartNode(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	p, err := LoadPersisted(cfg.Logger, cfg.WALDir, cfg.SnapDir)
+	if err != nil || p == nil {
+		t.Fatalf("reload: %v %v", p, err)
+	}
+	n, err := Start(cfg, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	return n
+}
+
 // A lone voter leads at once, fresh and restarted, instead of waiting out an election
 // timeout: here the timeout is 100 s (10,000 ticks of 10 ms), and leading takes far less
 // than half of it. Fresh, raft refuses to campaign until the bootstrap conf changes are
@@ -54,15 +70,7 @@ func TestLoneVoterLeadsWithoutElectionTimeout(t *testing.T) {
 	propose(t, n, "a")
 	n.Stop()
 
-	p, err := LoadPersisted(cfg.Logger, cfg.WALDir, cfg.SnapDir)
-	if err != nil || p == nil {
-		t.Fatalf("reload: %v %v", p, err)
-	}
-	n, err = Start(cfg, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Stop()
+	n = restartNode(t, cfg)
 	go applyConfChanges(n)
 	leads(n, "restarted")
 }
@@ -90,15 +98,7 @@ func TestRestartedMemberWaitsForItsConfiguration(t *testing.T) {
 	n.Stop()
 	<-applied
 
-	p, err := LoadPersisted(cfg.Logger, cfg.WALDir, cfg.SnapDir)
-	if err != nil || p == nil {
-		t.Fatalf("reload: %v %v", p, err)
-	}
-	n, err = Start(cfg, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Stop()
+	n = restartNode(t, cfg)
 	release := make(chan struct{})
 	go func() { // the apply loop: the first conf change at once, the others later
 		first := true
