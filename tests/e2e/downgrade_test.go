@@ -247,6 +247,9 @@ func TestDowngradeEnableCancel(t *testing.T) {
 	bothSides(t, p.Cairn, p.Etcd, func(m *framework.Member) []string {
 		ms := []*framework.Member{m}
 		out := []string{
+			// etcd sets its storage version a moment after it is ready: the fresh view
+			// is taken once both versions settled.
+			"settled: " + waitVersions(ms, "3.6.0"),
 			"fresh: " + downgradeView(m),
 			snapshotView(t, m),
 			"enable 3.5: " + downgradeAnswer(t, m, pb.DowngradeRequest_ENABLE, "3.5"),
