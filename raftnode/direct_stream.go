@@ -171,7 +171,8 @@ func writeStatus(c net.Conn, err error) error {
 	return werr
 }
 
-// readStatus reads a status: its error (nil for OK), or why there was none to read.
+// readStatus reads a status: its error (status.Error's nil for OK), or why there was none
+// to read.
 func readStatus(r *bufio.Reader) error {
 	code, err := r.ReadByte()
 	if err != nil {
@@ -187,9 +188,6 @@ func readStatus(r *bufio.Reader) error {
 	msg := make([]byte, n)
 	if _, err := io.ReadFull(r, msg); err != nil {
 		return err
-	}
-	if codes.Code(code) == codes.OK {
-		return nil
 	}
 	return status.Error(codes.Code(code), string(msg))
 }
