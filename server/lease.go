@@ -161,41 +161,58 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 var errRenewRetry = fmt.Errorf("server: leadership changed or not confirmed recently enough to renew a lease: %w", ErrLeaderChanged)
 
 // renewAsLeader renews lease id on this member, which believes it leads, only after a
-// ReadIndex round that began after the call confirmed it (the batch linearizable reads
-// share, read.go), only if it still leads in the same term, and answers success only if
-// that round began at most an election timeout before the renewal. Without the
-// confirmation a leader whose Ready loop or disk stalled would keep renewing while the
-// rest of the cluster elected a new leader that expires the lease: two holders of one
-// lock.
+// ReadIndex round confirmed it leads in the term it leads in now (the rounds linearizable
+// reads share, read.go), and answers success only if that round began at most an
+// election timeout before the renewal. A round that began within half an election
+// timeout serves every renewal meanwhile; an older one, a round that confirmed no
+// leadership, and a lease not found after a reused round (a grant committed but not yet
+// applied here) make the renewal wait for a round of its own. Without the confirmation
+// a leader whose Ready loop or disk stalled would keep renewing while the rest of the
+// cluster elected a new leader that expires the lease: two holders of one lock.
 //
-// Why an election timeout is safe: a new leader needs a vote from a member of the quorum
-// that answered the round, given after the round began (a follower of it votes no sooner
-// than an election timeout after it last heard from this leader, with CheckQuorum; this
-// member only once it stepped down). So any new leader is elected after the round began,
-// and its lessor gives every lease a full TTL (or its checkpoint) plus an election
-// timeout from then: a renewal within an election timeout of the round's start, which
-// lasts a TTL, ends before any new leader may revoke the lease.
+// Why an election timeout is safe, whenever the round began: a new leader needs a vote
+// from a member of the quorum that answered the round, given after that member
+// acknowledged this leader's term after the round began (a member that voted in a later
+// term answers no older one). So any new leader is elected after the round began, and
+// its lessor gives every lease a full TTL (or its checkpoint) plus an election timeout
+// from then: a renewal within an election timeout of the round's start, which lasts a
+// TTL, ends before any new leader may revoke the lease. etcd skips its own confirmation
+// while the member's raft ticks, which a member cut off from the others still does.
 func (s *Server) renewAsLeader(ctx context.Context, id lease.LeaseID) (int64, error) {
 	term := s.node.Term()
-	started, err := s.reads.confirm(ctx)
-	if err != nil {
-		return -1, err
+	for fresh := false; ; fresh = true {
+		led, reused := leadership{}, false
+		if !fresh {
+			led, reused = s.reads.recent(term, s.cfg.ElectionTimeout/2)
+		}
+		if !reused {
+			var err error
+			if led, err = s.reads.confirm(ctx); err != nil {
+				return -1, err
+			}
+			if led.term != term {
+				return -1, errRenewRetry
+			}
+		}
+		if err := s.clearLeaseCheckpoint(ctx, id); err != nil {
+			return -1, err
+		}
+		if s.node.Leader() != s.id || s.node.Term() != term {
+			return -1, errRenewRetry
+		}
+		ttl, err := s.lessor.Renew(id)
+		if reused && errors.Is(err, lease.ErrLeaseNotFound) {
+			continue
+		}
+		// Checked after the renewal, whose expiry counts from a moment before now: a
+		// member paused (or starved) anywhere in between must not answer success. The
+		// lessor's longer expiry is harmless (it outlives no promise made to a client),
+		// and the retry renews again once confirmed afresh.
+		if err == nil && time.Since(led.started) > s.cfg.ElectionTimeout {
+			return -1, errRenewRetry
+		}
+		return ttl, err
 	}
-	if err := s.clearLeaseCheckpoint(ctx, id); err != nil {
-		return -1, err
-	}
-	if !s.leadsInTerm(term) {
-		return -1, errRenewRetry
-	}
-	ttl, err := s.lessor.Renew(id)
-	// Checked after the renewal, whose expiry counts from a moment before now: a member
-	// paused (or starved) anywhere in between must not answer success. The lessor's
-	// longer expiry is harmless (it outlives no promise made to a client), and the retry
-	// renews again once confirmed afresh.
-	if err == nil && time.Since(started) > s.cfg.ElectionTimeout {
-		return -1, errRenewRetry
-	}
-	return ttl, err
 }
 
 // clearLeaseCheckpoint, on the leader, commits a checkpoint of 0 ("no remaining TTL")

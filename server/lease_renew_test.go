@@ -10,10 +10,11 @@ import (
 )
 
 // TestLeaseRenewNeedsConfirmedLeadership: a leader whose Ready loop is frozen (a stalled
-// disk) still believes it leads, but renews no lease: keep-alives it receives wait for a
-// quorum's confirmation that never comes and fail, with etcd's lease.ErrNotPrimary once
-// the request timeout passed, while the others elect a new leader. After the thaw the
-// old leader forwards keep-alives to the new one.
+// disk) still believes it leads, but renews no lease once its last confirmation is an
+// election timeout old: keep-alives it receives wait for a quorum's confirmation that
+// never comes and fail, with etcd's lease.ErrNotPrimary once the request timeout passed,
+// while the others elect a new leader. After the thaw the old leader forwards
+// keep-alives to the new one.
 func TestLeaseRenewNeedsConfirmedLeadership(t *testing.T) {
 	ms := startTestCluster(t, 3)
 	leader, followers := waitLeader(t, ms)
@@ -36,16 +37,25 @@ func TestLeaseRenewNeedsConfirmedLeadership(t *testing.T) {
 	t.Cleanup(thaw)
 	frozenAt := time.Now()
 	var refused int
-	for i := 0; i < 20 && time.Since(frozenAt) < 2*time.Second; i++ {
+	for i := 0; i < 200 && refused < 5 && time.Since(frozenAt) < 2*time.Second; i++ {
 		if leader.s.Leader() != leader.s.ID() {
 			t.Fatalf("the frozen leader learned of a new leader: the test freezes nothing")
 		}
+		// A confirmation from before the freeze may serve a renewal until an election
+		// timeout after it began: a renewal asked for later than that must fail.
+		askedAt := time.Since(frozenAt)
 		ttl, err := leader.s.LeaseRenew(boundedCtx(t, 200*time.Millisecond), g.ID)
-		if err == nil {
-			t.Fatalf("keep-alive %d, %v after the freeze: renewed on a leader that cannot confirm it leads (TTL %d)",
-				i+1, time.Since(frozenAt).Round(time.Millisecond), ttl)
+		if err == nil && askedAt > leader.s.cfg.ElectionTimeout {
+			t.Fatalf("keep-alive %d, asked %v after the freeze: renewed on a leader that cannot confirm it leads (TTL %d)",
+				i+1, askedAt.Round(time.Millisecond), ttl)
 		}
-		refused++
+		if err != nil {
+			refused++
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if refused < 5 {
+		t.Fatalf("%d keep-alives refused in the freeze's first 2s; want 5", refused)
 	}
 	begin := time.Now()
 	_, err = leader.s.LeaseRenew(boundedCtx(t, 10*time.Second), g.ID)
@@ -63,6 +73,53 @@ func TestLeaseRenewNeedsConfirmedLeadership(t *testing.T) {
 	waitLeader(t, ms)
 	if ttl, err := leader.s.LeaseRenew(boundedCtx(t, 5*time.Second), g.ID); err != nil || ttl != 30 {
 		t.Fatalf("renew through the old leader after the thaw = %d, %v; want 30, nil", ttl, err)
+	}
+}
+
+// TestLeaseRenewReusesRecentConfirmation: keep-alives in a row share the leader's last
+// ReadIndex round while it began less than half an election timeout ago, rather than
+// running one each; an older one, or a lease the leader does not know, takes a new round.
+func TestLeaseRenewReusesRecentConfirmation(t *testing.T) {
+	ms := startTestCluster(t, 3)
+	leader, _ := waitLeader(t, ms)
+	g, err := leader.s.LeaseGrant(ctx(t), &pb.LeaseGrantRequest{TTL: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	renew := func(id int64) (int64, error) { return leader.s.LeaseRenew(boundedCtx(t, 3*time.Second), id) }
+	rounds := func() uint64 { return leader.s.reads.nextID.Load() }
+
+	const keepAlives = 100
+	before, began := rounds(), time.Now()
+	for i := 0; i < keepAlives; i++ {
+		if ttl, err := renew(g.ID); err != nil || ttl != 30 {
+			t.Fatalf("keep-alive %d = %d, %v; want 30, nil", i+1, ttl, err)
+		}
+	}
+	// One round per half election timeout at most, and the first keep-alive's own.
+	took := time.Since(began)
+	if n, most := rounds()-before, uint64(took/(leader.s.cfg.ElectionTimeout/2))+2; n > most {
+		t.Fatalf("%d keep-alives in %v took %d ReadIndex rounds; want at most %d", keepAlives, took, n, most)
+	}
+
+	time.Sleep(leader.s.cfg.ElectionTimeout)
+	before = rounds()
+	if ttl, err := renew(g.ID); err != nil || ttl != 30 {
+		t.Fatalf("keep-alive after an election timeout = %d, %v; want 30, nil", ttl, err)
+	}
+	if rounds() == before {
+		t.Fatal("a keep-alive an election timeout after the last round took no round of its own")
+	}
+
+	if _, err := renew(g.ID); err != nil {
+		t.Fatal(err)
+	}
+	before = rounds()
+	if _, err := renew(g.ID + 1); !errors.Is(err, lease.ErrLeaseNotFound) {
+		t.Fatalf("keep-alive of an unknown lease: %v, want %v", err, lease.ErrLeaseNotFound)
+	}
+	if rounds() == before {
+		t.Fatal("an unknown lease was answered from a reused round, without waiting for what is committed to be applied")
 	}
 }
 

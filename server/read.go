@@ -14,15 +14,23 @@ import (
 type readNotifier struct {
 	c   chan struct{}
 	err error
-	// started is when the round began: the quorum that answered it acknowledged this
-	// member's leadership after that (lease renewal relies on it, see renewAsLeader).
+	// led is what the round confirmed of this member's leadership (zero if it did not
+	// lead throughout it).
+	led leadership
+}
+
+// leadership is a ReadIndex round's confirmation that this member led: a quorum
+// acknowledged it as the leader of term after started (lease renewal relies on it, see
+// renewAsLeader).
+type leadership struct {
 	started time.Time
+	term    uint64
 }
 
 func newReadNotifier() *readNotifier { return &readNotifier{c: make(chan struct{})} }
 
-func (n *readNotifier) notify(started time.Time, err error) {
-	n.started, n.err = started, err
+func (n *readNotifier) notify(led leadership, err error) {
+	n.led, n.err = led, err
 	close(n.c)
 }
 
@@ -35,6 +43,8 @@ type readIndexBatcher struct {
 	mu     sync.RWMutex
 	next   *readNotifier
 	nextID atomic.Uint64
+	// last is the newest round's confirmation of this member's leadership.
+	last atomic.Pointer[leadership]
 }
 
 // newReadIndexBatcher makes the batcher of a member booted at boot. Its rounds' ids go
@@ -61,10 +71,11 @@ func (b *readIndexBatcher) wait(ctx context.Context) error {
 	return err
 }
 
-// confirm is wait, and also returns when the ReadIndex round that answered began: always
-// after the call (a round already in flight is not joined), so the round confirms that
-// the quorum still followed whoever this member then followed, at that time or later.
-func (b *readIndexBatcher) confirm(ctx context.Context) (time.Time, error) {
+// confirm is wait, and also returns what the ReadIndex round that answered confirmed of
+// this member's leadership. The round began after the call (a round already in flight is
+// not joined), so it confirms that the quorum still followed whoever this member then
+// followed, at that time or later.
+func (b *readIndexBatcher) confirm(ctx context.Context) (leadership, error) {
 	b.mu.RLock()
 	n := b.next
 	b.mu.RUnlock()
@@ -74,12 +85,22 @@ func (b *readIndexBatcher) confirm(ctx context.Context) (time.Time, error) {
 	}
 	select {
 	case <-n.c:
-		return n.started, n.err
+		return n.led, n.err
 	case <-ctx.Done():
-		return time.Time{}, ctx.Err()
+		return leadership{}, ctx.Err()
 	case <-b.s.stopping:
-		return time.Time{}, ErrStopped
+		return leadership{}, ErrStopped
 	}
+}
+
+// recent is the newest round's confirmation that this member leads in term, if that
+// round began within maxAge; ok is false otherwise.
+func (b *readIndexBatcher) recent(term uint64, maxAge time.Duration) (led leadership, ok bool) {
+	l := b.last.Load()
+	if l == nil || l.term != term || time.Since(l.started) > maxAge {
+		return leadership{}, false
+	}
+	return *l, true
 }
 
 func (b *readIndexBatcher) run() {
@@ -88,7 +109,7 @@ func (b *readIndexBatcher) run() {
 		case <-b.wakec:
 		case <-b.s.stopping:
 			b.mu.Lock()
-			b.next.notify(time.Now(), ErrStopped)
+			b.next.notify(leadership{}, ErrStopped)
 			b.mu.Unlock()
 			return
 		}
@@ -96,8 +117,15 @@ func (b *readIndexBatcher) run() {
 		n := b.next
 		b.next = newReadNotifier()
 		b.mu.Unlock()
-		started := time.Now()
-		n.notify(started, b.round())
+		led := leadership{started: time.Now(), term: b.s.node.Term()}
+		leading := b.s.node.Leader() == b.s.id
+		err := b.round()
+		if err == nil && leading && b.s.leadsInTerm(led.term) {
+			b.last.Store(&led)
+		} else {
+			led = leadership{}
+		}
+		n.notify(led, err)
 	}
 }
 
