@@ -15,7 +15,8 @@
 #                     and lease counts stay fixed
 #   BENCH_SIZES="1 3" cluster sizes: every workload on a single member, then the write, read
 #                     and watch workloads on a 3-member cluster (workload names "3m-...", clients
-#                     connected to all members), with put-500 (500 clients, 50 conns) there only
+#                     connected to all members), with put-500 (500 clients, 50 conns) there only;
+#                     3m-put-1's one client talks to the leader, 3m-put-1-f's to a follower
 #   (single member only: put-100 and range-l also run over TLS, "tls-put-100" and
 #   "tls-range-l", both servers with --auto-tls)
 #   BENCH_DEFRAG_MB=1024  db size for the defrag workload: the db is filled with this many MB
@@ -159,6 +160,19 @@ wanted() {
 	return 1
 }
 
+# leader_and_follower prints the client endpoints of the cluster's leader and of one
+# follower, as the members' status tells.
+leader_and_follower() {
+	"$bin/etcdctl" --endpoints "$endpoint" endpoint status -w json | python3 -c '
+import json, sys
+st = json.load(sys.stdin)
+lead = [e["Endpoint"] for e in st if e["Status"]["header"]["member_id"] == e["Status"].get("leader")]
+rest = [e["Endpoint"] for e in st if e["Endpoint"] not in lead]
+if not lead or not rest:
+    sys.exit("bench: no leader, or no follower, among " + ",".join(e["Endpoint"] for e in st))
+print(lead[0], rest[0])'
+}
+
 # scheme is the client URLs' scheme start uses: https with --auto-tls for the TLS
 # workloads (clients then run with --insecure-skip-tls-verify).
 scheme=http
@@ -181,13 +195,27 @@ for size in $sizes; do
 	names=("${prefix}put-1" "${prefix}put-100" "${prefix}range-l" "${prefix}range-s" "${prefix}txn-put"
 		"${prefix}watch" "${prefix}watch-latency" "${prefix}watch-10k")
 	# (tls-put-100 and tls-range-l start a member of their own, after these.)
-	if [[ "$size" == 1 ]]; then names+=(lease tls-put-100 tls-range-l); else names+=("${prefix}put-500"); fi
+	if [[ "$size" == 1 ]]; then names+=(lease tls-put-100 tls-range-l); else names+=("${prefix}put-1-f" "${prefix}put-500"); fi
 	for round in $(seq 1 "$rounds"); do
 		for target in cairn etcd; do
 			wanted "${names[@]}" || continue
 			echo "bench: $size member(s), round $round/$rounds $target" >&2
 			start "$target" "$size"
-			run "$target" "$round" "${prefix}put-1" put --clients 1 --conns 1 --key-size 8 --val-size 256 --total "$(n 5000)"
+			put1=(put --clients 1 --conns 1 --key-size 8 --val-size 256 --total "$(n 5000)")
+			if [[ "$size" == 1 ]]; then
+				run "$target" "$round" put-1 "${put1[@]}"
+			elif wanted "${prefix}put-1" "${prefix}put-1-f"; then
+				# One client talks to one member: the leader for put-1 (as etcd's published
+				# figures), a follower for put-1-f (which forwards to the leader), so the
+				# election's draw does not choose the path.
+				read -r leader_ep follower_ep < <(leader_and_follower)
+				all="$endpoint"
+				endpoint="$leader_ep"
+				run "$target" "$round" "${prefix}put-1" "${put1[@]}"
+				endpoint="$follower_ep"
+				run "$target" "$round" "${prefix}put-1-f" "${put1[@]}"
+				endpoint="$all"
+			fi
 			run "$target" "$round" "${prefix}put-100" put --clients 100 --conns 10 --key-size 8 --val-size 256 \
 				--key-space-size 10000 --sequential-keys --total "$(n 20000)"
 			if [[ "$size" != 1 ]]; then
