@@ -197,7 +197,13 @@ func (s *Server) renewAsLeader(ctx context.Context, id lease.LeaseID) (int64, er
 		if err := s.clearLeaseCheckpoint(ctx, id); err != nil {
 			return -1, err
 		}
-		if s.node.Leader() != s.id || s.node.Term() != term {
+		// After a round of its own, also as raft sees it now (leadsInTerm): a renewal
+		// waited anyway, and a reused round's renewals are bounded by its age.
+		leads := s.node.Leader() == s.id && s.node.Term() == term
+		if !reused {
+			leads = s.leadsInTerm(term)
+		}
+		if !leads {
 			return -1, errRenewRetry
 		}
 		ttl, err := s.lessor.Renew(id)

@@ -117,10 +117,13 @@ func (b *readIndexBatcher) run() {
 		n := b.next
 		b.next = newReadNotifier()
 		b.mu.Unlock()
+		// Leading in the same term when the round began and when it was answered (as the
+		// Ready loop saw it, which handles a Ready's leader and term before its answers):
+		// the quorum that answered acknowledged this member as that term's leader.
 		led := leadership{started: time.Now(), term: b.s.node.Term()}
 		leading := b.s.node.Leader() == b.s.id
 		err := b.round()
-		if err == nil && leading && b.s.leadsInTerm(led.term) {
+		if err == nil && leading && b.s.node.Leader() == b.s.id && b.s.node.Term() == led.term {
 			b.last.Store(&led)
 		} else {
 			led = leadership{}
