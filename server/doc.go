@@ -30,8 +30,9 @@
 //
 // It must never apply a write that did not come out of the raft log, and never acknowledge
 // one before the log entry holding it is durable. The leader renews a lease only after a
-// quorum confirmed, through a ReadIndex round, that it still leads (a stalled leader
-// must not keep a lease alive that its successor expires).
+// quorum confirmed, through a ReadIndex round that began at most an election timeout
+// before the renewal, that it leads (a stalled leader must not keep a lease alive that
+// its successor expires); one round serves the keep-alives of half an election timeout.
 //
 // Full disk (diskguard.go): the member refuses client writes that make the store grow
 // (ErrDiskFull, naming the member, the directory and its free bytes) while the free space
