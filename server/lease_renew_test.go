@@ -16,12 +16,7 @@ import (
 // while the others elect a new leader. After the thaw the old leader forwards
 // keep-alives to the new one.
 func TestLeaseRenewNeedsConfirmedLeadership(t *testing.T) {
-	ms := startTestCluster(t, 3)
-	leader, followers := waitLeader(t, ms)
-	g, err := leader.s.LeaseGrant(ctx(t), &pb.LeaseGrantRequest{TTL: 30})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ms, leader, followers, g := leaseOnLeader(t, 30)
 	if ttl, err := leader.s.LeaseRenew(boundedCtx(t, 3*time.Second), g.ID); err != nil || ttl != 30 {
 		t.Fatalf("renew on the healthy leader = %d, %v; want 30, nil", ttl, err)
 	}
@@ -58,7 +53,7 @@ func TestLeaseRenewNeedsConfirmedLeadership(t *testing.T) {
 		t.Fatalf("%d keep-alives refused in the freeze's first 2s; want 5", refused)
 	}
 	begin := time.Now()
-	_, err = leader.s.LeaseRenew(boundedCtx(t, 10*time.Second), g.ID)
+	_, err := leader.s.LeaseRenew(boundedCtx(t, 10*time.Second), g.ID)
 	if !errors.Is(err, lease.ErrNotPrimary) || err.Error() != lease.ErrNotPrimary.Error() {
 		t.Fatalf("keep-alive on the frozen leader with time to spare: %v, want %q", err, lease.ErrNotPrimary)
 	}
@@ -80,12 +75,7 @@ func TestLeaseRenewNeedsConfirmedLeadership(t *testing.T) {
 // ReadIndex round while it began less than half an election timeout ago, rather than
 // running one each; an older one, or a lease the leader does not know, takes a new round.
 func TestLeaseRenewReusesRecentConfirmation(t *testing.T) {
-	ms := startTestCluster(t, 3)
-	leader, _ := waitLeader(t, ms)
-	g, err := leader.s.LeaseGrant(ctx(t), &pb.LeaseGrantRequest{TTL: 30})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, leader, _, g := leaseOnLeader(t, 30)
 	renew := func(id int64) (int64, error) { return leader.s.LeaseRenew(boundedCtx(t, 3*time.Second), id) }
 	rounds := func() uint64 { return leader.s.reads.nextID.Load() }
 
@@ -128,12 +118,7 @@ func TestLeaseRenewReusesRecentConfirmation(t *testing.T) {
 // keeps it alive. The old leader must not revoke it: neither during the freeze (its
 // proposal would reach the new leader at the thaw) nor after.
 func TestLeaseRevokeNeedsConfirmedLeadership(t *testing.T) {
-	ms := startTestCluster(t, 3)
-	old, followers := waitLeader(t, ms)
-	g, err := old.s.LeaseGrant(ctx(t), &pb.LeaseGrantRequest{TTL: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ms, old, followers, g := leaseOnLeader(t, 2)
 	if _, err := old.s.Put(ctx(t), &pb.PutRequest{Key: []byte("held"), Value: []byte("v"), Lease: g.ID}); err != nil {
 		t.Fatal(err)
 	}
@@ -171,4 +156,16 @@ func TestLeaseRevokeNeedsConfirmedLeadership(t *testing.T) {
 	if kv := mustGet(t, followers[1].s, "held"); kv == nil {
 		t.Fatal("the lease's key is gone")
 	}
+}
+
+// leaseOnLeader starts a 3-member cluster and grants a lease of ttl seconds on its leader.
+func leaseOnLeader(t *testing.T, ttl int64) (ms []*clusterMember, leader *clusterMember, followers []*clusterMember, g *pb.LeaseGrantResponse) {
+	t.Helper()
+	ms = startTestCluster(t, 3)
+	leader, followers = waitLeader(t, ms)
+	g, err := leader.s.LeaseGrant(ctx(t), &pb.LeaseGrantRequest{TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms, leader, followers, g
 }

@@ -128,9 +128,12 @@ func TestClusterLeaseFrozenLeader(t *testing.T) {
 	t.Logf("froze the raft loop of leader %s; keep-alives go to it only, the majority (%s, %s) watches the key",
 		leader.Name, others[0].Name, others[1].Name)
 	// One keep-alive with time to wait out the request timeout (5 s + 2 election
-	// timeouts): etcd's answer when leadership cannot be confirmed, on the wire.
+	// timeouts): etcd's answer when leadership cannot be confirmed, on the wire. It is
+	// sent an election timeout after the freeze: until then the leader may still answer
+	// from a confirmation that began before the freeze (the checks below bound those).
 	slow := make(chan error, 1)
 	go func() {
+		time.Sleep(time.Until(frozenAt.Add(framework.ClusterElectionMs * time.Millisecond)))
 		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		stream, err := pb.NewLeaseClient(lcli.ActiveConnection()).LeaseKeepAlive(sctx)
