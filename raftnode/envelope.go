@@ -47,12 +47,6 @@ func (e *envelopeEncoder) add(m *raftpb.Message) int {
 	return n
 }
 
-// reset drops the messages added since the last envelope.
-func (e *envelopeEncoder) reset() {
-	clear(e.msgs)
-	e.msgs, e.sizes = e.msgs[:0], e.sizes[:0]
-}
-
 // size is the length of the next envelope's encoding, were every message added so far
 // to marshal.
 func (e *envelopeEncoder) size() int {
@@ -121,7 +115,8 @@ func (e *envelopeEncoder) appendTo(b []byte, failed func(*raftpb.Message, error)
 		n++
 		size += e.sizes[i]
 	}
-	e.reset()
+	clear(e.msgs)
+	e.msgs, e.sizes = e.msgs[:0], e.sizes[:0]
 	return b, n, size
 }
 

@@ -208,7 +208,12 @@ for size in $sizes; do
 				# One client talks to one member: the leader for put-1 (as etcd's published
 				# figures), a follower for put-1-f (which forwards to the leader), so the
 				# election's draw does not choose the path.
-				read -r leader_ep follower_ep < <(leader_and_follower)
+				leader_ep="" follower_ep=""
+				read -r leader_ep follower_ep < <(leader_and_follower) || true
+				if [[ -z "$follower_ep" ]]; then
+					echo "bench: $target: no leader and follower to put through" >&2
+					exit 1
+				fi
 				all="$endpoint"
 				endpoint="$leader_ep"
 				run "$target" "$round" "${prefix}put-1" "${put1[@]}"
