@@ -81,7 +81,9 @@
 //     bbolt in bounded batches until they rejoin the live set; it is woken (not
 //     polling) when a watcher starts in the past and when a stream whose watchers fell
 //     behind is emptied. Single-key watchers are matched through a map, range
-//     watchers through an interval tree.
+//     watchers through an interval tree. A put reads the value it replaces only while
+//     some watcher wants previous values (prevKV); one that starts between a put and
+//     the end of its transaction has that value read when the event reaches it.
 //   - leases.go, members.go, auth.go: the lease, members and auth buckets, written by the
 //     apply loop (auth.go stores package auth's encoded users and roles as they are).
 package mvcc

@@ -197,6 +197,9 @@ func (ws *WatchStream) Watch(id WatchID, key, end []byte, startRev int64, prevKV
 	}
 	ws.watchers[id] = w
 	watcherGauge.Inc()
+	if prevKV {
+		h.prevKVWatchers.Add(1)
+	}
 	if startRev == 0 || startRev > h.rev {
 		w.minRev = max(h.rev+1, startRev)
 		w.state = stateSynced

@@ -3,6 +3,7 @@ package mvcc
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -49,6 +50,9 @@ type watchHub struct {
 	streams  map[*WatchStream]struct{}
 	stopped  bool
 	matched  []*watcher // notify's scratch list, reused
+	// prevKVWatchers counts the watchers that want previous values, from their creation
+	// to their detach: while there are none, puts do not read them.
+	prevKVWatchers atomic.Int64
 
 	kickc chan struct{}
 	stopc chan struct{}
@@ -123,6 +127,9 @@ func (h *watchHub) detach(w *watcher) {
 	}
 	w.state = stateGone
 	watcherGauge.Dec()
+	if w.prevKV {
+		h.prevKVWatchers.Add(-1)
+	}
 }
 
 // notify sends revision rev's events (prevs[i] is the value events[i] replaced, nil if
@@ -134,7 +141,7 @@ func (h *watchHub) notify(rev int64, events []*mvccpb.Event, prevs []*mvccpb.Key
 	if h.synced.size() == 0 {
 		return
 	}
-	n := notification{rev: rev, events: events[:len(events):len(events)], prevs: prevs}
+	n := notification{rev: rev, events: events[:len(events):len(events)], prevs: prevs, kvAt: h.s.kvAt}
 	if len(events) == 1 {
 		// Most revisions change one key: its watchers need no lists of event indexes.
 		matched := h.matched[:0]
@@ -185,6 +192,8 @@ type notification struct {
 	events   []*mvccpb.Event // capacity == length: shared read-only by the responses
 	prevs    []*mvccpb.KeyValue
 	withPrev []*mvccpb.Event // events with PrevKv set, made on first use
+	// kvAt reads a previous value the write did not read (unreadPrev).
+	kvAt func(key []byte, rev int64) *mvccpb.KeyValue
 }
 
 // forWatcher is w's response: the events at idx (nil: every event), minus those w's
@@ -215,7 +224,11 @@ func (n *notification) forWatcher(w *watcher, idx []int32) WatchResponse {
 				n.withPrev = make([]*mvccpb.Event, len(n.events))
 			}
 			if n.withPrev[i] == nil {
-				n.withPrev[i] = &mvccpb.Event{Type: e.Type, Kv: e.Kv, PrevKv: n.prevs[i]}
+				prev := n.prevs[i]
+				if prev == unreadPrev { // the watcher came after the put: read it now
+					prev = n.kvAt(e.Kv.Key, n.rev-1)
+				}
+				n.withPrev[i] = &mvccpb.Event{Type: e.Type, Kv: e.Kv, PrevKv: prev}
 			}
 			e = n.withPrev[i]
 		}

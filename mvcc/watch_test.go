@@ -300,6 +300,69 @@ func TestWatchPrevKV(t *testing.T) {
 	check("replay without prevKV", h2, false)
 }
 
+// TestWatchPrevKVUnread: puts read a key's previous value only while some watcher wants
+// previous values. A watcher with prevKV that starts after a put, while its transaction is
+// still open, still gets the value the put replaced; one without gets none; and once the
+// last prevKV watcher is gone, puts stop reading them again.
+func TestWatchPrevKVUnread(t *testing.T) {
+	s, _ := newStore(t)
+	put(t, s, "k", "1") // 2, no watcher at all
+	ws := s.NewWatchStream()
+	defer ws.Close()
+	without := mustWatch(t, ws, AutoWatchID, "k", "", 0, false)
+	if n := s.hub.prevKVWatchers.Load(); n != 0 {
+		t.Fatalf("prevKV watchers = %d without any", n)
+	}
+
+	tw := s.Write()
+	tw.Put([]byte("k"), []byte("2"), 0) // 3: no prevKV watcher yet, so k=1 is not read
+	if tw.prevs[0] != unreadPrev {
+		t.Errorf("put with no prevKV watcher read the previous value: %v", tw.prevs[0])
+	}
+	// (No Fatal while the txn holds the write lock.)
+	withPrev, _, err := ws.Watch(AutoWatchID, []byte("k"), nil, 0, true)
+	tw.End(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	collect := func() map[WatchID][]string {
+		t.Helper()
+		got := map[WatchID][]string{}
+		for c := 0; c < 2; {
+			r := recv(t, ws)
+			for _, e := range r.Events {
+				got[r.WatchID] = append(got[r.WatchID], fmt.Sprintf("%s=%s@%d prev %s", e.Kv.Key, e.Kv.Value, e.Kv.ModRevision, prevString(e)))
+				c++
+			}
+		}
+		return got
+	}
+	got := collect()
+	if !eq(got[withPrev], []string{"k=2@3 prev k=1@2"}) || !eq(got[without], []string{"k=2@3 prev -"}) {
+		t.Fatalf("events of the put before the prevKV watcher: %v", got)
+	}
+
+	put(t, s, "k", "3") // 4: read now
+	got = collect()
+	if !eq(got[withPrev], []string{"k=3@4 prev k=2@3"}) || !eq(got[without], []string{"k=3@4 prev -"}) {
+		t.Fatalf("events with a prevKV watcher: %v", got)
+	}
+
+	if err := ws.Cancel(withPrev); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.hub.prevKVWatchers.Load(); n != 0 {
+		t.Fatalf("prevKV watchers = %d after the only one was cancelled", n)
+	}
+	tw = s.Write()
+	tw.Put([]byte("k"), []byte("4"), 0)
+	unread := tw.prevs[0] == unreadPrev
+	tw.End(0, 0)
+	if !unread {
+		t.Fatal("put read the previous value after the last prevKV watcher was cancelled")
+	}
+}
+
 func TestWatchCompactedStart(t *testing.T) {
 	s, _ := newStore(t)
 	for i := 0; i < 10; i++ {

@@ -18,7 +18,7 @@ type kvView interface {
 	Range(key, end []byte, o mvcc.RangeOptions) (*mvcc.RangeResult, error)
 	// rev is the store revision as this view sees it (what response headers carry).
 	rev() int64
-	put(key, value []byte, lease int64) *mvccpb.KeyValue
+	put(key, value []byte, lease int64)
 	deleteRange(key, end []byte) []*mvccpb.KeyValue
 }
 
@@ -27,7 +27,7 @@ type readView struct{ *mvcc.ReadTxn }
 func (v readView) rev() int64 { return v.Rev() }
 
 // A read view is only handed requests that write nothing (see isTxnReadOnly).
-func (v readView) put([]byte, []byte, int64) *mvccpb.KeyValue { panic("server: put on a read view") }
+func (v readView) put([]byte, []byte, int64) { panic("server: put on a read view") }
 func (v readView) deleteRange([]byte, []byte) []*mvccpb.KeyValue {
 	panic("server: delete on a read view")
 }
@@ -57,20 +57,24 @@ func (v *writeView) rev() int64 {
 	return v.tw.Rev()
 }
 
-func (v *writeView) put(key, value []byte, leaseID int64) *mvccpb.KeyValue {
+func (v *writeView) put(key, value []byte, leaseID int64) {
 	v.changed = true
-	prev := v.tw.Put(key, value, leaseID)
-	if prev != nil && prev.Lease != 0 && prev.Lease != leaseID {
-		v.detach(prev.Lease, key)
-	}
+	v.tw.Put(key, value, leaseID)
 	if leaseID != 0 {
 		k := string(key)
 		v.leaseChanges = append(v.leaseChanges, func() {
 			// checkPut made sure the lease exists, and nothing in between revokes it.
+			// Attaching moves the key from a lease it had.
 			_ = v.leases.Attach(lease.LeaseID(leaseID), k)
 		})
+		return
 	}
-	return prev
+	// The lessor knows the key's lease as the store does: every put, delete and revoke
+	// before this one (earlier requests' changes are applied before the next runs; a
+	// txn writes a key once) moved it in both.
+	if old := v.leases.LeaseOf(string(key)); old != lease.NoLease {
+		v.detach(int64(old), key)
+	}
 }
 
 func (v *writeView) deleteRange(key, end []byte) []*mvccpb.KeyValue {
