@@ -141,7 +141,7 @@ func (h *watchHub) notify(rev int64, events []*mvccpb.Event, prevs []*mvccpb.Key
 	if h.synced.size() == 0 {
 		return
 	}
-	n := notification{rev: rev, events: events[:len(events):len(events)], prevs: prevs, kvAt: h.s.kvAt}
+	n := notification{rev: rev, events: events[:len(events):len(events)], prevs: prevs, s: h.s}
 	if len(events) == 1 {
 		// Most revisions change one key: its watchers need no lists of event indexes.
 		matched := h.matched[:0]
@@ -192,8 +192,8 @@ type notification struct {
 	events   []*mvccpb.Event // capacity == length: shared read-only by the responses
 	prevs    []*mvccpb.KeyValue
 	withPrev []*mvccpb.Event // events with PrevKv set, made on first use
-	// kvAt reads a previous value the write did not read (unreadPrev).
-	kvAt func(key []byte, rev int64) *mvccpb.KeyValue
+	// s reads a previous value the write did not read (unreadPrev).
+	s *Store
 }
 
 // forWatcher is w's response: the events at idx (nil: every event), minus those w's
@@ -226,7 +226,7 @@ func (n *notification) forWatcher(w *watcher, idx []int32) WatchResponse {
 			if n.withPrev[i] == nil {
 				prev := n.prevs[i]
 				if prev == unreadPrev { // the watcher came after the put: read it now
-					prev = n.kvAt(e.Kv.Key, n.rev-1)
+					prev = n.s.kvAt(e.Kv.Key, n.rev-1)
 				}
 				n.withPrev[i] = &mvccpb.Event{Type: e.Type, Kv: e.Kv, PrevKv: prev}
 			}

@@ -199,8 +199,10 @@ func (s *Server) renewAsLeader(ctx context.Context, id lease.LeaseID) (int64, er
 		}
 		// After a round of its own, also as raft sees it now (leadsInTerm): a renewal
 		// waited anyway, and a reused round's renewals are bounded by its age.
-		leads := s.node.Leader() == s.id && s.node.Term() == term
-		if !reused {
+		var leads bool
+		if reused {
+			leads = s.leadsAsSeen(term)
+		} else {
 			leads = s.leadsInTerm(term)
 		}
 		if !leads {
@@ -456,11 +458,16 @@ func (s *Server) revokeOne(id lease.LeaseID) {
 	}
 }
 
+// leadsAsSeen says whether this member leads in term as the Ready loop last saw it.
+func (s *Server) leadsAsSeen(term uint64) bool {
+	return s.node.Leader() == s.id && s.node.Term() == term
+}
+
 // leadsInTerm says whether this member still leads in term: as the Ready loop last saw
 // it, and as raft itself sees it now (raft steps peers' messages even while the Ready
 // loop is stalled, so it learns of a new term first).
 func (s *Server) leadsInTerm(term uint64) bool {
-	if s.node.Leader() != s.id || s.node.Term() != term {
+	if !s.leadsAsSeen(term) {
 		return false
 	}
 	st := s.node.Status()

@@ -121,9 +121,9 @@ func (b *readIndexBatcher) run() {
 		// Ready loop saw it, which handles a Ready's leader and term before its answers):
 		// the quorum that answered acknowledged this member as that term's leader.
 		led := leadership{started: time.Now(), term: b.s.node.Term()}
-		leading := b.s.node.Leader() == b.s.id
+		leading := b.s.leadsAsSeen(led.term)
 		err := b.round()
-		if err == nil && leading && b.s.node.Leader() == b.s.id && b.s.node.Term() == led.term {
+		if err == nil && leading && b.s.leadsAsSeen(led.term) {
 			b.last.Store(&led)
 		} else {
 			led = leadership{}
