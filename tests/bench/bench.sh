@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: Cairn and the reference etcd on the same machine, same flags,
-# fresh data dirs, rounds alternating Cairn / etcd so machine drift cancels. Prints the
-# Cairn/etcd ratio table (medians over rounds) from `cairnctl bench report`.
+# fresh data dirs, alternating Cairn / etcd so machine drift cancels: the request and watch
+# workloads run on both targets' clusters, up at once, one run right after the other, the
+# order swapping every round; defrag, memory, restart and range-1g alternate whole rounds.
+# Prints the Cairn/etcd ratio table (medians over rounds) from `cairnctl bench report`.
 #
 #   BENCH_ETCD_BIN=$BIN_DIR/etcd-3.7  the reference etcd server every workload runs ("etcd"
 #                     in the tables): by default the newest etcd release (etcd 3.7.4, built
@@ -189,76 +191,110 @@ run() {
 		echo "bench: $workload on $target exited $?; see the report" >&2
 }
 
+# Both targets' clusters run at once, and each workload runs on one, then at once on the
+# other, the order swapping every round (both targets first in half the rounds): a
+# workload's two runs are seconds apart, so the machine's drift, which moves absolute
+# figures by a third over minutes here, cancels in each ratio. (The idle cluster's
+# heartbeats are all it adds meanwhile.)
+declare -A at # target -> its cluster's client endpoints
+
+# round_order ROUND: the targets in the order ROUND runs them.
+round_order() {
+	if (($1 % 2)); then echo cairn etcd; else echo etcd cairn; fi
+}
+
+# start_both ROUND SIZE [FLAGS...]: start's cluster for each target, in the round's order.
+start_both() {
+	local round="$1" t
+	shift
+	for t in $(round_order "$round"); do
+		start "$t" "$@"
+		at[$t]="$endpoint"
+	done
+}
+
+# both ROUND WORKLOAD ENDPOINTS ARGS...: run's WORKLOAD on each target in the round's
+# order, against the endpoints the associative array named ENDPOINTS holds for it.
+both() {
+	local round="$1" workload="$2" t
+	local -n eps="$3"
+	shift 3
+	wanted "$workload" || return 0
+	for t in $(round_order "$round"); do
+		endpoint="${eps[$t]}"
+		run "$t" "$round" "$workload" "$@"
+	done
+}
+
 for size in $sizes; do
 	prefix=""
 	if [[ "$size" != 1 ]]; then prefix="${size}m-"; fi
 	names=("${prefix}put-1" "${prefix}put-100" "${prefix}range-l" "${prefix}range-s" "${prefix}txn-put"
 		"${prefix}watch" "${prefix}watch-latency" "${prefix}watch-10k")
-	# (tls-put-100 and tls-range-l start a member of their own, after these.)
-	if [[ "$size" == 1 ]]; then names+=(lease tls-put-100 tls-range-l); else names+=("${prefix}put-1-f" "${prefix}put-500"); fi
+	# (tls-put-100 and tls-range-l start members of their own, after these.)
+	if [[ "$size" == 1 ]]; then names+=(lease); else names+=("${prefix}put-1-f" "${prefix}put-500"); fi
 	for round in $(seq 1 "$rounds"); do
-		for target in cairn etcd; do
-			wanted "${names[@]}" || continue
-			echo "bench: $size member(s), round $round/$rounds $target" >&2
-			start "$target" "$size"
+		if wanted "${names[@]}"; then
+			echo "bench: $size member(s), round $round/$rounds ($(round_order "$round"))" >&2
+			start_both "$round" "$size"
 			put1=(put --clients 1 --conns 1 --key-size 8 --val-size 256 --total "$(n 5000)")
 			if [[ "$size" == 1 ]]; then
-				run "$target" "$round" put-1 "${put1[@]}"
+				both "$round" put-1 at "${put1[@]}"
 			elif wanted "${prefix}put-1" "${prefix}put-1-f"; then
 				# One client talks to one member: the leader for put-1 (as etcd's published
 				# figures), a follower for put-1-f (which forwards to the leader), so the
 				# election's draw does not choose the path.
-				leader_ep="" follower_ep=""
-				read -r leader_ep follower_ep < <(leader_and_follower) || true
-				if [[ -z "$follower_ep" ]]; then
-					echo "bench: $target: no leader and follower to put through" >&2
-					exit 1
-				fi
-				all="$endpoint"
-				endpoint="$leader_ep"
-				run "$target" "$round" "${prefix}put-1" "${put1[@]}"
-				endpoint="$follower_ep"
-				run "$target" "$round" "${prefix}put-1-f" "${put1[@]}"
-				endpoint="$all"
+				declare -A leader_at=() follower_at=()
+				for t in cairn etcd; do
+					endpoint="${at[$t]}"
+					read -r leader_at[$t] follower_at[$t] < <(leader_and_follower) || true
+					if [[ -z "${follower_at[$t]:-}" ]]; then
+						echo "bench: $t: no leader and follower to put through" >&2
+						exit 1
+					fi
+				done
+				both "$round" "${prefix}put-1" leader_at "${put1[@]}"
+				both "$round" "${prefix}put-1-f" follower_at "${put1[@]}"
 			fi
-			run "$target" "$round" "${prefix}put-100" put --clients 100 --conns 10 --key-size 8 --val-size 256 \
+			both "$round" "${prefix}put-100" at put --clients 100 --conns 10 --key-size 8 --val-size 256 \
 				--key-space-size 10000 --sequential-keys --total "$(n 20000)"
 			if [[ "$size" != 1 ]]; then
 				# docs/benchmarks.md's put-500: clusters only.
-				run "$target" "$round" "${prefix}put-500" put --clients 500 --conns 50 --key-size 8 --val-size 256 \
+				both "$round" "${prefix}put-500" at put --clients 500 --conns 50 --key-size 8 --val-size 256 \
 					--key-space-size 10000 --sequential-keys --total "$(n 20000)"
 			fi
-			run "$target" "$round" "${prefix}range-l" range --clients 100 --conns 10 --consistency l --total "$(n 50000)"
-			run "$target" "$round" "${prefix}range-s" range --clients 100 --conns 10 --consistency s --total "$(n 50000)"
-			run "$target" "$round" "${prefix}txn-put" txn-put --clients 100 --conns 10 --key-size 8 --val-size 256 \
+			both "$round" "${prefix}range-l" at range --clients 100 --conns 10 --consistency l --total "$(n 50000)"
+			both "$round" "${prefix}range-s" at range --clients 100 --conns 10 --consistency s --total "$(n 50000)"
+			both "$round" "${prefix}txn-put" at txn-put --clients 100 --conns 10 --key-size 8 --val-size 256 \
 				--key-space-size 10000 --total "$(n 10000)"
 			# The watch workloads (see the top): on several members the streams go to every
 			# member and there is one put client per member.
 			watch_conns=1 putters=1
 			if [[ "$size" != 1 ]]; then watch_conns="$size" putters="$size"; fi
-			run "$target" "$round" "${prefix}watch" watch --watchers 1000 --streams 10 --conns "$watch_conns" \
+			both "$round" "${prefix}watch" at watch --watchers 1000 --streams 10 --conns "$watch_conns" \
 				--put-clients "$putters" --key-size 8 --val-size 256 --total "$(n 2000)"
-			run "$target" "$round" "${prefix}watch-latency" watch --watchers 100 --streams 10 --conns "$watch_conns" \
+			both "$round" "${prefix}watch-latency" at watch --watchers 100 --streams 10 --conns "$watch_conns" \
 				--put-clients "$putters" --key-size 8 --val-size 256 --rate 100 --total "$(n 1000)"
-			run "$target" "$round" "${prefix}watch-10k" watch --watchers 10000 --streams 100 --conns 10 \
+			both "$round" "${prefix}watch-10k" at watch --watchers 10000 --streams 100 --conns 10 \
 				--key-space-size 101 --put-clients "$putters" --key-size 8 --val-size 256 --rate 100 \
 				--total "$(n 2000)"
 			if [[ "$size" == 1 ]]; then
-				run "$target" "$round" lease lease-keepalive --leases 100 --clients 10 --conns 1 --total "$(n 20000)"
+				both "$round" lease at lease-keepalive --leases 100 --clients 10 --conns 1 --total "$(n 20000)"
 			fi
 			stop
-			if [[ "$size" == 1 ]] && wanted tls-put-100 tls-range-l; then
-				# put-100 and range-l again with TLS on the client port (self-signed: --auto-tls).
-				scheme=https
-				start "$target" 1 --auto-tls
-				run "$target" "$round" tls-put-100 put --clients 100 --conns 10 --key-size 8 --val-size 256 \
-					--key-space-size 10000 --sequential-keys --total "$(n 20000)" --insecure-skip-tls-verify
-				run "$target" "$round" tls-range-l range --clients 100 --conns 10 --consistency l --total "$(n 50000)" \
-					--insecure-skip-tls-verify
-				stop
-				scheme=http
-			fi
-		done
+		fi
+		if [[ "$size" == 1 ]] && wanted tls-put-100 tls-range-l; then
+			# put-100 and range-l again with TLS on the client port (self-signed: --auto-tls).
+			echo "bench: 1 member over TLS, round $round/$rounds ($(round_order "$round"))" >&2
+			scheme=https
+			start_both "$round" 1 --auto-tls
+			both "$round" tls-put-100 at put --clients 100 --conns 10 --key-size 8 --val-size 256 \
+				--key-space-size 10000 --sequential-keys --total "$(n 20000)" --insecure-skip-tls-verify
+			both "$round" tls-range-l at range --clients 100 --conns 10 --consistency l --total "$(n 50000)" \
+				--insecure-skip-tls-verify
+			stop
+			scheme=http
+		fi
 	done
 done
 
