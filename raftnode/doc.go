@@ -10,6 +10,8 @@
 // member's peer TLS configuration for https:// ones (DialPeer for gRPC). At each snapshot it purges the snapshot files and
 // released WAL segments beyond --max-snapshots / --max-wals; ForceNewCluster rewrites a
 // restarting member's log for --force-new-cluster.
+// The Ready loop yields after handing messages to the per-peer senders, so a leader's
+// appends leave before its own fsync holds the thread, not after it.
 // Config.SyncWrite hears when each fsynced write starts and ends (the server holds client
 // writes meanwhile to propose them as one entry).
 // A member that is the only voter campaigns as soon as its configuration is applied

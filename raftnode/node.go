@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -332,9 +333,14 @@ func (n *Node) PurgeSnapshotDBs(index uint64) error { return n.snapshotter.Purge
 
 var errStopped = errors.New("raftnode: stopped")
 
+// send hands msgs to the transport's per-peer senders, then yields to them: readied on
+// this goroutine's P, they would otherwise wait for what the Ready loop does next, a
+// leader's WAL write and fsync (the P stays with the syscall) or a follower's hand-off to
+// the apply loop, unless another thread woke to take them.
 func (n *Node) send(msgs []*raftpb.Message) {
 	if n.transport != nil && len(msgs) > 0 {
 		n.transport.Send(msgs)
+		runtime.Gosched()
 	}
 }
 
