@@ -194,8 +194,8 @@ run() {
 # Both targets' clusters run at once, and each workload runs on one, then at once on the
 # other, the order swapping every round (both targets first in half the rounds): a
 # workload's two runs are seconds apart, so the machine's drift, which moves absolute
-# figures by a third over minutes here, cancels in each ratio. (The idle cluster's
-# heartbeats are all it adds meanwhile.)
+# figures by a third over minutes here, cancels in each ratio. (Meanwhile the other
+# cluster serves no requests; it only exchanges heartbeats.)
 declare -A at # target -> its cluster's client endpoints
 
 # round_order ROUND: the targets in the order ROUND runs them.
