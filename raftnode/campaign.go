@@ -1,10 +1,6 @@
 package raftnode
 
-import (
-	"context"
-
-	"go.etcd.io/raft/v3"
-)
+import "go.etcd.io/raft/v3"
 
 // seekingLeader says whether a lone voter should still campaign without waiting out an
 // election timeout, and campaigns once it can. A member that is the only voter has
@@ -25,7 +21,7 @@ func (n *Node) seekingLeader() bool {
 	if n.lead.Load() != 0 {
 		return false
 	}
-	st := n.raft.Status()
+	st := n.Status()
 	if st.Lead != 0 || st.RaftState != raft.StateFollower {
 		return false
 	}
@@ -43,7 +39,7 @@ func (n *Node) seekingLeader() bool {
 	case n.confApplied.Load() < n.confDelivered.Load(): // the apply loop has some still
 		return true
 	}
-	_ = n.raft.Campaign(context.Background())
+	_ = n.withRaft(func(rn *raft.RawNode) error { return rn.Campaign() })
 	return false
 }
 

@@ -12,6 +12,10 @@
 // restarting member's log for --force-new-cluster.
 // The Ready loop yields after handing messages to the per-peer senders, so a leader's
 // appends leave before its own fsync holds the thread, not after it.
+// raft is a RawNode under a mutex (rawnode.go): the goroutines that propose, read or
+// receive peer messages step it themselves and wake the Ready loop, which alone takes,
+// handles and advances its Readies; raft.Node's goroutine in between cost a switch per
+// step. As with raft.Node, a proposal waits while no leader is known.
 // Config.SyncWrite hears when each fsynced write starts and ends (the server holds client
 // writes meanwhile to propose them as one entry).
 // A member that is the only voter campaigns as soon as its configuration is applied

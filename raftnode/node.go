@@ -88,9 +88,22 @@ const MaxSizePerMsg = 1 << 20
 
 // Node runs the raft Ready loop for one member.
 type Node struct {
-	lg          *zap.Logger
-	id          uint64
-	raft        raft.Node
+	lg *zap.Logger
+	id uint64
+
+	// mu guards rn, raft's state machine, which the callers' goroutines step directly
+	// (rawnode.go) and the Ready loop takes Readies from: no goroutine of raft's own
+	// between them and the Ready loop.
+	mu sync.Mutex
+	rn *raft.RawNode
+	// leaderc is closed, and replaced, once a leader is known again while proposals wait
+	// for one (leaderWaiters); both guarded by mu.
+	leaderc       chan struct{}
+	leaderWaiters bool
+	// wakec tells the Ready loop that raft may have a Ready (cap 1: one pending wake-up
+	// stands for any number of steps).
+	wakec chan struct{}
+
 	storage     *raft.MemoryStorage
 	snapshotter *snap.Snapshotter
 	// maxSnapshotBytes is Config.MaxSnapshotBytes.
@@ -147,6 +160,8 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		readStatec:       make(chan raft.ReadState, 1),
 		freezec:          make(chan time.Duration),
 		campaignc:        make(chan struct{}, 1),
+		leaderc:          make(chan struct{}),
+		wakec:            make(chan struct{}, 1),
 		stopc:            make(chan struct{}),
 		donec:            make(chan struct{}),
 	}
@@ -171,11 +186,6 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		n.wal = w
 		n.storage = raft.NewMemoryStorage()
 		rc.Storage = n.storage
-		if len(cfg.Peers) == 0 {
-			n.raft = raft.RestartNode(rc)
-		} else {
-			n.raft = raft.StartNode(rc, cfg.Peers)
-		}
 	} else {
 		ms, err := p.restore()
 		if err != nil {
@@ -185,7 +195,12 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		n.storage = ms
 		rc.Storage = ms
 		n.committed.Store(p.HardState.GetCommit())
-		n.raft = raft.RestartNode(rc)
+	}
+	if err := n.startRaft(rc, p == nil, cfg.Peers); err != nil {
+		if p == nil {
+			n.wal.Close() // the caller closes a restarting member's
+		}
+		return nil, err
 	}
 	n.durable, _ = n.storage.LastIndex()
 	// Received db files are used up: the caller installed the one the newest snapshot
@@ -203,10 +218,29 @@ func (n *Node) run() {
 	ticker := time.NewTicker(n.tick)
 	defer ticker.Stop()
 	seeking := n.seekingLeader()
+	// A Ready handled, the next is looked for at once (again, always ready), after a due
+	// tick, stop or freeze if any: select picks among ready cases at random.
+	readyAgain := make(chan struct{})
+	close(readyAgain)
 	for {
+		var again <-chan struct{}
+		if rd, ok := n.ready(); ok {
+			if err := n.handleReady(rd); err != nil {
+				n.err = err
+				n.lg.Error("raft ready loop stopped", zap.Error(err))
+				return
+			}
+			n.advance()
+			if seeking {
+				seeking = n.seekingLeader()
+			}
+			again = readyAgain
+		}
 		select {
+		case <-again:
+		case <-n.wakec:
 		case <-ticker.C:
-			n.raft.Tick()
+			n.tickRaft()
 			if seeking {
 				seeking = n.seekingLeader()
 			}
@@ -214,24 +248,11 @@ func (n *Node) run() {
 			if seeking {
 				seeking = n.seekingLeader()
 			}
-		case rd := <-n.raft.Ready():
-			if err := n.handleReady(rd); err != nil {
-				n.err = err
-				n.lg.Error("raft ready loop stopped", zap.Error(err))
-				n.raft.Stop()
-				return
-			}
-			n.raft.Advance()
-			if seeking {
-				seeking = n.seekingLeader()
-			}
 		case d := <-n.freezec:
 			if !n.frozen(d) {
-				n.raft.Stop()
 				return
 			}
 		case <-n.stopc:
-			n.raft.Stop()
 			return
 		}
 	}
@@ -285,7 +306,7 @@ func (n *Node) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, r io.Read
 	if _, err := n.snapshotter.SaveDB(index, r); err != nil {
 		return err
 	}
-	if err := n.raft.Step(ctx, m); err != nil {
+	if err := n.Step(ctx, m); err != nil {
 		return fmt.Errorf("raftnode: step snapshot %d: %w", index, err)
 	}
 	return nil
@@ -300,7 +321,7 @@ var ErrSnapshotRefused = errors.New("raftnode: snapshot refused")
 // stale or false leader could send: raft would drop its message anyway, but only after
 // the whole db was received and saved.
 func (n *Node) checkSnapshotSender(m *raftpb.Message) error {
-	st := n.raft.Status()
+	st := n.Status()
 	term := st.HardState.GetTerm()
 	switch {
 	case m.GetTerm() < term:
@@ -366,43 +387,6 @@ func (n *Node) Apply() <-chan Apply { return n.applyc }
 // ReadStates delivers answers to ReadIndex requests.
 func (n *Node) ReadStates() <-chan raft.ReadState { return n.readStatec }
 
-// Propose appends data to the log through the leader.
-func (n *Node) Propose(ctx context.Context, data []byte) error { return n.raft.Propose(ctx, data) }
-
-// ProposeConfChange proposes a membership change through the leader.
-func (n *Node) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
-	return n.raft.ProposeConfChange(ctx, cc)
-}
-
-// TransferLeadership asks raft to hand leadership from lead to transferee.
-func (n *Node) TransferLeadership(ctx context.Context, lead, transferee uint64) {
-	n.raft.TransferLeadership(ctx, lead, transferee)
-}
-
-// ReadIndex asks for the index a linearizable read identified by rctx must wait for.
-func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
-	return n.raft.ReadIndex(ctx, rctx)
-}
-
-// ApplyConfChange applies a committed membership change to raft.
-func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
-	cs := n.raft.ApplyConfChange(cc)
-	n.confApplied.Add(1)
-	n.nudgeCampaign()
-	return cs
-}
-
-// Step hands raft a message received from a peer.
-func (n *Node) Step(ctx context.Context, m *raftpb.Message) error { return n.raft.Step(ctx, m) }
-
-// ReportUnreachable tells raft that the last send to member id may have been lost.
-func (n *Node) ReportUnreachable(id uint64) { n.raft.ReportUnreachable(id) }
-
-// ReportSnapshot tells raft how sending a snapshot to member id ended.
-func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
-	n.raft.ReportSnapshot(id, status)
-}
-
 // Leader is the current leader's id, 0 when there is none.
 func (n *Node) Leader() uint64 { return n.lead.Load() }
 
@@ -411,9 +395,6 @@ func (n *Node) Term() uint64 { return n.term.Load() }
 
 // CommittedIndex is the newest index known committed.
 func (n *Node) CommittedIndex() uint64 { return n.committed.Load() }
-
-// Status is raft's own view of this node.
-func (n *Node) Status() raft.Status { return n.raft.Status() }
 
 // Done is closed when the Ready loop has ended; Err says why if it failed.
 func (n *Node) Done() <-chan struct{} { return n.donec }
@@ -431,7 +412,7 @@ func (n *Node) Err() error { return n.err }
 // It must be called from the goroutine that applies entries (and conf changes), so raft's
 // current configuration is the one as of applied.
 func (n *Node) Snapshot(applied, keepFrom uint64, data []byte) error {
-	s, err := n.storage.CreateSnapshot(applied, confState(n.raft.Status().Config), data)
+	s, err := n.storage.CreateSnapshot(applied, confState(n.Status().Config), data)
 	if err != nil {
 		if errors.Is(err, raft.ErrSnapOutOfDate) {
 			return nil
@@ -477,7 +458,7 @@ func (n *Node) SnapshotAt(applied uint64, data []byte) (*raftpb.Snapshot, error)
 	return &raftpb.Snapshot{
 		Data: data,
 		Metadata: &raftpb.SnapshotMetadata{
-			ConfState: confState(n.raft.Status().Config),
+			ConfState: confState(n.Status().Config),
 			Index:     proto.Uint64(applied),
 			Term:      proto.Uint64(term),
 		},
