@@ -10,8 +10,8 @@ import "go.etcd.io/raft/v3"
 // raft refuses to campaign while conf changes it has committed are not yet applied (a
 // fresh member's bootstrap entries, a restarted member's log), and its configuration
 // is known only once the apply loop handed those changes back through
-// ApplyConfChange: so this is retried on every tick and every applied conf change
-// until a leader is known, the campaign is started, or the configuration has other
+// ApplyConfChange: so this is retried on every tick and every wake-up of the Ready loop
+// (ApplyConfChange wakes it) until a leader is known, the campaign is started, or the configuration has other
 // voters (then the normal election timeout decides). raft counts an entry applied once
 // its Ready is advanced, before the apply loop has it: a conf change handed to the apply
 // loop and not yet back also waits. Without that, a restarted member of a 3-member
@@ -41,13 +41,4 @@ func (n *Node) seekingLeader() bool {
 	}
 	_ = n.withRaft(func(rn *raft.RawNode) error { return rn.Campaign() })
 	return false
-}
-
-// nudgeCampaign asks the Ready loop to check seekingLeader again now (a conf change
-// was applied); it never blocks.
-func (n *Node) nudgeCampaign() {
-	select {
-	case n.campaignc <- struct{}{}:
-	default:
-	}
 }

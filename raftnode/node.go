@@ -120,7 +120,6 @@ type Node struct {
 	applyc     chan Apply
 	readStatec chan raft.ReadState
 	freezec    chan time.Duration // FreezeReadyLoop's requests to the Ready loop
-	campaignc  chan struct{}      // nudgeCampaign's wake-ups of the Ready loop
 	// confDelivered counts the conf-change entries handed to the apply loop,
 	// confApplied those it handed back (ApplyConfChange): raft counts an entry applied
 	// once its Ready is advanced, before the apply loop even sees it.
@@ -159,7 +158,6 @@ func Start(cfg Config, p *Persisted) (*Node, error) {
 		applyc:           make(chan Apply, 64),
 		readStatec:       make(chan raft.ReadState, 1),
 		freezec:          make(chan time.Duration),
-		campaignc:        make(chan struct{}, 1),
 		leaderc:          make(chan struct{}),
 		wakec:            make(chan struct{}, 1),
 		stopc:            make(chan struct{}),
@@ -239,12 +237,11 @@ func (n *Node) run() {
 		select {
 		case <-again:
 		case <-n.wakec:
-		case <-ticker.C:
-			n.tickRaft()
 			if seeking {
 				seeking = n.seekingLeader()
 			}
-		case <-n.campaignc:
+		case <-ticker.C:
+			n.tickRaft()
 			if seeking {
 				seeking = n.seekingLeader()
 			}

@@ -162,12 +162,15 @@ func (n *Node) ReadIndex(_ context.Context, rctx []byte) error {
 	return n.withRaft(func(rn *raft.RawNode) error { rn.ReadIndex(rctx); return nil })
 }
 
-// ApplyConfChange applies a committed membership change to raft.
+// ApplyConfChange applies a committed membership change to raft. The Ready loop it wakes
+// checks seekingLeader again, with this change counted back.
 func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
 	var cs *raftpb.ConfState
-	_ = n.withRaft(func(rn *raft.RawNode) error { cs = rn.ApplyConfChange(cc); return nil })
-	n.confApplied.Add(1)
-	n.nudgeCampaign()
+	_ = n.withRaft(func(rn *raft.RawNode) error {
+		cs = rn.ApplyConfChange(cc)
+		n.confApplied.Add(1)
+		return nil
+	})
 	return cs
 }
 

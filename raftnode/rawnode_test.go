@@ -33,18 +33,7 @@ func startFollower(t *testing.T) (*Node, chanTransport) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for ap := range n.Apply() {
-			for _, e := range ap.Entries {
-				if e.GetType() == raftpb.EntryConfChange {
-					var cc raftpb.ConfChange
-					if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
-						n.ApplyConfChange(&cc)
-					}
-				}
-			}
-		}
-	}()
+	go applyConfChanges(n)
 	return n, sent
 }
 
